@@ -1,0 +1,1 @@
+"""HTTP endpoints, one blueprint per audience. Handlers are thin: decode, call, encode."""

@@ -1,0 +1,95 @@
+"""Admin endpoints (DESIGN §4): the admin token only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, jsonify, request
+
+from ..models import check_id
+from .common import json_body, require_admin
+
+blueprint = Blueprint("admin", __name__, url_prefix="/api/v1/admin")
+
+
+def _plan_id(plan_id: str) -> str:
+    return check_id(plan_id, "plan_id")
+
+
+@blueprint.put("/plans/<plan_id>")
+async def put_plan(plan_id: str) -> Any:
+    rt = require_admin()
+    body = await json_body()
+    summary, created = await rt.lifecycle.import_plan(_plan_id(plan_id), body)
+    response = jsonify(summary)
+    response.status_code = 201 if created else 200
+    return response
+
+
+@blueprint.put("/plans/<plan_id>/package")
+async def put_package(plan_id: str) -> Any:
+    rt = require_admin()
+    _plan_id(plan_id)
+    data = await request.body  # bounded by the app's MAX_CONTENT_LENGTH (max_package_bytes)
+    result = await rt.lifecycle.upload_package(
+        plan_id, data, request.headers.get("X-Content-SHA256")
+    )
+    return jsonify(result)
+
+
+@blueprint.post("/plans/<plan_id>/prepare")
+async def prepare(plan_id: str) -> Any:
+    rt = require_admin()
+    return jsonify(await rt.lifecycle.prepare(_plan_id(plan_id)))
+
+
+@blueprint.post("/plans/<plan_id>/start")
+async def start(plan_id: str) -> Any:
+    rt = require_admin()
+    return jsonify(await rt.lifecycle.start(_plan_id(plan_id)))
+
+
+@blueprint.post("/plans/<plan_id>/end")
+async def end(plan_id: str) -> Any:
+    rt = require_admin()
+    return jsonify(await rt.lifecycle.end(_plan_id(plan_id)))
+
+
+@blueprint.post("/plans/<plan_id>/advance")
+async def advance(plan_id: str) -> Any:
+    """Move the stage clock on by hand: the plan's (simultaneous) or one candidate's."""
+    rt = require_admin()
+    return jsonify(
+        await rt.lifecycle.moves.advance_by_admin(_plan_id(plan_id), await _optional_body())
+    )
+
+
+@blueprint.post("/plans/<plan_id>/resync")
+async def resync(plan_id: str) -> Any:
+    rt = require_admin()
+    await rt.lifecycle.get_plan(_plan_id(plan_id))
+    await rt.lifecycle.resync(plan_id)
+    return jsonify({"planId": plan_id, "resynced": True})
+
+
+@blueprint.get("/plans/<plan_id>")
+async def status(plan_id: str) -> Any:
+    rt = require_admin()
+    return jsonify(await rt.lifecycle.status(_plan_id(plan_id)))
+
+
+@blueprint.get("/plans/<plan_id>/candidates")
+async def candidates(plan_id: str) -> Any:
+    """Candidates with their credentials, for the operator to hand out."""
+    rt = require_admin()
+    await rt.lifecycle.get_plan(_plan_id(plan_id))
+    rows = await rt.db.fetch_all(
+        "SELECT candidate_id, candidate_name, group_id, candidate_auth_code, access_key, status,"
+        " current_stage_id FROM exam_candidate WHERE plan_id = ? ORDER BY candidate_id",
+        (plan_id,),
+    )
+    return jsonify({"planId": plan_id, "candidates": [dict(r) for r in rows]})
+
+
+async def _optional_body() -> Any:
+    return await json_body() if request.content_length else {}

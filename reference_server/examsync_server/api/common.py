@@ -1,0 +1,51 @@
+"""What every handler needs: the runtime, the caller, the JSON body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart import current_app, request
+
+from ..auth import Principal, bearer
+from ..errors import ApiError
+from ..runtime import Runtime
+
+
+def runtime() -> Runtime:
+    found: Runtime | None = current_app.extensions.get("examsync.runtime")
+    if found is None:
+        raise ApiError(503, "starting", "the server is starting; retry shortly")
+    return found
+
+
+def require_admin() -> Runtime:
+    rt = runtime()
+    rt.tokens.require_admin(bearer(request.headers.get("Authorization")))
+    return rt
+
+
+def require_session() -> tuple[Runtime, Principal]:
+    rt = runtime()
+    return rt, rt.tokens.require_session(bearer(request.headers.get("Authorization")))
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, "payload_too_large", f"the body is larger than {limit} bytes", {"limit": limit}
+    )
+
+
+async def json_body() -> Any:
+    limit = runtime().settings.max_json_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    data = await request.body
+    if len(data) > limit:
+        raise _too_large(limit)
+    if not data:
+        raise ApiError(400, "empty_body", "the request needs a JSON body")
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None

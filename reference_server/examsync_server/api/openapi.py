@@ -1,0 +1,223 @@
+"""GET /api/v1/openapi.json: the contract, generated from the same models that validate requests.
+
+A test checks that every route the app serves is described here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, jsonify
+
+from .. import __version__
+from ..models import AdvanceRequest, PlanImport
+from ..sessions import KeyLogin, SupervisorLogin, WebLogin
+
+blueprint = Blueprint("openapi", __name__)
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _op(
+    summary: str,
+    responses: dict[int, str],
+    *,
+    body: Any = None,
+    admin: bool = False,
+    session: bool = False,
+    params: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            str(code): {
+                "description": text,
+                **({"content": {"application/json": {"schema": _ERROR}}} if code >= 400 else {}),
+            }
+            for code, text in responses.items()
+        },
+    }
+    if admin:
+        op["security"] = [{"adminToken": []}]
+    elif session:
+        op["security"] = [{"sessionToken": []}]
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": body}
+    if params:
+        op["parameters"] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
+    return op
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+ADMIN_ERRORS = {
+    401: "missing or invalid token",
+    403: "not the admin token",
+    404: "no such plan",
+    409: "not allowed in the plan's status",
+    422: "invalid input",
+}
+
+
+def document() -> dict[str, Any]:
+    plan = ("plan_id",)
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message", "details"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "details": {"type": "object"},
+                    },
+                }
+            },
+        },
+    }
+    for model in (PlanImport, AdvanceRequest, WebLogin, KeyLogin, SupervisorLogin):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    paths = {
+        "/healthz": {
+            "get": _op(
+                "liveness and readiness of Redis and SQLite",
+                {200: "ready", 503: "a store is unavailable"},
+            )
+        },
+        "/api/v1/openapi.json": {"get": _op("this document", {200: "OpenAPI 3.1"})},
+        "/api/v1/admin/plans/{plan_id}": {
+            "put": _op(
+                "create or replace a plan (seed 003 tables)",
+                {200: "replaced", 201: "created", **ADMIN_ERRORS},
+                body=_json("PlanImport"),
+                admin=True,
+                params=plan,
+            ),
+            "get": _op(
+                "plan status, counts, queue depths",
+                {200: "status", **ADMIN_ERRORS},
+                admin=True,
+                params=plan,
+            ),
+        },
+        "/api/v1/admin/plans/{plan_id}/package": {
+            "put": _op(
+                "upload the exam package zip; X-Content-SHA256 header required",
+                {
+                    200: "stored",
+                    400: "missing or malformed checksum header",
+                    413: "too large",
+                    **ADMIN_ERRORS,
+                },
+                body={"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                admin=True,
+                params=plan,
+            )
+        },
+        "/api/v1/admin/plans/{plan_id}/candidates": {
+            "get": _op(
+                "candidates with their credentials",
+                {200: "list", **ADMIN_ERRORS},
+                admin=True,
+                params=plan,
+            )
+        },
+    }
+    for action, text in (
+        ("prepare", "seed 000: DB, Redis and queues ready; idempotent"),
+        ("start", "status in_progress; stage clocks begin"),
+        ("end", "seed 001: completed, exam_end to every socket"),
+        ("resync", "rewrite the plan's Redis keys from SQLite"),
+    ):
+        paths[f"/api/v1/admin/plans/{{plan_id}}/{action}"] = {
+            "post": _op(text, {200: "done", **ADMIN_ERRORS}, admin=True, params=plan)
+        }
+    paths["/api/v1/admin/plans/{plan_id}/advance"] = {
+        "post": _op(
+            "move a stage clock on by hand",
+            {200: "moved", **ADMIN_ERRORS},
+            body=_json("AdvanceRequest"),
+            admin=True,
+            params=plan,
+        )
+    }
+    paths["/api/v1/sessions"] = {
+        "post": _op(
+            "log in: web (candidateId+authCode), key, or supervisor (supervisorId+authCode)",
+            {
+                201: "token, socketUrl, plan config, stages, serverTime",
+                401: "invalid credentials",
+                403: "login method not allowed",
+                409: "plan not prepared",
+                422: "invalid input",
+            },
+            body={
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/WebLogin"},
+                            {"$ref": "#/components/schemas/KeyLogin"},
+                            {"$ref": "#/components/schemas/SupervisorLogin"},
+                        ]
+                    }
+                }
+            },
+        )
+    }
+    session_errors = {
+        401: "missing, invalid or expired token",
+        403: "not allowed",
+        409: "not allowed in this state",
+    }
+    paths["/api/v1/me"] = {
+        "get": _op("own status and stage clock", {200: "progress", **session_errors}, session=True)
+    }
+    paths["/api/v1/me/start"] = {
+        "post": _op(
+            "start (individual exams: own clock begins)",
+            {200: "progress", **session_errors},
+            session=True,
+        )
+    }
+    paths["/api/v1/me/advance"] = {
+        "post": _op(
+            "finish own stage early (individual exams)",
+            {200: "progress", **session_errors},
+            session=True,
+        )
+    }
+    paths["/api/v1/plans/{plan_id}/package"] = {
+        "get": _op(
+            "the exam package; ETag is its SHA-256",
+            {200: "zip", 304: "not modified", **session_errors, 404: "no package"},
+            session=True,
+            params=plan,
+        )
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "examsync reference server", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer"},
+                "sessionToken": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+@blueprint.get("/api/v1/openapi.json")
+async def openapi_json() -> Any:
+    return jsonify(document())

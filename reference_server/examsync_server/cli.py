@@ -1,0 +1,339 @@
+"""The `examsync` command: serve, demo, and admin work against a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from .config import Settings, load_or_create_secret, settings_from_env
+from .errors import StartupError
+from .runtime import check_data_dir
+
+
+def main() -> None:
+    try:
+        cli(auto_envvar_prefix="EXAMSYNC")
+    except StartupError as exc:
+        click.echo(f"examsync: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="examsync")
+def cli() -> None:
+    """examsync: answer sync for online exams (reference server and tools)."""
+
+
+def _server_options(command: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--host", default=None, help="HTTP address (default 127.0.0.1)."),
+            click.option("--port", type=int, default=None, help="HTTP port (default 8000)."),
+            click.option(
+                "--socket-port",
+                type=int,
+                default=None,
+                help="Socket-server port (default 8001; 0 picks a free one).",
+            ),
+            click.option(
+                "--data-dir",
+                type=click.Path(path_type=Path),
+                default=None,
+                help="SQLite file, files, private Redis (default ./var).",
+            ),
+            click.option(
+                "--redis-url",
+                default=None,
+                help="Use this Redis instead of starting a private one.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _settings(
+    host: str | None,
+    port: int | None,
+    socket_port: int | None,
+    data_dir: Path | None,
+    redis_url: str | None,
+) -> Settings:
+    settings = settings_from_env(
+        host=host, port=port, socket_port=socket_port, data_dir=data_dir, redis_url=redis_url
+    )
+    if host and not os.environ.get("EXAMSYNC_SOCKET_HOST"):
+        settings = settings.with_changes(socket_host=host)
+    check_data_dir(settings.data_dir)
+    admin, created = load_or_create_secret(settings.data_dir, "admin_token", settings.admin_token)
+    if created:
+        click.echo(f"Generated an admin token (kept in {settings.data_dir / 'admin_token'}).")
+    return settings.with_changes(admin_token=admin)
+
+
+@cli.command()
+@_server_options
+def serve(**options: Any) -> None:
+    """Run the reference server (HTTP API and socket server)."""
+    settings = _settings(**options)
+    _run(settings, demo=False)
+
+
+@cli.command()
+@_server_options
+def demo(**options: Any) -> None:
+    """Run the server with the seeds' sample plan (PLAN202401) loaded and prepared."""
+    settings = _settings(**options)
+    _run(settings, demo=True)
+
+
+def _run(settings: Settings, demo: bool) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(_serve(settings, demo))
+
+
+async def _serve(settings: Settings, demo: bool) -> None:
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    from .app import create_app
+    from .runtime import Runtime
+
+    runtime = await Runtime.start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.graceful_timeout = 5
+    base = f"http://{settings.host}:{settings.port}"
+    try:
+        server = asyncio.create_task(
+            hypercorn_serve(create_app(settings, runtime), config, shutdown_trigger=stop.wait)
+        )
+        await _wait_healthy(base, server)
+        click.echo(f"examsync serving {base} (socket server {runtime.socket_url(None)})")
+        click.echo(f"admin token: {settings.admin_token}")
+        if demo:
+            await asyncio.to_thread(_load_demo, base, settings.admin_token)
+        await server
+    finally:
+        await runtime.stop()
+
+
+async def _wait_healthy(base: str, server: asyncio.Task[None]) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(200):
+            if server.done():
+                server.result()  # raises what stopped it
+                raise StartupError("the HTTP server stopped during start-up")
+            try:
+                if (await client.get(f"{base}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise StartupError(f"the server did not become healthy at {base}")
+
+
+def _load_demo(base: str, token: str) -> None:
+    from .demo.sample import PLAN_ID, sample_package, sample_plan
+
+    admin = AdminClient(base, token)
+    status = admin.request("GET", f"/api/v1/admin/plans/{PLAN_ID}", ok=(200, 404))
+    if status.get("status") in ("in_progress", "completed"):
+        click.echo(f"Demo plan {PLAN_ID} is {status['status']}; left as it is.")
+    else:
+        admin.request("PUT", f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan())
+        admin.upload_package(PLAN_ID, sample_package())
+        admin.request("POST", f"/api/v1/admin/plans/{PLAN_ID}/prepare")
+        click.echo(f"Demo plan {PLAN_ID} loaded and prepared.")
+    people = admin.request("GET", f"/api/v1/admin/plans/{PLAN_ID}/candidates")["candidates"]
+    click.echo("\nDemo credentials (POST /api/v1/sessions):")
+    for person in people[:4]:
+        click.echo(
+            f"  candidate {person['candidate_id']} authCode {person['candidate_auth_code']}"
+            f" ({person['group_id']})"
+        )
+    click.echo("  supervisor SUP202301 authCode SUPAUTH01 (GROUP01)")
+    click.echo(
+        f"\nAdmin: examsync admin --url {base} status {PLAN_ID}   |   "
+        f"start: examsync admin --url {base} start {PLAN_ID}"
+    )
+    click.echo(f"API contract: {base}/api/v1/openapi.json")
+
+
+# -- admin ----------------------------------------------------------------------------------
+
+
+class AdminClient:
+    def __init__(self, base: str, token: str) -> None:
+        self.client = httpx.Client(
+            base_url=base, timeout=120, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    def request(
+        self, method: str, path: str, ok: tuple[int, ...] = (200, 201), **kwargs: Any
+    ) -> dict[str, Any]:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise click.ClickException(f"cannot reach {self.client.base_url}: {exc}") from None
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code not in ok:
+            error = body.get("error", {})
+            raise click.ClickException(
+                f"{method} {path}: {response.status_code} {error.get('code', '')}: "
+                f"{error.get('message', response.text[:200])}"
+                + (
+                    f"\n{json.dumps(error.get('details'), ensure_ascii=False, indent=2)}"
+                    if error.get("details")
+                    else ""
+                )
+            )
+        return body
+
+    def upload(
+        self, method: str, path: str, data: bytes, label: str, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Send a large body with a progress bar."""
+        with click.progressbar(length=len(data), label=label, file=sys.stderr) as bar:
+
+            def chunks() -> Iterator[bytes]:
+                for start in range(0, len(data), 256 * 1024):
+                    chunk = data[start : start + 256 * 1024]
+                    bar.update(len(chunk))
+                    yield chunk
+
+            return self.request(
+                method,
+                path,
+                content=chunks(),
+                headers={"Content-Length": str(len(data)), **(headers or {})},
+            )
+
+    def upload_package(self, plan_id: str, data: bytes) -> dict[str, Any]:
+        return self.upload(
+            "PUT",
+            f"/api/v1/admin/plans/{plan_id}/package",
+            data,
+            f"package {plan_id}",
+            {
+                "X-Content-SHA256": hashlib.sha256(data).hexdigest(),
+                "Content-Type": "application/zip",
+            },
+        )
+
+
+@cli.group()
+@click.option(
+    "--url", default="http://127.0.0.1:8000", show_default=True, help="The server's base URL."
+)
+@click.option(
+    "--token",
+    default=None,
+    help="Admin token (default: EXAMSYNC_ADMIN_TOKEN, then the data dir's admin_token file).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("var"),
+    show_default=True,
+    help="Where to find the admin_token file.",
+)
+@click.pass_context
+def admin(ctx: click.Context, url: str, token: str | None, data_dir: Path) -> None:
+    """Admin work against a running server: import, package, prepare, start, end, status."""
+    if token is None:
+        token_file = data_dir / "admin_token"
+        if not token_file.exists():
+            raise click.ClickException(
+                "no admin token: pass --token, set EXAMSYNC_ADMIN_TOKEN, "
+                f"or run from where {token_file} exists"
+            )
+        token = token_file.read_text().strip()
+    ctx.obj = AdminClient(url.rstrip("/"), token)
+
+
+def _show(body: dict[str, Any]) -> None:
+    click.echo(json.dumps(body, ensure_ascii=False, indent=2))
+
+
+@admin.command("import")
+@click.argument("plan_file", type=click.File("rb"))
+@click.option("--plan-id", default=None, help="Default: exam_plan.plan_id in the file.")
+@click.pass_obj
+def import_plan(client: AdminClient, plan_file: Any, plan_id: str | None) -> None:
+    """Create or replace a plan from a JSON file (exam_plan, stages, groups, candidates, ...)."""
+    raw = plan_file.read()
+    try:
+        plan = json.loads(raw)
+    except ValueError as exc:
+        raise click.ClickException(f"{plan_file.name} is not JSON: {exc}") from None
+    plan_id = plan_id or (plan.get("exam_plan") or {}).get("plan_id")
+    if not plan_id:
+        raise click.ClickException("no plan id: pass --plan-id or set exam_plan.plan_id")
+    _show(
+        client.upload(
+            "PUT",
+            f"/api/v1/admin/plans/{plan_id}",
+            raw,
+            f"plan {plan_id} ({len(plan.get('candidates', []))} candidates)",
+            {"Content-Type": "application/json"},
+        )
+    )
+
+
+@admin.command()
+@click.argument("plan_id")
+@click.argument("zip_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def package(client: AdminClient, plan_id: str, zip_file: Path) -> None:
+    """Upload the exam package zip (its SHA-256 is sent and checked)."""
+    _show(client.upload_package(plan_id, zip_file.read_bytes()))
+
+
+def _action(name: str, help_text: str) -> None:
+    @admin.command(name, help=help_text)
+    @click.argument("plan_id")
+    @click.pass_obj
+    def command(client: AdminClient, plan_id: str) -> None:
+        _show(client.request("POST", f"/api/v1/admin/plans/{plan_id}/{name}"))
+
+
+_action("prepare", "Prepare a plan (seed 000): DB, Redis keys, queues; status ready.")
+_action("start", "Start a prepared plan; stage clocks begin.")
+_action("end", "End a plan (seed 001): completed, exam_end to every socket.")
+_action("resync", "Rewrite a plan's Redis keys from SQLite.")
+
+
+@admin.command()
+@click.argument("plan_id")
+@click.pass_obj
+def status(client: AdminClient, plan_id: str) -> None:
+    """Plan status, counts, queue depths."""
+    _show(client.request("GET", f"/api/v1/admin/plans/{plan_id}"))
+
+
+@admin.command()
+@click.argument("plan_id")
+@click.pass_obj
+def candidates(client: AdminClient, plan_id: str) -> None:
+    """Candidates with their auth codes and keys."""
+    _show(client.request("GET", f"/api/v1/admin/plans/{plan_id}/candidates"))

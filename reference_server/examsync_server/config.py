@@ -1,0 +1,104 @@
+"""Server settings: one frozen value object, filled from arguments or `EXAMSYNC_*` variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import StartupError
+
+ENV_PREFIX = "EXAMSYNC_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # The socket server is its own component on its own port (DESIGN §3); 0 picks a free port.
+    socket_host: str = "127.0.0.1"
+    socket_port: int = 8001
+    # What clients are told to connect to; derived from the request's host when empty.
+    public_socket_url: str = ""
+    data_dir: Path = Path("var")
+    # Empty means: start a private redis-server in the data dir (the zero-config default).
+    redis_url: str = ""
+    admin_token: str = ""
+    secret_key: str = ""
+    session_ttl_seconds: int = 12 * 3600
+    max_package_bytes: int = 200 * 1024 * 1024
+    # A zip may not unpack to more than this (zip-bomb guard) nor hold more members.
+    max_package_unpacked_bytes: int = 1024 * 1024 * 1024
+    max_package_members: int = 10_000
+    # A plan import of 100,000 candidates is ~40 MB of JSON.
+    max_json_body_bytes: int = 64 * 1024 * 1024
+    stage_tick_seconds: float = 0.25
+    run_workers: bool = True
+    run_socket_server: bool = True
+    node_id: str = field(default_factory=lambda: secrets.token_hex(4))
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "examsync.sqlite3"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    def with_changes(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def settings_from_env(**overrides: object) -> Settings:
+    """Settings from `EXAMSYNC_*` variables; explicit non-None overrides win."""
+    values: dict[str, object] = {}
+    for name, kind in _FIELD_TYPES.items():
+        raw = os.environ.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = _convert(name, kind, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "host": str,
+    "port": int,
+    "socket_host": str,
+    "socket_port": int,
+    "public_socket_url": str,
+    "data_dir": Path,
+    "redis_url": str,
+    "admin_token": str,
+    "secret_key": str,
+    "session_ttl_seconds": int,
+    "max_package_bytes": int,
+    "max_json_body_bytes": int,
+}
+
+
+def _convert(name: str, kind: type, raw: str) -> object:
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise StartupError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}"
+        ) from exc
+
+
+def load_or_create_secret(data_dir: Path, name: str, given: str) -> tuple[str, bool]:
+    """A secret from settings, else from the data dir, else a new one saved there (mode 0600).
+
+    Keeping generated secrets in the data dir lets several server processes sharing that dir,
+    and `examsync admin`, agree on them across restarts. Returns (secret, created).
+    """
+    if given:
+        return given, False
+    path = data_dir / name
+    if path.exists():
+        return path.read_text().strip(), False
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value, True

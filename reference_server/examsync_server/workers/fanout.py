@@ -1,0 +1,85 @@
+"""Fan-out: events from the broadcast streams to this process's sockets.
+
+Every socket-server process reads `queue:exam_end` and `socket_queue` in full (XREAD, no
+consumer group), so an event reaches the sockets of every process (seed 001 §2, seed 004 §10.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from websockets.asyncio.server import broadcast
+
+from ..lifecycle import EXAM_END_MESSAGE
+from ..sockets.registry import Registry
+from ..store import keys
+
+log = logging.getLogger(__name__)
+
+STREAMS = (keys.EXAM_END_STREAM, keys.SOCKET_STREAM)
+
+
+async def latest_ids(redis: Redis) -> dict[str, str]:
+    """Where each stream ends now: fan-out delivers what comes after."""
+    positions: dict[str, str] = {}
+    for stream in STREAMS:
+        last: Any = await redis.xrevrange(stream, count=1)
+        positions[stream] = last[0][0] if last else "0-0"
+    return positions
+
+
+def deliver(registry: Registry, stream: str, fields: dict[str, str]) -> int:
+    """Send one stream entry to the sockets it is for; returns how many sockets."""
+    if stream == keys.EXAM_END_STREAM:
+        # Seed 001 §3.3, plus the plan id so a client of several plans can tell them apart.
+        message: dict[str, Any] = {
+            "type": "exam_end",
+            "message": EXAM_END_MESSAGE,
+            "timestamp": fields.get("timestamp"),
+            "planId": fields.get("examId"),
+        }
+        targets = list(registry.plan(fields.get("examId", "")))
+    else:
+        plan_id = fields.get("planId", "")
+        candidate_id = fields.get("candidateId") or None
+        group_id = fields.get("groupId") or None
+        message = json.loads(fields.get("data", "{}"))
+        if candidate_id:
+            targets = [
+                *registry.candidate(plan_id, candidate_id),
+                *registry.supervisors(plan_id, group_id),
+            ]
+        else:
+            targets = list(registry.plan(plan_id))
+    if targets:
+        broadcast(targets, json.dumps(message, ensure_ascii=False))
+    return len(targets)
+
+
+async def run_fanout(redis: Redis, registry: Registry, ready: asyncio.Event | None = None) -> None:
+    positions: dict[str, str] | None = None
+    while True:
+        try:
+            if positions is None:
+                positions = await latest_ids(redis)
+                if ready is not None:
+                    ready.set()
+            # RESP2 with decode_responses: [[stream, [(id, {field: value})]]]
+            batches: Any = await redis.xread(positions, block=1000, count=500)  # type: ignore[arg-type]
+            for stream, entries in batches:
+                for entry_id, fields in entries:
+                    positions[stream] = entry_id
+                    try:
+                        deliver(registry, stream, fields)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        log.error("dropping malformed %s entry %s: %s", stream, entry_id, exc)
+        except asyncio.CancelledError:
+            raise
+        except RedisError as exc:
+            log.warning("fan-out cannot read Redis (%s); retrying in 1 s", exc)
+            await asyncio.sleep(1)

@@ -1,0 +1,37 @@
+"""Stage timers: move stage clocks on when an auto-moving stage runs out; repair Redis.
+
+Any process may run this; the guarded moves in `Lifecycle` make sure each move happens once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.exceptions import RedisError
+
+from ..clock import utc_now
+from ..errors import ApiError
+from ..lifecycle import Lifecycle
+
+log = logging.getLogger(__name__)
+
+REPAIR_EVERY_SECONDS = 5.0
+
+
+async def run_stage_timer(lifecycle: Lifecycle, tick_seconds: float) -> None:
+    since_repair = REPAIR_EVERY_SECONDS  # repair once at start-up: Redis may have restarted
+    while True:
+        try:
+            if since_repair >= REPAIR_EVERY_SECONDS:
+                since_repair = 0.0
+                await lifecycle.repair()
+            await lifecycle.moves.due_moves(utc_now())
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, ApiError) as exc:
+            log.warning("stage timer: %s; retrying", exc)
+        except Exception:  # a bug here must not stop every exam's clock
+            log.exception("stage timer failed; retrying")
+        await asyncio.sleep(tick_seconds)
+        since_repair += tick_seconds
