@@ -97,8 +97,19 @@ def load_or_create_secret(data_dir: Path, name: str, given: str) -> tuple[str, b
     path = data_dir / name
     if path.exists():
         return path.read_text().strip(), False
+    # Written whole under a temporary name, then linked into place: a second process starting
+    # at the same moment either wins the link or reads the complete winner, never half a file.
     value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = data_dir / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return path.read_text().strip(), False
+    finally:
+        tmp.unlink()
     return value, True

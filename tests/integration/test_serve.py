@@ -1,0 +1,155 @@
+"""`examsync serve` and `examsync admin` as processes: the zero-config default, the lifecycle
+over HTTP and the socket server, two processes sharing one Redis and one SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from websockets.asyncio.client import connect
+
+from examsync_server.demo.sample import PLAN_ID, sample_package, sample_plan
+
+from .conftest import ADMIN_TOKEN, ServerProcess, examsync, start_server, write_json
+
+
+def login(server: ServerProcess, body: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(server.base + "/api/v1/sessions", json=body, timeout=10)
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def receive(url: str, kind: str, ready: asyncio.Event, timeout: float = 5) -> dict[str, Any]:
+    async with connect(url) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        ready.set()
+        while True:
+            message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+            if message["type"] == kind:
+                return message
+
+
+def test_zero_config_serve_walks_a_plan_through_the_cli(tmp_path: Path,
+                                                        servers: list[ServerProcess]) -> None:
+    """No --redis-url: the server starts its own Redis on a unix socket and stops it at exit."""
+    data = tmp_path / "data"
+    server = start_server(data, None)
+    servers.append(server)
+    sock = data / "redis" / "redis.sock"
+    assert sock.exists()
+    assert (data / "examsync.sqlite3").exists()
+    live = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+    assert live.config_get("appendonly") == {"appendonly": "yes"}
+    assert live.config_get("port") == {"port": "0"}  # bound to no TCP port
+
+    cli = ["admin", "--url", server.base, "--token", ADMIN_TOKEN]
+    plan_file = write_json(tmp_path / "plan.json", sample_plan())
+    zip_file = tmp_path / "package.zip"
+    zip_file.write_bytes(sample_package())
+    imported = json.loads(examsync(*cli, "import", str(plan_file)).stdout)
+    assert imported["planId"] == PLAN_ID and imported["counts"]["candidates"] == 10
+    assert json.loads(examsync(*cli, "package", PLAN_ID, str(zip_file)).stdout)["sha256"]
+    assert json.loads(examsync(*cli, "prepare", PLAN_ID).stdout)["status"] == "ready"
+    assert live.hget(f"exam_plan:{PLAN_ID}", "status") == "ready"
+    assert json.loads(examsync(*cli, "start", PLAN_ID).stdout)["status"] == "in_progress"
+
+    session = login(server, {"planId": PLAN_ID, "candidateId": "CAND202301",
+                             "authCode": "AUTH1234"})
+    assert session["socketUrl"] == f"ws://127.0.0.1:{server.socket_port}/ws"
+
+    async def end_while_listening() -> dict[str, Any]:
+        ready = asyncio.Event()
+        listener = asyncio.create_task(
+            receive(f"{session['socketUrl']}?token={session['token']}", "exam_end", ready))
+        await asyncio.wait_for(ready.wait(), 5)
+        ended = await asyncio.to_thread(examsync, *cli, "end", PLAN_ID)
+        assert json.loads(ended.stdout)["status"] == "completed"
+        return await listener
+
+    message = asyncio.run(end_while_listening())
+    assert message["message"] == "시험이 종료되었습니다."
+    status = json.loads(examsync(*cli, "status", PLAN_ID).stdout)
+    assert status["status"] == "completed" and status["redis"] == {"status": "completed"}
+    live.close()
+
+    assert server.stop() == 0
+    assert not sock.exists()  # the private Redis is gone with the server
+    assert subprocess.run(["pgrep", "-f", str(sock)], capture_output=True).returncode == 1
+
+
+def test_cli_errors_are_clear_not_tracebacks(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = examsync("serve", "--data-dir", str(blocker / "data"), check=False)
+    assert result.returncode == 2
+    assert "not writable" in result.stderr and "Traceback" not in result.stderr
+    result = examsync("admin", "--url", "http://127.0.0.1:9", "--token", "x", "status", "P",
+                      check=False)
+    assert result.returncode != 0
+    assert "cannot reach" in result.stderr and "Traceback" not in result.stderr
+    result = examsync("admin", "--data-dir", str(tmp_path), "status", "P", check=False)
+    assert result.returncode != 0 and "no admin token" in result.stderr
+
+
+def test_two_processes_share_redis_and_sqlite(tmp_path: Path, redis_url: str,
+                                              servers: list[ServerProcess]) -> None:
+    """A socket on process B gets the exam_end that process A's admin call produced, and the
+    stage timers of both processes move each clock exactly once."""
+    data = tmp_path / "shared"
+    a = start_server(data, redis_url)
+    servers.append(a)
+    b = start_server(data, redis_url)
+    servers.append(b)
+
+    plan = sample_plan(candidates=4)
+    plan["stages"][0]["time_limit_seconds"] = 1
+    assert a.admin("PUT", f"/api/v1/admin/plans/{PLAN_ID}", json=plan).status_code == 201
+    package = sample_package()
+    response = a.admin("PUT", f"/api/v1/admin/plans/{PLAN_ID}/package", content=package,
+                       headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()})
+    assert response.status_code == 200, response.text
+    assert b.admin("POST", f"/api/v1/admin/plans/{PLAN_ID}/prepare").status_code == 200
+
+    session = login(b, {"planId": PLAN_ID, "candidateId": "CAND202302", "authCode": "AUTH1235"})
+    url = f"{session['socketUrl']}?token={session['token']}"
+    assert str(b.socket_port) in url
+
+    async def scenario() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        ready = asyncio.Event()
+        stage_events: list[dict[str, Any]] = []
+
+        async def collect() -> dict[str, Any]:
+            async with connect(url) as ws:
+                await ws.recv()
+                ready.set()
+                while True:
+                    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if message["type"] == "stage_changed":
+                        stage_events.append(message)
+                    if message["type"] == "exam_end":
+                        return message
+
+        listener = asyncio.create_task(collect())
+        await asyncio.wait_for(ready.wait(), 5)
+        started = await asyncio.to_thread(a.admin, "POST", f"/api/v1/admin/plans/{PLAN_ID}/start")
+        assert started.status_code == 200
+        await asyncio.sleep(2.0)  # STEP01 (1 s) runs out; both processes' timers see it
+        ended = await asyncio.to_thread(a.admin, "POST", f"/api/v1/admin/plans/{PLAN_ID}/end")
+        assert ended.status_code == 200
+        return stage_events, await listener
+
+    stage_events, end = asyncio.run(scenario())
+    assert end["planId"] == PLAN_ID
+    assert [e["stageId"] for e in stage_events] == ["STEP01", "STEP02"]  # each move once
+    with sqlite3.connect(data / "examsync.sqlite3") as db:
+        assert db.execute("SELECT current_stage_id, status FROM exam_plan").fetchone() == (
+            "STEP02", "completed")
+    assert redis.Redis.from_url(redis_url).xlen("queue:exam_end") == 1

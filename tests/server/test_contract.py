@@ -1,0 +1,52 @@
+"""The served OpenAPI document describes every route the app serves, and health is honest."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from quart.typing import TestAppProtocol as App
+from quart.typing import TestClientProtocol as Client
+
+from examsync_server.embedded import find_redis_server
+from examsync_server.errors import StartupError
+
+
+async def test_openapi_lists_every_route(app: App, client: Client) -> None:
+    response = await client.get("/api/v1/openapi.json")
+    document: dict[str, Any] = await response.get_json()
+    assert document["openapi"].startswith("3.")
+    served = set()
+    for rule in app.app.url_map.iter_rules():  # type: ignore[attr-defined]
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            served.add((path, method.lower()))
+    documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+    assert served == documented
+    assert "PlanImport" in document["components"]["schemas"]
+
+
+async def test_healthz_checks_redis_and_sqlite(client: Client) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert await response.get_json() == {"status": "ok",
+                                         "checks": {"redis": "ok", "sqlite": "ok"}}
+
+
+async def test_unknown_path_and_method_are_json_errors(client: Client) -> None:
+    missing = await client.get("/api/v1/nothing-here")
+    assert missing.status_code == 404
+    assert (await missing.get_json())["error"]["code"] == "not_found"
+    wrong = await client.delete("/api/v1/sessions")
+    assert wrong.status_code == 405
+    assert (await wrong.get_json())["error"]["code"] == "method_not_allowed"
+
+
+def test_no_redis_binary_is_a_clear_startup_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(StartupError, match="no redis-server binary found"):
+        find_redis_server()
