@@ -60,7 +60,7 @@ async def advance(plan_id: str) -> Any:
     """Move the stage clock on by hand: the plan's (simultaneous) or one candidate's."""
     rt = require_admin()
     return jsonify(
-        await rt.lifecycle.moves.advance_by_admin(_plan_id(plan_id), await _optional_body())
+        await rt.lifecycle.moves.advance_by_admin(_plan_id(plan_id), await json_body(optional=True))
     )
 
 
@@ -89,7 +89,3 @@ async def candidates(plan_id: str) -> Any:
         (plan_id,),
     )
     return jsonify({"planId": plan_id, "candidates": [dict(r) for r in rows]})
-
-
-async def _optional_body() -> Any:
-    return await json_body() if request.content_length else {}

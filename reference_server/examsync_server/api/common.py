@@ -36,13 +36,16 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
-async def json_body() -> Any:
+async def json_body(*, optional: bool = False) -> Any:
+    """The request's JSON; with `optional`, an empty body reads as `{}`."""
     limit = runtime().settings.max_json_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     data = await request.body
     if len(data) > limit:
         raise _too_large(limit)
+    if not data and optional:
+        return {}
     if not data:
         raise ApiError(400, "empty_body", "the request needs a JSON body")
     try:
