@@ -298,10 +298,12 @@ class Lifecycle:
 
         async def propagate() -> None:
             await self.state.set_plan_fields(plan_id, {"status": "completed", "end_datetime": now})
+            # exam_end first: every socket should hear it within a second, and the candidate
+            # hashes (one per examinee, thousands) can follow it.
+            await outbox.relay(self.db, self.redis)
             await self.state.set_candidates(
                 candidate_ids, {"status": "completed", "last_active_time": now}
             )
-            await outbox.relay(self.db, self.redis)
 
         await self.after_commit(propagate())
         return {"planId": plan_id, "status": "completed", "endedAt": now}
