@@ -47,8 +47,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(label: str, millis: list[float]) -> str:
-    return (f"{label}: p50 {statistics.median(millis):.1f} ms, p99 {percentile(millis, 0.99):.1f}"
-            f" ms, max {max(millis):.1f} ms (n={len(millis)})")
+    return (
+        f"{label}: p50 {statistics.median(millis):.1f} ms, p99 {percentile(millis, 0.99):.1f}"
+        f" ms, max {max(millis):.1f} ms (n={len(millis)})"
+    )
 
 
 async def arrivals(sockets: list[ClientConnection], kind: str, since: float) -> list[float]:
@@ -84,8 +86,9 @@ asyncio.run(main())
 async def raw_broadcast(count: int) -> list[float]:
     """The floor: a bare websockets.broadcast from its own process, same message and count."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", RAW_SERVER, str(port)],
-                              stdin=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-c", RAW_SERVER, str(port)], stdin=subprocess.DEVNULL
+    )
     try:
         clients: list[ClientConnection] = []
         for _ in range(100):
@@ -96,9 +99,15 @@ async def raw_broadcast(count: int) -> list[float]:
                 await asyncio.sleep(0.1)
         clients += [await connect(f"ws://127.0.0.1:{port}/") for _ in range(count - 1)]
         await asyncio.sleep(0.5)  # let the server register the last handshakes
-        message = json.dumps({"type": "exam_end", "message": "시험이 종료되었습니다.",
-                              "timestamp": "2024-01-16T18:00:00Z", "planId": PLAN_ID},
-                             ensure_ascii=False)
+        message = json.dumps(
+            {
+                "type": "exam_end",
+                "message": "시험이 종료되었습니다.",
+                "timestamp": "2024-01-16T18:00:00Z",
+                "planId": PLAN_ID,
+            },
+            ensure_ascii=False,
+        )
         async with connect(f"ws://127.0.0.1:{port}/go") as control:
             since = time.perf_counter()
             await control.send(message)
@@ -119,15 +128,31 @@ async def main(candidates: int, sockets: int) -> None:
     env = {**os.environ, "EXAMSYNC_ADMIN_TOKEN": TOKEN}
     log = (data / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "examsync_server", "serve", "--port", str(port), "--socket-port",
-         str(socket_port), "--data-dir", str(data / "var")],
-        stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
-                                              (min(hard, sockets * 2 + 256), hard)))
+        [
+            sys.executable,
+            "-m",
+            "examsync_server",
+            "serve",
+            "--port",
+            str(port),
+            "--socket-port",
+            str(socket_port),
+            "--data-dir",
+            str(data / "var"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: resource.setrlimit(
+            resource.RLIMIT_NOFILE, (min(hard, sockets * 2 + 256), hard)
+        ),
+    )
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=300,
-                                     headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=300, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as http:
             for _ in range(300):
                 try:
                     if (await http.get("/healthz")).status_code == 200:
@@ -140,8 +165,11 @@ async def main(candidates: int, sockets: int) -> None:
             response.raise_for_status()
             put_ms = (time.perf_counter() - started) * 1000
             package = sample_package()
-            await http.put(f"/api/v1/admin/plans/{PLAN_ID}/package", content=package,
-                           headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()})
+            await http.put(
+                f"/api/v1/admin/plans/{PLAN_ID}/package",
+                content=package,
+                headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
+            )
             started = time.perf_counter()
             (await http.post(f"/api/v1/admin/plans/{PLAN_ID}/prepare")).raise_for_status()
             prepare_ms = (time.perf_counter() - started) * 1000
@@ -149,8 +177,11 @@ async def main(candidates: int, sockets: int) -> None:
 
             tokens = []
             for i in range(min(sockets, candidates)):
-                body = {"planId": PLAN_ID, "candidateId": f"CAND2023{i + 1:02d}",
-                        "authCode": f"AUTH{1234 + i}"}
+                body = {
+                    "planId": PLAN_ID,
+                    "candidateId": f"CAND2023{i + 1:02d}",
+                    "authCode": f"AUTH{1234 + i}",
+                }
                 tokens.append((await http.post("/api/v1/sessions", json=body)).json())
             clients = []
             for session in tokens:

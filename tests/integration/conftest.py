@@ -26,12 +26,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def examsync(*args: str, env: dict[str, str] | None = None,
-             check: bool = True) -> subprocess.CompletedProcess[str]:
+def examsync(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the `examsync` command as a user would."""
-    result = subprocess.run([sys.executable, "-m", "examsync_server", *args], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, **(env or {})},
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", "examsync_server", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -45,10 +51,16 @@ class ServerProcess:
     data_dir: Path
     log: Path
 
-    def admin(self, method: str, path: str, headers: dict[str, str] | None = None,
-              **kwargs: Any) -> httpx.Response:
-        return httpx.request(method, self.base + path, timeout=30, **kwargs,
-                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}", **(headers or {})})
+    def admin(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        return httpx.request(
+            method,
+            self.base + path,
+            timeout=30,
+            **kwargs,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", **(headers or {})},
+        )
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -64,20 +76,40 @@ class ServerProcess:
         return self.log.read_text()
 
 
-def start_server(data_dir: Path, redis_url: str | None, *extra: str,
-                 command: str = "serve") -> ServerProcess:
+def start_server(
+    data_dir: Path, redis_url: str | None, *extra: str, command: str = "serve"
+) -> ServerProcess:
     port, socket_port = free_port(), free_port()
-    args = [sys.executable, "-m", "examsync_server", command, "--port", str(port),
-            "--socket-port", str(socket_port), "--data-dir", str(data_dir), *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "examsync_server",
+        command,
+        "--port",
+        str(port),
+        "--socket-port",
+        str(socket_port),
+        "--data-dir",
+        str(data_dir),
+        *extra,
+    ]
     if redis_url:
         args += ["--redis-url", redis_url]
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir.parent / f"server-{port}.log"
     with log.open("w") as out:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                   stdin=subprocess.DEVNULL,
-                                   env={**os.environ, "EXAMSYNC_ADMIN_TOKEN": ADMIN_TOKEN,
-                                        "EXAMSYNC_SECRET_KEY": "integration-secret"})
+        process = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env={
+                **os.environ,
+                "EXAMSYNC_ADMIN_TOKEN": ADMIN_TOKEN,
+                "EXAMSYNC_SECRET_KEY": "integration-secret",
+            },
+        )
     server = ServerProcess(process, f"http://127.0.0.1:{port}", socket_port, data_dir, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

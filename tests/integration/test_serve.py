@@ -37,8 +37,9 @@ async def receive(url: str, kind: str, ready: asyncio.Event, timeout: float = 5)
                 return message
 
 
-def test_zero_config_serve_walks_a_plan_through_the_cli(tmp_path: Path,
-                                                        servers: list[ServerProcess]) -> None:
+def test_zero_config_serve_walks_a_plan_through_the_cli(
+    tmp_path: Path, servers: list[ServerProcess]
+) -> None:
     """No --redis-url: the server starts its own Redis on a unix socket and stops it at exit."""
     data = tmp_path / "data"
     server = start_server(data, None)
@@ -61,14 +62,16 @@ def test_zero_config_serve_walks_a_plan_through_the_cli(tmp_path: Path,
     assert live.hget(f"exam_plan:{PLAN_ID}", "status") == "ready"
     assert json.loads(examsync(*cli, "start", PLAN_ID).stdout)["status"] == "in_progress"
 
-    session = login(server, {"planId": PLAN_ID, "candidateId": "CAND202301",
-                             "authCode": "AUTH1234"})
+    session = login(
+        server, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+    )
     assert session["socketUrl"] == f"ws://127.0.0.1:{server.socket_port}/ws"
 
     async def end_while_listening() -> dict[str, Any]:
         ready = asyncio.Event()
         listener = asyncio.create_task(
-            receive(f"{session['socketUrl']}?token={session['token']}", "exam_end", ready))
+            receive(f"{session['socketUrl']}?token={session['token']}", "exam_end", ready)
+        )
         await asyncio.wait_for(ready.wait(), 5)
         ended = await asyncio.to_thread(examsync, *cli, "end", PLAN_ID)
         assert json.loads(ended.stdout)["status"] == "completed"
@@ -91,16 +94,18 @@ def test_cli_errors_are_clear_not_tracebacks(tmp_path: Path) -> None:
     result = examsync("serve", "--data-dir", str(blocker / "data"), check=False)
     assert result.returncode == 2
     assert "not writable" in result.stderr and "Traceback" not in result.stderr
-    result = examsync("admin", "--url", "http://127.0.0.1:9", "--token", "x", "status", "P",
-                      check=False)
+    result = examsync(
+        "admin", "--url", "http://127.0.0.1:9", "--token", "x", "status", "P", check=False
+    )
     assert result.returncode != 0
     assert "cannot reach" in result.stderr and "Traceback" not in result.stderr
     result = examsync("admin", "--data-dir", str(tmp_path), "status", "P", check=False)
     assert result.returncode != 0 and "no admin token" in result.stderr
 
 
-def test_two_processes_share_redis_and_sqlite(tmp_path: Path, redis_url: str,
-                                              servers: list[ServerProcess]) -> None:
+def test_two_processes_share_redis_and_sqlite(
+    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> None:
     """A socket on process B gets the exam_end that process A's admin call produced, and the
     stage timers of both processes move each clock exactly once."""
     data = tmp_path / "shared"
@@ -113,8 +118,12 @@ def test_two_processes_share_redis_and_sqlite(tmp_path: Path, redis_url: str,
     plan["stages"][0]["time_limit_seconds"] = 1
     assert a.admin("PUT", f"/api/v1/admin/plans/{PLAN_ID}", json=plan).status_code == 201
     package = sample_package()
-    response = a.admin("PUT", f"/api/v1/admin/plans/{PLAN_ID}/package", content=package,
-                       headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()})
+    response = a.admin(
+        "PUT",
+        f"/api/v1/admin/plans/{PLAN_ID}/package",
+        content=package,
+        headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
+    )
     assert response.status_code == 200, response.text
     assert b.admin("POST", f"/api/v1/admin/plans/{PLAN_ID}/prepare").status_code == 200
 
@@ -151,5 +160,7 @@ def test_two_processes_share_redis_and_sqlite(tmp_path: Path, redis_url: str,
     assert [e["stageId"] for e in stage_events] == ["STEP01", "STEP02"]  # each move once
     with sqlite3.connect(data / "examsync.sqlite3") as db:
         assert db.execute("SELECT current_stage_id, status FROM exam_plan").fetchone() == (
-            "STEP02", "completed")
+            "STEP02",
+            "completed",
+        )
     assert redis.Redis.from_url(redis_url).xlen("queue:exam_end") == 1

@@ -32,8 +32,7 @@ async def test_openapi_lists_every_route(app: App, client: Client) -> None:
 async def test_healthz_checks_redis_and_sqlite(client: Client) -> None:
     response = await client.get("/healthz")
     assert response.status_code == 200
-    assert await response.get_json() == {"status": "ok",
-                                         "checks": {"redis": "ok", "sqlite": "ok"}}
+    assert await response.get_json() == {"status": "ok", "checks": {"redis": "ok", "sqlite": "ok"}}
 
 
 async def test_unknown_path_and_method_are_json_errors(client: Client) -> None:

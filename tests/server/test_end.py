@@ -15,10 +15,10 @@ from quart.typing import TestClientProtocol as Client
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from examsync_server.demo.sample import PLAN_ID, sample_plan
+from examsync_server.demo.sample import PLAN_ID
 from examsync_server.runtime import Runtime
 
-from .conftest import load_plan, login
+from .conftest import load_plan, login, other_plan
 
 
 @asynccontextmanager
@@ -35,27 +35,17 @@ async def next_of(ws: ClientConnection, kind: str, timeout: float = 1.0) -> dict
     deadline = time.monotonic() + timeout
     while True:
         message: dict[str, Any] = json.loads(
-            await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+            await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+        )
         if message["type"] == kind:
             return message
 
 
-def other_plan() -> dict[str, Any]:
-    plan = sample_plan(candidates=2)
-    plan["exam_plan"]["plan_id"] = "PLAN202402"
-    for i, cand in enumerate(plan["candidates"]):
-        cand["candidate_id"] = f"OTHER{i}"
-        cand["access_key"] = f"KEY-OTHER{i}"
-    plan["groups"] = [{**g, "group_id": g["group_id"] + "B"} for g in plan["groups"]]
-    for person in [*plan["candidates"], *plan["supervisors"]]:
-        person["group_id"] = person["group_id"] + "B"
-    plan["supervisors"] = [{**s, "supervisor_id": s["supervisor_id"] + "B"}
-                           for s in plan["supervisors"]]
-    return plan
-
-
 async def test_end_reaches_every_socket_of_the_plan_within_a_second(
-    client: Client, admin: dict[str, str], runtime: Runtime, db: sqlite3.Connection,
+    client: Client,
+    admin: dict[str, str],
+    runtime: Runtime,
+    db: sqlite3.Connection,
     sync_redis: Any,
 ) -> None:
     await load_plan(client, admin)
@@ -64,14 +54,20 @@ async def test_end_reaches_every_socket_of_the_plan_within_a_second(
         response = await client.post(f"/api/v1/admin/plans/{plan_id}/start", headers=admin)
         assert response.status_code == 200
 
-    cand = await login(client, {"planId": PLAN_ID, "candidateId": "CAND202301",
-                                "authCode": "AUTH1234"})
-    sup = await login(client, {"planId": PLAN_ID, "supervisorId": "SUP202302",
-                               "authCode": "SUPAUTH02"})
-    stranger = await login(client, {"planId": "PLAN202402", "candidateId": "OTHER0",
-                                    "authCode": "AUTH1234"})
-    async with socket(runtime, cand["token"]) as c_ws, socket(runtime, sup["token"]) as s_ws, \
-            socket(runtime, stranger["token"]) as x_ws:
+    cand = await login(
+        client, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+    )
+    sup = await login(
+        client, {"planId": PLAN_ID, "supervisorId": "SUP202302", "authCode": "SUPAUTH02"}
+    )
+    stranger = await login(
+        client, {"planId": "PLAN202402", "candidateId": "OTHER0", "authCode": "AUTH1234"}
+    )
+    async with (
+        socket(runtime, cand["token"]) as c_ws,
+        socket(runtime, sup["token"]) as s_ws,
+        socket(runtime, stranger["token"]) as x_ws,
+    ):
         sent = time.monotonic()
         response = await client.post(f"/api/v1/admin/plans/{PLAN_ID}/end", headers=admin)
         assert response.status_code == 200
@@ -84,11 +80,13 @@ async def test_end_reaches_every_socket_of_the_plan_within_a_second(
         with pytest.raises(TimeoutError):
             await next_of(x_ws, "exam_end", timeout=0.3)
 
-    ended = db.execute("SELECT status, ended_at FROM exam_plan WHERE plan_id = ?",
-                       (PLAN_ID,)).fetchone()
+    ended = db.execute(
+        "SELECT status, ended_at FROM exam_plan WHERE plan_id = ?", (PLAN_ID,)
+    ).fetchone()
     assert ended["status"] == "completed" and ended["ended_at"]
-    assert {r[0] for r in db.execute(
-        "SELECT status FROM exam_candidate WHERE plan_id = ?", (PLAN_ID,))} == {"completed"}
+    assert {
+        r[0] for r in db.execute("SELECT status FROM exam_candidate WHERE plan_id = ?", (PLAN_ID,))
+    } == {"completed"}
     # seed 001 §3.1
     plan_hash = sync_redis.hgetall(f"exam_plan:{PLAN_ID}")
     assert plan_hash["status"] == "completed" and plan_hash["end_datetime"] == ended["ended_at"]
@@ -97,8 +95,12 @@ async def test_end_reaches_every_socket_of_the_plan_within_a_second(
     assert sync_redis.hget("exam_candidate:OTHER0:status", "status") == "in_progress"
     # seed 001 §3.2, on the queue:exam_end stream
     [(_, fields)] = sync_redis.xrange("queue:exam_end")
-    assert fields == {"type": "exam_end", "examId": PLAN_ID, "status": "completed",
-                      "timestamp": ended["ended_at"]}
+    assert fields == {
+        "type": "exam_end",
+        "examId": PLAN_ID,
+        "status": "completed",
+        "timestamp": ended["ended_at"],
+    }
     assert db.execute("SELECT COUNT(*) FROM event_outbox").fetchone()[0] == 0
 
 
@@ -106,10 +108,12 @@ async def test_end_is_idempotent_and_start_after_end_is_refused(
     client: Client, admin: dict[str, str], sync_redis: Any
 ) -> None:
     await load_plan(client, admin)
-    assert (await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
-            ).status_code == 200
-    first = await (await client.post(f"/api/v1/admin/plans/{PLAN_ID}/end", headers=admin)
-                   ).get_json()
+    assert (
+        await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
+    ).status_code == 200
+    first = await (
+        await client.post(f"/api/v1/admin/plans/{PLAN_ID}/end", headers=admin)
+    ).get_json()
     again = await client.post(f"/api/v1/admin/plans/{PLAN_ID}/end", headers=admin)
     assert again.status_code == 200
     assert (await again.get_json())["alreadyCompleted"] is True
@@ -127,15 +131,19 @@ async def test_socket_refuses_bad_tokens_and_answers_bad_frames(
     await load_plan(client, admin)
     assert runtime.sockets is not None
     base = f"ws://127.0.0.1:{runtime.sockets.port}"
-    for url, status in ((f"{base}/ws", 401), (f"{base}/ws?token=forged", 401),
-                        (f"{base}/ws?token=test-admin-token-0123456789", 403),
-                        (f"{base}/elsewhere", 404)):
+    for url, status in (
+        (f"{base}/ws", 401),
+        (f"{base}/ws?token=forged", 401),
+        (f"{base}/ws?token=test-admin-token-0123456789", 403),
+        (f"{base}/elsewhere", 404),
+    ):
         with pytest.raises(InvalidStatus) as caught:
             async with connect(url):
                 pass
         assert caught.value.response.status_code == status
-    cand = await login(client, {"planId": PLAN_ID, "candidateId": "CAND202301",
-                                "authCode": "AUTH1234"})
+    cand = await login(
+        client, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+    )
     async with socket(runtime, cand["token"]) as ws:
         await ws.send("not json")
         assert (await next_of(ws, "error"))["error"]["code"] == "invalid_json"

@@ -35,13 +35,16 @@ async def test_prepare_writes_db_rows_and_seed_redis_keys(
     assert hong["capture_file_path"] == "/capture/PLAN202401/CAND202301"
     stage_rows = db.execute(
         "SELECT stage_id, stage_name, time_limit_seconds, auto_move_enabled, exam_code,"
-        " allocated_exam_time FROM exam_stage ORDER BY stage_order").fetchall()
+        " allocated_exam_time FROM exam_stage ORDER BY stage_order"
+    ).fetchall()
     assert [tuple(r) for r in stage_rows] == [
         ("STEP01", "시스템 점검", 300, 1, None, None),
         ("STEP02", "본 시험", 7200, 1, "EXAM202401", 7200),
     ]
-    assert db.execute("SELECT action FROM admin_audit ORDER BY audit_id").fetchall()[-1][0] == \
-        "plan_prepared"
+    assert (
+        db.execute("SELECT action FROM admin_audit ORDER BY audit_id").fetchall()[-1][0]
+        == "plan_prepared"
+    )
 
     # seed 000 §3.1.1 / seed 003 §7
     plan_hash = sync_redis.hgetall(f"exam_plan:{PLAN_ID}")
@@ -50,16 +53,25 @@ async def test_prepare_writes_db_rows_and_seed_redis_keys(
     assert plan_hash["start_datetime"] == row["start_datetime"]
     assert plan_hash["end_datetime"] == row["end_datetime"]
     assert sync_redis.hgetall(f"exam_plan:{PLAN_ID}:stage:STEP01") == {
-        "stage_name": "시스템 점검", "stage_order": "0", "time_limit_seconds": "300",
-        "auto_move_enabled": "true", "exam_code": "", "allocated_exam_time": "",
+        "stage_name": "시스템 점검",
+        "stage_order": "0",
+        "time_limit_seconds": "300",
+        "auto_move_enabled": "true",
+        "exam_code": "",
+        "allocated_exam_time": "",
     }
     assert sync_redis.hgetall(f"exam_plan:{PLAN_ID}:stage:STEP02")["exam_code"] == "EXAM202401"
     # seed 000 §3.1.2: {"status": "ready", "current_stage": null}
     for cand in plan["candidates"]:
         assert sync_redis.hgetall(f"exam_candidate:{cand['candidate_id']}:status") == {
-            "status": "ready", "current_stage": ""}
+            "status": "ready",
+            "current_stage": "",
+        }
     assert sync_redis.hgetall("exam_supervisor:SUP202301:info") == {
-        "name": "김철수", "group_id": "GROUP01", "plan_id": PLAN_ID}
+        "name": "김철수",
+        "group_id": "GROUP01",
+        "plan_id": PLAN_ID,
+    }
     group = sync_redis.hgetall("exam_group:GROUP01:info")
     assert group["group_name"] == "서울 1반" and group["start_datetime"]
     # seed 000 §3.1.3 and the plan's queues with the persisters' consumer group

@@ -10,12 +10,30 @@ import pytest
 from examsync_server import stages
 
 STAGES: list[dict[str, Any]] = [
-    {"stage_id": "A", "stage_name": "a", "time_limit_seconds": 300, "allocated_exam_time": None,
-     "exam_code": None, "auto_move_enabled": 1},
-    {"stage_id": "B", "stage_name": "b", "time_limit_seconds": None, "allocated_exam_time": 7200,
-     "exam_code": "E", "auto_move_enabled": 1},
-    {"stage_id": "C", "stage_name": "c", "time_limit_seconds": None, "allocated_exam_time": None,
-     "exam_code": None, "auto_move_enabled": 0},
+    {
+        "stage_id": "A",
+        "stage_name": "a",
+        "time_limit_seconds": 300,
+        "allocated_exam_time": None,
+        "exam_code": None,
+        "auto_move_enabled": 1,
+    },
+    {
+        "stage_id": "B",
+        "stage_name": "b",
+        "time_limit_seconds": None,
+        "allocated_exam_time": 7200,
+        "exam_code": "E",
+        "auto_move_enabled": 1,
+    },
+    {
+        "stage_id": "C",
+        "stage_name": "c",
+        "time_limit_seconds": None,
+        "allocated_exam_time": None,
+        "exam_code": None,
+        "auto_move_enabled": 0,
+    },
 ]
 NOW = datetime(2024, 1, 15, 9, 0, tzinfo=UTC)
 
@@ -42,6 +60,11 @@ def test_next_index_walks_the_order() -> None:
 
 def test_stage_event_shape() -> None:
     event = stages.enter(STAGES, 1, NOW).as_event(STAGES)
-    assert event == {"stageId": "B", "stageName": "b", "examCode": "E",
-                     "startedAt": "2024-01-15T09:00:00.000Z",
-                     "deadline": "2024-01-15T11:00:00.000Z", "autoMove": True}
+    assert event == {
+        "stageId": "B",
+        "stageName": "b",
+        "examCode": "E",
+        "startedAt": "2024-01-15T09:00:00.000Z",
+        "deadline": "2024-01-15T11:00:00.000Z",
+        "autoMove": True,
+    }

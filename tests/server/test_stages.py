@@ -32,17 +32,23 @@ async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
 
 
 async def test_simultaneous_plan_moves_as_a_whole_on_the_server_clock(
-    client: Client, admin: dict[str, str], runtime: Runtime, db: sqlite3.Connection,
+    client: Client,
+    admin: dict[str, str],
+    runtime: Runtime,
+    db: sqlite3.Connection,
     sync_redis: Any,
 ) -> None:
     await load_plan(client, admin, plan=quick_plan("동시시험"))
-    cand = await login(client, {"planId": PLAN_ID, "candidateId": "CAND202301",
-                                "authCode": "AUTH1234"})
-    sup = await login(client, {"planId": PLAN_ID, "supervisorId": "SUP202301",
-                               "authCode": "SUPAUTH01"})
+    cand = await login(
+        client, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+    )
+    sup = await login(
+        client, {"planId": PLAN_ID, "supervisorId": "SUP202301", "authCode": "SUPAUTH01"}
+    )
     async with socket(runtime, cand["token"]) as ws, socket(runtime, sup["token"]) as sup_ws:
-        started = await (await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start",
-                                           headers=admin)).get_json()
+        started = await (
+            await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
+        ).get_json()
         assert started["currentStage"] == "STEP01"
         first = await next_of(ws, "stage_changed")
         assert first["stageId"] == "STEP01" and first["deadline"]
@@ -52,7 +58,9 @@ async def test_simultaneous_plan_moves_as_a_whole_on_the_server_clock(
         # the next stage starts at the previous deadline, not at whichever tick noticed it
         assert second["startedAt"] == first["deadline"]
         assert (await next_of(sup_ws, "stage_changed", timeout=3))["stageId"] in (
-            "STEP01", "STEP02")
+            "STEP01",
+            "STEP02",
+        )
         done = await next_of(ws, "stage_changed", timeout=3)
         assert done["stageId"] is None
     statuses = {r[0] for r in db.execute("SELECT status FROM exam_candidate")}
@@ -80,16 +88,22 @@ async def test_stage_without_auto_move_waits_for_the_admin(
 
 
 async def test_individual_exam_runs_one_clock_per_examinee(
-    client: Client, admin: dict[str, str], runtime: Runtime, db: sqlite3.Connection,
+    client: Client,
+    admin: dict[str, str],
+    runtime: Runtime,
+    db: sqlite3.Connection,
     sync_redis: Any,
 ) -> None:
     await load_plan(client, admin, plan=quick_plan("개별시험"))
     await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
     # nobody's clock runs until they start
     assert sync_redis.hgetall("exam_candidate:CAND202301:status") == {
-        "status": "ready", "current_stage": ""}
-    cand = await login(client, {"planId": PLAN_ID, "candidateId": "CAND202301",
-                                "authCode": "AUTH1234"})
+        "status": "ready",
+        "current_stage": "",
+    }
+    cand = await login(
+        client, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+    )
     auth = {"Authorization": f"Bearer {cand['token']}"}
     async with socket(runtime, cand["token"]) as ws:
         view = await (await client.post("/api/v1/me/start", headers=auth)).get_json()
@@ -97,10 +111,12 @@ async def test_individual_exam_runs_one_clock_per_examinee(
         assert (await next_of(ws, "stage_changed"))["stageId"] == "STEP01"
         assert (await next_of(ws, "stage_changed", timeout=3))["stageId"] == "STEP02"
         assert (await next_of(ws, "stage_changed", timeout=3))["stageId"] is None
-    await wait_for(lambda: sync_redis.hget("exam_candidate:CAND202301:status", "status")
-                   == "completed")
-    others = db.execute("SELECT status, current_stage_id FROM exam_candidate"
-                        " WHERE candidate_id != 'CAND202301'").fetchall()
+    await wait_for(
+        lambda: sync_redis.hget("exam_candidate:CAND202301:status", "status") == "completed"
+    )
+    others = db.execute(
+        "SELECT status, current_stage_id FROM exam_candidate WHERE candidate_id != 'CAND202301'"
+    ).fetchall()
     assert {tuple(r) for r in others} == {("ready", None)}
 
 
@@ -111,8 +127,9 @@ async def test_examinee_can_finish_a_stage_early_in_an_individual_exam(
     plan["stages"][0]["time_limit_seconds"] = 600
     await load_plan(client, admin, plan=plan)
     await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
-    cand = await login(client, {"planId": PLAN_ID, "candidateId": "CAND202302",
-                                "authCode": "AUTH1235"})
+    cand = await login(
+        client, {"planId": PLAN_ID, "candidateId": "CAND202302", "authCode": "AUTH1235"}
+    )
     auth = {"Authorization": f"Bearer {cand['token']}"}
     await client.post("/api/v1/me/start", headers=auth)
     view = await (await client.post("/api/v1/me/advance", headers=auth)).get_json()
