@@ -34,6 +34,8 @@ class Settings:
     # A plan import of 100,000 candidates is ~40 MB of JSON.
     max_json_body_bytes: int = 64 * 1024 * 1024
     stage_tick_seconds: float = 0.25
+    # How often each process compares Redis with SQLite and repairs what is behind.
+    repair_interval_seconds: float = 5.0
     run_workers: bool = True
     run_socket_server: bool = True
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))

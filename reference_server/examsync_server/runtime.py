@@ -103,7 +103,10 @@ class Runtime:
         if settings.run_workers:
             runtime.tasks.append(
                 asyncio.create_task(
-                    run_stage_timer(lifecycle, settings.stage_tick_seconds), name="stage-timer"
+                    run_stage_timer(
+                        lifecycle, settings.stage_tick_seconds, settings.repair_interval_seconds
+                    ),
+                    name="stage-timer",
                 )
             )
         return runtime

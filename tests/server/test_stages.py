@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from typing import Any
 
+import pytest
 from quart.typing import TestClientProtocol as Client
 
 from examsync_server.demo.sample import PLAN_ID, sample_plan
@@ -105,10 +106,25 @@ async def test_individual_exam_runs_one_clock_per_examinee(
         client, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
     )
     auth = {"Authorization": f"Bearer {cand['token']}"}
-    async with socket(runtime, cand["token"]) as ws:
+    own = await login(
+        client, {"planId": PLAN_ID, "supervisorId": "SUP202301", "authCode": "SUPAUTH01"}
+    )
+    other = await login(
+        client, {"planId": PLAN_ID, "supervisorId": "SUP202302", "authCode": "SUPAUTH02"}
+    )
+    async with (
+        socket(runtime, cand["token"]) as ws,
+        socket(runtime, own["token"]) as own_ws,
+        socket(runtime, other["token"]) as other_ws,
+    ):
         view = await (await client.post("/api/v1/me/start", headers=auth)).get_json()
         assert view["status"] == "in_progress" and view["currentStage"] == "STEP01"
         assert (await next_of(ws, "stage_changed"))["stageId"] == "STEP01"
+        # the examinee's own group's supervisor sees it; the other group's does not
+        seen = await next_of(own_ws, "stage_changed")
+        assert (seen["candidateId"], seen["stageId"]) == ("CAND202301", "STEP01")
+        with pytest.raises(TimeoutError):
+            await next_of(other_ws, "stage_changed", timeout=0.3)
         assert (await next_of(ws, "stage_changed", timeout=3))["stageId"] == "STEP02"
         assert (await next_of(ws, "stage_changed", timeout=3))["stageId"] is None
     await wait_for(

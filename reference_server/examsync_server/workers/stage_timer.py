@@ -16,14 +16,12 @@ from ..lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
-REPAIR_EVERY_SECONDS = 5.0
 
-
-async def run_stage_timer(lifecycle: Lifecycle, tick_seconds: float) -> None:
-    since_repair = REPAIR_EVERY_SECONDS  # repair once at start-up: Redis may have restarted
+async def run_stage_timer(lifecycle: Lifecycle, tick_seconds: float, repair_seconds: float) -> None:
+    since_repair = repair_seconds  # repair once at start-up: Redis may have restarted
     while True:
         try:
-            if since_repair >= REPAIR_EVERY_SECONDS:
+            if since_repair >= repair_seconds:
                 since_repair = 0.0
                 await lifecycle.repair()
             await lifecycle.moves.due_moves(utc_now())

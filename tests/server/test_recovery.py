@@ -1,0 +1,104 @@
+"""Redis is a cache of SQLite: a lost or failed Redis heals, and no event is lost meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from quart.typing import TestClientProtocol as Client
+
+from examsync_server.app import create_app
+from examsync_server.config import Settings
+from examsync_server.demo.sample import PLAN_ID
+from examsync_server.embedded import EmbeddedRedis
+
+from .conftest import ADMIN_TOKEN, load_plan
+
+
+async def eventually(check: Any, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("not repaired in time")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.with_changes(repair_interval_seconds=0.2)
+
+
+async def test_flushed_redis_is_rebuilt_from_sqlite(
+    client: Client, admin: dict[str, str], sync_redis: Any
+) -> None:
+    await load_plan(client, admin)
+    await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
+    before = {
+        k: sync_redis.hgetall(k) for k in sync_redis.keys("exam_*") if sync_redis.type(k) == "hash"
+    }
+    sync_redis.flushall()
+    await eventually(lambda: sync_redis.hget(f"exam_plan:{PLAN_ID}", "status") == "in_progress")
+    await asyncio.sleep(0.1)
+    after = {
+        k: sync_redis.hgetall(k) for k in sync_redis.keys("exam_*") if sync_redis.type(k) == "hash"
+    }
+    assert after == before
+    assert sync_redis.xinfo_groups(f"exam_queue:{PLAN_ID}:answers")[0]["name"] == "persisters"
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
+    server = await EmbeddedRedis.start(tmp_path / "own-redis", appendonly=False)
+    yield server
+    server.stop()
+
+
+async def test_end_during_a_redis_outage_is_committed_and_broadcast_later(
+    tmp_path: Path, private_redis: EmbeddedRedis
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        redis_url=private_redis.url,
+        admin_token=ADMIN_TOKEN,
+        secret_key="k",
+        socket_port=0,
+        stage_tick_seconds=0.05,
+        repair_interval_seconds=0.2,
+    )
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    quart_app = create_app(settings)
+    async with quart_app.test_app() as test_app:
+        client = test_app.test_client()
+        await load_plan(client, admin)
+        await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
+        await asyncio.to_thread(private_redis.stop)
+
+        response = await client.post(f"/api/v1/admin/plans/{PLAN_ID}/end", headers=admin)
+        body = await response.get_json()
+        assert response.status_code == 503
+        assert body["error"]["code"] == "redis_unavailable"
+        assert body["error"]["details"] == {"committed": True}
+        assert response.headers["Retry-After"]
+        with sqlite3.connect(settings.sqlite_path) as db:
+            assert db.execute("SELECT status FROM exam_plan").fetchone()[0] == "completed"
+            assert db.execute("SELECT COUNT(*) FROM event_outbox").fetchone()[0] == 1
+
+        # Redis comes back empty (no AOF here): the timer rebuilds the keys and publishes the
+        # exam_end the outbox kept.
+        restarted = await EmbeddedRedis.start(tmp_path / "own-redis", appendonly=False)
+        try:
+            live = redis.Redis.from_url(restarted.url, decode_responses=True)
+            await eventually(lambda: live.xlen("queue:exam_end") == 1)
+            assert live.xrange("queue:exam_end")[0][1]["examId"] == PLAN_ID
+            await eventually(lambda: live.hget(f"exam_plan:{PLAN_ID}", "status") == "completed")
+            assert live.hget("exam_candidate:CAND202301:status", "status") == "completed"
+            with sqlite3.connect(settings.sqlite_path) as db:
+                assert db.execute("SELECT COUNT(*) FROM event_outbox").fetchone()[0] == 0
+            live.close()
+        finally:
+            restarted.stop()
