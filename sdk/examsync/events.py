@@ -1,0 +1,98 @@
+"""What the sync engine reports to the front-end (drained with ``Engine.events_received()``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from .exceptions import ExamSyncError
+from .messages import AckStatus, Receipt
+
+__all__ = [
+    "AnswerAcknowledged",
+    "AnswerSuperseded",
+    "DeliveryFailure",
+    "Event",
+    "RestoreReport",
+    "SyncState",
+    "SyncStatus",
+]
+
+
+class SyncStatus(Enum):
+    """The one word a candidate's screen shows about their answers."""
+
+    SYNCED = "synced"  # every answer is acknowledged by the server
+    PENDING = "pending"  # some answers are only on this device, on their way
+    OFFLINE = "offline"  # no connection (or the server cannot be reached); answers wait here
+    ERROR = "error"  # the server refused the last save; retrying, see DeliveryFailure
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """Emitted whenever status, pending count, last ack or in-flight changes."""
+
+    status: SyncStatus
+    pending: int  # answers not yet acknowledged
+    oldest_pending_age: float | None  # seconds the oldest of them has waited, None if none
+    last_ack_at: float | None  # when the server last acknowledged a save (epoch seconds)
+    in_flight: bool  # a save request is out
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerAcknowledged:
+    """The server committed this exact version (accepted, or already had it)."""
+
+    quiz_code: str
+    version: int
+    status: AckStatus
+    receipt: Receipt | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSuperseded:
+    """The server holds a version of this answer that this device did not write.
+
+    Another device (or a lost local store) wrote ``current_version``; the local value is no
+    longer the server's. A restore shows what the server has; a new edit here goes above it.
+    """
+
+    quiz_code: str
+    version: int
+    current_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFailure:
+    """A save did not get through; the engine retries it at ``retry_at``."""
+
+    batch_id: int
+    error: ExamSyncError
+    attempt: int  # consecutive failures so far
+    retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreReport:
+    """The outcome of merging a restore (seed 002 §3.2, §5.2), per question code.
+
+    ``restored``: the server's version replaced the local one. ``kept_local``: an unacknowledged
+    local edit is newer and will be sent. ``resent``: acknowledged before, but the server no
+    longer has it (or has less); sent again above the server's version. ``missing``: the server
+    could not read it back (a partial restore); the local answer is left as it is.
+    ``unconfirmed``: a receipt this device holds is not honoured by the restore (the server
+    returned nothing, or a lower version, for a version it signed for).
+    """
+
+    restored: tuple[str, ...] = ()
+    kept_local: tuple[str, ...] = ()
+    resent: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    unconfirmed: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missing)
+
+
+Event = SyncState | AnswerAcknowledged | AnswerSuperseded | DeliveryFailure | RestoreReport

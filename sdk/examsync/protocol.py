@@ -1,0 +1,161 @@
+"""The wire encoding (DESIGN §4): canonical JSON, the checksum, timestamps, base64url.
+
+This is the part of the contract both sides must compute byte for byte, shared by the SDK and
+the reference server: standard library only, no I/O. The messages built on it are in
+:mod:`examsync.messages`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .exceptions import ChecksumMismatch, LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "b64url_decode",
+    "b64url_encode",
+    "canonical_json",
+    "checksum",
+    "decode_json",
+    "format_timestamp",
+    "parse_timestamp",
+    "value_sha256",
+    "verify_checksum",
+]
+
+
+# --- canonical JSON and checksum (the one definition both sides use) ---------------------------
+
+
+def canonical_json(obj: Any) -> bytes:
+    """``obj`` as canonical JSON: UTF-8, keys sorted, separators ``,`` ``:``, no ASCII escaping.
+
+    NaN and infinities are refused (JSON has no spelling for them); so are non-string keys,
+    which ``json`` would otherwise silently turn into strings.
+    """
+    _check_keys(obj)
+    try:
+        text = json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"not canonical-JSON serialisable: {exc}") from exc
+    return text.encode("utf-8")
+
+
+def _check_keys(obj: Any) -> None:
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise LocalProtocolError(f"object key {key!r} is not a string")
+            _check_keys(value)
+    elif isinstance(obj, list | tuple):
+        for item in obj:
+            _check_keys(item)
+
+
+def checksum(payload: Mapping[str, Any]) -> str:
+    """SHA-256, lowercase hex, of the canonical JSON of ``payload`` without its ``checksum``."""
+    body = {key: value for key, value in payload.items() if key != "checksum"}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def verify_checksum(payload: Mapping[str, Any]) -> None:
+    """Raise :class:`ChecksumMismatch` unless ``payload["checksum"]`` matches its content."""
+    expected = checksum(payload)
+    actual = payload.get("checksum")
+    if actual != expected:
+        raise ChecksumMismatch(expected=expected, actual=actual)
+
+
+def value_sha256(value: str) -> str:
+    """The ``valueSha256`` a receipt carries for an answer value: SHA-256 hex of its UTF-8."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# Our messages nest 6 deep. The bound matters in Pyodide: there, deep nesting overflows the
+# JavaScript stack and kills the interpreter outright instead of raising RecursionError.
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _too_deep(text: str) -> bool:
+    depth = 0
+    for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub('""', text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_JSON_DEPTH:
+            return True
+    return False
+
+
+def decode_json(data: bytes | str) -> Any:
+    """Parse JSON from the peer strictly (UTF-8, no NaN/Infinity, no duplicate keys).
+
+    Nesting deeper than :data:`MAX_JSON_DEPTH` is refused before parsing.
+    """
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise ValueError(f"duplicate key {key!r}")
+            result[key] = value
+        return result
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        if _too_deep(text):
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH}")
+        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise RemoteProtocolError(f"malformed JSON: {exc}") from exc
+
+
+# --- timestamps and base64url --------------------------------------------------------------------
+
+
+def format_timestamp(epoch_seconds: float) -> str:
+    """ISO 8601 UTC with milliseconds, as all wire timestamps: ``2024-01-01T09:00:00.000Z``."""
+    if not math.isfinite(epoch_seconds):
+        raise LocalProtocolError(f"not a time: {epoch_seconds!r}")
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> float:
+    """Seconds since the epoch from an ISO 8601 timestamp with an explicit offset (or ``Z``)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError) as exc:
+        raise RemoteProtocolError(f"not an ISO 8601 timestamp: {text!r}") from exc
+    if moment.tzinfo is None:
+        raise RemoteProtocolError(f"timestamp without a UTC offset: {text!r}")
+    return moment.timestamp()
+
+
+def b64url_encode(data: bytes) -> str:
+    """base64url without padding (RFC 7515 §2), as receipt signatures are sent."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Inverse of :func:`b64url_encode`; padding is optional, other alphabets are refused."""
+    if not text.isascii() or any(c in text for c in "+/"):
+        raise RemoteProtocolError(f"not base64url: {text!r}")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise RemoteProtocolError(f"not base64url: {text!r}") from exc

@@ -1,0 +1,39 @@
+"""The exception hierarchy the module docstring draws (examsync.exceptions)."""
+
+from __future__ import annotations
+
+import examsync.exceptions as exc
+
+
+def test_hierarchy_matches_the_docstring() -> None:
+    parents = {
+        exc.ProtocolError: exc.ExamSyncError,
+        exc.LocalProtocolError: exc.ProtocolError,
+        exc.RemoteProtocolError: exc.ProtocolError,
+        exc.ChecksumMismatch: exc.RemoteProtocolError,
+        exc.StorageError: exc.ExamSyncError,
+        exc.TransportError: exc.ExamSyncError,
+        exc.ServerError: exc.ExamSyncError,
+        exc.AuthenticationError: exc.ServerError,
+        exc.RateLimitedError: exc.ServerError,
+    }
+    for cls, parent in parents.items():
+        assert cls.__bases__ == (parent,), cls
+        assert cls.__name__ in (exc.__doc__ or "")
+    assert set(exc.__all__) == {c.__name__ for c in parents} | {"ExamSyncError"}
+
+
+def test_exceptions_carry_fields() -> None:
+    error = exc.ServerError("bad", code="checksum_mismatch", status=422, details={"a": 1})
+    assert (error.code, error.status, error.details, error.message) == (
+        "checksum_mismatch",
+        422,
+        {"a": 1},
+        "bad",
+    )
+    assert "checksum_mismatch" in str(error)
+    mismatch = exc.ChecksumMismatch(expected="ab", actual="cd")
+    assert (mismatch.expected, mismatch.actual, mismatch.path) == ("ab", "cd", "checksum")
+    assert exc.TransportError("t", timeout=True).timeout
+    assert exc.StorageError("s", operation="commit").operation == "commit"
+    assert exc.RemoteProtocolError("m", path="a.b").path == "a.b"
