@@ -18,6 +18,7 @@ import json
 import logging
 import zipfile
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
@@ -389,8 +390,10 @@ class Lifecycle:
         """Resync every live plan whose Redis status differs from SQLite's; relay the outbox."""
         repaired = 0
         for row in await self.db.fetch_all(
-            "SELECT plan_id, status FROM exam_plan WHERE status IN"
-            " ('ready', 'in_progress', 'completed')"
+            # Plans ended more than a week ago are history, not live state.
+            "SELECT plan_id, status FROM exam_plan WHERE status IN ('ready', 'in_progress')"
+            " OR (status = 'completed' AND ended_at > ?)",
+            (iso(utc_now() - timedelta(days=7)),),
         ):
             if await self.state.plan_status(row["plan_id"]) != row["status"]:
                 log.warning("Redis is behind SQLite for plan %s; resyncing", row["plan_id"])

@@ -136,8 +136,7 @@ class StageMoves:
             raise ApiError(
                 409, "plan_simultaneous", "in a simultaneous exam the whole plan moves together"
             )
-        async with self.db.transaction() as conn:
-            cand = await self._candidate(conn, plan_id, candidate_id)
+        cand = await self._candidate(None, plan_id, candidate_id)
         if cand["status"] != "in_progress":
             raise ApiError(
                 409,
@@ -192,13 +191,15 @@ class StageMoves:
     # -- reading --------------------------------------------------------------------------------
 
     async def _candidate(
-        self, conn: aiosqlite.Connection, plan_id: str, candidate_id: str
+        self, conn: aiosqlite.Connection | None, plan_id: str, candidate_id: str
     ) -> dict[str, Any]:
-        cand = await plans.one(
-            conn,
-            "SELECT * FROM exam_candidate WHERE plan_id = ? AND candidate_id = ?",
-            (plan_id, candidate_id),
-        )
+        """One examinee's row, inside the caller's transaction or (conn None) as committed."""
+        sql = "SELECT * FROM exam_candidate WHERE plan_id = ? AND candidate_id = ?"
+        if conn is None:
+            row = await self.db.fetch_one(sql, (plan_id, candidate_id))
+            cand = dict(row) if row is not None else None
+        else:
+            cand = await plans.one(conn, sql, (plan_id, candidate_id))
         if cand is None:
             raise ApiError(404, "candidate_not_found", "candidate not found")
         return cand
