@@ -16,8 +16,9 @@ def demo(session: nox.Session) -> None:
     """The reference server with the seeds' sample plan, in a venv of its own (.nox/demo-venv)."""
     venv = ".nox/demo-venv"
     session.run("python3", "-m", "venv", venv, external=True)
-    session.run(f"{venv}/bin/python", "-m", "pip", "install", "-q", "-e", ".[server]",
-                external=True)
+    session.run(
+        f"{venv}/bin/python", "-m", "pip", "install", "-q", "-e", ".[server]", external=True
+    )
     session.run(f"{venv}/bin/examsync", "demo", *session.posargs, external=True)
 
 
