@@ -1,14 +1,24 @@
 """examsync: answer sync for online exams — the SDK.
 
 The core (this package's top-level modules) is sans-I/O and standard-library only, so it
-imports unchanged on CPython 3.11+ and in Pyodide. See docs/sdk.md and docs/protocol.md.
+imports unchanged on CPython 3.11+ and in Pyodide. The CPython client (httpx, websockets,
+sqlite3) is ``examsync.cpython``; importing ``examsync`` does not load it. See docs/sdk.md and
+docs/protocol.md.
 """
 
 from __future__ import annotations
 
 from .backoff import Backoff
+from .connection import (
+    Connection,
+    ConnectionChanged,
+    ConnectionConfig,
+    ConnectionState,
+    SaveChannel,
+)
 from .engine import Engine, EngineConfig, OutboxState, SaveRequest
 from .events import (
+    Alert,
     AnswerAcknowledged,
     AnswerSuperseded,
     DeliveryFailure,
@@ -24,11 +34,14 @@ from .exceptions import (
     LocalProtocolError,
     ProtocolError,
     RateLimitedError,
+    ReceiptError,
     RemoteProtocolError,
     ServerError,
     StorageError,
+    StoreLockedError,
     TransportError,
 )
+from .frames import ExamEnded, StageChanged
 from .messages import (
     AckStatus,
     AnswerBehavior,
@@ -47,10 +60,12 @@ from .messages import (
     SavePayload,
 )
 from .protocol import canonical_json, checksum, verify_checksum
+from .receipts import ReceiptVerifier, parse_public_keys
 from .storage import Changes, LocalAnswer, MemoryStorage, OutboxEntry, Snapshot, Storage
 
 __all__ = [
     "AckStatus",
+    "Alert",
     "AnswerAcknowledged",
     "AnswerBehavior",
     "AnswerEntry",
@@ -61,11 +76,16 @@ __all__ = [
     "Behavior",
     "Changes",
     "ChecksumMismatch",
+    "Connection",
+    "ConnectionChanged",
+    "ConnectionConfig",
+    "ConnectionState",
     "DeliveryFailure",
     "Device",
     "Engine",
     "EngineConfig",
     "Event",
+    "ExamEnded",
     "ExamSyncError",
     "LocalAnswer",
     "LocalProtocolError",
@@ -77,23 +97,29 @@ __all__ = [
     "ProtocolError",
     "RateLimitedError",
     "Receipt",
+    "ReceiptError",
     "ReceiptPayload",
+    "ReceiptVerifier",
     "RemoteProtocolError",
     "RestoreAnswer",
     "RestoreMetadata",
     "RestoreReport",
     "RestoreResponse",
     "SaveAck",
+    "SaveChannel",
     "SavePayload",
     "SaveRequest",
     "ServerError",
     "Snapshot",
+    "StageChanged",
     "Storage",
     "StorageError",
+    "StoreLockedError",
     "SyncState",
     "SyncStatus",
     "TransportError",
     "canonical_json",
     "checksum",
+    "parse_public_keys",
     "verify_checksum",
 ]

@@ -9,6 +9,7 @@ from .exceptions import ExamSyncError
 from .messages import AckStatus, Receipt
 
 __all__ = [
+    "Alert",
     "AnswerAcknowledged",
     "AnswerSuperseded",
     "DeliveryFailure",
@@ -93,6 +94,19 @@ class RestoreReport:
     @property
     def partial(self) -> bool:
         return bool(self.missing)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A problem a driver handled and went on from (logged too): shown, never raised.
+
+    ``where`` names the part that saw it: ``"socket"``, ``"save"``, ``"restore"``, ``"keys"``,
+    ``"login"``, ``"listener"``... For example a malformed frame, a refused socket handshake,
+    a receipt that did not verify, or an unexpected exception in a background task.
+    """
+
+    error: ExamSyncError
+    where: str
 
 
 Event = SyncState | AnswerAcknowledged | AnswerSuperseded | DeliveryFailure | RestoreReport

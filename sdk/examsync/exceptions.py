@@ -7,8 +7,11 @@ The hierarchy::
     │   ├── LocalProtocolError        ... on our side: we were asked to send something invalid
     │   └── RemoteProtocolError       ... from the server: malformed JSON, wrong types, a receipt
     │       │                             that does not match what was sent, a wrong identity
-    │       └── ChecksumMismatch      the checksum in a payload does not match its content
+    │       ├── ChecksumMismatch      the checksum in a payload does not match its content
+    │       └── ReceiptError          a save receipt's signature does not verify (or its key
+    │                                     is unknown): the save counts as not acknowledged
     ├── StorageError                  local durable storage failed; nothing was reported queued
+    │   └── StoreLockedError          another client holds this candidate's store on this device
     ├── TransportError                the request did not get an answer (network, timeout)
     └── ServerError                   the server answered with ``{"error": {...}}``
         ├── AuthenticationError       401 / 403: the session is not (or no longer) valid
@@ -31,9 +34,11 @@ __all__ = [
     "LocalProtocolError",
     "ProtocolError",
     "RateLimitedError",
+    "ReceiptError",
     "RemoteProtocolError",
     "ServerError",
     "StorageError",
+    "StoreLockedError",
     "TransportError",
 ]
 
@@ -74,12 +79,40 @@ class ChecksumMismatch(RemoteProtocolError):
         self.actual = actual
 
 
+class ReceiptError(RemoteProtocolError):
+    """A receipt's Ed25519 signature does not verify against the server's published key.
+
+    ``key_id`` is the key the receipt names (unknown keys are refused too). The driver treats the
+    whole ack as a failed send, so the answer stays queued and is sent again.
+    """
+
+    def __init__(self, message: str, *, quiz_code: str, key_id: str) -> None:
+        super().__init__(message, path=f"results.{quiz_code}.receipt")
+        self.quiz_code = quiz_code
+        self.key_id = key_id
+
+
 class StorageError(ExamSyncError):
     """Local durable storage could not load or commit; the change it carried did not happen."""
 
     def __init__(self, message: str, *, operation: str | None = None) -> None:
         super().__init__(message)
         self.operation = operation
+
+
+class StoreLockedError(StorageError):
+    """Another client (``holder``: its pid, when known) writes this store; we waited ``timeout``.
+
+    One writer per candidate per device: a second client waits for the lock or gets this,
+    rather than interleaving versions with the first.
+    """
+
+    def __init__(self, path: str, *, holder: int | None, timeout: float) -> None:
+        who = f"process {holder}" if holder is not None else "another client"
+        super().__init__(f"{path} is held by {who} (waited {timeout:g} s)", operation="lock")
+        self.path = path
+        self.holder = holder
+        self.timeout = timeout
 
 
 class TransportError(ExamSyncError):

@@ -11,7 +11,9 @@ def test_hierarchy_matches_the_docstring() -> None:
         exc.LocalProtocolError: exc.ProtocolError,
         exc.RemoteProtocolError: exc.ProtocolError,
         exc.ChecksumMismatch: exc.RemoteProtocolError,
+        exc.ReceiptError: exc.RemoteProtocolError,
         exc.StorageError: exc.ExamSyncError,
+        exc.StoreLockedError: exc.StorageError,
         exc.TransportError: exc.ExamSyncError,
         exc.ServerError: exc.ExamSyncError,
         exc.AuthenticationError: exc.ServerError,
@@ -37,3 +39,13 @@ def test_exceptions_carry_fields() -> None:
     assert exc.TransportError("t", timeout=True).timeout
     assert exc.StorageError("s", operation="commit").operation == "commit"
     assert exc.RemoteProtocolError("m", path="a.b").path == "a.b"
+    receipt = exc.ReceiptError("bad signature", quiz_code="Q1", key_id="k1")
+    assert (receipt.quiz_code, receipt.key_id, receipt.path) == ("Q1", "k1", "results.Q1.receipt")
+    locked = exc.StoreLockedError("/s/x.sqlite3", holder=42, timeout=1.5)
+    assert (locked.path, locked.holder, locked.timeout, locked.operation) == (
+        "/s/x.sqlite3",
+        42,
+        1.5,
+        "lock",
+    )
+    assert "process 42" in str(locked)

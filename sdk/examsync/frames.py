@@ -1,0 +1,188 @@
+"""WebSocket frames between the SDK and the socket server (docs/protocol.md, "Socket frames").
+
+Every frame is a text frame holding one JSON object with a string ``type``. :func:`parse_frame`
+validates a received frame and returns one of the frame classes below; a frame of a type this
+SDK does not know comes back as :class:`UnknownFrame` (reported, never fatal), so the server can
+add types without breaking older clients. Malformed frames raise
+:class:`~examsync.exceptions.RemoteProtocolError`.
+
+The builders (:func:`ping_frame`, :func:`pong_frame`, :func:`save_frame`) return the text to send.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._validate import frozen_map, get_int, get_str, require_object
+from .exceptions import RemoteProtocolError
+from .protocol import decode_json
+
+__all__ = [
+    "ErrorFrame",
+    "ExamEnded",
+    "Frame",
+    "Ping",
+    "Pong",
+    "SaveAckFrame",
+    "StageChanged",
+    "UnknownFrame",
+    "Welcome",
+    "parse_frame",
+    "ping_frame",
+    "pong_frame",
+    "save_frame",
+]
+
+SAVE_FEATURE = "save"  # in welcome.features: the server takes saves over the socket
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The server's greeting once the socket is authenticated."""
+
+    socket_id: str
+    role: str
+    plan_id: str
+    server_time: str
+    features: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """The server checks that we are alive: answer with a pong echoing ``ts``."""
+
+    ts: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to one of our pings (``ts`` echoes what we sent)."""
+
+    ts: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExamEnded:
+    """The exam is over (seed 001 §3.3): the front-end stops taking answers."""
+
+    plan_id: str
+    message: str
+    timestamp: str
+
+
+@dataclass(frozen=True, slots=True)
+class StageChanged:
+    """The plan (or this candidate) moved to another stage; ``data`` is the whole frame."""
+
+    plan_id: str
+    timestamp: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", frozen_map(self.data))
+
+
+@dataclass(frozen=True, slots=True)
+class SaveAckFrame:
+    """The answer to a save sent over the socket: ``body`` is read as the HTTP 200 body."""
+
+    request_id: str
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFrame:
+    """``{"type": "error", "error": {...}}``; with ``id`` and ``status`` when it answers a save.
+
+    ``status`` is the HTTP status the same refusal would have had (0 when the server gave none).
+    """
+
+    request_id: str | None
+    status: int
+    body: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownFrame:
+    """A well-formed frame of a type this SDK does not handle (supervisor events, new types)."""
+
+    type: str
+    data: Mapping[str, Any]
+
+
+Frame = Welcome | Ping | Pong | ExamEnded | StageChanged | SaveAckFrame | ErrorFrame | UnknownFrame
+
+
+def _request_id(m: Mapping[str, Any]) -> str:
+    value = m.get("id")
+    # Ids are ours (we send strings); accept an integer too rather than drop a valid ack.
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise RemoteProtocolError("expected a request id", path="id")
+
+
+def parse_frame(data: str | bytes) -> Frame:
+    """The frame in ``data`` (one WebSocket message). Raises RemoteProtocolError if malformed."""
+    m = require_object(decode_json(data), "")
+    kind = get_str(m, "type", "")
+    if kind == "welcome":
+        features = m.get("features", [])
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            raise RemoteProtocolError("expected an array of strings", path="features")
+        return Welcome(
+            socket_id=get_str(m, "socketId", ""),
+            role=get_str(m, "role", ""),
+            plan_id=str(m.get("planId", "")),
+            server_time=str(m.get("serverTime", "")),
+            features=frozenset(features),
+        )
+    if kind == "ping":
+        return Ping(m.get("ts"))
+    if kind == "pong":
+        return Pong(m.get("ts"))
+    if kind == "exam_end":
+        return ExamEnded(
+            plan_id=str(m.get("planId", "")),
+            message=get_str(m, "message", ""),
+            timestamp=get_str(m, "timestamp", ""),
+        )
+    if kind == "stage_changed":
+        return StageChanged(
+            plan_id=get_str(m, "planId", ""),
+            timestamp=str(m.get("timestamp", "")),
+            data=m,
+        )
+    if kind == "save_ack":
+        return SaveAckFrame(_request_id(m), m)
+    if kind == "error":
+        require_object(m.get("error"), "error")
+        request_id = _request_id(m) if "id" in m else None
+        status = get_int(m, "status", "", minimum=0) if "status" in m else 0
+        return ErrorFrame(request_id, status, m)
+    return UnknownFrame(kind, frozen_map(m))
+
+
+def ping_frame(ts: Any) -> str:
+    """Our heartbeat; the server answers ``{"type": "pong", "ts": ts}``."""
+    return json.dumps({"type": "ping", "ts": ts})
+
+
+def pong_frame(ts: Any) -> str:
+    """The answer to the server's ping."""
+    return json.dumps({"type": "pong", "ts": ts})
+
+
+def save_frame(request_id: str, body: bytes) -> str:
+    """A save over the socket: ``body`` is the canonical JSON the HTTP save would carry.
+
+    Spliced in as it is (no re-encoding): the payload's checksum is over its content, and the
+    server reads the same object either way.
+    """
+    return (
+        '{"type":"save","id":' + json.dumps(request_id) + ',"payload":' + body.decode("utf-8") + "}"
+    )

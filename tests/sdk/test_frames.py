@@ -1,0 +1,107 @@
+"""Socket frames: parsing what the server sends, building what we send (examsync.frames)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from examsync.exceptions import RemoteProtocolError
+from examsync.frames import (
+    ErrorFrame,
+    ExamEnded,
+    Ping,
+    SaveAckFrame,
+    StageChanged,
+    UnknownFrame,
+    Welcome,
+    parse_frame,
+    ping_frame,
+    pong_frame,
+    save_frame,
+)
+from examsync.messages import parse_error
+from examsync.protocol import canonical_json
+
+
+def test_welcome_of_the_reference_server() -> None:
+    frame = parse_frame(
+        '{"type":"welcome","socketId":"abc","role":"candidate","planId":"P",'
+        '"serverTime":"2024-01-01T09:00:00.000Z"}'
+    )
+    assert frame == Welcome("abc", "candidate", "P", "2024-01-01T09:00:00.000Z", frozenset())
+    with_features = parse_frame(
+        '{"type":"welcome","socketId":"a","role":"candidate","features":["save","x"]}'
+    )
+    assert isinstance(with_features, Welcome) and "save" in with_features.features
+
+
+def test_exam_end_as_seed_001_sends_it() -> None:
+    frame = parse_frame(
+        json.dumps(
+            {
+                "type": "exam_end",
+                "message": "시험이 종료되었습니다.",
+                "timestamp": "2024-01-01T10:00:00Z",
+                "planId": "PLAN202401",
+            },
+            ensure_ascii=False,
+        ).encode()
+    )
+    assert frame == ExamEnded("PLAN202401", "시험이 종료되었습니다.", "2024-01-01T10:00:00Z")
+
+
+def test_stage_changed_keeps_the_whole_frame() -> None:
+    frame = parse_frame('{"type":"stage_changed","planId":"P","stageId":"S2","timestamp":"t"}')
+    assert isinstance(frame, StageChanged)
+    assert frame.data["stageId"] == "S2" and frame.plan_id == "P"
+
+
+def test_save_ack_and_error_frames_carry_their_request_id() -> None:
+    ack = parse_frame('{"type":"save_ack","id":"7","results":{},"serverTime":"t"}')
+    assert isinstance(ack, SaveAckFrame) and ack.request_id == "7"
+    assert parse_frame('{"type":"save_ack","id":7,"results":{}}') == SaveAckFrame(
+        "7", {"type": "save_ack", "id": 7, "results": {}}
+    )
+    err = parse_frame(
+        '{"type":"error","id":"7","status":422,'
+        '"error":{"code":"checksum_mismatch","message":"no","details":{}}}'
+    )
+    assert isinstance(err, ErrorFrame) and (err.request_id, err.status) == ("7", 422)
+    assert parse_error(err.status, dict(err.body)).code == "checksum_mismatch"
+    plain = parse_frame('{"type":"error","error":{"code":"unknown_type","message":"m"}}')
+    assert isinstance(plain, ErrorFrame) and (plain.request_id, plain.status) == (None, 0)
+
+
+def test_unknown_types_are_returned_not_refused() -> None:
+    frame = parse_frame('{"type":"examinee_disconnected","examineeId":"E1"}')
+    assert isinstance(frame, UnknownFrame) and frame.type == "examinee_disconnected"
+    assert parse_frame('{"type":"ping"}') == Ping(None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "nope",
+        "[]",
+        '{"no":"type"}',
+        '{"type":3}',
+        '{"type":"save_ack","results":{}}',
+        '{"type":"error"}',
+        '{"type":"error","error":{},"status":-1}',
+        '{"type":"welcome","socketId":"a","role":"c","features":"save"}',
+        '{"type":"exam_end","timestamp":"t"}',
+        '{"type":"ping","type":"pong"}',
+    ],
+)
+def test_malformed_frames_raise(data: str) -> None:
+    with pytest.raises(RemoteProtocolError):
+        parse_frame(data)
+
+
+def test_builders() -> None:
+    assert json.loads(ping_frame(5)) == {"type": "ping", "ts": 5}
+    assert json.loads(pong_frame("x")) == {"type": "pong", "ts": "x"}
+    body = canonical_json({"examId": "P", "answers": {"Q1": {"value": "정답"}}})
+    frame = json.loads(save_frame("12", body))
+    assert frame == {"type": "save", "id": "12", "payload": json.loads(body)}

@@ -1,0 +1,234 @@
+"""In-test stand-ins for the reference server: an httpx.MockTransport API and a socket server.
+
+They follow docs/protocol.md (saves, acks, Ed25519 receipts, restore, keys, package) closely
+enough to drive the CPython adapter; the real server's own tests live in tests/server and
+tests/integration. Mocks are fine here because the transport is a seam we own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from examsync.exceptions import RemoteProtocolError
+from examsync.messages import (
+    AckStatus,
+    AnswerResult,
+    Receipt,
+    ReceiptPayload,
+    RestoreAnswer,
+    RestoreMetadata,
+    RestoreResponse,
+    SaveAck,
+    SavePayload,
+)
+from examsync.protocol import b64url_encode, canonical_json, decode_json, value_sha256
+
+PLAN, EXAM, CANDIDATE = "PLAN202401", "EXAM202401", "CAND202301"
+AUTH_CODE, KEY = "AUTH01", "KEY-0001"
+SERVER_TIME = "2024-01-01T09:00:02.345Z"
+PACKAGE = b"PK\x05\x06" + bytes(18)  # an empty zip
+
+
+def raw_public(private: Ed25519PrivateKey) -> bytes:
+    return private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+
+
+def error(status: int, code: str, message: str = "refused") -> httpx.Response:
+    body = {"error": {"code": code, "message": message, "details": {}}}
+    return httpx.Response(status, json=body)
+
+
+@dataclass
+class FakeApi:
+    """The candidate HTTP API plus the save rules, shared with the fake socket server."""
+
+    socket_url: str = "ws://127.0.0.1:9/ws"
+    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    key_id: str = "k1"
+    answers: dict[str, tuple[str, int]] = field(default_factory=dict)  # code -> (value, version)
+    tamper: bool = False  # sign receipts, then flip a bit of the signature
+    down: bool = False  # every HTTP request fails to connect
+    http_saves: int = 0
+    socket_saves: int = 0
+    key_fetches: int = 0
+    package: bytes = PACKAGE
+    package_etag: str | None = None  # None: the package's real digest
+    package_requests: list[httpx.Request] = field(default_factory=list)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        path, method = request.url.path, request.method
+        if (method, path) == ("POST", "/api/v1/sessions"):
+            return self.login(json.loads(request.content))
+        if (method, path) == ("GET", "/api/v1/keys"):
+            self.key_fetches += 1
+            return httpx.Response(
+                200, json={"keys": {self.key_id: b64url_encode(raw_public(self.key))}}
+            )
+        if request.headers.get("Authorization") != "Bearer tok-1":
+            return error(401, "invalid_token")
+        if (method, path) == ("POST", "/api/v1/answers"):
+            self.http_saves += 1
+            status, body = self.save(decode_json(request.content))
+            return httpx.Response(status, json=body)
+        if (method, path) == ("GET", f"/api/v1/answers/{EXAM}"):
+            return httpx.Response(200, json=self.restore())
+        if (method, path) == ("GET", f"/api/v1/plans/{PLAN}/package"):
+            self.package_requests.append(request)
+            digest = hashlib.sha256(self.package).hexdigest()
+            etag = self.package_etag or digest
+            if request.headers.get("If-None-Match") == f'"{etag}"':
+                return httpx.Response(304, headers={"ETag": f'"{etag}"'})
+            return httpx.Response(200, content=self.package, headers={"ETag": f'"{etag}"'})
+        return error(404, "not_found")
+
+    def login(self, body: dict[str, Any]) -> httpx.Response:
+        ok = body.get("key") == KEY or (
+            body.get("candidateId") == CANDIDATE and body.get("authCode") == AUTH_CODE
+        )
+        if body.get("planId") != PLAN or not ok:
+            return error(401, "invalid_credentials")
+        session = {
+            "token": "tok-1",
+            "tokenType": "Bearer",
+            "role": "candidate",
+            "planId": PLAN,
+            "candidateId": CANDIDATE,
+            "socketUrl": self.socket_url,
+            "stages": [],
+            "serverTime": SERVER_TIME,
+        }
+        return httpx.Response(200, json=session)
+
+    def save(self, wire: Any) -> tuple[int, dict[str, Any]]:
+        try:
+            payload = SavePayload.from_wire(wire)
+        except RemoteProtocolError as exc:
+            body = {"error": {"code": "invalid_payload", "message": str(exc), "details": {}}}
+            return 422, body
+        results: dict[str, AnswerResult] = {}
+        for code, entry in payload.answers.items():
+            current = self.answers.get(code)
+            if current is None or entry.version > current[1]:
+                self.answers[code] = (entry.value, entry.version)
+                status = AckStatus.ACCEPTED
+            elif (entry.value, entry.version) == current:
+                status = AckStatus.DUPLICATE
+            else:
+                status = AckStatus.SUPERSEDED
+            receipt = None if status is AckStatus.SUPERSEDED else self.sign(code, *entry_of(entry))
+            results[code] = AnswerResult(status, entry.version, self.answers[code][1], receipt)
+        return 200, SaveAck(results, SERVER_TIME).to_wire()
+
+    def sign(self, code: str, value: str, version: int) -> Receipt:
+        payload = ReceiptPayload(
+            PLAN, CANDIDATE, EXAM, code, version, value_sha256(value), SERVER_TIME
+        )
+        signature = self.key.sign(canonical_json(payload.to_wire()))
+        if self.tamper:
+            signature = bytes([signature[0] ^ 1]) + signature[1:]
+        return Receipt(self.key_id, payload, signature)
+
+    def restore(self) -> dict[str, Any]:
+        return RestoreResponse(
+            exam_id=PLAN,
+            test_code=EXAM,
+            user_id=CANDIDATE,
+            answers={
+                code: RestoreAnswer(value, version, SERVER_TIME)
+                for code, (value, version) in self.answers.items()
+            },
+            metadata=RestoreMetadata(SERVER_TIME, len(self.answers), "in_progress", None),
+            server_time=SERVER_TIME,
+        ).to_wire()
+
+
+def entry_of(entry: Any) -> tuple[str, int]:
+    return entry.value, entry.version
+
+
+@dataclass
+class FakeSocketServer:
+    """A websockets server on 127.0.0.1 speaking the socket frames of docs/protocol.md."""
+
+    api: FakeApi
+    accepting: bool = True  # False: refuse handshakes with 503
+    features: tuple[str, ...] = ("save",)
+    silent: bool = False  # stop answering anything (a dead peer whose TCP stays up)
+    connections: int = 0
+    refused: int = 0
+    sockets: list[ServerConnection] = field(default_factory=list)
+    server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = next(iter(self.server.sockets)).getsockname()[1]
+        return f"ws://127.0.0.1:{port}/ws"
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        if not self.accepting:
+            self.refused += 1
+            return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "down\n")
+        if "token=tok-1" not in request.path:
+            return conn.respond(HTTPStatus.UNAUTHORIZED, "bad token\n")
+        return None
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        self.connections += 1
+        self.sockets.append(conn)
+        welcome = {"type": "welcome", "socketId": f"S{self.connections}", "role": "candidate"}
+        await conn.send(json.dumps({**welcome, "planId": PLAN, "features": list(self.features)}))
+        try:
+            async for data in conn:
+                if self.silent:
+                    continue
+                frame = json.loads(data)
+                if frame["type"] == "ping":
+                    await conn.send(json.dumps({"type": "pong", "ts": frame.get("ts")}))
+                elif frame["type"] == "save":
+                    self.api.socket_saves += 1
+                    status, body = self.api.save(frame["payload"])
+                    kind = "save_ack" if status == 200 else "error"
+                    await conn.send(json.dumps({"type": kind, "id": frame["id"], **body}))
+        except ConnectionClosed:
+            pass
+        finally:
+            self.sockets.remove(conn)
+
+    async def broadcast(self, message: dict[str, Any]) -> None:
+        for conn in list(self.sockets):
+            await conn.send(json.dumps(message, ensure_ascii=False))
+
+
+@asynccontextmanager
+async def socket_server(api: FakeApi, **options: Any) -> AsyncIterator[FakeSocketServer]:
+    fake = FakeSocketServer(api, **options)
+    async with serve(
+        fake._handle, "127.0.0.1", 0, process_request=fake._process_request, ping_interval=None
+    ) as server:
+        fake.server = server
+        api.socket_url = fake.url
+        yield fake
+        server.close()
+        await asyncio.sleep(0)

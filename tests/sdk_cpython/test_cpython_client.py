@@ -1,0 +1,276 @@
+"""ExamClient end to end against the in-test API (httpx.MockTransport) and socket server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cpython_fakes import AUTH_CODE, CANDIDATE, EXAM, KEY, PLAN, FakeApi, FakeSocketServer
+from cpython_fakes import socket_server as start_socket_server
+
+from examsync import (
+    Alert,
+    Backoff,
+    ConnectionChanged,
+    ConnectionConfig,
+    ConnectionState,
+    ExamEnded,
+    ReceiptError,
+    RestoreReport,
+    SaveChannel,
+    StoreLockedError,
+    SyncState,
+    SyncStatus,
+)
+from examsync.cpython import ClientConfig, ExamClient, SyncExamClient
+from examsync.frames import UnknownFrame
+
+PING, TIMEOUT, ATTEMPTS = 0.2, 0.2, 3
+
+
+def config(store: Path, **overrides: Any) -> ClientConfig:
+    connection = ConnectionConfig(
+        ping_interval=PING,
+        ping_timeout=TIMEOUT,
+        max_attempts=ATTEMPTS,
+        backoff=Backoff(base=0.02, cap=0.05, min_delay=0.01),
+    )
+    options: dict[str, Any] = {
+        "connection": connection,
+        "request_timeout": 2.0,
+        "lock_timeout": 0.1,
+        "open_timeout": 2.0,
+        **overrides,
+    }
+    return ClientConfig("http://exam.test", PLAN, EXAM, store, **options)
+
+
+def client_for(api: FakeApi, store: Path, **overrides: Any) -> ExamClient:
+    http = httpx.AsyncClient(transport=api.transport())
+    return ExamClient(config(store, **overrides), http_client=http)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def api() -> FakeApi:
+    return FakeApi()
+
+
+@pytest.fixture
+async def server(api: FakeApi) -> AsyncIterator[FakeSocketServer]:
+    async with start_socket_server(api) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def client(
+    api: FakeApi, server: FakeSocketServer, tmp_path: Path
+) -> AsyncIterator[ExamClient]:
+    async with client_for(api, tmp_path) as exam:
+        yield exam
+
+
+def recorder(client: ExamClient) -> list[Any]:
+    seen: list[Any] = []
+    client.add_listener(seen.append)
+    return seen
+
+
+async def test_answers_sync_over_the_socket_with_verified_receipts(
+    client: ExamClient, api: FakeApi
+) -> None:
+    seen = recorder(client)
+    session = await client.login(key=KEY)
+    assert session.candidate_id == CANDIDATE
+    await until(lambda: client.save_channel is SaveChannel.SOCKET)
+    assert client.set_answer("Q1", "정답 ①") == 1
+    client.set_answer("Q2", "2")
+    client.record_navigation("Q1", "Q2")
+    client.record_behavior(focus_ms=1500, keystrokes=12)
+    assert await client.wait_synced(3)
+    assert api.answers == {"Q1": ("정답 ①", 1), "Q2": ("2", 1)}
+    assert api.socket_saves >= 1 and api.http_saves == 0
+    assert set(client.receipts) == {"Q1", "Q2"} and api.key_fetches == 1
+    assert client.sync_state.status is SyncStatus.SYNCED
+    states = [e for e in seen if isinstance(e, SyncState)]
+    assert states[-1].status is SyncStatus.SYNCED
+    assert any(isinstance(e, ConnectionChanged) and e.state is ConnectionState.OPEN for e in seen)
+
+
+async def test_saves_go_over_http_when_the_server_offers_no_socket_saves(
+    client: ExamClient, api: FakeApi, server: FakeSocketServer
+) -> None:
+    server.features = ()
+    await client.login(candidate_id=CANDIDATE, auth_code=AUTH_CODE)
+    await until(lambda: client.connection_state is ConnectionState.OPEN)
+    client.set_answer("Q1", "a")
+    assert await client.wait_synced(3)
+    assert api.http_saves >= 1 and api.socket_saves == 0
+    assert client.save_channel is SaveChannel.HTTP
+
+
+async def test_a_dead_connection_is_noticed_within_ping_interval_plus_timeout(
+    client: ExamClient, server: FakeSocketServer
+) -> None:
+    seen = recorder(client)
+    await client.login(key=KEY)
+    await until(lambda: client.save_channel is SaveChannel.SOCKET)
+    server.silent = True  # TCP stays up; nothing answers
+    silent_since = time.monotonic()
+    await until(lambda: any(getattr(e, "reason", None) == "heartbeat timeout" for e in seen))
+    noticed_after = time.monotonic() - silent_since
+    assert noticed_after <= PING + TIMEOUT + 0.3  # slack for a loaded machine
+    server.silent = False
+    await until(lambda: server.connections == 2 and client.save_channel is SaveChannel.SOCKET)
+
+
+async def test_bounded_reconnects_then_http_fallback_then_back_to_the_socket(
+    client: ExamClient, api: FakeApi, server: FakeSocketServer
+) -> None:
+    server.accepting = False
+    at_fallback: list[tuple[int, int]] = []
+
+    def watch(event: object) -> None:
+        if isinstance(event, ConnectionChanged) and event.fallback and not at_fallback:
+            at_fallback.append((server.refused, api.http_saves))
+
+    client.add_listener(watch)
+    await client.login(key=KEY)
+    client.set_answer("Q1", "a")
+    await until(lambda: bool(at_fallback))
+    assert at_fallback == [(ATTEMPTS, 0)]  # saves were held until the attempts ran out
+    assert await client.wait_synced(3)
+    assert api.http_saves >= 1 and client.save_channel is SaveChannel.HTTP
+    await until(lambda: server.refused > ATTEMPTS + 1)  # the socket is retried in background
+    server.accepting = True
+    await until(lambda: client.save_channel is SaveChannel.SOCKET)
+    client.set_answer("Q1", "b")
+    assert await client.wait_synced(3)
+    assert api.socket_saves >= 1 and api.answers["Q1"] == ("b", 2)
+
+
+async def test_a_tampered_receipt_is_rejected_and_the_answer_stays_queued(
+    client: ExamClient, api: FakeApi
+) -> None:
+    seen = recorder(client)
+    api.tamper = True
+    await client.login(key=KEY)
+    client.set_answer("Q1", "a")
+    await until(lambda: any(isinstance(e, Alert) for e in seen))
+    alert = next(e for e in seen if isinstance(e, Alert))
+    assert isinstance(alert.error, ReceiptError) and alert.error.quiz_code == "Q1"
+    assert client.receipts == {} and client.sync_state.pending == 1
+    assert not await client.wait_synced(0.2)
+    api.tamper = False
+    assert await client.flush(3)  # the retry gets a duplicate with a genuine receipt
+    assert client.receipts["Q1"].payload.version == 1
+
+
+async def test_exam_end_stage_changes_and_odd_frames_reach_the_events(
+    client: ExamClient, server: FakeSocketServer
+) -> None:
+    seen = recorder(client)
+    await client.login(key=KEY)
+    await until(lambda: client.connection_state is ConnectionState.OPEN)
+    stream = client.events()
+    next_event = asyncio.ensure_future(anext(stream))
+    await server.broadcast({"type": "examinee_connected", "examineeId": "E2"})
+    for conn in server.sockets:
+        await conn.send("{malformed")
+    await server.broadcast({"type": "stage_changed", "planId": PLAN, "stageId": "S2"})
+    end = {
+        "type": "exam_end",
+        "message": "시험이 종료되었습니다.",
+        "timestamp": "t",
+        "planId": PLAN,
+    }
+    await server.broadcast(end)
+    await until(lambda: client.exam_ended is not None)
+    assert client.exam_ended == ExamEnded(PLAN, "시험이 종료되었습니다.", "t")
+    assert isinstance(await asyncio.wait_for(next_event, 1), UnknownFrame)
+    await stream.aclose()
+    quiet = SyncState | ConnectionChanged | RestoreReport
+    kinds = [type(e).__name__ for e in seen if not isinstance(e, quiet)]
+    assert kinds == ["UnknownFrame", "Alert", "StageChanged", "ExamEnded"]
+    assert client.connection_state is ConnectionState.OPEN  # a bad frame is reported, not fatal
+
+
+async def test_a_restore_reports_acknowledged_answers_the_server_lost(
+    client: ExamClient, api: FakeApi
+) -> None:
+    await client.login(key=KEY)
+    client.set_answer("Q1", "a")
+    assert await client.wait_synced(3)
+    api.answers.clear()  # the server lost what it signed for
+    report = await client.restore()
+    assert report.unconfirmed == ("Q1",) and report.resent == ("Q1",)
+    assert await client.wait_synced(3)
+    assert api.answers == {"Q1": ("a", 2)}
+
+
+async def test_a_second_client_on_the_same_store_gets_a_typed_error(
+    api: FakeApi, server: FakeSocketServer, tmp_path: Path
+) -> None:
+    async with client_for(api, tmp_path) as first:
+        await first.login(key=KEY)
+        second = client_for(api, tmp_path)
+        with pytest.raises(StoreLockedError):
+            await second.login(key=KEY)
+        await second.close()
+    async with client_for(api, tmp_path) as third:
+        await third.login(key=KEY)  # the lock went with the first client
+
+
+async def test_a_restart_offline_keeps_the_answers_and_resends_them(
+    api: FakeApi, server: FakeSocketServer, tmp_path: Path
+) -> None:
+    async with client_for(api, tmp_path) as first:
+        await first.login(candidate_id=CANDIDATE, auth_code=AUTH_CODE)
+        api.down, server.accepting = True, False
+        first.set_answer("Q1", "typed offline")
+        assert first.sync_state.pending == 1
+    async with client_for(api, tmp_path) as second:
+        await second.login(candidate_id=CANDIDATE, auth_code=AUTH_CODE)  # the cached session
+        assert second.answers["Q1"].value == "typed offline"
+        api.down, server.accepting = False, True
+        assert await second.flush(3)
+    assert api.answers == {"Q1": ("typed offline", 1)}
+
+
+async def test_logging_in_offline_without_a_cached_session_fails(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    api.down = True
+    async with client_for(api, tmp_path) as exam:
+        with pytest.raises(Exception) as info:
+            await exam.login(key=KEY)
+    assert type(info.value).__name__ == "TransportError"
+
+
+def test_the_sync_wrapper_drives_the_same_client(tmp_path: Path) -> None:
+    api = FakeApi(socket_url="ws://127.0.0.1:9/ws")  # nothing listens: HTTP fallback
+    http = httpx.AsyncClient(transport=api.transport())
+    with SyncExamClient(config(tmp_path), http_client=http) as exam:
+        seen: list[Any] = []
+        exam.add_listener(seen.append)
+        assert exam.login(key=KEY).candidate_id == CANDIDATE
+        assert exam.set_answer("Q1", "a") == 1
+        assert exam.flush(5)
+        assert exam.answers["Q1"].value == "a" and "Q1" in exam.receipts
+        assert exam.sync_state.status is SyncStatus.SYNCED
+        assert exam.restore().unconfirmed == ()
+    assert api.http_saves >= 1
+    assert any(isinstance(e, ConnectionChanged) and e.fallback for e in seen)
+    assert json.loads(json.dumps(api.answers)) == {"Q1": ["a", 1]}
