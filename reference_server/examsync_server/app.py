@@ -10,7 +10,7 @@ from quart import Quart, jsonify
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from .api import admin, candidate, health, openapi
+from .api import admin, admin_answers, answers, candidate, health, openapi
 from .config import Settings
 from .errors import ApiError
 from .runtime import Runtime
@@ -27,7 +27,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Quart:
     # largest body any route takes (a package); JSON routes hold theirs in `json_body()`.
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_json_body_bytes, settings.max_package_bytes)
     app.config["examsync.settings"] = settings
-    for blueprint in (health.blueprint, admin.blueprint, candidate.blueprint, openapi.blueprint):
+    for blueprint in (
+        health.blueprint,
+        admin.blueprint,
+        admin_answers.blueprint,
+        candidate.blueprint,
+        answers.blueprint,
+        openapi.blueprint,
+    ):
         app.register_blueprint(blueprint)
     _register_errors(app)
 

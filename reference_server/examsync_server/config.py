@@ -33,6 +33,16 @@ class Settings:
     max_package_members: int = 10_000
     # A plan import of 100,000 candidates is ~40 MB of JSON.
     max_json_body_bytes: int = 64 * 1024 * 1024
+    # Saves: the largest body, answers per save, how long a request waits for its commit, and
+    # how long after `end` a save of edits made before the end is still taken (flagged late).
+    max_save_bytes: int = 1024 * 1024
+    max_answers_per_save: int = 100
+    ack_timeout_seconds: float = 10.0
+    late_grace_seconds: int = 300
+    # A queue entry pending this long with a consumer is taken over (its process died).
+    claim_idle_ms: int = 30_000
+    # Attempts before a queue entry that cannot be persisted goes to the dead letters.
+    max_persist_attempts: int = 5
     stage_tick_seconds: float = 0.25
     # How often each process compares Redis with SQLite and repairs what is behind.
     repair_interval_seconds: float = 5.0
@@ -76,6 +86,9 @@ _FIELD_TYPES: dict[str, type] = {
     "session_ttl_seconds": int,
     "max_package_bytes": int,
     "max_json_body_bytes": int,
+    "max_save_bytes": int,
+    "ack_timeout_seconds": float,
+    "late_grace_seconds": int,
 }
 
 

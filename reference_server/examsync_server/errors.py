@@ -26,8 +26,14 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
-def invalid_request(message: str, **details: Any) -> ApiError:
-    return ApiError(422, "invalid_request", message, details)
+def invalid_request(message: str, field: str = "", **details: Any) -> ApiError:
+    """A 422 that, like every `invalid_request`, names the field in `details.problems`."""
+    return ApiError(
+        422,
+        "invalid_request",
+        message,
+        {"problems": [{"field": field, "problem": message}], **details},
+    )
 
 
 def not_found(what: str, **details: Any) -> ApiError:

@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import logging
+import sqlite3
 import zipfile
 from dataclasses import dataclass
 from datetime import timedelta
@@ -61,20 +62,32 @@ class Lifecycle:
         if data.exam_plan.plan_id not in (None, plan_id):
             raise invalid_request(
                 "exam_plan.plan_id differs from the plan id in the path",
+                "exam_plan.plan_id",
                 path=plan_id,
                 body=data.exam_plan.plan_id,
             )
         now = iso(utc_now())
-        async with self.db.transaction() as conn:
-            old = await plans.replace_plan(conn, plan_id, data, now)
-            await plans.audit(
-                conn,
-                "plan_replaced" if old else "plan_created",
-                plan_id,
-                now,
-                candidates=len(data.candidates),
-                stages=len(data.stages),
-            )
+        try:
+            async with self.db.transaction() as conn:
+                old = await plans.replace_plan(conn, plan_id, data, now)
+                await plans.audit(
+                    conn,
+                    "plan_replaced" if old else "plan_created",
+                    plan_id,
+                    now,
+                    candidates=len(data.candidates),
+                    stages=len(data.stages),
+                )
+        except sqlite3.IntegrityError as exc:
+            # Rolled back. What the checks before the insert cannot see: a key this plan
+            # already issued (kept on replace) given to another of its candidates.
+            column = str(exc).rpartition(".")[2]
+            raise ApiError(
+                409,
+                "id_conflict",
+                f"{column} is already in use",
+                {"field": column, "ids": []},  # never the values: keys are secrets
+            ) from None
         if old is not None:
             await self.after_commit(
                 self.state.forget_plan(
@@ -131,6 +144,8 @@ class Lifecycle:
             self.settings.max_package_members, self.settings.max_package_unpacked_bytes
         )
         manifest = await asyncio.to_thread(packages.validate_package, data, limits)
+        # docs/package-format.md: checked at upload, and again at prepare (the plan may change)
+        await self._check_exam_codes(plan_id, packages.exam_codes(manifest))
         # Stored under its digest: the row switches to the new file in one commit, so a reader
         # never sees a half-written package or a row pointing at the wrong bytes.
         await asyncio.to_thread(self.files.put, self.files.package_path(plan_id, actual), data)
@@ -201,10 +216,13 @@ class Lifecycle:
             )
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             manifest = json.loads(archive.read(packages.MANIFEST))
-        codes = {e["examCode"] for e in manifest["exams"]}
+        await self._check_exam_codes(plan["plan_id"], {e["examCode"] for e in manifest["exams"]})
+
+    async def _check_exam_codes(self, plan_id: str, codes: set[str]) -> None:
+        """Every stage's exam_code must name an exam of the package."""
         stage_rows = await self.db.fetch_all(
             "SELECT exam_code FROM exam_stage WHERE plan_id = ? AND exam_code IS NOT NULL",
-            (plan["plan_id"],),
+            (plan_id,),
         )
         missing = sorted({r["exam_code"] for r in stage_rows} - codes)
         if missing:
@@ -344,7 +362,7 @@ class Lifecycle:
                 "supervisors": int(supervisors[0]) if supervisors else 0,
             },
             "outboxPending": await outbox.pending_count(self.db),
-            "deadLetters": 0,
+            "deadLetters": await self._dead_letter_count(plan_id),
         }
         try:
             body["redis"] = {"status": await self.state.plan_status(plan_id)}
@@ -403,6 +421,13 @@ class Lifecycle:
         return repaired
 
     # -- helpers --------------------------------------------------------------------------------
+
+    async def _dead_letter_count(self, plan_id: str) -> int:
+        row = await self.db.fetch_one(
+            "SELECT COUNT(*) FROM dead_letter WHERE plan_id = ? AND replayed_at IS NULL",
+            (plan_id,),
+        )
+        return int(row[0]) if row else 0
 
     async def get_plan(self, plan_id: str) -> dict[str, Any]:
         row = await self.db.fetch_one("SELECT * FROM exam_plan WHERE plan_id = ?", (plan_id,))

@@ -38,6 +38,26 @@ def _utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
+
+def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form JSON (`additional_info`) holding only text SQLite can store: JSON's "\\ud800"
+    escape yields a lone surrogate, which is not Unicode and cannot be encoded as UTF-8."""
+    pending: list[Any] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("contains text that is not valid Unicode") from None
+    return value
+
+
 _LOGIN_ALIASES = {
     "web": "web",
     "웹 로그인": "web",
@@ -119,6 +139,12 @@ class GroupIn(_Strict):
     start_datetime: Annotated[UtcDatetime | None, Field(strict=False)] = None
     end_datetime: Annotated[UtcDatetime | None, Field(strict=False)] = None
 
+    @model_validator(mode="after")
+    def _schedule(self) -> GroupIn:
+        if self.start_datetime and self.end_datetime and self.end_datetime <= self.start_datetime:
+            raise ValueError("end_datetime must be after start_datetime")
+        return self
+
 
 class CandidateIn(_Strict):
     candidate_id: Id
@@ -126,7 +152,7 @@ class CandidateIn(_Strict):
     candidate_auth_code: Secret
     grade_level: Annotated[str, StringConstraints(max_length=50)] | None = None
     email_address: Annotated[str, StringConstraints(max_length=254)] | None = None
-    additional_info: dict[str, Any] | None = None
+    additional_info: Annotated[dict[str, Any], AfterValidator(_storable_json)] | None = None
     group_id: Id | None = None
     temp_answer_file_path: Text | None = None
     final_answer_file_path: Text | None = None
@@ -167,6 +193,9 @@ class PlanImport(_Strict):
             ("access_key", [c.access_key for c in self.candidates if c.access_key]),
         ):
             dupes = _dupes(ids)
+            if dupes and label == "access_key":
+                # Keys are secrets: name the field, never echo the values.
+                raise ValueError("duplicate access_key")
             if dupes:
                 raise ValueError(f"duplicate {label}: {', '.join(dupes[:10])}")
         groups = {g.group_id for g in self.groups}

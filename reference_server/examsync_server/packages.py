@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import posixpath
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -62,6 +64,21 @@ class PackageLimits:
     max_unpacked_bytes: int
 
 
+# What zipfile and its decompressors raise for a damaged archive: a bad CRC or header
+# (BadZipFile), an unknown version or method (NotImplementedError), offsets that point
+# nowhere (ValueError, OSError, EOFError), undecodable data (zlib.error, lzma.LZMAError).
+_DAMAGED = (
+    zipfile.BadZipFile,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    OSError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+)
+
+
 def _bad(message: str, **details: object) -> ApiError:
     return ApiError(422, "invalid_package", message, dict(details))
 
@@ -69,7 +86,7 @@ def _bad(message: str, **details: object) -> ApiError:
 def validate_package(data: bytes, limits: PackageLimits) -> Manifest:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except _DAMAGED as exc:
         raise _bad(f"not a zip file: {exc}") from None
     with archive:
         members = archive.infolist()
@@ -78,6 +95,8 @@ def validate_package(data: bytes, limits: PackageLimits) -> Manifest:
         names = set()
         for info in members:
             _check_name(info.filename)
+            if info.filename in names:  # unzippers differ on which copy wins
+                raise _bad("a path appears twice in the package", member=info.filename)
             names.add(info.filename)
         if MANIFEST not in names:
             raise _bad("the package has no manifest.json at its root")
@@ -95,6 +114,8 @@ def validate_package(data: bytes, limits: PackageLimits) -> Manifest:
         raw = json.loads(manifest_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _bad(f"manifest.json is not UTF-8 JSON: {exc}") from None
+    except (ValueError, RecursionError):  # a number of thousands of digits, nesting too deep
+        raise _bad("manifest.json is JSON beyond what a manifest holds") from None
     try:
         manifest = parse(Manifest, raw)
     except ApiError as exc:
@@ -134,7 +155,7 @@ def _read_member(
                     )
     except zipfile.BadZipFile as exc:  # CRC mismatch and friends
         raise _bad(f"corrupt member: {exc}", member=info.filename) from None
-    except (NotImplementedError, RuntimeError, OSError, EOFError) as exc:
+    except _DAMAGED as exc:
         raise _bad(f"unreadable member: {exc}", member=info.filename) from None
     return total + size
 

@@ -7,23 +7,34 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from .acks import AckHub
 from .auth import Tokens
+from .catalog import Catalog
+from .clock import iso, utc_now
 from .config import Settings, load_or_create_secret
 from .embedded import EmbeddedRedis
 from .errors import StartupError
 from .lifecycle import Lifecycle
+from .receipts import ReceiptSigner
+from .restores import RestoreService
+from .saves import SaveService
 from .sessions import SessionService
 from .sockets.server import SocketServer
+from .store.answer_cache import AnswerCache
+from .store.dead_letters import DeadLetters
 from .store.files import FileStore
 from .store.sqlite import Database
 from .workers.fanout import run_fanout
+from .workers.persister import Persister
 from .workers.stage_timer import run_stage_timer
 
 log = logging.getLogger(__name__)
@@ -46,10 +57,16 @@ class Runtime:
     tokens: Tokens
     lifecycle: Lifecycle
     sessions: SessionService
+    saves: SaveService
+    restores: RestoreService
+    dead_letters: DeadLetters
+    signer: ReceiptSigner
+    hub: AckHub
     sockets: SocketServer | None
     embedded: EmbeddedRedis | None = None
     admin_token_created: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -78,7 +95,11 @@ class Runtime:
             raise StartupError(f"cannot reach Redis at {url}: {exc}") from None
         db = await Database.open(settings.sqlite_path)
         tokens = Tokens(secret, admin, settings.session_ttl_seconds)
-        lifecycle = Lifecycle(settings, db, redis, FileStore(settings.files_dir))
+        files = FileStore(settings.files_dir)
+        lifecycle = Lifecycle(settings, db, redis, files)
+        catalog = Catalog(db, files)
+        hub = AckHub(redis, settings.node_id)
+        signer = await asyncio.to_thread(ReceiptSigner.load, settings.data_dir / "receipt_keys")
         runtime = cls(
             settings=settings,
             redis=redis,
@@ -86,10 +107,18 @@ class Runtime:
             tokens=tokens,
             lifecycle=lifecycle,
             sessions=SessionService(db, tokens, lifecycle),
+            saves=SaveService(redis, catalog, hub, settings),
+            restores=RestoreService(db, AnswerCache(redis), catalog),
+            dead_letters=DeadLetters(db, redis),
+            signer=signer,
+            hub=hub,
             sockets=None,
             embedded=embedded,
             admin_token_created=admin_created,
         )
+        listening = asyncio.Event()
+        runtime.tasks.append(asyncio.create_task(hub.listen(listening), name="acks"))
+        await asyncio.wait_for(listening.wait(), timeout=10)
         if settings.run_socket_server:
             runtime.sockets = SocketServer(tokens, settings.socket_host, settings.socket_port)
             await runtime.sockets.start()
@@ -101,6 +130,20 @@ class Runtime:
             )
             await asyncio.wait_for(ready.wait(), timeout=10)
         if settings.run_workers:
+            persister = Persister(
+                settings.sqlite_path,
+                redis,
+                signer,
+                hub,
+                runtime.dead_letters,
+                settings.node_id,
+                claim_idle_ms=settings.claim_idle_ms,
+                max_attempts=settings.max_persist_attempts,
+            )
+            runtime.closers.append(persister.close)
+            runtime.tasks.append(
+                asyncio.create_task(persister.run(runtime.live_plans), name="persister")
+            )
             runtime.tasks.append(
                 asyncio.create_task(
                     run_stage_timer(
@@ -110,6 +153,16 @@ class Runtime:
                 )
             )
         return runtime
+
+    async def live_plans(self) -> list[str]:
+        """Plans whose answer streams may hold saves: started, or ended within a day."""
+        since = iso(utc_now() - timedelta(days=1))
+        rows = await self.db.fetch_all(
+            "SELECT plan_id FROM exam_plan WHERE status = 'in_progress'"
+            " OR (status = 'completed' AND ended_at > ?)",
+            (since,),
+        )
+        return [row["plan_id"] for row in rows]
 
     def socket_url(self, request_host: str | None) -> str:
         """The URL clients should open: configured, else this request's host on our port."""
@@ -132,6 +185,8 @@ class Runtime:
                 await task
         if self.sockets is not None:
             await self.sockets.stop()
+        for close in self.closers:
+            close()
         await self.db.close()
         await self.redis.aclose()
         if self.embedded is not None:

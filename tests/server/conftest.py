@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import sqlite3
 import time
@@ -123,6 +124,30 @@ def other_plan(plan_id: str = "PLAN202402") -> dict[str, Any]:
         {**s, "supervisor_id": s["supervisor_id"] + "B"} for s in plan["supervisors"]
     ]
     return plan
+
+
+MISSING = object()
+
+
+def plan_with(*changes: tuple[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sample plan with changes at dotted paths (`candidates.0.group_id`); MISSING deletes."""
+    plan = copy.deepcopy(base) if base is not None else sample_plan()
+    for path, value in changes:
+        *parents, last = path.split(".")
+        target: Any = plan
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        key: Any = int(last) if isinstance(target, list) else last
+        if value is MISSING:
+            del target[key]
+        else:
+            target[key] = value
+    return plan
+
+
+def cases(params: list[Any]) -> list[tuple[str, tuple[Any, ...]]]:
+    """(id, values) of `pytest.param`s, for a test that runs each as a subtest."""
+    return [(str(p.id), tuple(p.values)) for p in params]
 
 
 async def error_of(response: Any, status: int, code: str) -> dict[str, Any]:

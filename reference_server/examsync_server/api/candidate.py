@@ -16,7 +16,11 @@ blueprint = Blueprint("candidate", __name__, url_prefix="/api/v1")
 async def login() -> Any:
     rt = runtime()
     body = await json_body()
-    result = await rt.sessions.login(body, rt.socket_url(request.host))
+    try:
+        socket_url = rt.socket_url(request.host)
+    except ValueError:  # a Host werkzeug lets through but urllib cannot parse: "[1::2::3]"
+        socket_url = rt.socket_url(None)
+    result = await rt.sessions.login(body, socket_url)
     response = jsonify(result)
     response.status_code = 201
     return response

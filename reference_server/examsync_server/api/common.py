@@ -30,7 +30,7 @@ def require_session() -> tuple[Runtime, Principal]:
     return rt, rt.tokens.require_session(bearer(request.headers.get("Authorization")))
 
 
-def _too_large(limit: int) -> ApiError:
+def too_large(limit: int) -> ApiError:
     return ApiError(
         413, "payload_too_large", f"the body is larger than {limit} bytes", {"limit": limit}
     )
@@ -40,15 +40,29 @@ async def json_body(*, optional: bool = False) -> Any:
     """The request's JSON; with `optional`, an empty body reads as `{}`."""
     limit = runtime().settings.max_json_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     data = await request.body
     if len(data) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     if not data and optional:
         return {}
     if not data:
         raise ApiError(400, "empty_body", "the request needs a JSON body")
     try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(data, parse_constant=_not_json)
+    except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "the body is not UTF-8 JSON") from None
+    except (ValueError, RecursionError):
+        # Python's own limits: integers of thousands of digits, nesting deeper than the stack
+        raise ApiError(
+            400,
+            "invalid_json",
+            "the body is not acceptable JSON: NaN/Infinity, a number too long or nesting too deep",
+        ) from None
+
+
+def _not_json(constant: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); Python's parser would take them."""
+    raise ValueError(f"{constant} is not JSON")

@@ -204,6 +204,7 @@ def document() -> dict[str, Any]:
             params=plan,
         )
     }
+    _answer_paths(paths, session_errors)
     return {
         "openapi": "3.1.0",
         "info": {"title": "examsync reference server", "version": __version__},
@@ -215,6 +216,75 @@ def document() -> dict[str, Any]:
                 "sessionToken": {"type": "http", "scheme": "bearer"},
             },
         },
+    }
+
+
+def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None:
+    """Seed 002: save, restore, history, receipt keys, dead letters (docs/protocol.md)."""
+    exam = ("exam_code",)
+    paths["/api/v1/answers"] = {
+        "post": _op(
+            "save answers (seed 002 §4.1); answered after the SQLite commit, a signed receipt per"
+            " answer",
+            {
+                200: "SaveAck: a result per answer",
+                400: "not JSON",
+                413: "too large",
+                422: "checksum_mismatch, invalid_request, unknown code",
+                503: "ack_timeout or redis_unavailable: send again",
+                **session_errors,
+            },
+            session=True,
+            body={"application/json": {"schema": {"type": "object"}}},
+        )
+    }
+    paths["/api/v1/answers/{exam_code}"] = {
+        "get": _op(
+            "restore (seed 002 §4.2) with its checksum; `missing` names what could not be restored",
+            {200: "RestoreResponse", 404: "no such exam code", **session_errors},
+            session=True,
+            params=exam,
+        )
+    }
+    paths["/api/v1/answers/{exam_code}/history"] = {
+        "get": _op(
+            "every stored version of one's own answers; ?quizCode= for one question",
+            {200: "versions", **session_errors},
+            session=True,
+            params=exam,
+        )
+    }
+    paths["/api/v1/keys"] = {
+        "get": _op(
+            "the Ed25519 public keys that sign receipts: {keys: {keyId: base64url raw key}}",
+            {200: "keys"},
+        )
+    }
+    base = "/api/v1/admin/plans/{plan_id}"
+    paths[base + "/answers/{candidate_id}/{exam_code}/history"] = {
+        "get": _op(
+            "every stored version of a candidate's answers",
+            {200: "versions", **ADMIN_ERRORS},
+            admin=True,
+            params=("plan_id", "candidate_id", "exam_code"),
+        )
+    }
+    paths[base + "/dead-letters"] = {
+        "get": _op(
+            "queue entries that could not be persisted",
+            {200: "list", **ADMIN_ERRORS},
+            admin=True,
+            params=("plan_id",),
+        )
+    }
+    paths[base + "/dead-letters/replay"] = {
+        "post": _op(
+            "put dead letters back on their queue: {} for all, {ids: [..]} for some",
+            {200: "replayed ids", **ADMIN_ERRORS},
+            admin=True,
+            params=("plan_id",),
+            body={"application/json": {"schema": {"type": "object"}}},
+        )
     }
 
 

@@ -91,6 +91,19 @@ class Database:
         return int(row[0])
 
 
+def connect_sync(path: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection with the same pragmas, for work run whole in a worker thread.
+
+    The persister applies a batch of hundreds of answers in one thread hop this way, rather
+    than one aiosqlite round trip per statement. SQLite's own lock orders it with the others.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    for pragma in _PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
 async def _connect(path: Path) -> aiosqlite.Connection:
     # isolation_level=None: no implicit transactions; `transaction()` says BEGIN itself.
     conn = await aiosqlite.connect(path, isolation_level=None)

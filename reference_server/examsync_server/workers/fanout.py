@@ -49,7 +49,9 @@ def deliver(registry: Registry, stream: str, fields: dict[str, str]) -> int:
         candidate_id = fields.get("candidateId") or None
         group_id = fields.get("groupId") or None
         message = json.loads(fields.get("data", "{}"))
-        if candidate_id:
+        if fields.get("audience") == "supervisors":
+            targets = list(registry.supervisors(plan_id, group_id))
+        elif candidate_id:
             targets = [
                 *registry.candidate(plan_id, candidate_id),
                 *registry.supervisors(plan_id, group_id),

@@ -1,0 +1,371 @@
+"""Durable-save benchmark (issue 3): simulated candidates saving over real HTTP.
+
+Starts real `examsync serve` processes (one private Redis, one SQLite file with
+synchronous=FULL) and drives them from this process:
+
+1. throughput: C connections in a closed loop for T seconds, each save ~2 KB (1-3 changed
+   answers of one candidate); prints acknowledged saves/s, p50/p99/max ack latency, errors;
+2. latency at a fixed rate (default 1,000 saves/s, open loop): p50/p99/max;
+3. the raw limit in the same run: the same payloads written straight to the Redis stream and
+   persisted by one process with the same group commit (no HTTP), saves/s;
+then checks that every acknowledged save is in SQLite.
+
+    python bench/saves.py [--candidates 1000] [--seconds 10] [--concurrency 64]
+                          [--rate 1000] [--servers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import io
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+
+from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
+from examsync.protocol import canonical_json
+from examsync_server.demo.sample import EXAM_CODE, PLAN_ID, sample_manifest, sample_plan
+
+TOKEN = "bench-admin-token"
+QUESTIONS = [f"B{i:03d}" for i in range(30)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def latency_line(label: str, millis: list[float]) -> str:
+    if not millis:
+        return f"{label}: no acknowledged saves"
+    return (
+        f"{label}: p50 {statistics.median(millis):.1f} ms, p99 {percentile(millis, 0.99):.1f}"
+        f" ms, max {max(millis):.1f} ms"
+    )
+
+
+def bench_package() -> bytes:
+    manifest = sample_manifest()
+    manifest["exams"][0]["questions"] += [
+        {"quizCode": q, "type": "text", "prompt": f"bench {q}", "maxLength": 5000}
+        for q in QUESTIONS
+    ]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False))
+    return buffer.getvalue()
+
+
+class Candidate:
+    """One simulated examinee: edits 1-3 answers between saves, versions rising."""
+
+    def __init__(self, candidate_id: str, token: str, rng: random.Random) -> None:
+        self.id = candidate_id
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.rng = rng
+        self.versions: dict[str, int] = {}
+        self.keystrokes = 0
+
+    def next_save(self) -> tuple[bytes, dict[str, int]]:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        changed = self.rng.sample(QUESTIONS, self.rng.randint(1, 3))
+        answers = {}
+        for quiz in changed:
+            self.versions[quiz] = self.versions.get(quiz, 0) + 1
+            # ~2 KB per save in all: the values make up most of it
+            text = f"{self.id} {quiz} v{self.versions[quiz]} " + "가나다라마바사 " * 40
+            answers[quiz] = AnswerEntry(text[: 1800 // len(changed)], self.versions[quiz], now)
+        self.keystrokes += 10
+        payload = SavePayload(
+            PLAN_ID,
+            EXAM_CODE,
+            self.id,
+            now,
+            answers,
+            Metadata(
+                Device("PC", "Chrome 120", "Linux"),
+                Behavior(1000, len(self.versions), self.keystrokes),
+            ),
+            "in_progress",
+        )
+        return canonical_json(payload.to_wire()), {q: self.versions[q] for q in changed}
+
+
+class Results:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors: dict[str, int] = {}
+        self.acked: list[tuple[str, dict[str, int]]] = []
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+async def send(http: aiohttp.ClientSession, base: str, cand: Candidate, results: Results) -> None:
+    body, sent = cand.next_save()
+    started = time.perf_counter()
+    try:
+        async with http.post(f"{base}/api/v1/answers", data=body, headers=cand.headers) as response:
+            await response.read()
+            if response.status != 200:
+                results.error(str(response.status))
+                return
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        results.error(type(exc).__name__)
+        return
+    results.latencies.append((time.perf_counter() - started) * 1000)
+    results.acked.append((cand.id, sent))
+
+
+def session(connections: int) -> aiohttp.ClientSession:
+    # aiohttp rather than httpx for the load: httpx spent ~10 ms of CPU per request at 64
+    # connections here, making the load generator, not the server, the bottleneck.
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections), timeout=aiohttp.ClientTimeout(total=30)
+    )
+
+
+async def closed_loop(
+    bases: list[str], cands: list[Candidate], seconds: float, concurrency: int
+) -> tuple[Results, float]:
+    """`concurrency` workers, each saving again as soon as its last save is acknowledged."""
+    results = Results()
+    async with session(concurrency) as http:
+        deadline = time.perf_counter() + seconds
+        started = time.perf_counter()
+
+        async def worker(i: int) -> None:
+            # Worker i owns the candidates i, i + concurrency, ...: no candidate is saved by
+            # two workers at once, as no examinee saves from two places at once.
+            mine = cands[i::concurrency] or [cands[i % len(cands)]]
+            n = 0
+            while time.perf_counter() < deadline:
+                await send(http, bases[i % len(bases)], mine[n % len(mine)], results)
+                n += 1
+
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return results, elapsed
+
+
+async def open_loop(
+    bases: list[str], cands: list[Candidate], seconds: float, rate: float
+) -> Results:
+    """Saves started at a fixed rate whatever the answers take (latency under a steady load)."""
+    results = Results()
+    async with session(1024) as http:
+        tasks = []
+        start = time.perf_counter()
+        for n in range(int(seconds * rate)):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(
+                asyncio.create_task(
+                    send(http, bases[n % len(bases)], cands[n % len(cands)], results)
+                )
+            )
+        await asyncio.gather(*tasks)
+    return results
+
+
+async def raw_limit(redis_url: str, sqlite_path: Path, cands: list[Candidate], count: int) -> float:
+    """The pipeline without HTTP: XADD the same payloads, then persist them in batches with the
+    server's own group commit, cache update and XACK, in this one process."""
+    from redis.asyncio import Redis
+
+    from examsync_server.store import keys
+    from examsync_server.store.answer_cache import AnswerCache
+    from examsync_server.store.answers import QueuedSave, apply_batch
+    from examsync_server.store.sqlite import connect_sync
+
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    stream = f"bench-raw:{os.getpid()}"
+    await redis.xgroup_create(stream, "raw", id="0", mkstream=True)
+    bodies = [cands[n % len(cands)].next_save()[0] for n in range(count)]
+    conn = connect_sync(sqlite_path)
+    cache = AnswerCache(redis)
+    started = time.perf_counter()
+    async with redis.pipeline(transaction=False) as pipe:
+        for n, body in enumerate(bodies):
+            pipe.xadd(stream, {"rid": str(n), "p": body.decode()})
+        await pipe.execute()
+    done = 0
+    while done < count:
+        reply: Any = await redis.xreadgroup("raw", "c", {stream: ">"}, count=500)
+        entries = reply[0][1]
+        saves = []
+        for mid, fields in entries:
+            payload = json.loads(fields["p"])
+            saves.append(
+                QueuedSave(
+                    mid,
+                    fields["rid"],
+                    "n",
+                    PLAN_ID,
+                    payload["userId"],
+                    EXAM_CODE,
+                    payload["timestamp"],
+                    False,
+                    payload,
+                )
+            )
+        result = await asyncio.to_thread(apply_batch, conn, saves, payload["timestamp"])
+        await cache.apply(result.sheets)
+        await redis.xack(stream, "raw", *[s.message_id for s in saves])
+        await redis.xdel(stream, *[s.message_id for s in saves])
+        done += len(saves)
+    elapsed = time.perf_counter() - started
+    await redis.delete(stream, *{keys.answer_cache(PLAN_ID, EXAM_CODE, c.id) for c in cands})
+    conn.close()
+    await redis.aclose()
+    return count / elapsed
+
+
+def start_servers(data: Path, count: int) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    processes, bases = [], []
+    redis_url = ""
+    for i in range(count):
+        port, socket_port = free_port(), free_port()
+        args = [
+            sys.executable,
+            "-m",
+            "examsync_server",
+            "serve",
+            "--port",
+            str(port),
+            "--socket-port",
+            str(socket_port),
+            "--data-dir",
+            str(data),
+        ]
+        if redis_url:
+            args += ["--redis-url", redis_url]
+        log = (data.parent / f"server-{i}.log").open("w")
+        processes.append(
+            subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "EXAMSYNC_ADMIN_TOKEN": TOKEN},
+            )
+        )
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        bases.append(base)
+        redis_url = f"unix://{data / 'redis' / 'redis.sock'}"  # the first one's private Redis
+    return processes, bases
+
+
+async def main(args: argparse.Namespace) -> None:
+    data = Path(tempfile.mkdtemp(prefix="examsync-bench-")) / "var"
+    data.mkdir(parents=True)
+    processes, bases = start_servers(data, args.servers)
+    try:
+        admin = httpx.Client(
+            base_url=bases[0], timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        admin.put(
+            f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan(candidates=args.candidates)
+        ).raise_for_status()
+        package = bench_package()
+        admin.put(
+            f"/api/v1/admin/plans/{PLAN_ID}/package",
+            content=package,
+            headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
+        ).raise_for_status()
+        admin.post(f"/api/v1/admin/plans/{PLAN_ID}/prepare").raise_for_status()
+        admin.post(f"/api/v1/admin/plans/{PLAN_ID}/start").raise_for_status()
+        rng = random.Random(7)
+        cands = []
+        for i in range(args.candidates):
+            cid = f"CAND2023{i + 1:02d}"
+            session = admin.post(
+                "/api/v1/sessions",
+                json={"planId": PLAN_ID, "candidateId": cid, "authCode": f"AUTH{1234 + i}"},
+            ).json()
+            cands.append(Candidate(cid, session["token"], rng))
+
+        await closed_loop(bases, cands, 2, args.concurrency)  # warm-up
+        through, elapsed = await closed_loop(bases, cands, args.seconds, args.concurrency)
+        steady = await open_loop(bases, cands, args.seconds, args.rate)
+        raw = await raw_limit(
+            f"unix://{data / 'redis' / 'redis.sock'}", data / "examsync.sqlite3", cands, 20_000
+        )
+
+        with sqlite3.connect(data / "examsync.sqlite3") as db:
+            stored = {
+                (r[0], r[1]): r[2]
+                for r in db.execute("SELECT candidate_id, quiz_code, version FROM answer")
+            }
+        lost = sum(
+            1
+            for who, sent in through.acked + steady.acked
+            for quiz, version in sent.items()
+            if stored.get((who, quiz), 0) < version
+        )
+        saves_per_s = len(through.latencies) / elapsed
+        print(
+            f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]};"
+            f" {args.servers} server process(es), load generator on the same cores"
+        )
+        print(
+            f"candidates {args.candidates}, save ~{len(cands[0].next_save()[0])} B,"
+            f" concurrency {args.concurrency}"
+        )
+        print(
+            f"throughput: {saves_per_s:.0f} durable saves/s over {elapsed:.1f} s,"
+            f" errors {through.errors or 0}"
+        )
+        print(latency_line("  ack latency (closed loop)", through.latencies))
+        achieved = len(steady.latencies) / args.seconds
+        print(
+            f"fixed rate {args.rate:.0f}/s: achieved {achieved:.0f}/s, errors {steady.errors or 0}"
+        )
+        print(latency_line("  ack latency (open loop)", steady.latencies))
+        print(f"raw limit (stream + group commit + cache, no HTTP): {raw:.0f} saves/s")
+        print(f"ratio HTTP / raw: {saves_per_s / raw:.2f}")
+        print(f"acknowledged answers missing from SQLite: {lost}")
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candidates", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--servers", type=int, default=1)
+    asyncio.run(main(parser.parse_args()))

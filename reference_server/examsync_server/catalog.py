@@ -1,0 +1,71 @@
+"""What a save may name: a plan's exam codes and, per question, its longest allowed value.
+
+Read from SQLite and the exam package once per plan and kept in memory: a plan's stages and
+package are frozen once it has started, and saves are only taken from started plans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ApiError
+from .packages import MANIFEST
+from .store.files import FileStore
+from .store.sqlite import Database
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCatalog:
+    plan_id: str
+    conduct_type: str
+    # exam_code -> quiz_code -> maxLength
+    exams: dict[str, dict[str, int]]
+
+
+class Catalog:
+    def __init__(self, db: Database, files: FileStore) -> None:
+        self.db = db
+        self.files = files
+        self._plans: dict[str, PlanCatalog] = {}
+
+    async def get(self, plan_id: str) -> PlanCatalog:
+        found = self._plans.get(plan_id)
+        if found is not None:
+            return found
+        plan = await self.db.fetch_one(
+            "SELECT plan_id, status, conduct_type, package_sha256 FROM exam_plan WHERE plan_id = ?",
+            (plan_id,),
+        )
+        if plan is None:
+            raise ApiError(404, "plan_not_found", "no such plan", {"plan_id": plan_id})
+        stage_codes = {
+            r["exam_code"]
+            for r in await self.db.fetch_all(
+                "SELECT exam_code FROM exam_stage WHERE plan_id = ? AND exam_code IS NOT NULL",
+                (plan_id,),
+            )
+        }
+        limits: dict[str, dict[str, int]] = {code: {} for code in stage_codes}
+        if plan["package_sha256"]:
+            path = self.files.package_path(plan_id, plan["package_sha256"])
+            manifest = await asyncio.to_thread(_manifest, path.read_bytes())
+            for exam in manifest["exams"]:
+                if exam["examCode"] in limits:
+                    limits[exam["examCode"]] = {
+                        q["quizCode"]: int(q.get("maxLength", 10_000)) for q in exam["questions"]
+                    }
+        catalog = PlanCatalog(plan_id, plan["conduct_type"], limits)
+        if plan["status"] in ("in_progress", "completed"):
+            self._plans[plan_id] = catalog  # frozen from here on
+        return catalog
+
+
+def _manifest(data: bytes) -> dict[str, Any]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        loaded: dict[str, Any] = json.loads(archive.read(MANIFEST))
+        return loaded

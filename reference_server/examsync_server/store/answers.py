@@ -1,0 +1,256 @@
+"""Answers in SQLite: applying a batch of saves under the version rules, and reading them back.
+
+Synchronous on purpose: the persister runs `apply_batch` whole in a worker thread, one
+transaction per batch (group commit), so a batch of hundreds of answers costs one fsync.
+
+Version rules (DESIGN §4), per answer against the stored version v:
+    sent > v, or nothing stored          accepted    stored as latest + history
+    sent == v with the same value        duplicate   nothing stored (an idempotent repeat)
+    sent == v with another value, < v    superseded  history only
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def value_sha256(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedSave:
+    """One validated save as it travels through the answer stream."""
+
+    message_id: str
+    rid: str
+    node: str
+    plan_id: str
+    candidate_id: str
+    exam_code: str
+    received_at: str
+    late: bool
+    payload: Mapping[str, Any]  # the seed 002 §4.1 wire form, checksum verified on receipt
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    quiz_code: str
+    status: str  # accepted | duplicate | superseded
+    version: int
+    current_version: int
+    value_sha256: str
+
+
+@dataclass
+class SheetChange:
+    """What one batch changed for one candidate's exam: what the Redis cache must learn."""
+
+    plan_id: str
+    candidate_id: str
+    exam_code: str
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    navigation: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[list[Outcome]]  # one list per save, in order
+    sheets: list[SheetChange]
+
+
+def apply_batch(
+    conn: sqlite3.Connection, saves: Sequence[QueuedSave], server_time: str
+) -> BatchResult:
+    """Apply every save in one transaction; nothing is visible until the commit."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = _apply(conn, saves, server_time)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _apply(conn: sqlite3.Connection, saves: Sequence[QueuedSave], server_time: str) -> BatchResult:
+    latest: dict[tuple[str, str, str], tuple[int, str]] = {}
+    sheets: dict[tuple[str, str], SheetChange] = {}
+    outcomes: list[list[Outcome]] = []
+    for save in saves:
+        key = (save.candidate_id, save.exam_code)
+        sheet = sheets.setdefault(key, SheetChange(save.plan_id, *key))
+        results = []
+        accepted_any = False
+        for quiz_code, entry in save.payload["answers"].items():
+            pk = (save.candidate_id, save.exam_code, quiz_code)
+            if pk not in latest:
+                row = conn.execute(
+                    "SELECT version, value_sha256 FROM answer WHERE candidate_id = ?"
+                    " AND exam_code = ? AND quiz_code = ?",
+                    pk,
+                ).fetchone()
+                latest[pk] = (row[0], row[1]) if row else (0, "")
+            stored_version, stored_sha = latest[pk]
+            value, version = entry["value"], entry["version"]
+            sha = value_sha256(value)
+            if version > stored_version:
+                status = "accepted"
+                conn.execute(
+                    "INSERT INTO answer (candidate_id, exam_code, quiz_code, plan_id, value,"
+                    " value_sha256, version, updated, server_time, late)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (candidate_id, exam_code, quiz_code) DO UPDATE SET"
+                    " value = excluded.value, value_sha256 = excluded.value_sha256,"
+                    " version = excluded.version, updated = excluded.updated,"
+                    " server_time = excluded.server_time, late = excluded.late",
+                    (
+                        *pk,
+                        save.plan_id,
+                        value,
+                        sha,
+                        version,
+                        entry["updated"],
+                        server_time,
+                        int(save.late),
+                    ),
+                )
+                latest[pk] = (version, sha)
+                sheet.answers[quiz_code] = {
+                    "value": value,
+                    "version": version,
+                    "updated": entry["updated"],
+                }
+                accepted_any = True
+            elif version == stored_version and sha == stored_sha:
+                status = "duplicate"
+            else:
+                status = "superseded"
+            if status != "duplicate":
+                conn.execute(
+                    "INSERT OR IGNORE INTO answer_history (candidate_id, exam_code, quiz_code,"
+                    " plan_id, value, value_sha256, version, updated, server_time, result, late,"
+                    " message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        *pk,
+                        save.plan_id,
+                        value,
+                        sha,
+                        version,
+                        entry["updated"],
+                        server_time,
+                        status,
+                        int(save.late),
+                        save.message_id,
+                    ),
+                )
+            results.append(Outcome(quiz_code, status, version, latest[pk][0], sha))
+        outcomes.append(results)
+        sheet.meta = _update_sheet(conn, save, server_time, accepted_any)
+        sheet.navigation += _add_navigation(conn, save)
+    return BatchResult(outcomes, list(sheets.values()))
+
+
+def _update_sheet(
+    conn: sqlite3.Connection, save: QueuedSave, server_time: str, accepted: bool
+) -> dict[str, Any]:
+    meta = save.payload["metadata"]
+    device, behavior = meta["device"], meta["behavior"]
+    row = conn.execute(
+        "INSERT INTO answer_sheet (candidate_id, exam_code, plan_id, last_sync, version, status,"
+        " device_type, device_browser, device_os, focus_time, edit_count, keystrokes)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (candidate_id, exam_code) DO UPDATE SET last_sync = excluded.last_sync,"
+        " version = answer_sheet.version + ?, status = excluded.status,"
+        " device_type = excluded.device_type, device_browser = excluded.device_browser,"
+        " device_os = excluded.device_os,"
+        # Behaviour counters are totals since the exam began on the device: keep the largest,
+        # so a late-arriving older save cannot make them go backwards.
+        " focus_time = MAX(answer_sheet.focus_time, excluded.focus_time),"
+        " edit_count = MAX(answer_sheet.edit_count, excluded.edit_count),"
+        " keystrokes = MAX(answer_sheet.keystrokes, excluded.keystrokes)"
+        " RETURNING version, status, device_type, device_browser, device_os",
+        (
+            save.candidate_id,
+            save.exam_code,
+            save.plan_id,
+            server_time,
+            int(accepted),
+            save.payload["status"],
+            device["type"],
+            device["browser"],
+            device["os"],
+            behavior["focusTime"],
+            behavior["editCount"],
+            behavior["keystrokes"],
+            int(accepted),
+        ),
+    ).fetchone()
+    return {
+        "lastSync": server_time,
+        "version": row["version"],
+        "status": row["status"],
+        "device": {
+            "type": row["device_type"],
+            "browser": row["device_browser"],
+            "os": row["device_os"],
+        },
+    }
+
+
+def _add_navigation(conn: sqlite3.Connection, save: QueuedSave) -> list[dict[str, str]]:
+    added = []
+    for step in save.payload["metadata"]["behavior"]["navigation"]:
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO answer_navigation (candidate_id, exam_code, at, from_quiz,"
+            " to_quiz) VALUES (?, ?, ?, ?, ?)",
+            (save.candidate_id, save.exam_code, step["timestamp"], step["from"], step["to"]),
+        )
+        if cursor.rowcount:
+            added.append({"from": step["from"], "to": step["to"], "timestamp": step["timestamp"]})
+    return added
+
+
+# -- reading back ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSheet:
+    answers: dict[str, dict[str, Any]]
+    meta: dict[str, Any] | None
+    navigation: list[dict[str, str]]
+    damaged: list[str]  # answers whose stored value no longer matches its digest
+
+
+def read_sheet(rows: Iterable[Any], sheet: Any, navigation: Iterable[Any]) -> StoredSheet:
+    """From rows of `answer`, the `answer_sheet` row (or None) and `answer_navigation` rows."""
+    answers: dict[str, dict[str, Any]] = {}
+    damaged: list[str] = []
+    for row in rows:
+        if value_sha256(row["value"]) != row["value_sha256"]:
+            damaged.append(row["quiz_code"])
+            continue
+        answers[row["quiz_code"]] = {
+            "value": row["value"],
+            "version": row["version"],
+            "updated": row["updated"],
+        }
+    meta = None
+    if sheet is not None:
+        meta = {
+            "lastSync": sheet["last_sync"],
+            "version": sheet["version"],
+            "status": sheet["status"],
+            "device": {
+                "type": sheet["device_type"],
+                "browser": sheet["device_browser"],
+                "os": sheet["device_os"],
+            },
+        }
+    steps = [{"from": n["from_quiz"], "to": n["to_quiz"], "timestamp": n["at"]} for n in navigation]
+    return StoredSheet(answers, meta, steps, sorted(damaged))

@@ -1,0 +1,157 @@
+"""Seed 002 save and restore on a real Redis and SQLite: ack after commit, version rules,
+receipts, restore from Redis and, after Redis loses it, from SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from quart.typing import TestClientProtocol as Client
+
+from examsync.messages import RestoreResponse, SaveAck
+from examsync.protocol import b64url_decode, canonical_json
+from examsync_server.demo.sample import EXAM_CODE, PLAN_ID
+
+from .answer_helpers import encoded, save_body
+from .conftest import load_plan, login
+
+
+async def started(
+    client: Client, admin: dict[str, str], candidate: str = "CAND202301", code: str = "AUTH1234"
+) -> dict[str, str]:
+    await load_plan(client, admin)
+    response = await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
+    assert response.status_code == 200
+    session = await login(client, {"planId": PLAN_ID, "candidateId": candidate, "authCode": code})
+    return {"Authorization": f"Bearer {session['token']}"}
+
+
+async def save(client: Client, auth: dict[str, str], body: dict[str, Any]) -> Any:
+    return await client.post(
+        "/api/v1/answers", data=encoded(body), headers={**auth, "Content-Type": "application/json"}
+    )
+
+
+async def test_save_is_acknowledged_after_commit_with_verifiable_receipts(
+    client: Client, admin: dict[str, str], db: sqlite3.Connection
+) -> None:
+    auth = await started(client, admin)
+    response = await save(client, auth, save_body({"Q001": ("2", 1), "Q004": ("주말에 쉽니다", 1)}))
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    ack = SaveAck.from_wire(body)  # the SDK's own parser accepts it
+    assert {q: r.status.value for q, r in ack.results.items()} == {
+        "Q001": "accepted",
+        "Q004": "accepted",
+    }
+    # acknowledged means committed: the rows are in SQLite now
+    rows = db.execute("SELECT quiz_code, value, version FROM answer ORDER BY quiz_code").fetchall()
+    assert [tuple(r) for r in rows] == [("Q001", "2", 1), ("Q004", "주말에 쉽니다", 1)]
+    keys = (await (await client.get("/api/v1/keys")).get_json())["keys"]
+    for code, result in ack.results.items():
+        receipt = result.receipt
+        assert receipt is not None and receipt.payload.quiz_code == code
+        assert receipt.payload.candidate_id == "CAND202301"
+        public = Ed25519PublicKey.from_public_bytes(b64url_decode(keys[receipt.key_id]))
+        public.verify(receipt.signature, canonical_json(receipt.payload.to_wire()))
+
+
+async def test_version_rules_duplicate_superseded_and_history(
+    client: Client, admin: dict[str, str], db: sqlite3.Connection
+) -> None:
+    auth = await started(client, admin)
+    await save(client, auth, save_body({"Q001": ("1", 3)}))
+
+    async def result_of(value: str, version: int) -> dict[str, Any]:
+        body = await (await save(client, auth, save_body({"Q001": (value, version)}))).get_json()
+        result: dict[str, Any] = body["results"]["Q001"]
+        return result
+
+    duplicate = await result_of("1", 3)
+    assert (duplicate["status"], duplicate["currentVersion"]) == ("duplicate", 3)
+    assert duplicate["receipt"] is not None
+    older = await result_of("4", 2)
+    assert (older["status"], older["currentVersion"], older["receipt"]) == ("superseded", 3, None)
+    clash = await result_of("3", 3)  # same version, another value
+    assert clash["status"] == "superseded"
+    newer = await result_of("4", 4)
+    assert newer["status"] == "accepted"
+    assert tuple(db.execute("SELECT value, version FROM answer").fetchone()) == ("4", 4)
+    history = await (
+        await client.get(f"/api/v1/answers/{EXAM_CODE}/history?quizCode=Q001", headers=auth)
+    ).get_json()
+    assert [(v["version"], v["value"], v["result"]) for v in history["versions"]] == [
+        (2, "4", "superseded"),
+        (3, "1", "accepted"),
+        (3, "3", "superseded"),
+        (4, "4", "accepted"),
+    ]
+
+
+async def test_restore_from_redis_then_from_sqlite_after_redis_loss(
+    client: Client, admin: dict[str, str], sync_redis: Any
+) -> None:
+    auth = await started(client, admin)
+    await save(
+        client,
+        auth,
+        save_body(
+            {"Q001": ("2", 1), "Q002": ("1", 1)},
+            navigation=(("Q001", "Q002", "2024-01-15T09:00:05.000Z"),),
+        ),
+    )
+    await save(client, auth, save_body({"Q002": ("3", 2)}))
+    cache_key = f"exam:{PLAN_ID}:test:{EXAM_CODE}:user:CAND202301"
+    assert sync_redis.exists(cache_key)
+
+    async def restored() -> RestoreResponse:
+        response = await client.get(f"/api/v1/answers/{EXAM_CODE}", headers=auth)
+        assert response.status_code == 200
+        return RestoreResponse.from_wire(await response.get_json())  # checksum verified
+
+    first = await restored()
+    assert {q: (a.value, a.version) for q, a in first.answers.items()} == {
+        "Q001": ("2", 1),
+        "Q002": ("3", 2),
+    }
+    assert first.metadata.version == 2 and first.metadata.device is not None
+    assert [(n.from_quiz, n.to_quiz) for n in first.navigation] == [("Q001", "Q002")]
+
+    sync_redis.delete(cache_key)  # Redis lost it: SQLite answers, and the cache is refilled
+    second = await restored()
+    assert second.answers == first.answers and second.navigation == first.navigation
+    assert sync_redis.exists(cache_key)
+
+    sync_redis.hset(cache_key, "a:Q001", "{not json")  # a corrupt cache entry
+    third = await restored()
+    assert third.answers == first.answers
+
+
+async def test_partial_restore_names_what_it_could_not_restore(
+    client: Client, admin: dict[str, str], db: sqlite3.Connection, sync_redis: Any
+) -> None:
+    auth = await started(client, admin)
+    await save(client, auth, save_body({"Q001": ("2", 1), "Q002": ("1", 1)}))
+    db.execute("UPDATE answer SET value = 'tampered' WHERE quiz_code = 'Q002'")
+    db.commit()
+    sync_redis.delete(f"exam:{PLAN_ID}:test:{EXAM_CODE}:user:CAND202301")
+    body = await (await client.get(f"/api/v1/answers/{EXAM_CODE}", headers=auth)).get_json()
+    restore = RestoreResponse.from_wire(body)
+    assert set(restore.answers) == {"Q001"} and restore.missing == ("Q002",)
+
+
+async def test_a_new_device_restores_everything_acknowledged(
+    client: Client, admin: dict[str, str]
+) -> None:
+    auth = await started(client, admin)
+    await save(client, auth, save_body({"Q001": ("2", 1), "Q003": ("24", 5)}))
+    again = await login(
+        client, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+    )
+    body = await (
+        await client.get(
+            f"/api/v1/answers/{EXAM_CODE}", headers={"Authorization": f"Bearer {again['token']}"}
+        )
+    ).get_json()
+    assert {q: a["version"] for q, a in body["answers"].items()} == {"Q001": 1, "Q003": 5}

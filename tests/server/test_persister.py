@@ -1,0 +1,164 @@
+"""The persister's failure handling (seed 002 §5.1): a crashed consumer's entries are claimed
+and persisted exactly once; an entry that cannot be persisted is dead-lettered without
+blocking the others, announced, listed and replayed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import sqlite3
+from typing import Any
+
+import pytest
+from quart.typing import TestClientProtocol as Client
+
+from examsync_server.config import Settings
+from examsync_server.demo.sample import EXAM_CODE, PLAN_ID
+from examsync_server.runtime import Runtime
+from examsync_server.store.answers import QueuedSave, apply_batch
+from examsync_server.store.sqlite import connect_sync
+
+from .answer_helpers import save_body
+from .conftest import load_plan, login
+from .test_answers import save, started
+from .test_end import next_of, socket
+
+STREAM = f"exam_queue:{PLAN_ID}:answers"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.with_changes(claim_idle_ms=300, max_persist_attempts=2)
+
+
+def queue_entry(body: dict[str, Any], rid: str = "") -> dict[str, str]:
+    """An entry as the web handler writes it (saves.py)."""
+    return {
+        "rid": rid or secrets.token_hex(8),
+        "node": "gone-node",
+        "plan": PLAN_ID,
+        "cand": body["userId"],
+        "exam": body["testCode"],
+        "at": body["timestamp"],
+        "late": "0",
+        "p": json.dumps(body, ensure_ascii=False),
+    }
+
+
+async def eventually(check: Any, timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("not reached in time")
+
+
+async def test_entries_of_a_dead_consumer_are_claimed_and_persisted_once(
+    client: Client,
+    admin: dict[str, str],
+    sync_redis: Any,
+    db: sqlite3.Connection,
+    settings: Settings,
+) -> None:
+    await started(client, admin)
+    # A consumer read two entries and died. The first it had even committed (its process
+    # died between the commit and the XACK), the second not.
+    first = save_body({"Q001": ("2", 1)})
+    second = save_body({"Q002": ("1", 1)})
+    first_id = sync_redis.xadd(STREAM, queue_entry(first))
+    sync_redis.xadd(STREAM, queue_entry(second))
+    sync_redis.xreadgroup("persisters", "dead-consumer", {STREAM: ">"}, count=10)
+    conn = connect_sync(settings.sqlite_path)
+    apply_batch(
+        conn,
+        [
+            QueuedSave(
+                first_id,
+                "r",
+                "gone-node",
+                PLAN_ID,
+                "CAND202301",
+                EXAM_CODE,
+                first["timestamp"],
+                False,
+                first,
+            )
+        ],
+        "2024-01-15T09:00:01.000Z",
+    )
+    conn.close()
+
+    await eventually(lambda: sync_redis.xpending(STREAM, "persisters")["pending"] == 0)
+    rows = db.execute("SELECT quiz_code, version FROM answer ORDER BY quiz_code").fetchall()
+    assert [tuple(r) for r in rows] == [("Q001", 1), ("Q002", 1)]
+    history = db.execute("SELECT quiz_code, COUNT(*) FROM answer_history GROUP BY quiz_code")
+    assert dict(history.fetchall()) == {"Q001": 1, "Q002": 1}  # no second row for Q001
+    assert sync_redis.xlen(STREAM) == 0  # acknowledged entries are deleted
+
+
+async def test_a_poison_entry_is_dead_lettered_alerted_and_replayed(
+    client: Client,
+    admin: dict[str, str],
+    sync_redis: Any,
+    db: sqlite3.Connection,
+    runtime: Runtime,
+) -> None:
+    auth = await started(client, admin)
+    supervisor = await login(
+        client, {"planId": PLAN_ID, "supervisorId": "SUP202301", "authCode": "SUPAUTH01"}
+    )
+    # Make one value impossible to store, as a full disk or a broken row would.
+    db.execute(
+        "CREATE TRIGGER poison BEFORE INSERT ON answer WHEN NEW.value = 'poison'"
+        " BEGIN SELECT RAISE(ABORT, 'cannot store this'); END"
+    )
+    db.commit()
+    async with socket(runtime, supervisor["token"]) as sup_ws:
+        sync_redis.xadd(STREAM, queue_entry(save_body({"Q001": ("poison", 1)})))
+        # A good save queued behind it still gets through.
+        response = await save(client, auth, save_body({"Q002": ("3", 1)}))
+        assert response.status_code == 200
+        alert = await next_of(sup_ws, "alert", timeout=5)
+    assert alert["kind"] == "dead_letter" and alert["candidateId"] == "CAND202301"
+    assert "cannot store this" in alert["error"]
+    assert sync_redis.xlen(f"exam_queue:{PLAN_ID}:dead") == 1
+    assert sync_redis.xrange("queue:alerts")[-1][1]["type"] == "dead_letter"
+
+    listing = await (
+        await client.get(f"/api/v1/admin/plans/{PLAN_ID}/dead-letters", headers=admin)
+    ).get_json()
+    [letter] = listing["deadLetters"]
+    assert letter["attempts"] >= 2 and letter["replayedAt"] is None
+    status = await (await client.get(f"/api/v1/admin/plans/{PLAN_ID}", headers=admin)).get_json()
+    assert status["deadLetters"] == 1
+
+    db.execute("DROP TRIGGER poison")
+    db.commit()
+    replay = await client.post(
+        f"/api/v1/admin/plans/{PLAN_ID}/dead-letters/replay",
+        json={"ids": [letter["id"]]},
+        headers=admin,
+    )
+    assert (await replay.get_json())["replayed"] == [letter["id"]]
+    await eventually(
+        lambda: (
+            db.execute("SELECT value FROM answer WHERE quiz_code = 'Q001'").fetchone() is not None
+        )
+    )
+    again = await client.post(
+        f"/api/v1/admin/plans/{PLAN_ID}/dead-letters/replay",
+        json={"ids": [letter["id"]]},
+        headers=admin,
+    )
+    assert again.status_code == 404
+
+
+async def test_an_unreadable_entry_goes_straight_to_the_dead_letters(
+    client: Client, admin: dict[str, str], sync_redis: Any, db: sqlite3.Connection
+) -> None:
+    await load_plan(client, admin)
+    await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
+    sync_redis.xadd(STREAM, {"rid": "x", "p": "{broken"})
+    await eventually(lambda: db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0] == 1)
+    assert "unreadable" in db.execute("SELECT error FROM dead_letter").fetchone()[0]
