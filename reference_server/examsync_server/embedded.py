@@ -52,8 +52,8 @@ class EmbeddedRedis:
         binary = find_redis_server()
         directory.mkdir(parents=True, exist_ok=True)
         # unix socket paths are limited to ~107 bytes; a deep data dir gets a short name.
-        socket_path = directory / "redis.sock"
-        if len(str(socket_path.resolve())) > 100:
+        socket_path = (directory / "redis.sock").resolve()  # a unix:// URL needs it absolute
+        if len(str(socket_path)) > 100:
             raise StartupError(f"data dir path too long for a unix socket: {directory}")
         socket_path.unlink(missing_ok=True)
         args = [

@@ -77,7 +77,11 @@ class ServerProcess:
 
 
 def start_server(
-    data_dir: Path, redis_url: str | None, *extra: str, command: str = "serve"
+    data_dir: Path,
+    redis_url: str | None,
+    *extra: str,
+    command: str = "serve",
+    cwd: Path | None = None,
 ) -> ServerProcess:
     port, socket_port = free_port(), free_port()
     args = [
@@ -95,8 +99,9 @@ def start_server(
     ]
     if redis_url:
         args += ["--redis-url", redis_url]
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log = data_dir.parent / f"server-{port}.log"
+    where = cwd / data_dir if cwd else data_dir
+    where.mkdir(parents=True, exist_ok=True)
+    log = where.parent / f"server-{port}.log"
     with log.open("w") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             args,
@@ -104,13 +109,14 @@ def start_server(
             stderr=subprocess.STDOUT,
             text=True,
             stdin=subprocess.DEVNULL,
+            cwd=cwd,
             env={
                 **os.environ,
                 "EXAMSYNC_ADMIN_TOKEN": ADMIN_TOKEN,
                 "EXAMSYNC_SECRET_KEY": "integration-secret",
             },
         )
-    server = ServerProcess(process, f"http://127.0.0.1:{port}", socket_port, data_dir, log)
+    server = ServerProcess(process, f"http://127.0.0.1:{port}", socket_port, where, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

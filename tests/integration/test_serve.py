@@ -164,3 +164,12 @@ def test_two_processes_share_redis_and_sqlite(
             "completed",
         )
     assert redis.Redis.from_url(redis_url).xlen("queue:exam_end") == 1
+
+
+def test_a_relative_data_dir_works(tmp_path: Path, servers: list[ServerProcess]) -> None:
+    """`examsync serve --data-dir var` from the project folder, as the README runs it: the
+    private Redis's unix:// URL must not read "var" as a host name."""
+    server = start_server(Path("var"), None, cwd=tmp_path)
+    servers.append(server)
+    assert httpx.get(server.base + "/healthz", timeout=5).json()["checks"]["redis"] == "ok"
+    assert (tmp_path / "var" / "redis" / "redis.sock").exists()
