@@ -87,8 +87,17 @@ class Candidate:
         self.rng = rng
         self.versions: dict[str, int] = {}
         self.keystrokes = 0
+        self._ready: list[tuple[bytes, dict[str, int]]] = []
+
+    def prepare(self, count: int) -> None:
+        """Build the next `count` saves ahead, so the load generator spends its CPU sending."""
+        self._ready += [self.build() for _ in range(count)]
+        self._ready.reverse()
 
     def next_save(self) -> tuple[bytes, dict[str, int]]:
+        return self._ready.pop() if self._ready else self.build()
+
+    def build(self) -> tuple[bytes, dict[str, int]]:
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
         changed = self.rng.sample(QUESTIONS, self.rng.randint(1, 3))
         answers = {}
@@ -314,6 +323,9 @@ async def main(args: argparse.Namespace) -> None:
             ).json()
             cands.append(Candidate(cid, session["token"], rng))
 
+        per_candidate = int((args.seconds * (4000 + args.rate) + 8000) / args.candidates) + 1
+        for cand in cands:
+            cand.prepare(per_candidate)
         await closed_loop(bases, cands, 2, args.concurrency)  # warm-up
         through, elapsed = await closed_loop(bases, cands, args.seconds, args.concurrency)
         steady = await open_loop(bases, cands, args.seconds, args.rate)
