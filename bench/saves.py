@@ -253,7 +253,9 @@ async def raw_limit(redis_url: str, sqlite_path: Path, cands: list[Candidate], c
     return count / elapsed
 
 
-def start_servers(data: Path, count: int) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+def start_servers(
+    data: Path, count: int, http_server: str = "uvicorn"
+) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
     processes, bases = [], []
     redis_url = ""
     for i in range(count):
@@ -269,6 +271,8 @@ def start_servers(data: Path, count: int) -> tuple[list[subprocess.Popen[bytes]]
             str(socket_port),
             "--data-dir",
             str(data),
+            "--http-server",
+            http_server,
         ]
         if redis_url:
             args += ["--redis-url", redis_url]
@@ -297,7 +301,7 @@ def start_servers(data: Path, count: int) -> tuple[list[subprocess.Popen[bytes]]
 async def main(args: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="examsync-bench-")) / "var"
     data.mkdir(parents=True)
-    processes, bases = start_servers(data, args.servers)
+    processes, bases = start_servers(data, args.servers, args.http_server)
     try:
         admin = httpx.Client(
             base_url=bases[0], timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}
@@ -380,4 +384,5 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--servers", type=int, default=1)
+    parser.add_argument("--http-server", choices=("hypercorn", "uvicorn"), default="uvicorn")
     asyncio.run(main(parser.parse_args()))

@@ -19,6 +19,7 @@ import httpx
 from .config import Settings, load_or_create_secret, settings_from_env
 from .errors import StartupError
 from .runtime import check_data_dir
+from .serving import HTTP_SERVERS, event_loop_runner, serve_http
 
 
 def main() -> None:
@@ -57,6 +58,12 @@ def _server_options(command: Any) -> Any:
                 default=None,
                 help="Use this Redis instead of starting a private one.",
             ),
+            click.option(
+                "--http-server",
+                type=click.Choice(HTTP_SERVERS),
+                default=None,
+                help="The ASGI server under the app (default: uvicorn).",
+            ),
         ]
     ):
         command = option(command)
@@ -69,9 +76,15 @@ def _settings(
     socket_port: int | None,
     data_dir: Path | None,
     redis_url: str | None,
+    http_server: str | None,
 ) -> Settings:
     settings = settings_from_env(
-        host=host, port=port, socket_port=socket_port, data_dir=data_dir, redis_url=redis_url
+        host=host,
+        port=port,
+        socket_port=socket_port,
+        data_dir=data_dir,
+        redis_url=redis_url,
+        http_server=http_server,
     )
     if host and not os.environ.get("EXAMSYNC_SOCKET_HOST"):
         settings = settings.with_changes(socket_host=host)
@@ -100,13 +113,10 @@ def demo(**options: Any) -> None:
 
 def _run(settings: Settings, demo: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(_serve(settings, demo))
+    event_loop_runner(settings)(_serve(settings, demo))
 
 
 async def _serve(settings: Settings, demo: bool) -> None:
-    from hypercorn.asyncio import serve as hypercorn_serve
-    from hypercorn.config import Config
-
     from .app import create_app
     from .runtime import Runtime
 
@@ -115,15 +125,9 @@ async def _serve(settings: Settings, demo: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
-    config.accesslog = None
-    config.graceful_timeout = 5
     base = f"http://{settings.host}:{settings.port}"
     try:
-        server = asyncio.create_task(
-            hypercorn_serve(create_app(settings, runtime), config, shutdown_trigger=stop.wait)
-        )
+        server = asyncio.create_task(serve_http(create_app(settings, runtime), settings, stop))
         await _wait_healthy(base, server)
         click.echo(f"examsync serving {base} (socket server {runtime.socket_url(None)})")
         click.echo(f"admin token: {settings.admin_token}")

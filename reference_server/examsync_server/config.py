@@ -24,6 +24,8 @@ class Settings:
     data_dir: Path = Path("var")
     # Empty means: start a private redis-server in the data dir (the zero-config default).
     redis_url: str = ""
+    # Connections to Redis per process; requests beyond it wait for one to be free.
+    redis_max_connections: int = 64
     admin_token: str = ""
     secret_key: str = ""
     session_ttl_seconds: int = 12 * 3600
@@ -46,6 +48,9 @@ class Settings:
     stage_tick_seconds: float = 0.25
     # How often each process compares Redis with SQLite and repairs what is behind.
     repair_interval_seconds: float = 5.0
+    # The ASGI server under the app: "uvicorn" (measured faster here: bench/saves.py) or
+    # "hypercorn", Quart's own; both are kept working (serving.py).
+    http_server: str = "uvicorn"
     run_workers: bool = True
     run_socket_server: bool = True
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))
@@ -89,6 +94,7 @@ _FIELD_TYPES: dict[str, type] = {
     "max_save_bytes": int,
     "ack_timeout_seconds": float,
     "late_grace_seconds": int,
+    "http_server": str,
 }
 
 

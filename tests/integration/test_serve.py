@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from websockets.asyncio.client import connect
 
@@ -37,12 +38,14 @@ async def receive(url: str, kind: str, ready: asyncio.Event, timeout: float = 5)
                 return message
 
 
+@pytest.mark.parametrize("http_server", ["uvicorn", "hypercorn"])
 def test_zero_config_serve_walks_a_plan_through_the_cli(
-    tmp_path: Path, servers: list[ServerProcess]
+    tmp_path: Path, servers: list[ServerProcess], http_server: str
 ) -> None:
-    """No --redis-url: the server starts its own Redis on a unix socket and stops it at exit."""
+    """No --redis-url: the server starts its own Redis on a unix socket and stops it at exit.
+    Both HTTP servers are kept working."""
     data = tmp_path / "data"
-    server = start_server(data, None)
+    server = start_server(data, None, "--http-server", http_server)
     servers.append(server)
     sock = data / "redis" / "redis.sock"
     assert sock.exists()
@@ -83,7 +86,7 @@ def test_zero_config_serve_walks_a_plan_through_the_cli(
     assert status["status"] == "completed" and status["redis"] == {"status": "completed"}
     live.close()
 
-    assert server.stop() == 0
+    assert server.stop() == 0, server.output()[-3000:]
     assert not sock.exists()  # the private Redis is gone with the server
     assert subprocess.run(["pgrep", "-f", str(sock)], capture_output=True).returncode == 1
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections.abc import Mapping
 
 import aiosqlite
@@ -26,28 +28,49 @@ async def add(conn: aiosqlite.Connection, stream: str, fields: Mapping[str, str]
     )
 
 
+CLAIM_SECONDS = 60.0
+
+
 async def relay(db: Database, redis: Redis, limit: int = 500) -> int:
     """Publish pending events in order, deleting each once Redis has it; returns how many.
 
-    Runs inside a write transaction so that two server processes never publish the same event.
-    On a Redis error the rest stay queued for the next relay.
+    The events are first claimed in a short transaction, so two server processes never
+    publish the same event, and no SQLite lock is held while Redis is written to (under load,
+    that would stall every writer behind one slow round trip). On a Redis error the rest stay
+    queued; a claim left by a process that died is taken over after CLAIM_SECONDS.
     """
-    published = 0
+    waiting = await db.fetch_one("SELECT 1 FROM event_outbox LIMIT 1")
+    if waiting is None:
+        return 0
+    me, now = f"{os.getpid()}-{id(db):x}", time.time()
     async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE event_outbox SET claimed_by = ?, claimed_at = ? WHERE event_id IN"
+            " (SELECT event_id FROM event_outbox WHERE claimed_by IS NULL OR claimed_at < ?"
+            " ORDER BY event_id LIMIT ?)",
+            (me, now, now - CLAIM_SECONDS, limit),
+        )
         async with conn.execute(
-            "SELECT event_id, stream, fields FROM event_outbox ORDER BY event_id LIMIT ?",
-            (limit,),
+            "SELECT event_id, stream, fields FROM event_outbox WHERE claimed_by = ?"
+            " ORDER BY event_id",
+            (me,),
         ) as cursor:
-            pending = list(await cursor.fetchall())
-        for event_id, stream, fields in pending:
-            try:
-                await redis.xadd(stream, json.loads(fields), maxlen=STREAM_MAXLEN, approximate=True)
-            except RedisError as exc:
-                log.warning("outbox relay stopped at event %s: %s", event_id, exc)
-                break
-            await conn.execute("DELETE FROM event_outbox WHERE event_id = ?", (event_id,))
-            published += 1
-    return published
+            claimed = list(await cursor.fetchall())
+    published: list[int] = []
+    for event_id, stream, fields in claimed:
+        try:
+            await redis.xadd(stream, json.loads(fields), maxlen=STREAM_MAXLEN, approximate=True)
+        except RedisError as exc:
+            log.warning("outbox relay stopped at event %s: %s", event_id, exc)
+            break
+        published.append(event_id)
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "DELETE FROM event_outbox WHERE event_id = ?", [(e,) for e in published]
+        )
+        # What could not be published is released for the next relay, here or elsewhere.
+        await conn.execute("UPDATE event_outbox SET claimed_by = NULL WHERE claimed_by = ?", (me,))
+    return len(published)
 
 
 async def pending_count(db: Database) -> int:
