@@ -59,6 +59,12 @@ def _server_options(command: Any) -> Any:
                 help="Use this Redis instead of starting a private one.",
             ),
             click.option(
+                "--processes",
+                type=click.IntRange(1, 64),
+                default=None,
+                help="Server processes sharing the ports (default 1; above 1 needs uvicorn).",
+            ),
+            click.option(
                 "--http-server",
                 type=click.Choice(HTTP_SERVERS),
                 default=None,
@@ -76,6 +82,7 @@ def _settings(
     socket_port: int | None,
     data_dir: Path | None,
     redis_url: str | None,
+    processes: int | None,
     http_server: str | None,
 ) -> Settings:
     settings = settings_from_env(
@@ -84,6 +91,7 @@ def _settings(
         socket_port=socket_port,
         data_dir=data_dir,
         redis_url=redis_url,
+        processes=processes,
         http_server=http_server,
     )
     if host and not os.environ.get("EXAMSYNC_SOCKET_HOST"):
@@ -113,6 +121,16 @@ def demo(**options: Any) -> None:
 
 def _run(settings: Settings, demo: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if settings.processes > 1:
+        from .supervisor import supervise
+
+        def ready(base: str) -> None:
+            click.echo(f"examsync serving {base} with {settings.processes} processes")
+            click.echo(f"admin token: {settings.admin_token}")
+            if demo:
+                _load_demo(base, settings.admin_token)
+
+        sys.exit(supervise(settings, ready))
     event_loop_runner(settings)(_serve(settings, demo))
 
 

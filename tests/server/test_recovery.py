@@ -53,7 +53,7 @@ async def test_flushed_redis_is_rebuilt_from_sqlite(
 
 @pytest.fixture
 async def private_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
-    server = await EmbeddedRedis.start(tmp_path / "own-redis", appendonly=False)
+    server = EmbeddedRedis.start_sync(tmp_path / "own-redis", appendonly=False)
     yield server
     server.stop()
 
@@ -90,7 +90,7 @@ async def test_end_during_a_redis_outage_is_committed_and_broadcast_later(
 
         # Redis comes back empty (no AOF here): the timer rebuilds the keys and publishes the
         # exam_end the outbox kept.
-        restarted = await EmbeddedRedis.start(tmp_path / "own-redis", appendonly=False)
+        restarted = EmbeddedRedis.start_sync(tmp_path / "own-redis", appendonly=False)
         try:
             live = redis.Redis.from_url(restarted.url, decode_responses=True)
             await eventually(lambda: live.xlen("queue:exam_end") == 1)

@@ -39,7 +39,8 @@ def _json_response(status: HTTPStatus, code: str, message: str) -> Response:
 
 
 class SocketServer:
-    def __init__(self, tokens: Tokens, host: str, port: int) -> None:
+    def __init__(self, tokens: Tokens, host: str, port: int, reuse_port: bool = False) -> None:
+        self.reuse_port = reuse_port
         self.tokens = tokens
         self.host = host
         self.requested_port = port
@@ -54,6 +55,7 @@ class SocketServer:
             self.requested_port,
             process_request=self._authenticate,
             max_size=MAX_FRAME_BYTES,
+            reuse_port=self.reuse_port,
             # Protocol-level keepalive; the app-level ping/pong of seed 004 comes on top.
             ping_interval=20,
             ping_timeout=20,

@@ -1,0 +1,116 @@
+"""`examsync serve --processes N`: N server processes sharing one port, one Redis, one data dir.
+
+One Python process is held to one core by the GIL; an exam's saves are worth more. The parent
+starts the private Redis (when no --redis-url is given), then N children on the same HTTP and
+socket ports (SO_REUSEPORT: the kernel spreads connections), and restarts a child that dies.
+Everything the children share is already built for several processes: the persisters are one
+consumer group, acks cross processes over pub/sub, fan-out reads the broadcast streams in each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+
+import httpx
+
+from .config import Settings
+from .embedded import EmbeddedRedis
+from .errors import StartupError
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY_SECONDS = 1.0
+
+
+def supervise(settings: Settings, on_ready: Callable[[str], None]) -> int:
+    if settings.http_server != "uvicorn":
+        raise StartupError("--processes above 1 needs --http-server uvicorn (SO_REUSEPORT)")
+    embedded = None
+    redis_url = settings.redis_url
+    if not redis_url:
+        embedded = EmbeddedRedis.start_sync(settings.data_dir / "redis")
+        redis_url = embedded.url
+    args = [
+        sys.executable,
+        "-m",
+        "examsync_server",
+        "serve",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--socket-port",
+        str(settings.socket_port),
+        "--data-dir",
+        str(settings.data_dir),
+        "--redis-url",
+        redis_url,
+        "--http-server",
+        settings.http_server,
+    ]
+    env = {
+        **os.environ,
+        "EXAMSYNC_ADMIN_TOKEN": settings.admin_token,
+        "EXAMSYNC_REUSE_PORT": "1",
+        "EXAMSYNC_PROCESSES": "1",
+    }
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    children = [_spawn(args, env) for _ in range(settings.processes)]
+    try:
+        base = f"http://{settings.host}:{settings.port}"
+        _wait_healthy(base, children)
+        on_ready(base)
+        while not stopping:
+            time.sleep(0.5)
+            for i, child in enumerate(children):
+                if child.poll() is not None and not stopping:
+                    log.error(
+                        "server process %d exited with %s; restarting", child.pid, child.returncode
+                    )
+                    time.sleep(RESTART_DELAY_SECONDS)
+                    children[i] = _spawn(args, env)
+        return 0
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL)
+
+
+def _wait_healthy(base: str, children: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            raise StartupError("a server process stopped during start-up (see its output)")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise StartupError(f"the server processes did not become healthy at {base}")
