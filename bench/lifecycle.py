@@ -18,9 +18,6 @@ import hashlib
 import json
 import os
 import resource
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,29 +25,10 @@ import time
 from pathlib import Path
 
 import httpx
+from benchlib import TOKEN, free_port, latency_line, start_server, stop_server
 from websockets.asyncio.client import ClientConnection, connect
 
 from examsync_server.demo.sample import PLAN_ID, sample_package, sample_plan
-
-TOKEN = "bench-admin-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def summary(label: str, millis: list[float]) -> str:
-    return (
-        f"{label}: p50 {statistics.median(millis):.1f} ms, p99 {percentile(millis, 0.99):.1f}"
-        f" ms, max {max(millis):.1f} ms (n={len(millis)})"
-    )
 
 
 async def arrivals(sockets: list[ClientConnection], kind: str, since: float) -> list[float]:
@@ -124,41 +102,11 @@ async def main(candidates: int, sockets: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, sockets * 2 + 256)), hard))
     data = Path(tempfile.mkdtemp(prefix="examsync-bench-"))
-    port, socket_port = free_port(), free_port()
-    env = {**os.environ, "EXAMSYNC_ADMIN_TOKEN": TOKEN}
-    log = (data / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "examsync_server",
-            "serve",
-            "--port",
-            str(port),
-            "--socket-port",
-            str(socket_port),
-            "--data-dir",
-            str(data / "var"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=lambda: resource.setrlimit(
-            resource.RLIMIT_NOFILE, (min(hard, sockets * 2 + 256), hard)
-        ),
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server(data / "var")  # inherits the raised descriptor limit
     try:
         async with httpx.AsyncClient(
             base_url=base, timeout=300, headers={"Authorization": f"Bearer {TOKEN}"}
         ) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
             plan = sample_plan(candidates=candidates)
             started = time.perf_counter()
             response = await http.put(f"/api/v1/admin/plans/{PLAN_ID}", json=plan)
@@ -197,16 +145,16 @@ async def main(candidates: int, sockets: int) -> None:
                 await ws.close()
         raw_times = await raw_broadcast(len(clients))
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-        log.close()
+        stop_server(server)
 
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"import of {candidates} candidates (PUT): {put_ms:.0f} ms")
     print(f"prepare (SQLite + every seed 000 Redis key): {prepare_ms:.0f} ms")
     print(f"end call (commit {candidates} candidates, Redis, publish): {end_call_ms:.0f} ms")
-    print(summary(f"end -> exam_end on {len(clients)} sockets (admin call included)", end_times))
-    print(summary(f"raw websockets.broadcast to {len(clients)} sockets", raw_times))
+    print(
+        latency_line(f"end -> exam_end on {len(clients)} sockets (admin call included)", end_times)
+    )
+    print(latency_line(f"raw websockets.broadcast to {len(clients)} sockets", raw_times))
     print(f"ratio (examsync max / raw max): {max(end_times) / max(raw_times):.1f}x")
 
 

@@ -23,11 +23,7 @@ import io
 import json
 import os
 import random
-import signal
-import socket
 import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,33 +33,13 @@ from typing import Any
 
 import aiohttp
 import httpx
+from benchlib import TOKEN, latency_line, start_server, stop_server
 
 from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
 from examsync.protocol import canonical_json
 from examsync_server.demo.sample import EXAM_CODE, PLAN_ID, sample_manifest, sample_plan
 
-TOKEN = "bench-admin-token"
 QUESTIONS = [f"B{i:03d}" for i in range(30)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def latency_line(label: str, millis: list[float]) -> str:
-    if not millis:
-        return f"{label}: no acknowledged saves"
-    return (
-        f"{label}: p50 {statistics.median(millis):.1f} ms, p99 {percentile(millis, 0.99):.1f}"
-        f" ms, max {max(millis):.1f} ms"
-    )
 
 
 def bench_package() -> bytes:
@@ -254,49 +230,12 @@ async def raw_limit(redis_url: str, sqlite_path: Path, cands: list[Candidate], c
     return count / elapsed
 
 
-def start_server(
-    data: Path, processes: int, http_server: str
-) -> tuple[subprocess.Popen[bytes], str]:
-    """`examsync serve --processes N` on free ports, with its private Redis."""
-    port, socket_port = free_port(), free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "examsync_server",
-        "serve",
-        "--port",
-        str(port),
-        "--socket-port",
-        str(socket_port),
-        "--data-dir",
-        str(data),
-        "--http-server",
-        http_server,
-        "--processes",
-        str(processes),
-    ]
-    with (data.parent / "server.log").open("w") as log:
-        server = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "EXAMSYNC_ADMIN_TOKEN": TOKEN},
-        )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    return server, base
-
-
 async def main(args: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="examsync-bench-")) / "var"
     data.mkdir(parents=True)
-    server, base = start_server(data, args.processes, args.http_server)
+    server, base = start_server(
+        data, "--http-server", args.http_server, "--processes", str(args.processes)
+    )
     bases = [base]
     try:
         admin = httpx.Client(
@@ -367,8 +306,7 @@ async def main(args: argparse.Namespace) -> None:
         print(f"ratio HTTP / raw: {saves_per_s / raw:.2f}")
         print(f"acknowledged answers missing from SQLite: {lost}")
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        stop_server(server)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import sqlite3
@@ -225,3 +226,12 @@ def session_token(principal: Principal, *, secret: str = SECRET_KEY, issued_ago:
     issued_at = int(time.time()) - issued_ago
     with mock.patch.object(TimestampSigner, "get_timestamp", return_value=issued_at):
         return tokens.issue(principal)
+
+
+async def eventually(check: Any, timeout: float = 5.0) -> None:
+    """Wait until `check()` is true, polling; fail the test after `timeout` seconds."""
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")

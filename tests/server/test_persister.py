@@ -4,7 +4,6 @@ blocking the others, announced, listed and replayed."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import sqlite3
@@ -20,7 +19,7 @@ from examsync_server.store.answers import QueuedSave, apply_batch
 from examsync_server.store.sqlite import connect_sync
 
 from .answer_helpers import save_body
-from .conftest import load_plan, login
+from .conftest import eventually, load_plan, login
 from .test_answers import save, started
 from .test_end import next_of, socket
 
@@ -44,14 +43,6 @@ def queue_entry(body: dict[str, Any], rid: str = "") -> dict[str, str]:
         "late": "0",
         "p": json.dumps(body, ensure_ascii=False),
     }
-
-
-async def eventually(check: Any, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("not reached in time")
 
 
 async def test_entries_of_a_dead_consumer_are_claimed_and_persisted_once(

@@ -17,15 +17,7 @@ from examsync_server.config import Settings
 from examsync_server.demo.sample import PLAN_ID
 from examsync_server.embedded import EmbeddedRedis
 
-from .conftest import ADMIN_TOKEN, load_plan
-
-
-async def eventually(check: Any, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("not repaired in time")
+from .conftest import ADMIN_TOKEN, eventually, load_plan
 
 
 @pytest.fixture

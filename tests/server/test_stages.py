@@ -12,7 +12,7 @@ from quart.typing import TestClientProtocol as Client
 from examsync_server.demo.sample import PLAN_ID, sample_plan
 from examsync_server.runtime import Runtime
 
-from .conftest import load_plan, login
+from .conftest import eventually, load_plan, login
 from .test_end import next_of, socket
 
 
@@ -22,14 +22,6 @@ def quick_plan(conduct: str, auto_first: bool = True) -> dict[str, Any]:
     plan["stages"][0].update(time_limit_seconds=1, auto_move_enabled=auto_first)
     plan["stages"][1].update(time_limit_seconds=1, allocated_exam_time=1)
     return plan
-
-
-async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 async def test_simultaneous_plan_moves_as_a_whole_on_the_server_clock(
@@ -127,7 +119,7 @@ async def test_individual_exam_runs_one_clock_per_examinee(
             await next_of(other_ws, "stage_changed", timeout=0.3)
         assert (await next_of(ws, "stage_changed", timeout=3))["stageId"] == "STEP02"
         assert (await next_of(ws, "stage_changed", timeout=3))["stageId"] is None
-    await wait_for(
+    await eventually(
         lambda: sync_redis.hget("exam_candidate:CAND202301:status", "status") == "completed"
     )
     others = db.execute(

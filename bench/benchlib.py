@@ -1,0 +1,80 @@
+"""What the benchmarks share: free ports, percentiles, and a real `examsync serve` to drive."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+TOKEN = "bench-admin-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def latency_line(label: str, millis: list[float]) -> str:
+    if not millis:
+        return f"{label}: nothing measured"
+    return (
+        f"{label}: p50 {statistics.median(millis):.1f} ms, p99 {percentile(millis, 0.99):.1f}"
+        f" ms, max {max(millis):.1f} ms (n={len(millis)})"
+    )
+
+
+def start_server(data: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`examsync serve` on free ports with its private Redis in `data`; waits until healthy."""
+    port, socket_port = free_port(), free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    args = [
+        sys.executable,
+        "-m",
+        "examsync_server",
+        "serve",
+        "--port",
+        str(port),
+        "--socket-port",
+        str(socket_port),
+        "--data-dir",
+        str(data),
+        *extra,
+    ]
+    with (data.parent / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "EXAMSYNC_ADMIN_TOKEN": TOKEN},
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited; see {data.parent / 'server.log'}")
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    stop_server(server)
+    raise RuntimeError("the server did not become healthy in 60 s")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
