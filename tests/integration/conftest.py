@@ -82,8 +82,13 @@ def start_server(
     *extra: str,
     command: str = "serve",
     cwd: Path | None = None,
+    port: int | None = None,
+    socket_port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> ServerProcess:
-    port, socket_port = free_port(), free_port()
+    """Start `examsync <command>` and wait until it is healthy. Ports default to free ones;
+    pass them to restart a server where its clients expect it. ``env`` adds variables."""
+    port, socket_port = port or free_port(), socket_port or free_port()
     args = [
         sys.executable,
         "-m",
@@ -102,6 +107,10 @@ def start_server(
     where = cwd / data_dir if cwd else data_dir
     where.mkdir(parents=True, exist_ok=True)
     log = where.parent / f"server-{port}.log"
+    restarts = 0
+    while log.exists():  # a restart on the same port keeps the earlier log
+        restarts += 1
+        log = where.parent / f"server-{port}-{restarts}.log"
     with log.open("w") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
             args,
@@ -114,6 +123,7 @@ def start_server(
                 **os.environ,
                 "EXAMSYNC_ADMIN_TOKEN": ADMIN_TOKEN,
                 "EXAMSYNC_SECRET_KEY": "integration-secret",
+                **(env or {}),
             },
         )
     server = ServerProcess(process, f"http://127.0.0.1:{port}", socket_port, where, log)

@@ -20,6 +20,7 @@ from examsync import (
     ConnectionChanged,
     ConnectionConfig,
     ConnectionState,
+    DeliveryFailure,
     ExamEnded,
     ReceiptError,
     RestoreReport,
@@ -159,6 +160,30 @@ async def test_bounded_reconnects_then_http_fallback_then_back_to_the_socket(
     client.set_answer("Q1", "b")
     assert await client.wait_synced(3)
     assert api.socket_saves >= 1 and api.answers["Q1"] == ("b", 2)
+
+
+async def test_failed_socket_retries_behind_the_fallback_leave_the_save_backoff_alone(
+    api: FakeApi, server: FakeSocketServer, tmp_path: Path
+) -> None:
+    """In fallback the socket is retried every ~25 ms here; a retry that fails is no
+    reconnect, so HTTP saves keep their own backoff (0.5 s, then 1 s with this rng) rather
+    than going again at every socket attempt. A socket that opens still retries at once."""
+    http = httpx.AsyncClient(transport=api.transport())
+    async with ExamClient(config(tmp_path), http_client=http, rng=lambda: 0.5) as client:
+        seen = recorder(client)
+        server.accepting = False
+        await client.login(key=KEY)
+        api.down = True
+        client.set_answer("Q1", "a")
+        await until(lambda: client.save_channel is SaveChannel.HTTP)
+        refused = server.refused
+        await asyncio.sleep(1.2)
+        assert server.refused > refused + 10  # the socket was retried all along
+        attempts = [e.attempt for e in seen if isinstance(e, DeliveryFailure)]
+        assert attempts in ([1], [1, 2]), attempts
+        api.down, server.accepting = False, True
+        assert await client.wait_synced(1.0)  # the socket opened: the save went at once
+    assert api.answers == {"Q1": ("a", 1)}
 
 
 async def test_a_tampered_receipt_is_rejected_and_the_answer_stays_queued(

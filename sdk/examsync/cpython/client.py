@@ -119,6 +119,7 @@ class ExamClient:
         self._engine: Engine | None = None
         self._conn = Connection(config.connection, rng)
         self._socket: SocketTransport | None = None
+        self._channel: SaveChannel | None = None  # the save channel the engine was last given
         self._ws_pending: dict[str, int] = {}  # socket request id -> engine batch id
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
@@ -347,11 +348,15 @@ class ExamClient:
         self._do_actions()
         changes = self._conn.events_received()
         for change in changes:
-            # Hand the save channel to the engine; any (re)gained channel retries at once.
-            if change.save_channel is None:
+            # Hand the save channel to the engine. A channel gained or switched, or a socket
+            # that opened, retries at once; a failed socket retry behind the HTTP fallback
+            # changes nothing for saves, so their own backoff stands.
+            channel = change.save_channel
+            if channel is None:
                 engine.connection_lost(now)
-            else:
+            elif channel is not self._channel or change.state is ConnectionState.OPEN:
                 engine.connection_restored(now)
+            self._channel = channel
         request = engine.next_request(now)
         if request is not None:
             channel = self._conn.save_channel
