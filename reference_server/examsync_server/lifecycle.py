@@ -40,8 +40,6 @@ from .views import deadline_iso, public_plan, public_stage
 
 log = logging.getLogger(__name__)
 
-EXAM_END_MESSAGE = "시험이 종료되었습니다."
-
 
 @dataclass
 class Lifecycle:

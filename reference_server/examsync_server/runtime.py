@@ -127,7 +127,7 @@ class Runtime:
         await asyncio.wait_for(listening.wait(), timeout=10)
         if settings.run_socket_server:
             runtime.sockets = SocketServer(
-                tokens, settings.socket_host, settings.socket_port, settings.reuse_port
+                tokens, settings.socket_host, settings.socket_port, settings.reuse_port, redis
             )
             await runtime.sockets.start()
             ready = asyncio.Event()

@@ -158,3 +158,34 @@ async def test_socket_refuses_bad_tokens_and_answers_bad_frames(
         with pytest.raises(Exception) as closed:
             await asyncio.wait_for(ws.recv(), 2)
         assert "1009" in str(closed.value)
+
+
+async def test_a_socket_connecting_after_the_end_hears_of_it_at_once(
+    client: Client, admin: dict[str, str], runtime: Runtime
+) -> None:
+    """A candidate offline when exam_end was broadcast learns of it when it reconnects."""
+    await load_plan(client, admin)
+    await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
+    cand = await login(
+        client, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+    )
+    ended = await (
+        await client.post(f"/api/v1/admin/plans/{PLAN_ID}/end", headers=admin)
+    ).get_json()
+    async with socket(runtime, cand["token"]) as ws:
+        message = await next_of(ws, "exam_end", timeout=1.0)
+    assert message["message"] == "시험이 종료되었습니다."
+    assert (message["planId"], message["timestamp"]) == (PLAN_ID, ended["endedAt"])
+
+
+async def test_a_socket_of_a_running_exam_gets_no_exam_end(
+    client: Client, admin: dict[str, str], runtime: Runtime
+) -> None:
+    await load_plan(client, admin)
+    await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
+    cand = await login(
+        client, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+    )
+    async with socket(runtime, cand["token"]) as ws:
+        with pytest.raises(TimeoutError):
+            await next_of(ws, "exam_end", timeout=0.3)

@@ -16,6 +16,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -24,6 +26,8 @@ from websockets.http11 import Request, Response
 from ..auth import Principal, Tokens
 from ..clock import iso, utc_now
 from ..errors import ApiError
+from ..store import keys
+from . import events
 from .registry import Registry
 
 log = logging.getLogger(__name__)
@@ -39,8 +43,16 @@ def _json_response(status: HTTPStatus, code: str, message: str) -> Response:
 
 
 class SocketServer:
-    def __init__(self, tokens: Tokens, host: str, port: int, reuse_port: bool = False) -> None:
+    def __init__(
+        self,
+        tokens: Tokens,
+        host: str,
+        port: int,
+        reuse_port: bool = False,
+        redis: Redis | None = None,
+    ) -> None:
         self.reuse_port = reuse_port
+        self.redis = redis
         self.tokens = tokens
         self.host = host
         self.requested_port = port
@@ -102,6 +114,7 @@ class SocketServer:
                     }
                 )
             )
+            await self._catch_up(conn, who)
             async for frame in conn:
                 reply = self._reply(frame)
                 if reply is not None:
@@ -110,6 +123,19 @@ class SocketServer:
             pass
         finally:
             self.registry.remove(conn)
+
+    async def _catch_up(self, conn: ServerConnection, who: Principal) -> None:
+        """A socket that (re)connects after the end hears of it at once: an exam_end broadcast
+        while it was away would otherwise never reach it."""
+        if self.redis is None:
+            return
+        try:
+            plan: Any = await self.redis.hmget(keys.plan(who.plan_id), ["status", "end_datetime"])
+        except RedisError as exc:
+            log.warning("socket catch-up skipped: %s", exc)
+            return
+        if plan[0] == "completed":
+            await conn.send(json.dumps(events.exam_end(who.plan_id, plan[1]), ensure_ascii=False))
 
     def _reply(self, frame: str | bytes) -> dict[str, Any] | None:
         try:

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from websockets.asyncio.server import broadcast
 
-from ..lifecycle import EXAM_END_MESSAGE
+from ..sockets import events
 from ..sockets.registry import Registry
 from ..store import keys
 
@@ -36,13 +36,7 @@ async def latest_ids(redis: Redis) -> dict[str, str]:
 def deliver(registry: Registry, stream: str, fields: dict[str, str]) -> int:
     """Send one stream entry to the sockets it is for; returns how many sockets."""
     if stream == keys.EXAM_END_STREAM:
-        # Seed 001 §3.3, plus the plan id so a client of several plans can tell them apart.
-        message: dict[str, Any] = {
-            "type": "exam_end",
-            "message": EXAM_END_MESSAGE,
-            "timestamp": fields.get("timestamp"),
-            "planId": fields.get("examId"),
-        }
+        message: dict[str, Any] = events.exam_end(fields.get("examId", ""), fields.get("timestamp"))
         targets = list(registry.plan(fields.get("examId", "")))
     else:
         plan_id = fields.get("planId", "")

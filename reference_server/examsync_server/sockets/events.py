@@ -1,0 +1,17 @@
+"""Messages the socket server sends, built in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXAM_END_MESSAGE = "시험이 종료되었습니다."
+
+
+def exam_end(plan_id: str, timestamp: str | None) -> dict[str, Any]:
+    """Seed 001 §3.3, plus the plan id so a client of several plans can tell them apart."""
+    return {
+        "type": "exam_end",
+        "message": EXAM_END_MESSAGE,
+        "timestamp": timestamp,
+        "planId": plan_id,
+    }
