@@ -7,14 +7,10 @@ package are frozen once it has started, and saves are only taken from started pl
 from __future__ import annotations
 
 import asyncio
-import io
-import json
-import zipfile
 from dataclasses import dataclass
-from typing import Any
 
 from .errors import ApiError
-from .packages import MANIFEST
+from .packages import read_manifest
 from .store.files import FileStore
 from .store.sqlite import Database
 
@@ -53,7 +49,7 @@ class Catalog:
         limits: dict[str, dict[str, int]] = {code: {} for code in stage_codes}
         if plan["package_sha256"]:
             path = self.files.package_path(plan_id, plan["package_sha256"])
-            manifest = await asyncio.to_thread(_manifest, path.read_bytes())
+            manifest = await asyncio.to_thread(read_manifest, path.read_bytes())
             for exam in manifest["exams"]:
                 if exam["examCode"] in limits:
                     limits[exam["examCode"]] = {
@@ -63,9 +59,3 @@ class Catalog:
         if plan["status"] in ("in_progress", "completed"):
             self._plans[plan_id] = catalog  # frozen from here on
         return catalog
-
-
-def _manifest(data: bytes) -> dict[str, Any]:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        loaded: dict[str, Any] = json.loads(archive.read(MANIFEST))
-        return loaded

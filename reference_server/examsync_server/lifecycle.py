@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
-import json
 import logging
 import sqlite3
-import zipfile
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -143,7 +140,7 @@ class Lifecycle:
         )
         manifest = await asyncio.to_thread(packages.validate_package, data, limits)
         # docs/package-format.md: checked at upload, and again at prepare (the plan may change)
-        await self._check_exam_codes(plan_id, packages.exam_codes(manifest))
+        await self._check_exam_codes(plan_id, {e.examCode for e in manifest.exams})
         # Stored under its digest: the row switches to the new file in one commit, so a reader
         # never sees a half-written package or a row pointing at the wrong bytes.
         await asyncio.to_thread(self.files.put, self.files.package_path(plan_id, actual), data)
@@ -212,8 +209,7 @@ class Lifecycle:
                 "upload the exam package before preparing",
                 {"plan_id": plan["plan_id"]},
             )
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            manifest = json.loads(archive.read(packages.MANIFEST))
+        manifest = packages.read_manifest(data)
         await self._check_exam_codes(plan["plan_id"], {e["examCode"] for e in manifest["exams"]})
 
     async def _check_exam_codes(self, plan_id: str, codes: set[str]) -> None:

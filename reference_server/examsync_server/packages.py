@@ -14,7 +14,7 @@ import posixpath
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -176,5 +176,8 @@ def _check_manifest(manifest: Manifest, names: set[str]) -> None:
                     raise _bad("an asset named in manifest.json is missing", asset=asset)
 
 
-def exam_codes(manifest: Manifest) -> set[str]:
-    return {e.examCode for e in manifest.exams}
+def read_manifest(data: bytes) -> dict[str, Any]:
+    """manifest.json of a package that validate_package has already accepted."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        loaded: dict[str, Any] = json.loads(archive.read(MANIFEST))
+    return loaded

@@ -63,7 +63,6 @@ class Runtime:
     hub: AckHub
     sockets: SocketServer | None
     embedded: EmbeddedRedis | None = None
-    admin_token_created: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -71,9 +70,7 @@ class Runtime:
     async def start(cls, settings: Settings) -> Runtime:
         check_data_dir(settings.data_dir)
         secret, _ = load_or_create_secret(settings.data_dir, "secret_key", settings.secret_key)
-        admin, admin_created = load_or_create_secret(
-            settings.data_dir, "admin_token", settings.admin_token
-        )
+        admin, _ = load_or_create_secret(settings.data_dir, "admin_token", settings.admin_token)
         embedded = None
         url = settings.redis_url
         if not url:
@@ -120,7 +117,6 @@ class Runtime:
             hub=hub,
             sockets=None,
             embedded=embedded,
-            admin_token_created=admin_created,
         )
         listening = asyncio.Event()
         runtime.tasks.append(asyncio.create_task(hub.listen(listening), name="acks"))

@@ -49,7 +49,7 @@ BAD_SAVES = [
     ("list", b"[1, 2]", 422, "invalid_request"),
     ("missing-answers", with_body(answers=None), 422, "invalid_request"),
     (
-        "version-string",
+        "zeroed-checksum",
         encoded({**save_body({"Q001": ("2", 1)}), "checksum": "0" * 64}),
         422,
         "checksum_mismatch",

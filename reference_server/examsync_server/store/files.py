@@ -6,8 +6,9 @@ file or the new one, never half of one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from examsync.cpython.files import write_atomically
 
 
 class FileStore:
@@ -18,18 +19,7 @@ class FileStore:
         return self.root / "packages" / plan_id / f"{sha256}.zip"
 
     def put(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(path, data)
 
     def read(self, path: Path) -> bytes:
         return path.read_bytes()

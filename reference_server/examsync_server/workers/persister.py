@@ -17,6 +17,7 @@ import logging
 import sqlite3
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ class Persister:
     def close(self) -> None:
         self.conn.close()
 
-    async def run(self, plans_of_interest: Any) -> None:
+    async def run(self, plans_of_interest: Callable[[], Awaitable[list[str]]]) -> None:
         """Forever: read batches from the live plans' streams and persist them."""
         next_refresh = next_claim = 0.0
         while True:

@@ -9,7 +9,6 @@ bytes mean is the core's business (``examsync.engine``, ``examsync.connection``)
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from ..exceptions import (
 from ..messages import parse_error
 from ..protocol import decode_json
 from ..receipts import parse_public_keys
+from .files import write_atomically
 
 __all__ = ["HttpTransport", "Package", "Session", "SocketTransport"]
 
@@ -201,8 +201,8 @@ class HttpTransport:
                 raise ChecksumMismatch(expected=digest, actual=claimed)
         if not etag:
             raise RemoteProtocolError("package without an ETag", path="ETag")
-        _write_atomically(zip_path, data)
-        _write_atomically(sha_path, digest.encode())
+        write_atomically(zip_path, data)
+        write_atomically(sha_path, digest.encode())
         return Package(zip_path, digest, from_cache=False)
 
 
@@ -213,22 +213,6 @@ def _read_cached(zip_path: Path, sha_path: Path) -> str | None:
     except OSError:
         return None
     return recorded if hashlib.sha256(data).hexdigest() == recorded else None
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write, fsync, rename, fsync the directory: a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def socket_url_with_token(url: str, token: str) -> str:
