@@ -11,8 +11,9 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from .api import admin, admin_answers, answers, candidate, health, openapi
+from .api.save_route import handle_save, is_save
 from .config import Settings
-from .errors import ApiError
+from .errors import ApiError, error_headers
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -20,9 +21,19 @@ log = logging.getLogger(__name__)
 RUNTIME_KEY = "examsync.runtime"
 
 
+class ExamsyncApp(Quart):
+    """Quart, with the save route answered before Quart's request machinery (api/save_route)."""
+
+    async def asgi_app(self, scope: Any, receive: Any, send: Any) -> None:
+        if is_save(scope):
+            await handle_save(self.extensions.get(RUNTIME_KEY), scope, receive, send)
+        else:
+            await super().asgi_app(scope, receive, send)
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Quart:
     """The app; it starts and stops its own `Runtime` unless the caller passes one it owns."""
-    app = Quart("examsync_server")
+    app = ExamsyncApp("examsync_server")
     # Quart fixes a request's body limit when the request arrives, so the app-wide limit is the
     # largest body any route takes (a package); JSON routes hold theirs in `json_body()`.
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_json_body_bytes, settings.max_package_bytes)
@@ -58,8 +69,7 @@ def _register_errors(app: Quart) -> None:
     async def api_error(exc: ApiError) -> Any:
         response = jsonify(exc.to_body())
         response.status_code = exc.status
-        if exc.status == 503:
-            response.headers["Retry-After"] = "1"
+        response.headers.extend(error_headers(exc))
         return response
 
     @app.errorhandler(HTTPException)

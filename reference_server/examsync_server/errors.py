@@ -26,6 +26,11 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
+def error_headers(exc: ApiError) -> list[tuple[str, str]]:
+    """A 503 is temporary: tell clients (the SDK keeps the save) when to come back."""
+    return [("Retry-After", "1")] if exc.status == 503 else []
+
+
 def invalid_request(message: str, field: str = "", **details: Any) -> ApiError:
     """A 422 that, like every `invalid_request`, names the field in `details.problems`."""
     return ApiError(

@@ -58,6 +58,9 @@ async def _uvicorn(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
         port=settings.port,
         lifespan="on",
         access_log=False,
+        # Served directly, not behind a proxy: no per-request header rewriting or extra headers.
+        proxy_headers=False,
+        server_header=False,
         log_level="warning",
         timeout_graceful_shutdown=5,
     )

@@ -3,10 +3,12 @@ except late ones within the grace window."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
 import pytest
+from quart.typing import TestAppProtocol as App
 from quart.typing import TestClientProtocol as Client
 
 from examsync_server.clock import iso, utc_now
@@ -195,3 +197,60 @@ async def test_restore_of_unknown_exam_and_by_supervisor(
         f"/api/v1/answers/{EXAM_CODE}", headers={"Authorization": f"Bearer {sup['token']}"}
     )
     assert (await response.get_json())["error"]["code"] == "candidates_only"
+
+
+async def post_in_chunks(
+    app: App, headers: dict[str, str], chunks: list[bytes], disconnect: bool = False
+) -> tuple[int, dict[str, Any], int]:
+    """A save streamed in parts, as a real HTTP server hands it over (the test client sends
+    one part); returns the status, the JSON answer and how many parts the route read."""
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+    if disconnect:
+        messages[-1] = {"type": "http.disconnect"}
+    read = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        read += 1
+        return messages[read - 1]
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/v1/answers",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
+    await app.app.asgi_app(scope, receive, send)  # type: ignore[attr-defined]
+    return sent[0]["status"], json.loads(sent[1]["body"]), read
+
+
+async def test_a_streamed_body_is_cut_off_once_over_the_limit(
+    app: App, client: Client, admin: dict[str, str], db: sqlite3.Connection, sync_redis: Any
+) -> None:
+    auth = await started(client, admin)
+    part = b"x" * (400 * 1024)
+    status, body, read = await post_in_chunks(app, auth, [part] * 10)
+    assert (status, body["error"]["code"]) == (413, "payload_too_large")
+    assert read == 3  # 1.2 MB read of 4 MB sent: refused as soon as it passed 1 MiB
+    assert nothing_stored(db, sync_redis)
+
+
+async def test_a_client_gone_mid_body_stores_nothing(
+    app: App, client: Client, admin: dict[str, str], db: sqlite3.Connection, sync_redis: Any
+) -> None:
+    auth = await started(client, admin)
+    whole = encoded(save_body({"Q001": ("2", 1)}))
+    status, body, _ = await post_in_chunks(app, auth, [whole[:50], whole[50:]], disconnect=True)
+    assert (status, body["error"]["code"]) == (400, "client_disconnected")
+    assert nothing_stored(db, sync_redis)
+    # and the same save sent whole in two parts is taken
+    status, body, _ = await post_in_chunks(app, auth, [whole[:50], whole[50:]])
+    assert status == 200, body
+    assert body["results"]["Q001"]["status"] == "accepted"

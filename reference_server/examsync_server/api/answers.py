@@ -1,4 +1,7 @@
-"""Answer endpoints for candidates (seed 002): save, restore, history; and the receipt keys."""
+"""Answer endpoints for candidates (seed 002): restore, history; and the receipt keys.
+
+The save itself, `POST /api/v1/answers`, is the hot path: see save_route.py.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +14,6 @@ from ..models import check_id
 from .common import require_session, runtime
 
 blueprint = Blueprint("answers", __name__, url_prefix="/api/v1")
-
-
-@blueprint.post("/answers")
-async def save() -> Any:
-    rt, who = require_session()
-    limit = rt.settings.max_save_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "payload_too_large", "the save is too large", {"limit": limit})
-    body = await request.body
-    return jsonify(await rt.saves.receive(who, body))
 
 
 @blueprint.get("/answers/<exam_code>")

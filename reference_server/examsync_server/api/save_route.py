@@ -1,0 +1,96 @@
+"""`POST /api/v1/answers` as a bare ASGI handler in front of Quart: the one hot path.
+
+Every candidate saves every few seconds, so this route carries most of the traffic. Quart's
+request machinery (contexts, blueprint dispatch, response objects) cost more CPU per save than
+the validation, the queueing and the commit together (bench/saves.py, docs/server.md), so this
+route reads the body and headers straight off the ASGI scope and answers with the same JSON,
+the same error shapes and the same codes as every Quart route. All other paths go to Quart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ..auth import bearer
+from ..errors import ApiError, error_headers
+from ..runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+PATH = "/api/v1/answers"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def is_save(scope: Scope) -> bool:
+    return bool(scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST")
+
+
+async def handle_save(runtime: Runtime | None, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one save; `runtime` is the app's Runtime, or None while the server starts."""
+    try:
+        if runtime is None:
+            raise ApiError(503, "starting", "the server is starting; retry shortly")
+        headers = _headers(scope)
+        who = runtime.tokens.require_session(bearer(headers.get(b"authorization")))
+        body = await _body(receive, headers, runtime.settings.max_save_bytes)
+        status, reply, extra = 200, await runtime.saves.receive(who, body), []
+    except ApiError as exc:
+        status, reply, extra = exc.status, exc.to_body(), error_headers(exc)
+    except RedisError as exc:
+        log.warning("Redis unavailable: %s", exc)
+        error = ApiError(503, "redis_unavailable", "the live-state store is unavailable; retry")
+        status, reply, extra = error.status, error.to_body(), error_headers(error)
+    except Exception:
+        log.exception("unhandled error in a save")
+        error = ApiError(500, "internal_error", "an internal error occurred")
+        status, reply, extra = error.status, error.to_body(), []
+    data = json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *((name.encode(), value.encode()) for name, value in extra),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+def _headers(scope: Scope) -> dict[bytes, str]:
+    return {name.lower(): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+async def _body(receive: Receive, headers: dict[bytes, str], limit: int) -> bytes:
+    """The whole body, refusing one over `limit` as soon as that is known."""
+    declared = headers.get(b"content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "client_disconnected", "the client went away mid-request")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", "the save is too large", {"limit": limit})
