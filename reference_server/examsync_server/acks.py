@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,16 @@ class AckHub:
         if future is not None and not future.done():
             future.set_result(ack)
 
-    async def deliver(self, acks: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
-        """`{node: {rid: ack}}`: resolve ours here, publish the rest to their nodes."""
+    def publish_remote(self, acks: Mapping[str, Mapping[str, Any]], pipe: Pipeline) -> None:
+        """`{node: {rid: ack}}`: queue other processes' acks on `pipe`, to go out when its
+        owner executes it (with the XACKs that must precede them, in one round trip)."""
         for node, by_rid in acks.items():
-            if node == self.node_id:
-                for rid, ack in by_rid.items():
-                    self.resolve(rid, ack)
-            else:
-                await self.redis.publish(channel(node), json.dumps(by_rid, ensure_ascii=False))
+            if node != self.node_id:
+                pipe.publish(channel(node), json.dumps(by_rid, ensure_ascii=False))
+
+    def resolve_local(self, acks: Mapping[str, Mapping[str, Any]]) -> None:
+        for rid, ack in acks.get(self.node_id, {}).items():
+            self.resolve(rid, ack)
 
     async def listen(self, ready: asyncio.Event | None = None) -> None:
         """Resolve acknowledgements that other processes' persisters publish for us."""

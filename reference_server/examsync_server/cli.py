@@ -156,6 +156,40 @@ async def _serve(settings: Settings, demo: bool) -> None:
         await runtime.stop()
 
 
+@cli.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The data dir the HTTP processes use (default ./var).",
+)
+@click.option("--redis-url", default=None, help="The Redis the HTTP processes use.")
+def persister(data_dir: Path | None, redis_url: str | None) -> None:
+    """Run only the answer persister (what `serve --processes N` starts beside its HTTP
+    processes, which then run with EXAMSYNC_RUN_PERSISTER=0)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = settings_from_env(data_dir=data_dir, redis_url=redis_url)
+    if not settings.redis_url:
+        raise click.UsageError("the persister needs the servers' Redis: --redis-url")
+    settings = settings.with_changes(run_socket_server=False, run_persister=True)
+    event_loop_runner(settings)(_persist(settings))
+
+
+async def _persist(settings: Settings) -> None:
+    from .runtime import Runtime
+
+    runtime = await Runtime.start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    click.echo(f"examsync persister on {settings.sqlite_path}")
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()
+
+
 async def _wait_healthy(base: str, server: asyncio.Task[None]) -> None:
     async with httpx.AsyncClient() as client:
         for _ in range(200):

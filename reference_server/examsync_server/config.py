@@ -58,6 +58,10 @@ class Settings:
     reuse_port: bool = False
     run_workers: bool = True
     run_socket_server: bool = True
+    # Off in the HTTP children of `serve --processes N`: one `examsync persister` process
+    # commits for all of them, so SQLite work never competes with requests for a GIL.
+    run_persister: bool = True
+    # Names this process to the others (ack channel, persister consumer); random unless set.
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))
 
     @property
@@ -110,6 +114,8 @@ _FIELD_TYPES: dict[str, Any] = {
     "http_server": str,
     "processes": int,
     "reuse_port": _flag,
+    "run_persister": _flag,
+    "node_id": str,
 }
 
 

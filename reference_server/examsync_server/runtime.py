@@ -133,7 +133,7 @@ class Runtime:
                 )
             )
             await asyncio.wait_for(ready.wait(), timeout=10)
-        if settings.run_workers:
+        if settings.run_workers and settings.run_persister:
             persister = Persister(
                 settings.sqlite_path,
                 redis,
@@ -148,6 +148,7 @@ class Runtime:
             runtime.tasks.append(
                 asyncio.create_task(persister.run(runtime.live_plans), name="persister")
             )
+        if settings.run_workers:
             runtime.tasks.append(
                 asyncio.create_task(
                     run_stage_timer(

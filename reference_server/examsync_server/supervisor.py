@@ -1,10 +1,13 @@
 """`examsync serve --processes N`: N server processes sharing one port, one Redis, one data dir.
 
 One Python process is held to one core by the GIL; an exam's saves are worth more. The parent
-starts the private Redis (when no --redis-url is given), then N children on the same HTTP and
-socket ports (SO_REUSEPORT: the kernel spreads connections), and restarts a child that dies.
-Everything the children share is already built for several processes: the persisters are one
-consumer group, acks cross processes over pub/sub, fan-out reads the broadcast streams in each.
+starts the private Redis (when no --redis-url is given), then N HTTP children on the same HTTP
+and socket ports (SO_REUSEPORT: the kernel spreads connections) and one `examsync persister`
+child that commits every child's saves, and restarts a child that dies. In one process the
+persister's SQLite work and the requests took turns on one GIL, and a thread waiting for the
+GIL after each statement slowed both (bench/saves.py); apart, each has a core's worth.
+Everything the children share is built for several processes: the persister is a consumer
+group (a second one could join), acks cross processes over pub/sub, fan-out runs in each.
 """
 
 from __future__ import annotations
@@ -60,7 +63,18 @@ def supervise(settings: Settings, on_ready: Callable[[str], None]) -> int:
         "EXAMSYNC_ADMIN_TOKEN": settings.admin_token,
         "EXAMSYNC_REUSE_PORT": "1",
         "EXAMSYNC_PROCESSES": "1",
+        "EXAMSYNC_RUN_PERSISTER": "0",
     }
+    persister_args = [
+        sys.executable,
+        "-m",
+        "examsync_server",
+        "persister",
+        "--data-dir",
+        str(settings.data_dir),
+        "--redis-url",
+        redis_url,
+    ]
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -69,7 +83,11 @@ def supervise(settings: Settings, on_ready: Callable[[str], None]) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    children = [_spawn(args, env) for _ in range(settings.processes)]
+    # The persister keeps its consumer name across restarts, so a new one resumes the entries
+    # the dead one had read but not committed, instead of waiting for them to be claimed.
+    persister_env = {**env, "EXAMSYNC_NODE_ID": f"persister-{os.getpid()}"}
+    commands = [(persister_args, persister_env)] + [(args, env)] * settings.processes
+    children = [_spawn(*command) for command in commands]
     try:
         base = f"http://{settings.host}:{settings.port}"
         _wait_healthy(base, children)
@@ -82,7 +100,7 @@ def supervise(settings: Settings, on_ready: Callable[[str], None]) -> int:
                         "server process %d exited with %s; restarting", child.pid, child.returncode
                     )
                     time.sleep(RESTART_DELAY_SECONDS)
-                    children[i] = _spawn(args, env)
+                    children[i] = _spawn(*commands[i])
         return 0
     finally:
         for child in children:

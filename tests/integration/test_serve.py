@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -179,20 +181,24 @@ def test_a_relative_data_dir_works(tmp_path: Path, servers: list[ServerProcess])
 
 
 def test_several_processes_share_the_ports(tmp_path: Path, servers: list[ServerProcess]) -> None:
-    """`serve --processes 2`: two children on one port; saves received by either are
-    acknowledged (whichever persister commits them); a stop stops children and Redis."""
+    """`serve --processes 2`: two HTTP children on one port and one persister; saves
+    received by either are acknowledged after the persister's commit, also across a
+    persister killed and restarted; a stop stops every child and Redis."""
     from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
     from examsync.protocol import canonical_json
 
     data = tmp_path / "data"
     server = start_server(data, None, "--processes", "2")
     servers.append(server)
-    children = subprocess.run(
-        ["pgrep", "-P", str(server.process.pid), "-f", "examsync_server"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    assert len(children) == 2
+
+    def children(command: str) -> list[str]:
+        pattern = f"examsync_server {command}"
+        found = subprocess.run(
+            ["pgrep", "-P", str(server.process.pid), "-f", pattern], capture_output=True, text=True
+        )
+        return found.stdout.split()
+
+    assert (len(children("serve")), len(children("persister"))) == (2, 1)
     assert (
         server.admin(
             "PUT", f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan(candidates=2)
@@ -234,9 +240,15 @@ def test_several_processes_share_the_ports(tmp_path: Path, servers: list[ServerP
         )
         assert response.status_code == 200, response.text
         assert response.json()["results"]["Q004"]["status"] == "accepted"
+        if version == 18:
+            # the persister dies; the supervisor starts another, which commits what was
+            # queued meanwhile: the waiting requests are still answered
+            os.kill(int(children("persister")[0]), signal.SIGKILL)
     with sqlite3.connect(data / "examsync.sqlite3") as db:
         assert db.execute("SELECT value, version FROM answer").fetchone() == ("v20", 20)
+    persister = children("persister")
     assert server.stop() == 0, server.output()[-3000:]
+    assert subprocess.run(["ps", "-p", persister[0]], capture_output=True).returncode == 1
     sock = data / "redis" / "redis.sock"
     assert not sock.exists()
     assert subprocess.run(["pgrep", "-f", str(sock)], capture_output=True).returncode == 1

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
 from examsync.messages import AckStatus, AnswerResult, ReceiptPayload, SaveAck
@@ -72,7 +73,9 @@ class Persister:
     cache: AnswerCache = field(init=False)
     _attempts: dict[str, int] = field(default_factory=dict)
     _streams: list[str] = field(default_factory=list)
-    _retry_pending: bool = False
+    # First read our own pending entries: a restarted persister with the same consumer name
+    # (the supervisor's keeps one) takes up at once what it had read but not committed.
+    _retry_pending: bool = True
 
     def __post_init__(self) -> None:
         self.cache = AnswerCache(self.redis)
@@ -155,7 +158,10 @@ class Persister:
         if not saves:
             return
         try:
-            result, acks = await asyncio.to_thread(self._commit, saves)
+            # On the event loop, not in a thread: a thread re-taking the GIL after each SQLite
+            # call waited behind the requests' work and slowed both (bench/saves.py); the loop
+            # has nothing else to do meanwhile in the `examsync persister` process.
+            result, acks = self._commit(saves)
         except sqlite3.Error as exc:
             await self._failed(entries, saves, exc)
             return
@@ -164,7 +170,7 @@ class Persister:
         await self._after_commit(result, saves, acks)
 
     def _commit(self, saves: list[QueuedSave]) -> tuple[BatchResult, dict[str, dict[str, Any]]]:
-        """In a worker thread: one transaction for the batch, then the receipts it earned."""
+        """One transaction for the batch, then the receipts it earned."""
         server_time = iso(utc_now())
         result = apply_batch(self.conn, saves, server_time)
         acks: dict[str, dict[str, Any]] = {}
@@ -203,21 +209,31 @@ class Persister:
             await self.redis.delete(
                 *{keys.answer_cache(s.plan_id, s.exam_code, s.candidate_id) for s in result.sheets}
             )
-        await self._done([(keys.plan_stream(s.plan_id, "answers"), s.message_id) for s in saves])
         by_node: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for save in saves:
             by_node[save.node][save.rid] = acks[save.rid]
-        await self.hub.deliver(by_node)
+        done = [(keys.plan_stream(s.plan_id, "answers"), s.message_id) for s in saves]
+        # XACK and XDEL, then the acks to other processes, in one round trip and that order;
+        # the requests waiting in this process are answered once it is back.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._queue_done(pipe, done)
+            self.hub.publish_remote(by_node, pipe)
+            await pipe.execute()
+        self.hub.resolve_local(by_node)
 
     async def _done(self, ids: list[tuple[str, str]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._queue_done(pipe, ids)
+            await pipe.execute()
+
+    @staticmethod
+    def _queue_done(pipe: Pipeline, ids: list[tuple[str, str]]) -> None:
         by_stream: dict[str, list[str]] = defaultdict(list)
         for stream, mid in ids:
             by_stream[stream].append(mid)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for stream, mids in by_stream.items():
-                pipe.xack(stream, keys.PERSISTER_GROUP, *mids)
-                pipe.xdel(stream, *mids)
-            await pipe.execute()
+        for stream, mids in by_stream.items():
+            pipe.xack(stream, keys.PERSISTER_GROUP, *mids)
+            pipe.xdel(stream, *mids)
 
     async def _failed(
         self, entries: list[Entry], saves: list[QueuedSave], exc: sqlite3.Error
@@ -233,7 +249,7 @@ class Persister:
             if attempts < self.max_attempts:
                 continue
             try:
-                result, acks = await asyncio.to_thread(self._commit, [save])
+                result, acks = self._commit([save])
             except sqlite3.Error as alone:
                 stream, fields = fields_by_id[save.message_id]
                 await self.dead_letters.add(stream, save.message_id, fields, str(alone), attempts)
