@@ -11,7 +11,6 @@ request answers only once the persister has committed.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +29,7 @@ from .clock import iso, parse_iso, utc_now
 from .config import Settings
 from .errors import ApiError
 from .store import keys
+from .store.script_batch import ScriptBatch
 
 # KEYS: plan hash, answer stream. ARGV: 'late' or '', then the entry's field/value pairs.
 # Appends only while the plan is in progress (or when the caller vouches for a late save).
@@ -45,7 +45,7 @@ return {'queued', redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))}
 @dataclass(frozen=True, slots=True)
 class ValidSave:
     principal: Principal
-    payload: dict[str, Any]
+    text: str  # the body as received: valid JSON, so queued as it is rather than re-encoded
     parsed: SavePayload
 
 
@@ -55,7 +55,7 @@ class SaveService:
         self.catalog = catalog
         self.hub = hub
         self.settings = settings
-        self._enqueue = redis.register_script(_ENQUEUE)
+        self._enqueue = ScriptBatch(redis, _ENQUEUE)
 
     async def receive(self, who: Principal, body: bytes) -> dict[str, Any]:
         """Validate and queue a save; return the save ack once it is committed."""
@@ -86,7 +86,10 @@ class SaveService:
                 {"limit": self.settings.max_save_bytes},
             )
         try:
-            payload = decode_json(body)
+            text = body.decode("utf-8")
+            payload = decode_json(text)
+        except UnicodeDecodeError:
+            raise ApiError(400, "invalid_json", "the body is not UTF-8") from None
         except RemoteProtocolError as exc:
             raise ApiError(400, "invalid_json", str(exc)) from None
         try:
@@ -144,7 +147,7 @@ class SaveService:
                     "the answer is longer than allowed",
                     {"quizCode": quiz_code, "limit": limit},
                 )
-        return ValidSave(who, payload, parsed)
+        return ValidSave(who, text, parsed)
 
     async def _queue(self, save: ValidSave, rid: str) -> None:
         who, parsed = save.principal, save.parsed
@@ -162,14 +165,14 @@ class SaveService:
             "at",
             iso(utc_now()),
             "p",
-            json.dumps(save.payload, ensure_ascii=False, separators=(",", ":")),
+            save.text,
         ]
         stream_keys = [keys.plan(who.plan_id), keys.plan_stream(who.plan_id, "answers")]
-        status, detail = await self._enqueue(keys=stream_keys, args=["", "late", "0", *fields])
+        status, detail = await self._enqueue(stream_keys, ["", "late", "0", *fields])
         if status == "queued":
             return
         if status == "completed" and self._late_allowed(parsed, detail):
-            await self._enqueue(keys=stream_keys, args=["late", "late", "1", *fields])
+            await self._enqueue(stream_keys, ["late", "late", "1", *fields])
             return
         if status == "completed":
             raise ApiError(409, "exam_completed", "the exam has ended", {"endedAt": detail})

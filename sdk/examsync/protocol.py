@@ -93,6 +93,8 @@ _JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
 def _too_deep(text: str) -> bool:
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False  # the common case, decided at C speed: too few openers to nest that deep
     depth = 0
     for bracket in _JSON_BRACKET.findall(_JSON_STRING.sub('""', text)):
         depth += 1 if bracket in "[{" else -1

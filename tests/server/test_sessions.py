@@ -7,6 +7,7 @@ expiring tokens that are never interchangeable with the admin token.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +18,9 @@ from pytest import Subtests
 from quart.typing import TestAppProtocol as App
 from quart.typing import TestClientProtocol as Client
 
-from examsync_server.auth import Principal
+from examsync_server.auth import Principal, Tokens
 from examsync_server.demo.sample import PLAN_ID
+from examsync_server.errors import ApiError
 from examsync_server.runtime import Runtime
 
 from .conftest import (
@@ -391,6 +393,17 @@ async def test_me_checks_the_token(
                 assert (await response.get_json())["candidateId"] == "CAND202301"
             else:
                 await error_of(response, status, code)
+
+
+def test_a_verified_token_is_remembered_only_until_it_expires() -> None:
+    tokens = Tokens("secret" * 6, "admin-token", ttl_seconds=1)
+    token = tokens.issue(CANDIDATE)
+    assert tokens.verify(token) == CANDIDATE
+    assert tokens.verify(token) == CANDIDATE  # from the cache of verified tokens
+    time.sleep(2.1)  # itsdangerous counts whole seconds
+    with pytest.raises(ApiError) as refused:
+        tokens.verify(token)
+    assert refused.value.code == "token_expired"
 
 
 async def test_a_token_whose_claims_were_edited_is_invalid(

@@ -23,62 +23,69 @@ from .answers import SheetChange, StoredSheet
 NAV_KEPT = 500
 TTL_SECONDS = 7 * 24 * 3600
 
+# KEYS: one cache hash per change. ARGV[1]: the changes as a JSON array, in KEYS' order.
 _UPDATE = """
-local change = cjson.decode(ARGV[1])
-for quiz, answer in pairs(change.answers) do
-  local field = 'a:' .. quiz
-  local current = redis.call('HGET', KEYS[1], field)
-  if (not current) or cjson.decode(current).version < answer.version then
-    redis.call('HSET', KEYS[1], field, cjson.encode(answer))
+local changes = cjson.decode(ARGV[1])
+local keep = tonumber(ARGV[2])
+for i, change in ipairs(changes) do
+  local key = KEYS[i]
+  for quiz, answer in pairs(change.answers) do
+    local field = 'a:' .. quiz
+    local current = redis.call('HGET', key, field)
+    if (not current) or cjson.decode(current).version < answer.version then
+      redis.call('HSET', key, field, cjson.encode(answer))
+    end
   end
-end
-if change.meta and change.meta.version then
-  local current = redis.call('HGET', KEYS[1], 'meta')
-  if (not current) or cjson.decode(current).version <= change.meta.version then
-    redis.call('HSET', KEYS[1], 'meta', cjson.encode(change.meta))
+  if change.meta and change.meta.version then
+    local current = redis.call('HGET', key, 'meta')
+    if (not current) or cjson.decode(current).version <= change.meta.version then
+      redis.call('HSET', key, 'meta', cjson.encode(change.meta))
+    end
   end
-end
-if #change.navigation > 0 then
-  local nav = {}
-  local current = redis.call('HGET', KEYS[1], 'nav')
-  if current then nav = cjson.decode(current) end
-  for _, step in ipairs(change.navigation) do table.insert(nav, step) end
-  local keep = tonumber(ARGV[2])
-  if #nav > keep then
-    local trimmed = {}
-    for i = #nav - keep + 1, #nav do table.insert(trimmed, nav[i]) end
-    nav = trimmed
+  if #change.navigation > 0 then
+    local nav = {}
+    local current = redis.call('HGET', key, 'nav')
+    if current then nav = cjson.decode(current) end
+    for _, step in ipairs(change.navigation) do table.insert(nav, step) end
+    if #nav > keep then
+      local trimmed = {}
+      for j = #nav - keep + 1, #nav do table.insert(trimmed, nav[j]) end
+      nav = trimmed
+    end
+    redis.call('HSET', key, 'nav', cjson.encode(nav))
   end
-  redis.call('HSET', KEYS[1], 'nav', cjson.encode(nav))
+  redis.call('EXPIRE', key, ARGV[3])
 end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
+return #changes
 """
+# One script call carries this many sheets: a batch's worth in a few calls, each short enough
+# not to hold Redis (single-threaded) for long.
+CHANGES_PER_CALL = 100
 
 
 class AnswerCache:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._update = redis.register_script(_UPDATE)
 
     async def apply(self, changes: list[SheetChange]) -> None:
+        """Every change in one round trip. EVAL rather than EVALSHA: Redis caches the script
+        by its digest either way, and EVAL still works after a Redis restart forgot it."""
         if not changes:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for change in changes:
+            for i in range(0, len(changes), CHANGES_PER_CALL):
+                part = changes[i : i + CHANGES_PER_CALL]
                 body = json.dumps(
-                    {
-                        "answers": change.answers,
-                        "meta": change.meta,
-                        "navigation": change.navigation,
-                    },
+                    [
+                        {"answers": c.answers, "meta": c.meta, "navigation": c.navigation}
+                        for c in part
+                    ],
                     ensure_ascii=False,
                 )
-                await self._update(
-                    keys=[keys.answer_cache(change.plan_id, change.exam_code, change.candidate_id)],
-                    args=[body, NAV_KEPT, TTL_SECONDS],
-                    client=pipe,
-                )
+                cache_keys = [
+                    keys.answer_cache(c.plan_id, c.exam_code, c.candidate_id) for c in part
+                ]
+                pipe.eval(_UPDATE, len(part), *cache_keys, body, NAV_KEPT, TTL_SECONDS)
             await pipe.execute()
 
     async def fill(

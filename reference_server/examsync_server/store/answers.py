@@ -1,7 +1,7 @@
 """Answers in SQLite: applying a batch of saves under the version rules, and reading them back.
 
-Synchronous on purpose: the persister runs `apply_batch` whole in a worker thread, one
-transaction per batch (group commit), so a batch of hundreds of answers costs one fsync.
+Synchronous on purpose: the persister runs `apply_batch` whole, one transaction per batch
+(group commit), so a batch of hundreds of answers costs one fsync.
 
 Version rules (DESIGN §4), per answer against the stored version v:
     sent > v, or nothing stored          accepted    stored as latest + history
@@ -78,9 +78,33 @@ def apply_batch(
     return result
 
 
+Key = tuple[str, str, str]  # candidate, exam code, quiz code
+
+_UPSERT_ANSWER = (
+    "INSERT INTO answer (candidate_id, exam_code, quiz_code, plan_id, value, value_sha256,"
+    " version, updated, server_time, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (candidate_id, exam_code, quiz_code) DO UPDATE SET"
+    " value = excluded.value, value_sha256 = excluded.value_sha256,"
+    " version = excluded.version, updated = excluded.updated,"
+    " server_time = excluded.server_time, late = excluded.late"
+)
+_INSERT_HISTORY = (
+    "INSERT OR IGNORE INTO answer_history (candidate_id, exam_code, quiz_code, plan_id, value,"
+    " value_sha256, version, updated, server_time, result, late, message_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_LOOKUP_CHUNK = 300  # keys per SELECT: 900 parameters, far below SQLite's limit
+
+
 def _apply(conn: sqlite3.Connection, saves: Sequence[QueuedSave], server_time: str) -> BatchResult:
-    latest: dict[tuple[str, str, str], tuple[int, str]] = {}
+    """Decide every answer's outcome in Python against one lookup of the stored versions, then
+    write with one statement per table (executemany): a save costs a few row writes, not a
+    few statement round trips each."""
+    latest = _stored_versions(conn, saves)
+    answers: dict[Key, tuple[Any, ...]] = {}  # the last accepted version of each answer
+    history: list[tuple[Any, ...]] = []
     sheets: dict[tuple[str, str], SheetChange] = {}
+    updates: dict[tuple[str, str], _SheetUpdate] = {}
     outcomes: list[list[Outcome]] = []
     for save in saves:
         key = (save.candidate_id, save.exam_code)
@@ -89,118 +113,128 @@ def _apply(conn: sqlite3.Connection, saves: Sequence[QueuedSave], server_time: s
         accepted_any = False
         for quiz_code, entry in save.payload["answers"].items():
             pk = (save.candidate_id, save.exam_code, quiz_code)
-            if pk not in latest:
-                row = conn.execute(
-                    "SELECT version, value_sha256 FROM answer WHERE candidate_id = ?"
-                    " AND exam_code = ? AND quiz_code = ?",
-                    pk,
-                ).fetchone()
-                latest[pk] = (row[0], row[1]) if row else (0, "")
-            stored_version, stored_sha = latest[pk]
-            value, version = entry["value"], entry["version"]
+            stored_version, stored_sha = latest.get(pk, (0, ""))
+            value, version, updated = entry["value"], entry["version"], entry["updated"]
             sha = value_sha256(value)
             if version > stored_version:
                 status = "accepted"
-                conn.execute(
-                    "INSERT INTO answer (candidate_id, exam_code, quiz_code, plan_id, value,"
-                    " value_sha256, version, updated, server_time, late)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (candidate_id, exam_code, quiz_code) DO UPDATE SET"
-                    " value = excluded.value, value_sha256 = excluded.value_sha256,"
-                    " version = excluded.version, updated = excluded.updated,"
-                    " server_time = excluded.server_time, late = excluded.late",
-                    (
-                        *pk,
-                        save.plan_id,
-                        value,
-                        sha,
-                        version,
-                        entry["updated"],
-                        server_time,
-                        int(save.late),
-                    ),
-                )
+                answers[pk] = (*pk, save.plan_id, value, sha, version, updated, server_time)
+                answers[pk] += (int(save.late),)
                 latest[pk] = (version, sha)
-                sheet.answers[quiz_code] = {
-                    "value": value,
-                    "version": version,
-                    "updated": entry["updated"],
-                }
+                sheet.answers[quiz_code] = {"value": value, "version": version, "updated": updated}
                 accepted_any = True
             elif version == stored_version and sha == stored_sha:
                 status = "duplicate"
             else:
                 status = "superseded"
             if status != "duplicate":
-                conn.execute(
-                    "INSERT OR IGNORE INTO answer_history (candidate_id, exam_code, quiz_code,"
-                    " plan_id, value, value_sha256, version, updated, server_time, result, late,"
-                    " message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        *pk,
-                        save.plan_id,
-                        value,
-                        sha,
-                        version,
-                        entry["updated"],
-                        server_time,
-                        status,
-                        int(save.late),
-                        save.message_id,
-                    ),
+                history.append(
+                    (*pk, save.plan_id, value, sha, version, updated, server_time, status)
+                    + (int(save.late), save.message_id)
                 )
             results.append(Outcome(quiz_code, status, version, latest[pk][0], sha))
         outcomes.append(results)
-        sheet.meta = _update_sheet(conn, save, server_time, accepted_any)
+        updates.setdefault(key, _SheetUpdate(save.plan_id)).add(save, accepted_any)
         sheet.navigation += _add_navigation(conn, save)
+    conn.executemany(_UPSERT_ANSWER, answers.values())
+    conn.executemany(_INSERT_HISTORY, history)
+    for key, update in updates.items():
+        sheets[key].meta = update.write(conn, *key, server_time)
     return BatchResult(outcomes, list(sheets.values()))
 
 
-def _update_sheet(
-    conn: sqlite3.Connection, save: QueuedSave, server_time: str, accepted: bool
-) -> dict[str, Any]:
-    meta = save.payload["metadata"]
-    device, behavior = meta["device"], meta["behavior"]
-    row = conn.execute(
-        "INSERT INTO answer_sheet (candidate_id, exam_code, plan_id, last_sync, version, status,"
-        " device_type, device_browser, device_os, focus_time, edit_count, keystrokes)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (candidate_id, exam_code) DO UPDATE SET last_sync = excluded.last_sync,"
-        " version = answer_sheet.version + ?, status = excluded.status,"
-        " device_type = excluded.device_type, device_browser = excluded.device_browser,"
-        " device_os = excluded.device_os,"
-        # Behaviour counters are totals since the exam began on the device: keep the largest,
-        # so a late-arriving older save cannot make them go backwards.
-        " focus_time = MAX(answer_sheet.focus_time, excluded.focus_time),"
-        " edit_count = MAX(answer_sheet.edit_count, excluded.edit_count),"
-        " keystrokes = MAX(answer_sheet.keystrokes, excluded.keystrokes)"
-        " RETURNING version, status, device_type, device_browser, device_os",
-        (
-            save.candidate_id,
-            save.exam_code,
-            save.plan_id,
-            server_time,
-            int(accepted),
-            save.payload["status"],
-            device["type"],
-            device["browser"],
-            device["os"],
-            behavior["focusTime"],
-            behavior["editCount"],
-            behavior["keystrokes"],
-            int(accepted),
-        ),
-    ).fetchone()
-    return {
-        "lastSync": server_time,
-        "version": row["version"],
-        "status": row["status"],
-        "device": {
-            "type": row["device_type"],
-            "browser": row["device_browser"],
-            "os": row["device_os"],
-        },
-    }
+def _stored_versions(
+    conn: sqlite3.Connection, saves: Sequence[QueuedSave]
+) -> dict[Key, tuple[int, str]]:
+    wanted = list(
+        dict.fromkeys(
+            (save.candidate_id, save.exam_code, quiz)
+            for save in saves
+            for quiz in save.payload["answers"]
+        )
+    )
+    found: dict[Key, tuple[int, str]] = {}
+    for i in range(0, len(wanted), _LOOKUP_CHUNK):
+        chunk = wanted[i : i + _LOOKUP_CHUNK]
+        # A join on a VALUES list searches the primary key per row; `(…) IN (VALUES …)`
+        # would scan the whole table (EXPLAIN QUERY PLAN).
+        rows = conn.execute(
+            "WITH k(c, e, q) AS (VALUES "
+            + ", ".join(["(?, ?, ?)"] * len(chunk))
+            + ") SELECT a.candidate_id, a.exam_code, a.quiz_code, a.version, a.value_sha256"
+            " FROM k JOIN answer AS a"
+            " ON a.candidate_id = k.c AND a.exam_code = k.e AND a.quiz_code = k.q",
+            [part for key in chunk for part in key],
+        )
+        for row in rows:
+            found[(row[0], row[1], row[2])] = (row[3], row[4])
+    return found
+
+
+@dataclass
+class _SheetUpdate:
+    """One batch's saves of one candidate's exam, folded into one write of `answer_sheet`:
+    the version counts the saves that accepted something, status and device are the last
+    save's, behaviour counters the largest seen (totals since the exam began on the device, so
+    a late-arriving older save cannot make them go backwards)."""
+
+    plan_id: str
+    accepted: int = 0
+    last: QueuedSave | None = None
+    focus_time: int = 0
+    edit_count: int = 0
+    keystrokes: int = 0
+
+    def add(self, save: QueuedSave, accepted: bool) -> None:
+        behavior = save.payload["metadata"]["behavior"]
+        self.accepted += int(accepted)
+        self.last = save
+        self.focus_time = max(self.focus_time, behavior["focusTime"])
+        self.edit_count = max(self.edit_count, behavior["editCount"])
+        self.keystrokes = max(self.keystrokes, behavior["keystrokes"])
+
+    def write(
+        self, conn: sqlite3.Connection, candidate_id: str, exam_code: str, server_time: str
+    ) -> dict[str, Any]:
+        assert self.last is not None
+        device = self.last.payload["metadata"]["device"]
+        row = conn.execute(
+            "INSERT INTO answer_sheet (candidate_id, exam_code, plan_id, last_sync, version,"
+            " status, device_type, device_browser, device_os, focus_time, edit_count,"
+            " keystrokes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (candidate_id, exam_code) DO UPDATE SET last_sync = excluded.last_sync,"
+            " version = answer_sheet.version + excluded.version, status = excluded.status,"
+            " device_type = excluded.device_type, device_browser = excluded.device_browser,"
+            " device_os = excluded.device_os,"
+            " focus_time = MAX(answer_sheet.focus_time, excluded.focus_time),"
+            " edit_count = MAX(answer_sheet.edit_count, excluded.edit_count),"
+            " keystrokes = MAX(answer_sheet.keystrokes, excluded.keystrokes)"
+            " RETURNING version, status, device_type, device_browser, device_os",
+            (
+                candidate_id,
+                exam_code,
+                self.plan_id,
+                server_time,
+                self.accepted,
+                self.last.payload["status"],
+                device["type"],
+                device["browser"],
+                device["os"],
+                self.focus_time,
+                self.edit_count,
+                self.keystrokes,
+            ),
+        ).fetchone()
+        return {
+            "lastSync": server_time,
+            "version": row["version"],
+            "status": row["status"],
+            "device": {
+                "type": row["device_type"],
+                "browser": row["device_browser"],
+                "os": row["device_os"],
+            },
+        }
 
 
 def _add_navigation(conn: sqlite3.Connection, save: QueuedSave) -> list[dict[str, str]]:
