@@ -8,6 +8,7 @@ inside one another's transaction, and one reader connection that only ever sees 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -18,6 +19,8 @@ from typing import Any
 import aiosqlite
 
 from ..errors import StartupError
+
+log = logging.getLogger(__name__)
 
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -89,6 +92,26 @@ class Database:
         row = await self.fetch_one("PRAGMA user_version")
         assert row is not None
         return int(row[0])
+
+
+class Checkpointer:
+    """Copies the WAL into the database in the background (PASSIVE: never blocks a writer),
+    for a writer that turned its own automatic checkpoints off."""
+
+    def __init__(self, path: Path, every_seconds: float = 1.0) -> None:
+        self.conn = connect_sync(path)
+        self.every_seconds = every_seconds
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_seconds)
+            try:
+                await asyncio.to_thread(self.conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.warning("checkpoint failed: %s; trying again", exc)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def connect_sync(path: Path) -> sqlite3.Connection:
