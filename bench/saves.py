@@ -24,6 +24,7 @@ import json
 import os
 import random
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -31,9 +32,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 from benchlib import TOKEN, latency_line, start_server, stop_server
+from loadgen import HttpError, RawHttp
 
 from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
 from examsync.protocol import canonical_json
@@ -60,10 +61,14 @@ class Candidate:
     def __init__(self, candidate_id: str, token: str, rng: random.Random) -> None:
         self.id = candidate_id
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.head = b""  # the request head for the client in use, set by `use()`
         self.rng = rng
         self.versions: dict[str, int] = {}
         self.keystrokes = 0
         self._ready: list[tuple[bytes, dict[str, int]]] = []
+
+    def use(self, http: RawHttp) -> None:
+        self.head = http.head("/api/v1/answers", self.headers)
 
     def prepare(self, count: int) -> None:
         """Build the next `count` saves ahead, so the load generator spends its CPU sending."""
@@ -104,76 +109,69 @@ class Results:
         self.latencies: list[float] = []
         self.errors: dict[str, int] = {}
         self.acked: list[tuple[str, dict[str, int]]] = []
+        self.sizes: list[int] = []
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
-async def send(http: aiohttp.ClientSession, base: str, cand: Candidate, results: Results) -> None:
+async def send(http: RawHttp, cand: Candidate, results: Results) -> None:
     body, sent = cand.next_save()
     started = time.perf_counter()
     try:
-        async with http.post(f"{base}/api/v1/answers", data=body, headers=cand.headers) as response:
-            await response.read()
-            if response.status != 200:
-                results.error(str(response.status))
-                return
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        results.error(type(exc).__name__)
+        status, _ = await http.post(cand.head, body)
+    except HttpError as exc:
+        results.error(str(exc))
+        return
+    if status != 200:
+        results.error(str(status))
         return
     results.latencies.append((time.perf_counter() - started) * 1000)
     results.acked.append((cand.id, sent))
-
-
-def session(connections: int) -> aiohttp.ClientSession:
-    # aiohttp rather than httpx for the load: httpx spent ~10 ms of CPU per request at 64
-    # connections here, making the load generator, not the server, the bottleneck.
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connections), timeout=aiohttp.ClientTimeout(total=30)
-    )
+    results.sizes.append(len(body))
 
 
 async def closed_loop(
-    bases: list[str], cands: list[Candidate], seconds: float, concurrency: int
+    base: str, cands: list[Candidate], seconds: float, concurrency: int
 ) -> tuple[Results, float]:
     """`concurrency` workers, each saving again as soon as its last save is acknowledged."""
     results = Results()
-    async with session(concurrency) as http:
-        deadline = time.perf_counter() + seconds
-        started = time.perf_counter()
+    http = RawHttp(base, concurrency)
+    for cand in cands:
+        cand.use(http)
+    deadline = time.perf_counter() + seconds
+    started = time.perf_counter()
 
-        async def worker(i: int) -> None:
-            # Worker i owns the candidates i, i + concurrency, ...: no candidate is saved by
-            # two workers at once, as no examinee saves from two places at once.
-            mine = cands[i::concurrency] or [cands[i % len(cands)]]
-            n = 0
-            while time.perf_counter() < deadline:
-                await send(http, bases[i % len(bases)], mine[n % len(mine)], results)
-                n += 1
+    async def worker(i: int) -> None:
+        # Worker i owns the candidates i, i + concurrency, ...: no candidate is saved by two
+        # workers at once, as no examinee saves from two places at once.
+        mine = cands[i::concurrency] or [cands[i % len(cands)]]
+        n = 0
+        while time.perf_counter() < deadline:
+            await send(http, mine[n % len(mine)], results)
+            n += 1
 
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    http.close()
     return results, elapsed
 
 
-async def open_loop(
-    bases: list[str], cands: list[Candidate], seconds: float, rate: float
-) -> Results:
+async def open_loop(base: str, cands: list[Candidate], seconds: float, rate: float) -> Results:
     """Saves started at a fixed rate whatever the answers take (latency under a steady load)."""
     results = Results()
-    async with session(1024) as http:
-        tasks = []
-        start = time.perf_counter()
-        for n in range(int(seconds * rate)):
-            delay = start + n / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(
-                asyncio.create_task(
-                    send(http, bases[n % len(bases)], cands[n % len(cands)], results)
-                )
-            )
-        await asyncio.gather(*tasks)
+    http = RawHttp(base, 1024)
+    for cand in cands:
+        cand.use(http)
+    tasks = []
+    start = time.perf_counter()
+    for n in range(int(seconds * rate)):
+        delay = start + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(http, cands[n % len(cands)], results)))
+    await asyncio.gather(*tasks)
+    http.close()
     return results
 
 
@@ -236,10 +234,9 @@ async def main(args: argparse.Namespace) -> None:
     server, base = start_server(
         data, "--http-server", args.http_server, "--processes", str(args.processes)
     )
-    bases = [base]
     try:
         admin = httpx.Client(
-            base_url=bases[0], timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}
+            base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}
         )
         admin.put(
             f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan(candidates=args.candidates)
@@ -265,9 +262,9 @@ async def main(args: argparse.Namespace) -> None:
         per_candidate = int((args.seconds * (4000 + args.rate) + 8000) / args.candidates) + 1
         for cand in cands:
             cand.prepare(per_candidate)
-        await closed_loop(bases, cands, 2, args.concurrency)  # warm-up
-        through, elapsed = await closed_loop(bases, cands, args.seconds, args.concurrency)
-        steady = await open_loop(bases, cands, args.seconds, args.rate)
+        await closed_loop(base, cands, 2, args.concurrency)  # warm-up
+        through, elapsed = await closed_loop(base, cands, args.seconds, args.concurrency)
+        steady = await open_loop(base, cands, args.seconds, args.rate)
         raw = await raw_limit(
             f"unix://{data / 'redis' / 'redis.sock'}", data / "examsync.sqlite3", cands, 20_000
         )
@@ -289,8 +286,8 @@ async def main(args: argparse.Namespace) -> None:
             f" {args.processes} server process(es), load generator on the same cores"
         )
         print(
-            f"candidates {args.candidates}, save ~{len(cands[0].next_save()[0])} B,"
-            f" concurrency {args.concurrency}"
+            f"candidates {args.candidates}, saves of {statistics.mean(through.sizes):.0f} B"
+            f" on average, concurrency {args.concurrency}"
         )
         print(
             f"throughput: {saves_per_s:.0f} durable saves/s over {elapsed:.1f} s,"
@@ -317,4 +314,9 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--http-server", choices=("hypercorn", "uvicorn"), default="uvicorn")
-    asyncio.run(main(parser.parse_args()))
+    try:
+        import uvloop  # the server's own loop: the load generator's CPU is the server's loss
+
+        uvloop.run(main(parser.parse_args()))
+    except ImportError:
+        asyncio.run(main(parser.parse_args()))
