@@ -32,6 +32,7 @@ from .store.answer_cache import AnswerCache
 from .store.dead_letters import DeadLetters
 from .store.files import FileStore
 from .store.sqlite import Database
+from .workers.answer_sink import AnswerSink
 from .workers.fanout import run_fanout
 from .workers.persister import Persister
 from .workers.stage_timer import run_stage_timer
@@ -137,10 +138,10 @@ class Runtime:
             persister = Persister(
                 settings.sqlite_path,
                 redis,
-                signer,
                 hub,
                 runtime.dead_letters,
                 settings.node_id,
+                [AnswerSink(redis, signer)],
                 claim_idle_ms=settings.claim_idle_ms,
                 max_attempts=settings.max_persist_attempts,
             )

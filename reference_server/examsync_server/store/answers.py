@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .sqlite import write_transaction
+
 
 def value_sha256(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
@@ -68,14 +70,8 @@ def apply_batch(
     conn: sqlite3.Connection, saves: Sequence[QueuedSave], server_time: str
 ) -> BatchResult:
     """Apply every save in one transaction; nothing is visible until the commit."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = _apply(conn, saves, server_time)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
+    with write_transaction(conn):
+        return apply_saves(conn, saves, server_time)
 
 
 Key = tuple[str, str, str]  # candidate, exam code, quiz code
@@ -96,10 +92,12 @@ _INSERT_HISTORY = (
 _LOOKUP_CHUNK = 300  # keys per SELECT: 900 parameters, far below SQLite's limit
 
 
-def _apply(conn: sqlite3.Connection, saves: Sequence[QueuedSave], server_time: str) -> BatchResult:
-    """Decide every answer's outcome in Python against one lookup of the stored versions, then
-    write with one statement per table (executemany): a save costs a few row writes, not a
-    few statement round trips each."""
+def apply_saves(
+    conn: sqlite3.Connection, saves: Sequence[QueuedSave], server_time: str
+) -> BatchResult:
+    """Inside the caller's transaction: decide every answer's outcome in Python against one
+    lookup of the stored versions, then write with one statement per table (executemany): a
+    save costs a few row writes, not a few statement round trips each."""
     latest = _stored_versions(conn, saves)
     answers: dict[Key, tuple[Any, ...]] = {}  # the last accepted version of each answer
     history: list[tuple[Any, ...]] = []

@@ -1,88 +1,105 @@
-"""The answer persister (seed 002 §3.1 steps 3-4): stream → SQLite (group commit) → Redis → ack.
+"""The persister (seed 002 §3.1 steps 3-4): plan streams → SQLite (group commit) → Redis → ack.
 
-Each process runs one, as a consumer of the `persisters` group on every live plan's answer
-stream, so several processes split the work. One batch is one SQLite transaction; only after
-its commit does the Redis cache learn the new versions, are the entries XACKed (and deleted),
-and are the waiting requests answered, with a signed receipt per answer. A batch that fails is
-retried; an entry that keeps failing on its own goes to the dead letters. Entries left pending
-by a process that died are claimed (XAUTOCLAIM) after `claim_idle_ms` and persisted then; the
-version rules make a second application of the same save a no-op.
+A consumer of the `persisters` group on every live plan's streams: answers, media and logs,
+each with its sink (answer_sink.py, record_sink.py) that knows how to apply its entries. One
+batch, of whatever kinds, is one SQLite transaction; only after its commit does Redis learn
+what changed (the answer cache, the recent-media window), are the entries XACKed (and
+deleted), and are the waiting requests answered. A batch that fails is retried; an entry that
+keeps failing on its own goes to the dead letters. Entries left pending by a process that died
+are claimed (XAUTOCLAIM) after `claim_idle_ms` and persisted then; every sink makes a second
+application of the same entry a no-op.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
-from examsync.messages import AckStatus, AnswerResult, ReceiptPayload, SaveAck
-
 from ..acks import AckHub
 from ..clock import iso, utc_now
-from ..receipts import ReceiptSigner
 from ..store import keys
-from ..store.answer_cache import AnswerCache
-from ..store.answers import BatchResult, QueuedSave, apply_batch
 from ..store.dead_letters import DeadLetters
-from ..store.sqlite import Checkpointer, connect_sync
+from ..store.sqlite import Checkpointer, connect_sync, write_transaction
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 Entry = tuple[str, str, dict[str, str]]  # stream, message id, fields
-Commit = tuple[BatchResult, str]  # what the batch changed, and its server time
 
 
-def parse_entry(stream: str, message_id: str, fields: dict[str, str]) -> QueuedSave:
-    payload = json.loads(fields["p"])
-    if not isinstance(payload, dict) or not isinstance(payload.get("answers"), dict):
-        raise ValueError("payload is not a save")
-    return QueuedSave(
-        message_id=message_id,
-        rid=fields["rid"],
-        node=fields["node"],
-        plan_id=fields["plan"],
-        candidate_id=fields["cand"],
-        exam_code=fields["exam"],
-        received_at=fields["at"],
-        late=fields.get("late") == "1",
-        payload=payload,
-    )
+class Sink(Protocol):
+    """How one kind of plan stream is persisted."""
+
+    kind: str  # the stream kind: keys.PLAN_STREAM_KINDS
+
+    def parse(self, message_id: str, fields: dict[str, str]) -> Any:
+        """The entry as the sink's item; KeyError, ValueError or TypeError if unreadable."""
+
+    def apply(self, conn: sqlite3.Connection, items: list[Any], server_time: str) -> Any:
+        """Write the items inside the batch's transaction (in the writer thread)."""
+
+    def acks(self, items: list[Any], applied: Any, server_time: str) -> list[dict[str, Any]]:
+        """One ack per item, in order (in a worker thread: it may sign)."""
+
+    async def publish(self, applied: Any) -> None:
+        """Tell Redis what the commit changed, before any ack leaves."""
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """An entry read from a plan stream, parsed by its sink."""
+
+    stream: str
+    message_id: str
+    fields: dict[str, str]
+    kind: str
+    item: Any
+
+    @property
+    def request(self) -> tuple[str, str]:
+        """(node, request id): where the ack goes."""
+        return self.fields["node"], self.fields["rid"]
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    batch: list[Queued]
+    applied: dict[str, Any]  # by kind
+    server_time: str
 
 
 @dataclass
 class Persister:
     sqlite_path: Path
     redis: Redis
-    signer: ReceiptSigner
     hub: AckHub
     dead_letters: DeadLetters
     consumer: str
+    sinks: Sequence[Sink]
     claim_idle_ms: int = 30_000
     max_attempts: int = 5
-    cache: AnswerCache = field(init=False)
     _attempts: dict[str, int] = field(default_factory=dict)
     _streams: list[str] = field(default_factory=list)
     # First read our own pending entries: a restarted persister with the same consumer name
     # (the supervisor's keeps one) takes up at once what it had read but not committed.
     _retry_pending: bool = True
-    # The last committed batch's cache update, XACKs and acks, running while the next commits.
+    # The last committed batch's Redis updates, XACKs and acks, running while the next commits.
     _finishing: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        self.cache = AnswerCache(self.redis)
+        self._by_kind = {sink.kind: sink for sink in self.sinks}
         self.conn: sqlite3.Connection = connect_sync(self.sqlite_path)
         # Commits never checkpoint (copying the WAL into the database and syncing it took
         # ~40% of a commit's time); the checkpointer does, beside them, on its own connection.
@@ -114,7 +131,9 @@ class Persister:
                 now = time.monotonic()
                 if now >= next_refresh:
                     self._streams = [
-                        keys.plan_stream(p, "answers") for p in await plans_of_interest()
+                        keys.plan_stream(plan, kind)
+                        for plan in await plans_of_interest()
+                        for kind in self._by_kind
                     ]
                     next_refresh = now + 1.0
                 if not self._streams:
@@ -175,25 +194,29 @@ class Persister:
                 await self.persist(claimed)
 
     async def persist(self, entries: list[Entry]) -> None:
-        saves: list[QueuedSave] = []
+        batch: list[Queued] = []
         for stream, mid, fields in entries:
+            kind = stream.rsplit(":", 1)[-1]
             try:
-                saves.append(parse_entry(stream, mid, fields))
+                if not {"node", "rid"} <= fields.keys():
+                    raise KeyError("the entry names no request (node, rid)")
+                item = self._by_kind[kind].parse(mid, fields)
+                batch.append(Queued(stream, mid, fields, kind, item))
             except (KeyError, ValueError, TypeError) as exc:
-                await self.dead_letters.add(stream, mid, fields, f"unreadable entry: {exc}", 1)
+                await self.dead_letters.add(stream, mid, fields, f"unreadable entry: {exc!r}", 1)
                 await self._done([(stream, mid)])
-        if not saves:
+        if not batch:
             return
         try:
-            result, server_time = await self._commit_in_writer(saves)
+            committed = await self._commit_in_writer(batch)
         except sqlite3.Error as exc:
             await self.settle()
-            await self._failed(entries, saves, exc)
+            await self._failed(batch, exc)
             return
-        for save in saves:
-            self._attempts.pop(save.message_id, None)
+        for queued in batch:
+            self._attempts.pop(queued.message_id, None)
         self._finishing = asyncio.create_task(
-            self._finish(self._finishing, result, server_time, saves), name="persister-acks"
+            self._finish(self._finishing, committed), name="persister-acks"
         )
 
     async def settle(self) -> None:
@@ -201,81 +224,53 @@ class Persister:
         if self._finishing is not None:
             await self._finishing
 
-    async def _finish(
-        self,
-        previous: asyncio.Task[None] | None,
-        result: BatchResult,
-        server_time: str,
-        saves: list[QueuedSave],
-    ) -> None:
+    async def _finish(self, previous: asyncio.Task[None] | None, committed: Committed) -> None:
         # Signing releases the GIL: in a thread it overlaps the next batch's commit.
-        acks = await asyncio.to_thread(self._acks, saves, result, server_time)
+        acks = await asyncio.to_thread(self._acks, committed)
         if previous is not None:
             await previous  # batches are acknowledged in the order they committed
         try:
-            await self._after_commit(result, saves, acks)
+            await self._after_commit(committed, acks)
         except RedisError as exc:
             # Committed but not XACKed: the entries stay pending and are read again, and the
-            # version rules make that a `duplicate` whose ack reaches a client that retried.
-            log.warning("acknowledging %d saves failed: %s; they are read again", len(saves), exc)
+            # sinks make that a `duplicate` whose ack reaches a client that retried.
+            log.warning("acknowledging %d entries failed: %s", len(committed.batch), exc)
             self._retry_pending = True
 
-    async def _commit_in_writer(self, saves: list[QueuedSave]) -> Commit:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._commit, saves)
+    async def _commit_in_writer(self, batch: list[Queued]) -> Committed:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, self._commit, batch)
 
-    def _commit(self, saves: list[QueuedSave]) -> Commit:
-        """One transaction for the batch (in the writer thread)."""
+    def _commit(self, batch: list[Queued]) -> Committed:
+        """One transaction for the whole batch, every kind in it (in the writer thread)."""
         server_time = iso(utc_now())
-        return apply_batch(self.conn, saves, server_time), server_time
+        applied: dict[str, Any] = {}
+        with write_transaction(self.conn):
+            for kind, queued in _by_kind(batch).items():
+                items = [q.item for q in queued]
+                applied[kind] = self._by_kind[kind].apply(self.conn, items, server_time)
+        return Committed(batch, applied, server_time)
 
-    def _acks(
-        self, saves: list[QueuedSave], result: BatchResult, server_time: str
-    ) -> dict[str, dict[str, Any]]:
-        """The ack of each save, by request id, with a signed receipt for each answer stored."""
-        acks: dict[str, dict[str, Any]] = {}
-        for save, outcomes in zip(saves, result.outcomes, strict=True):
-            results = {}
-            for o in outcomes:
-                status = AckStatus(o.status)
-                receipt = None
-                if status is not AckStatus.SUPERSEDED:
-                    receipt = self.signer.sign(
-                        ReceiptPayload(
-                            save.plan_id,
-                            save.candidate_id,
-                            save.exam_code,
-                            o.quiz_code,
-                            o.version,
-                            o.value_sha256,
-                            server_time,
-                        )
-                    )
-                results[o.quiz_code] = AnswerResult(status, o.version, o.current_version, receipt)
-            ack = SaveAck(results, server_time).to_wire()
-            if save.late:
-                ack["late"] = True
-            acks[save.rid] = ack
+    def _acks(self, committed: Committed) -> dict[tuple[str, str], dict[str, Any]]:
+        """Each entry's ack by (node, request id)."""
+        acks = {}
+        for kind, queued in _by_kind(committed.batch).items():
+            items = [q.item for q in queued]
+            made = self._by_kind[kind].acks(items, committed.applied[kind], committed.server_time)
+            acks.update({q.request: ack for q, ack in zip(queued, made, strict=True)})
         return acks
 
     async def _after_commit(
-        self, result: BatchResult, saves: list[QueuedSave], acks: dict[str, dict[str, Any]]
+        self, committed: Committed, acks: dict[tuple[str, str], dict[str, Any]]
     ) -> None:
-        try:
-            await self.cache.apply(result.sheets)
-        except RedisError as exc:
-            # The cache may now be behind SQLite: drop those entries so restore reads SQLite.
-            log.warning("answer cache update failed (%s); invalidating", exc)
-            await self.redis.delete(
-                *{keys.answer_cache(s.plan_id, s.exam_code, s.candidate_id) for s in result.sheets}
-            )
+        for kind, applied in committed.applied.items():
+            await self._by_kind[kind].publish(applied)
         by_node: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        for save in saves:
-            by_node[save.node][save.rid] = acks[save.rid]
-        done = [(keys.plan_stream(s.plan_id, "answers"), s.message_id) for s in saves]
+        for (node, rid), ack in acks.items():
+            by_node[node][rid] = ack
         # XACK and XDEL, then the acks to other processes, in one round trip and that order;
         # the requests waiting in this process are answered once it is back.
         async with self.redis.pipeline(transaction=False) as pipe:
-            self._queue_done(pipe, done)
+            self._queue_done(pipe, [(q.stream, q.message_id) for q in committed.batch])
             self.hub.publish_remote(by_node, pipe)
             await pipe.execute()
         self.hub.resolve_local(by_node)
@@ -294,27 +289,32 @@ class Persister:
             pipe.xack(stream, keys.PERSISTER_GROUP, *mids)
             pipe.xdel(stream, *mids)
 
-    async def _failed(
-        self, entries: list[Entry], saves: list[QueuedSave], exc: sqlite3.Error
-    ) -> None:
+    async def _failed(self, batch: list[Queued], exc: sqlite3.Error) -> None:
         """Count an attempt for each entry; one that has failed too often is tried alone and,
         failing again, dead-lettered, so a poison entry cannot block its whole stream."""
-        log.warning("persisting %d saves failed: %s", len(saves), exc)
+        log.warning("persisting %d entries failed: %s", len(batch), exc)
         self._retry_pending = True
-        fields_by_id = {mid: (stream, fields) for stream, mid, fields in entries}
-        for save in saves:
-            attempts = self._attempts.get(save.message_id, 0) + 1
-            self._attempts[save.message_id] = attempts
+        for queued in batch:
+            attempts = self._attempts.get(queued.message_id, 0) + 1
+            self._attempts[queued.message_id] = attempts
             if attempts < self.max_attempts:
                 continue
             try:
-                result, server_time = await self._commit_in_writer([save])
+                committed = await self._commit_in_writer([queued])
             except sqlite3.Error as alone:
-                stream, fields = fields_by_id[save.message_id]
-                await self.dead_letters.add(stream, save.message_id, fields, str(alone), attempts)
-                await self._done([(stream, save.message_id)])
-                self._attempts.pop(save.message_id, None)
+                await self.dead_letters.add(
+                    queued.stream, queued.message_id, queued.fields, str(alone), attempts
+                )
+                await self._done([(queued.stream, queued.message_id)])
+                self._attempts.pop(queued.message_id, None)
             else:
-                self._attempts.pop(save.message_id, None)
-                await self._after_commit(result, [save], self._acks([save], result, server_time))
+                self._attempts.pop(queued.message_id, None)
+                await self._after_commit(committed, self._acks(committed))
         await asyncio.sleep(min(2.0, 0.1 * max(self._attempts.values(), default=1)))
+
+
+def _by_kind(batch: list[Queued]) -> dict[str, list[Queued]]:
+    groups: dict[str, list[Queued]] = defaultdict(list)
+    for queued in batch:
+        groups[queued.kind].append(queued)
+    return groups
