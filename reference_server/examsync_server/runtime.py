@@ -23,6 +23,7 @@ from .config import Settings, load_or_create_secret
 from .embedded import EmbeddedRedis
 from .errors import StartupError
 from .lifecycle import Lifecycle
+from .plan_queue import PlanQueue
 from .receipts import ReceiptSigner
 from .restores import RestoreService
 from .saves import SaveService
@@ -104,6 +105,7 @@ class Runtime:
         catalog = Catalog(db, files)
         hub = AckHub(redis, settings.node_id)
         signer = await asyncio.to_thread(ReceiptSigner.load, settings.data_dir / "receipt_keys")
+        queue = PlanQueue(redis, hub, settings.ack_timeout_seconds, settings.late_grace_seconds)
         runtime = cls(
             settings=settings,
             redis=redis,
@@ -111,7 +113,7 @@ class Runtime:
             tokens=tokens,
             lifecycle=lifecycle,
             sessions=SessionService(db, tokens, lifecycle),
-            saves=SaveService(redis, catalog, hub, settings),
+            saves=SaveService(catalog, queue, settings),
             restores=RestoreService(db, AnswerCache(redis), catalog),
             dead_letters=DeadLetters(db, redis),
             signer=signer,

@@ -3,43 +3,25 @@
 The checks, in order: the body decodes and its checksum holds (before anything else is read);
 the shape is seed 002 §4.1; the caller is the candidate the save names, in the plan it names;
 `testCode` is one of the plan's exam codes, every `quizCode` is a question of that exam and
-every value fits the question. Then one Lua call checks the plan is in progress and appends to
-the plan's answer stream. Nothing is stored by this module: the persister stores, and this
-request answers only once the persister has committed.
+every value fits the question. Then the plan queue (plan_queue.py) appends it to the plan's
+answer stream if the plan is in progress. Nothing is stored by this module: the persister
+stores, and this request answers only once the persister has committed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
-
-from redis.asyncio import Redis
 
 from examsync.exceptions import ChecksumMismatch, RemoteProtocolError
 from examsync.messages import SavePayload
 from examsync.protocol import decode_json
 
-from .acks import AckHub
 from .auth import Principal
 from .catalog import Catalog
-from .clock import iso, parse_iso, utc_now
 from .config import Settings
 from .errors import ApiError
-from .store import keys
-from .store.script_batch import ScriptBatch
-
-# KEYS: plan hash, answer stream. ARGV: 'late' or '', then the entry's field/value pairs.
-# Appends only while the plan is in progress (or when the caller vouches for a late save).
-_ENQUEUE = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'in_progress' and ARGV[1] ~= 'late' then
-  return {status or '', redis.call('HGET', KEYS[1], 'end_datetime') or ''}
-end
-return {'queued', redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))}
-"""
+from .plan_queue import PlanQueue, all_before
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,30 +32,17 @@ class ValidSave:
 
 
 class SaveService:
-    def __init__(self, redis: Redis, catalog: Catalog, hub: AckHub, settings: Settings) -> None:
-        self.redis = redis
+    def __init__(self, catalog: Catalog, queue: PlanQueue, settings: Settings) -> None:
         self.catalog = catalog
-        self.hub = hub
+        self.queue = queue
         self.settings = settings
-        self._enqueue = ScriptBatch(redis, _ENQUEUE)
 
     async def receive(self, who: Principal, body: bytes) -> dict[str, Any]:
         """Validate and queue a save; return the save ack once it is committed."""
         save = await self.validate(who, body)
-        rid = secrets.token_hex(8)
-        waiting = self.hub.expect(rid)  # before queueing: the ack may beat us back
-        try:
-            await self._queue(save, rid)
-            return await asyncio.wait_for(waiting, self.settings.ack_timeout_seconds)
-        except TimeoutError:
-            raise ApiError(
-                503,
-                "ack_timeout",
-                "the save was queued but not yet committed;"
-                " send it again (a repeat is recognised as a duplicate)",
-            ) from None
-        finally:
-            self.hub.forget(rid)
+        fields = {"exam": save.parsed.test_code, "p": save.text}
+        edits = all_before(e.updated for e in save.parsed.answers.values())
+        return await self.queue.submit(who, "answers", fields, edits)
 
     async def validate(self, who: Principal, body: bytes) -> ValidSave:
         if who.role != "candidate":
@@ -148,45 +117,3 @@ class SaveService:
                     {"quizCode": quiz_code, "limit": limit},
                 )
         return ValidSave(who, text, parsed)
-
-    async def _queue(self, save: ValidSave, rid: str) -> None:
-        who, parsed = save.principal, save.parsed
-        fields = [
-            "rid",
-            rid,
-            "node",
-            self.hub.node_id,
-            "plan",
-            who.plan_id,
-            "cand",
-            who.subject_id,
-            "exam",
-            parsed.test_code,
-            "at",
-            iso(utc_now()),
-            "p",
-            save.text,
-        ]
-        stream_keys = [keys.plan(who.plan_id), keys.plan_stream(who.plan_id, "answers")]
-        status, detail = await self._enqueue(stream_keys, ["", "late", "0", *fields])
-        if status == "queued":
-            return
-        if status == "completed" and self._late_allowed(parsed, detail):
-            await self._enqueue(stream_keys, ["late", "late", "1", *fields])
-            return
-        if status == "completed":
-            raise ApiError(409, "exam_completed", "the exam has ended", {"endedAt": detail})
-        if status in ("ready", "created"):
-            raise ApiError(409, "plan_not_started", "the exam has not started")
-        raise ApiError(503, "redis_unavailable", "the plan's live state is missing; retry")
-
-    def _late_allowed(self, parsed: SavePayload, ended: str) -> bool:
-        """A save after the end counts if every edit in it was made before the end and it
-        arrives within the grace window (a candidate whose network came back late)."""
-        try:
-            end = parse_iso(ended)
-        except ValueError:
-            return False
-        if utc_now() - end > timedelta(seconds=self.settings.late_grace_seconds):
-            return False
-        return all(parse_iso(e.updated) <= end for e in parsed.answers.values())
