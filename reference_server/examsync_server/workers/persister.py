@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from examsync.messages import AckStatus, AnswerResult, ReceiptPayload, SaveAck
 
@@ -35,11 +35,11 @@ from ..store.answer_cache import AnswerCache
 from ..store.answers import BatchResult, QueuedSave, apply_batch
 from ..store.dead_letters import DeadLetters
 from ..store.sqlite import connect_sync
+from ..store.streams import Entry, GroupConsumer, MissingGroup
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-Entry = tuple[str, str, dict[str, str]]  # stream, message id, fields
 
 
 def parse_entry(stream: str, message_id: str, fields: dict[str, str]) -> QueuedSave:
@@ -70,12 +70,15 @@ class Persister:
     claim_idle_ms: int = 30_000
     max_attempts: int = 5
     cache: AnswerCache = field(init=False)
-    _attempts: dict[str, int] = field(default_factory=dict)
+    group: GroupConsumer = field(init=False)
     _streams: list[str] = field(default_factory=list)
     _retry_pending: bool = False
 
     def __post_init__(self) -> None:
         self.cache = AnswerCache(self.redis)
+        self.group = GroupConsumer(
+            self.redis, keys.PERSISTER_GROUP, self.consumer, self.claim_idle_ms, self.max_attempts
+        )
         self.conn: sqlite3.Connection = connect_sync(self.sqlite_path)
 
     def close(self) -> None:
@@ -96,7 +99,7 @@ class Persister:
                     await asyncio.sleep(0.2)
                     continue
                 if now >= next_claim:
-                    next_claim = now + min(5.0, max(0.1, self.claim_idle_ms / 2000))
+                    next_claim = now + self.group.claim_every
                     await self.claim_stale()
                 if self._retry_pending:
                     # What failed stays pending for us; "0" reads our own pending entries.
@@ -114,32 +117,19 @@ class Persister:
 
     async def read(self, start: str, block_ms: int | None) -> list[Entry]:
         try:
-            batches: Any = await self.redis.xreadgroup(
-                keys.PERSISTER_GROUP,
-                self.consumer,
-                {s: start for s in self._streams},
-                count=BATCH,
-                block=block_ms,
-            )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
+            return await self.group.read(self._streams, start, block_ms, BATCH)
+        except MissingGroup:
             self._streams = []  # a plan's stream vanished (Redis lost it): rediscover
             return []
-        return [
-            (stream, mid, fields)
-            for stream, entries in batches or []
-            for mid, fields in entries
-            if fields
-        ]
 
     async def claim_stale(self) -> None:
         """Persist what a dead consumer left pending."""
         for stream in self._streams:
-            reply: Any = await self.redis.xautoclaim(
-                stream, keys.PERSISTER_GROUP, self.consumer, self.claim_idle_ms, "0-0", count=BATCH
-            )
-            claimed = [(stream, mid, fields) for mid, fields in reply[1] if fields]
+            try:
+                claimed = await self.group.claim_stale(stream, BATCH)
+            except MissingGroup:
+                self._streams = []
+                return
             if claimed:
                 log.info("claimed %d stale entries of %s", len(claimed), stream)
                 await self.persist(claimed)
@@ -151,7 +141,7 @@ class Persister:
                 saves.append(parse_entry(stream, mid, fields))
             except (KeyError, ValueError, TypeError) as exc:
                 await self.dead_letters.add(stream, mid, fields, f"unreadable entry: {exc}", 1)
-                await self._done([(stream, mid)])
+                await self.group.done([(stream, mid)])
         if not saves:
             return
         try:
@@ -159,8 +149,6 @@ class Persister:
         except sqlite3.Error as exc:
             await self._failed(entries, saves, exc)
             return
-        for save in saves:
-            self._attempts.pop(save.message_id, None)
         await self._after_commit(result, saves, acks)
 
     def _commit(self, saves: list[QueuedSave]) -> tuple[BatchResult, dict[str, dict[str, Any]]]:
@@ -203,21 +191,13 @@ class Persister:
             await self.redis.delete(
                 *{keys.answer_cache(s.plan_id, s.exam_code, s.candidate_id) for s in result.sheets}
             )
-        await self._done([(keys.plan_stream(s.plan_id, "answers"), s.message_id) for s in saves])
+        await self.group.done(
+            [(keys.plan_stream(s.plan_id, "answers"), s.message_id) for s in saves]
+        )
         by_node: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for save in saves:
             by_node[save.node][save.rid] = acks[save.rid]
         await self.hub.deliver(by_node)
-
-    async def _done(self, ids: list[tuple[str, str]]) -> None:
-        by_stream: dict[str, list[str]] = defaultdict(list)
-        for stream, mid in ids:
-            by_stream[stream].append(mid)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for stream, mids in by_stream.items():
-                pipe.xack(stream, keys.PERSISTER_GROUP, *mids)
-                pipe.xdel(stream, *mids)
-            await pipe.execute()
 
     async def _failed(
         self, entries: list[Entry], saves: list[QueuedSave], exc: sqlite3.Error
@@ -228,8 +208,7 @@ class Persister:
         self._retry_pending = True
         fields_by_id = {mid: (stream, fields) for stream, mid, fields in entries}
         for save in saves:
-            attempts = self._attempts.get(save.message_id, 0) + 1
-            self._attempts[save.message_id] = attempts
+            attempts = self.group.failed(save.message_id)
             if attempts < self.max_attempts:
                 continue
             try:
@@ -237,9 +216,7 @@ class Persister:
             except sqlite3.Error as alone:
                 stream, fields = fields_by_id[save.message_id]
                 await self.dead_letters.add(stream, save.message_id, fields, str(alone), attempts)
-                await self._done([(stream, save.message_id)])
-                self._attempts.pop(save.message_id, None)
+                await self.group.done([(stream, save.message_id)])
             else:
-                self._attempts.pop(save.message_id, None)
                 await self._after_commit(result, [save], acks)
-        await asyncio.sleep(min(2.0, 0.1 * max(self._attempts.values(), default=1)))
+        await asyncio.sleep(self.group.retry_delay())
