@@ -123,7 +123,14 @@ class Runtime:
         await asyncio.wait_for(listening.wait(), timeout=10)
         if settings.run_socket_server:
             runtime.sockets = SocketServer(
-                tokens, settings.socket_host, settings.socket_port, settings.reuse_port, redis
+                tokens,
+                settings.socket_host,
+                settings.socket_port,
+                settings.reuse_port,
+                redis,
+                node_id=settings.node_id,
+                ping_interval=settings.ping_interval,
+                ping_timeout=settings.ping_timeout,
             )
             await runtime.sockets.start()
             ready = asyncio.Event()
