@@ -35,6 +35,7 @@ from .store.sqlite import Database
 from .workers.fanout import run_fanout
 from .workers.persister import Persister
 from .workers.stage_timer import run_stage_timer
+from .workers.state_manager import StateManager
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,19 @@ class Runtime:
             runtime.tasks.append(
                 asyncio.create_task(persister.run(runtime.live_plans), name="persister")
             )
+            state_manager = StateManager(
+                redis,
+                db,
+                runtime.dead_letters,
+                settings.node_id,
+                claim_idle_ms=settings.claim_idle_ms,
+                max_attempts=settings.max_persist_attempts,
+            )
+            ready = asyncio.Event()
+            runtime.tasks.append(
+                asyncio.create_task(state_manager.run(ready), name="state-manager")
+            )
+            await asyncio.wait_for(ready.wait(), timeout=10)
             runtime.tasks.append(
                 asyncio.create_task(
                     run_stage_timer(
