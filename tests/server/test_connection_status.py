@@ -15,9 +15,9 @@ from quart.typing import TestClientProtocol as Client
 from examsync_server.clock import parse_iso
 from examsync_server.demo.sample import PLAN_ID
 from examsync_server.runtime import Runtime
+from socket_peer import peer
 
-from .conftest import eventually, load_plan, login
-from .socket_helpers import peer, socket_url
+from .conftest import eventually, load_plan, login, socket_url
 
 PING = 0.3  # interval and timeout: a silent peer is dropped within ~0.7 s
 

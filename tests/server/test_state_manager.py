@@ -17,9 +17,9 @@ from examsync_server.demo.sample import PLAN_ID
 from examsync_server.runtime import Runtime
 from examsync_server.sockets.status import ConnectionStatus
 from examsync_server.store.connections import Applied, ConnectionState
+from socket_peer import peer
 
-from .conftest import eventually, load_plan, login
-from .socket_helpers import peer, socket_url
+from .conftest import eventually, load_plan, login, socket_url
 
 EXAMINEE = "CAND202301"  # of GROUP01
 PROGRESS = f"plan:{PLAN_ID}:examinee:{EXAMINEE}:progress"

@@ -21,7 +21,6 @@ Messages may be handled out of order (several processes consume the queue) and m
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any
 
@@ -151,7 +150,3 @@ class ConnectionState:
                 pipe.exists(keys.socket_node(node))
             alive = dict(zip(nodes, await pipe.execute(), strict=True))
         return [m for m in others if not alive[node_of(m)]]
-
-    async def progress(self, plan_id: str, examinee_id: str) -> Mapping[str, str]:
-        found: Any = await self.redis.hgetall(keys.examinee_progress(plan_id, examinee_id))
-        return dict(found)

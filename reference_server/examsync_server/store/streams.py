@@ -38,7 +38,6 @@ class GroupConsumer:
     group: str
     name: str
     claim_idle_ms: int = 30_000
-    max_attempts: int = 5
     _attempts: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -97,12 +96,6 @@ class GroupConsumer:
         attempts = self._attempts.get(message_id, 0) + 1
         self._attempts[message_id] = attempts
         return attempts
-
-    def exhausted(self, message_id: str) -> bool:
-        return self._attempts.get(message_id, 0) >= self.max_attempts
-
-    def forget(self, message_id: str) -> None:
-        self._attempts.pop(message_id, None)
 
     def retry_delay(self) -> float:
         """A pause before retrying, longer the more the worst entry has failed (capped)."""

@@ -77,7 +77,7 @@ class Persister:
     def __post_init__(self) -> None:
         self.cache = AnswerCache(self.redis)
         self.group = GroupConsumer(
-            self.redis, keys.PERSISTER_GROUP, self.consumer, self.claim_idle_ms, self.max_attempts
+            self.redis, keys.PERSISTER_GROUP, self.consumer, self.claim_idle_ms
         )
         self.conn: sqlite3.Connection = connect_sync(self.sqlite_path)
 

@@ -48,11 +48,7 @@ class StateManager:
     def __post_init__(self) -> None:
         self.state = ConnectionState(self.redis)
         self.group = GroupConsumer(
-            self.redis,
-            keys.STATE_MANAGER_GROUP,
-            self.consumer,
-            self.claim_idle_ms,
-            self.max_attempts,
+            self.redis, keys.STATE_MANAGER_GROUP, self.consumer, self.claim_idle_ms
         )
 
     async def run(self, ready: asyncio.Event | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Real WebSocket clients of the in-process socket server, for the seed 004 tests."""
+"""A real WebSocket client of the socket server that records what it gets (seed 004 tests,
+in-process and against `examsync serve`). Import it as `socket_peer`: tests/ is on the path."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-
-from examsync_server.runtime import Runtime
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
@@ -88,8 +87,3 @@ async def peer(
             reader.cancel()
             with suppress(asyncio.CancelledError):
                 await reader
-
-
-def socket_url(runtime: Runtime) -> str:
-    assert runtime.sockets is not None
-    return f"ws://127.0.0.1:{runtime.sockets.port}/ws"
