@@ -74,8 +74,10 @@ class Peer:
 async def peer(
     url: str, token: str, *, answer_pings: bool = True, user_agent: str | None = CHROME
 ) -> AsyncIterator[Peer]:
+    """A socket to `url` (which may carry a query already) with the session `token`."""
+    joiner = "&" if "?" in url else "?"
     async with connect(
-        f"{url}?token={token}", user_agent_header=user_agent, ping_interval=None
+        f"{url}{joiner}token={token}", user_agent_header=user_agent, ping_interval=None
     ) as ws:
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 2))
         assert welcome["type"] == "welcome", welcome

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
 
@@ -176,10 +177,13 @@ def check_event(
         "socketId": socket_id,
         "status": status,
         "timestamp": event["timestamp"],
+        # the socket_queue entry's id, from which a reconnecting socket resumes
+        "position": event["position"],
         **extra,
     }
     assert event == expected
     assert is_iso(event["timestamp"])
+    assert re.fullmatch(r"\d+-\d+", event["position"])
 
 
 async def test_a_drop_and_a_reconnect_reach_the_groups_supervisor_and_redis(
@@ -222,7 +226,8 @@ async def test_a_drop_and_a_reconnect_reach_the_groups_supervisor_and_redis(
     assert sync_redis.xlen("status_queue") == 0
     assert sync_redis.xpending("status_queue", "state_managers")["pending"] == 0
     # socket_queue carries the events addressed to the group's supervisors.
-    events = [f for _, f in sync_redis.xrange("socket_queue") if f["type"].startswith("examinee")]
+    entries = [(i, f) for i, f in sync_redis.xrange("socket_queue") if f["type"].startswith("exam")]
+    events = [f for _, f in entries]
     assert [e["type"] for e in events] == [
         "examinee_connected",
         "examinee_disconnected",
@@ -236,7 +241,8 @@ async def test_a_drop_and_a_reconnect_reach_the_groups_supervisor_and_redis(
             "GROUP01",
             "supervisors",
         )
-    assert json.loads(events[1]["data"]) == left
+    entry_id, fields = entries[1]
+    assert {**json.loads(fields["data"]), "position": entry_id} == left
 
 
 async def test_a_ping_timeout_shows_on_the_supervisors_dashboard_within_the_bound(

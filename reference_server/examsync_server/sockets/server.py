@@ -38,7 +38,7 @@ from ..auth import Principal, Tokens
 from ..clock import iso, utc_now
 from ..errors import ApiError
 from ..store import keys
-from . import events
+from . import events, replay
 from .client_info import client_info
 from .heartbeat import Heartbeat
 from .registry import Registry
@@ -98,7 +98,8 @@ class SocketServer:
                 redis, self.node_id, presence_ttl=3 * ping_interval + ping_timeout
             )
         self._server: Server | None = None
-        self._who: dict[ServerConnection, Principal] = {}
+        # principal and lastPosition, from the handshake to the handler
+        self._who: dict[ServerConnection, tuple[Principal, str | None]] = {}
         self._sockets: dict[ServerConnection, _Socket] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -150,33 +151,36 @@ class SocketServer:
                 HTTPStatus.UNAUTHORIZED, "missing_token", "pass the session token as ?token="
             )
         try:
-            self._who[conn] = self.tokens.require_session(token)
+            who = self.tokens.require_session(token)
         except ApiError as exc:
             return _json_response(HTTPStatus(exc.status), exc.code, exc.message)
+        self._who[conn] = (who, parse_qs(url.query).get("lastPosition", [None])[0])
         return None
 
     async def _handle(self, conn: ServerConnection) -> None:
-        who = self._who.pop(conn)
+        who, last_position = self._who.pop(conn)
         sock = _Socket(f"{self.node_id}-{secrets.token_hex(6)}", who)
         self._sockets[conn] = sock
-        self.registry.add(conn, who)
+        welcome = {
+            "type": "welcome",
+            "socketId": sock.socket_id,
+            "role": who.role,
+            "planId": who.plan_id,
+            "serverTime": iso(utc_now()),
+            "pingInterval": self.heartbeat.interval,
+            "pingTimeout": self.heartbeat.timeout,
+        }
+        if last_position is None:
+            # Live from here: the welcome says from which position, for a later resume.
+            self.registry.add(conn, who)
+            welcome["position"] = self.registry.delivered.get(replay.STREAM)
         self.heartbeat.add(conn, asyncio.get_running_loop().time())
         self._publish(sock, CONNECTED, info=client_info(conn))
         try:
-            await conn.send(
-                json.dumps(
-                    {
-                        "type": "welcome",
-                        "socketId": sock.socket_id,
-                        "role": who.role,
-                        "planId": who.plan_id,
-                        "serverTime": iso(utc_now()),
-                        "pingInterval": self.heartbeat.interval,
-                        "pingTimeout": self.heartbeat.timeout,
-                    }
-                )
-            )
+            await conn.send(json.dumps(welcome))
             await self._catch_up(conn, who)
+            if last_position is not None:
+                await self._resume(conn, sock, last_position)
             async for frame in conn:
                 self.heartbeat.seen(conn)
                 reply = self._reply(frame)
@@ -230,6 +234,52 @@ class SocketServer:
                 client_info=info,
             )
         )
+
+    async def _resume(self, conn: ServerConnection, sock: _Socket, last: str) -> None:
+        """Send what the socket missed after `last`, then deliver to it live: each step ends
+        where fan-out has got to, and the socket joins the registry in the same step as the
+        last one ends, so nothing falls between the replay and live delivery, nor comes twice.
+        Ends with `resumed` (all sent) or `reload_state` (fetch the state afresh)."""
+        reason: str | None = None
+        sent = 0
+        deadline = asyncio.get_running_loop().time() + 2.0
+        try:
+            replay.position(last)
+            if self.redis is None:
+                raise replay.CannotReplay(replay.UNKNOWN)
+            await replay.check(self.redis, last)
+            while True:
+                upto = self.registry.delivered.get(replay.STREAM)
+                if upto is None:
+                    raise replay.CannotReplay(replay.UNKNOWN)  # fan-out not started yet
+                if replay.position(last) == replay.position(upto):
+                    break
+                if replay.position(last) > replay.position(upto):
+                    # The client heard it from a process whose fan-out is ahead of ours.
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise replay.CannotReplay(replay.UNKNOWN)
+                    await asyncio.sleep(0.02)
+                    continue
+                for frame in await replay.missed(self.redis, sock.who, last, upto):
+                    await conn.send(json.dumps(frame, ensure_ascii=False))
+                    sent += 1
+                last = upto
+        except ValueError as exc:
+            await conn.send(json.dumps(_error("invalid_position", str(exc))))
+            reason = replay.UNKNOWN
+        except replay.CannotReplay as exc:
+            reason = exc.reason
+        except RedisError as exc:
+            log.warning("replay for %s failed: %s", sock.socket_id, exc)
+            reason = replay.UNKNOWN
+        if sock.gone:  # dropped by the heartbeat meanwhile
+            return
+        self.registry.add(conn, sock.who)
+        if reason is None:
+            await conn.send(json.dumps({"type": "resumed", "position": last, "replayed": sent}))
+        else:
+            now = self.registry.delivered.get(replay.STREAM)
+            await conn.send(json.dumps({"type": "reload_state", "reason": reason, "position": now}))
 
     async def _catch_up(self, conn: ServerConnection, who: Principal) -> None:
         """A socket that (re)connects after the end hears of it at once: an exam_end broadcast

@@ -72,7 +72,7 @@ class StateManager:
                     entries = await self.group.read([STREAM], "0", None, BATCH)
                     retry_pending = False
                 else:
-                    entries = await self.group.read([STREAM], ">", 1000, BATCH)
+                    entries = await self.group.read([STREAM], ">", 100, BATCH)
                 if entries and await self.handle(entries):
                     retry_pending = True
                     await asyncio.sleep(self.group.retry_delay())
