@@ -5,7 +5,8 @@ Connect to `{socketUrl}?token=<session token>`. The server greets with
 "pingTimeout"}`, pings every socket every `ping_interval` (`{"type": "ping", "ts"}`, answered
 with `{"type": "pong", "ts"}`) and drops one that stays silent `ping_timeout` longer (close
 code 4408), answers a client's `{"type": "ping"}` with a pong, and pushes events (exam_end,
-stage_changed, examinee_connected/disconnected). Bad frames get an
+stage_changed, examinee_connected/disconnected), each with its stream `position`; a socket that
+connects with `&lastPosition=` first gets what it missed (replay.py). Bad frames get an
 `{"type": "error", "error": {"code", "message"}}` reply; oversized frames close the socket
 (1009).
 
