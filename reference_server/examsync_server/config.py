@@ -44,9 +44,14 @@ class Settings:
     late_grace_seconds: int = 300
     # A queue entry pending this long with a consumer is taken over (its process died).
     claim_idle_ms: int = 30_000
-    # Attempts before a queue entry that cannot be persisted goes to the dead letters.
+    # Attempts before a queue entry that cannot be handled (persisted, applied) goes to the
+    # dead letters.
     max_persist_attempts: int = 5
     stage_tick_seconds: float = 0.25
+    # The socket server's heartbeat (seed 004): a ping every `ping_interval` seconds; a socket
+    # that sends nothing back within `ping_timeout` is dropped and reported DISCONNECTED.
+    ping_interval: float = 10.0
+    ping_timeout: float = 5.0
     # How often each process compares Redis with SQLite and repairs what is behind.
     repair_interval_seconds: float = 5.0
     # The ASGI server under the app: "uvicorn" (measured faster here: bench/saves.py) or
@@ -63,6 +68,13 @@ class Settings:
     run_persister: bool = True
     # Names this process to the others (ack channel, persister consumer); random unless set.
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))
+
+    def __post_init__(self) -> None:
+        if not (self.ping_interval > 0 and self.ping_timeout > 0):
+            raise StartupError(
+                f"ping_interval and ping_timeout must be positive, not"
+                f" {self.ping_interval} and {self.ping_timeout}"
+            )
 
     @property
     def sqlite_path(self) -> Path:
@@ -111,6 +123,8 @@ _FIELD_TYPES: dict[str, Any] = {
     "max_save_bytes": int,
     "ack_timeout_seconds": float,
     "late_grace_seconds": int,
+    "ping_interval": float,
+    "ping_timeout": float,
     "http_server": str,
     "processes": int,
     "reuse_port": _flag,

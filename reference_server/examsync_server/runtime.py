@@ -37,6 +37,7 @@ from .workers.answer_sink import AnswerSink
 from .workers.fanout import run_fanout
 from .workers.persister import Persister
 from .workers.stage_timer import run_stage_timer
+from .workers.state_manager import StateManager
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,14 @@ class Runtime:
         await asyncio.wait_for(listening.wait(), timeout=10)
         if settings.run_socket_server:
             runtime.sockets = SocketServer(
-                tokens, settings.socket_host, settings.socket_port, settings.reuse_port, redis
+                tokens,
+                settings.socket_host,
+                settings.socket_port,
+                settings.reuse_port,
+                redis,
+                node_id=settings.node_id,
+                ping_interval=settings.ping_interval,
+                ping_timeout=settings.ping_timeout,
             )
             await runtime.sockets.start()
             ready = asyncio.Event()
@@ -152,6 +160,19 @@ class Runtime:
                 asyncio.create_task(persister.run(runtime.live_plans), name="persister")
             )
         if settings.run_workers:
+            state_manager = StateManager(
+                redis,
+                db,
+                runtime.dead_letters,
+                settings.node_id,
+                claim_idle_ms=settings.claim_idle_ms,
+                max_attempts=settings.max_persist_attempts,
+            )
+            ready = asyncio.Event()
+            runtime.tasks.append(
+                asyncio.create_task(state_manager.run(ready), name="state-manager")
+            )
+            await asyncio.wait_for(ready.wait(), timeout=10)
             runtime.tasks.append(
                 asyncio.create_task(
                     run_stage_timer(

@@ -104,6 +104,12 @@ async def load_plan(
     return plan
 
 
+def socket_url(runtime: Runtime) -> str:
+    """The in-process socket server's URL (add `?token=`)."""
+    assert runtime.sockets is not None
+    return f"ws://127.0.0.1:{runtime.sockets.port}/ws"
+
+
 async def login(client: Client, body: dict[str, Any]) -> dict[str, Any]:
     response = await client.post("/api/v1/sessions", json=body)
     payload: dict[str, Any] = await response.get_json()

@@ -1,7 +1,9 @@
 """Who is connected to this process: sockets indexed by plan, candidate and supervisor group.
 
 Fan-out asks the registry for the sockets an event is for and hands them to
-`websockets.broadcast`, which encodes once and writes to each without a task per socket.
+`websockets.broadcast`, which encodes once and writes to each without a task per socket. It
+also notes here how far it has delivered each stream: a socket added now gets, live, exactly
+what comes after that position.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TypeVar
 from websockets.asyncio.server import ServerConnection
 
 from ..auth import Principal
+from .audience import Audience
 
 K = TypeVar("K")
 
@@ -30,6 +33,8 @@ class Registry:
     _supervisors: defaultdict[tuple[str, str | None], set[ServerConnection]] = field(
         default_factory=lambda: defaultdict(set)
     )
+    # stream → id of the last entry fan-out has delivered to this process's sockets
+    delivered: dict[str, str] = field(default_factory=dict)
 
     def add(self, conn: ServerConnection, who: Principal) -> None:
         self._principals[conn] = who
@@ -57,6 +62,15 @@ class Registry:
 
     def candidate(self, plan_id: str, candidate_id: str) -> Iterable[ServerConnection]:
         return tuple(self._candidates.get((plan_id, candidate_id), ()))
+
+    def targets(self, audience: Audience) -> Iterable[ServerConnection]:
+        """The sockets `audience` names (the rule is in audience.py)."""
+        if audience.whole_plan:
+            return self.plan(audience.plan_id)
+        found = list(self.supervisors(audience.plan_id, audience.group_id))
+        if not audience.supervisors_only and audience.candidate_id is not None:
+            found += self.candidate(audience.plan_id, audience.candidate_id)
+        return found
 
     def supervisors(self, plan_id: str, group_id: str | None) -> Iterable[ServerConnection]:
         """The supervisors of one group; a supervisor with no group oversees the whole plan."""

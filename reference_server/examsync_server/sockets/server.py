@@ -1,24 +1,36 @@
-"""The socket server: token auth on the handshake, app-level ping/pong, events out.
+"""The socket server: token auth on the handshake, app-level heartbeat, events out.
 
 Connect to `{socketUrl}?token=<session token>`. The server greets with
-`{"type": "welcome", "socketId", "role", "serverTime"}`, answers `{"type": "ping"}` with
-`{"type": "pong"}`, and pushes events (exam_end, stage_changed). Bad frames get an
+`{"type": "welcome", "socketId", "role", "planId", "serverTime", "pingInterval",
+"pingTimeout"}`, pings every socket every `ping_interval` (`{"type": "ping", "ts"}`, answered
+with `{"type": "pong", "ts"}`) and drops one that stays silent `ping_timeout` longer (close
+code 4408), answers a client's `{"type": "ping"}` with a pong, and pushes events (exam_end,
+stage_changed, examinee_connected/disconnected), each with its stream `position`; a socket that
+connects with `&lastPosition=` first gets what it missed (replay.py). Bad frames get an
 `{"type": "error", "error": {"code", "message"}}` reply; oversized frames close the socket
-(1009). Connection-state tracking of seed 004 builds on this.
+(1009).
+
+A candidate's socket publishes seed 004's `connection_status` when it opens (CONNECTED, with
+clientInfo) and when it closes (DISCONNECTED, reason SOCKET_CLOSED or PING_TIMEOUT); the state
+manager (workers/state_manager.py) takes it from there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -27,13 +39,31 @@ from ..auth import Principal, Tokens
 from ..clock import iso, utc_now
 from ..errors import ApiError
 from ..store import keys
-from . import events
+from . import events, replay
+from .client_info import client_info
+from .heartbeat import Heartbeat
 from .registry import Registry
+from .status import (
+    CONNECTED,
+    DISCONNECTED,
+    PING_TIMEOUT,
+    SOCKET_CLOSED,
+    ConnectionStatus,
+    StatusPublisher,
+)
 
 log = logging.getLogger(__name__)
 
 PATH = "/ws"
 MAX_FRAME_BYTES = 64 * 1024
+PING_TIMEOUT_CLOSE = 4408  # ours (4000-4999 are the application's): "you did not answer"
+
+
+@dataclass(slots=True)
+class _Socket:
+    socket_id: str
+    who: Principal
+    gone: bool = False  # its DISCONNECTED is published
 
 
 def _json_response(status: HTTPStatus, code: str, message: str) -> Response:
@@ -50,15 +80,29 @@ class SocketServer:
         port: int,
         reuse_port: bool = False,
         redis: Redis | None = None,
+        *,
+        node_id: str = "",
+        ping_interval: float = 10.0,
+        ping_timeout: float = 5.0,
     ) -> None:
         self.reuse_port = reuse_port
         self.redis = redis
         self.tokens = tokens
         self.host = host
         self.requested_port = port
+        self.node_id = node_id or secrets.token_hex(4)
         self.registry = Registry()
+        self.heartbeat: Heartbeat[ServerConnection] = Heartbeat(ping_interval, ping_timeout)
+        self.publisher: StatusPublisher | None = None
+        if redis is not None:
+            self.publisher = StatusPublisher(
+                redis, self.node_id, presence_ttl=3 * ping_interval + ping_timeout
+            )
         self._server: Server | None = None
-        self._who: dict[ServerConnection, Principal] = {}
+        # principal and lastPosition, from the handshake to the handler
+        self._who: dict[ServerConnection, tuple[Principal, str | None]] = {}
+        self._sockets: dict[ServerConnection, _Socket] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self._server = await serve(
@@ -68,10 +112,13 @@ class SocketServer:
             process_request=self._authenticate,
             max_size=MAX_FRAME_BYTES,
             reuse_port=self.reuse_port,
-            # Protocol-level keepalive; the app-level ping/pong of seed 004 comes on top.
-            ping_interval=20,
-            ping_timeout=20,
+            # The app-level heartbeat below decides when a peer is dead (and reports why);
+            # the protocol's own pings would only race it.
+            ping_interval=None,
         )
+        self._spawn(self._beat(), "heartbeat")
+        if self.publisher is not None:
+            self._spawn(self.publisher.run(), "status-publisher")
 
     @property
     def port(self) -> int:
@@ -79,9 +126,21 @@ class SocketServer:
         return int(next(iter(self._server.sockets)).getsockname()[1])
 
     async def stop(self) -> None:
+        """Close every socket (each publishes its DISCONNECTED), publish what is left, stop."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self.publisher is not None:
+            await self.publisher.flush(timeout=2.0)
+            await self.publisher.leave()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _authenticate(self, conn: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
@@ -93,29 +152,38 @@ class SocketServer:
                 HTTPStatus.UNAUTHORIZED, "missing_token", "pass the session token as ?token="
             )
         try:
-            self._who[conn] = self.tokens.require_session(token)
+            who = self.tokens.require_session(token)
         except ApiError as exc:
             return _json_response(HTTPStatus(exc.status), exc.code, exc.message)
+        self._who[conn] = (who, parse_qs(url.query).get("lastPosition", [None])[0])
         return None
 
     async def _handle(self, conn: ServerConnection) -> None:
-        who = self._who.pop(conn)
-        socket_id = secrets.token_hex(8)
-        self.registry.add(conn, who)
+        who, last_position = self._who.pop(conn)
+        sock = _Socket(f"{self.node_id}-{secrets.token_hex(6)}", who)
+        self._sockets[conn] = sock
+        welcome = {
+            "type": "welcome",
+            "socketId": sock.socket_id,
+            "role": who.role,
+            "planId": who.plan_id,
+            "serverTime": iso(utc_now()),
+            "pingInterval": self.heartbeat.interval,
+            "pingTimeout": self.heartbeat.timeout,
+        }
+        if last_position is None:
+            # Live from here: the welcome says from which position, for a later resume.
+            self.registry.add(conn, who)
+            welcome["position"] = self.registry.delivered.get(replay.STREAM)
+        self.heartbeat.add(conn, asyncio.get_running_loop().time())
+        self._publish(sock, CONNECTED, info=client_info(conn))
         try:
-            await conn.send(
-                json.dumps(
-                    {
-                        "type": "welcome",
-                        "socketId": socket_id,
-                        "role": who.role,
-                        "planId": who.plan_id,
-                        "serverTime": iso(utc_now()),
-                    }
-                )
-            )
+            await conn.send(json.dumps(welcome))
             await self._catch_up(conn, who)
+            if last_position is not None:
+                await self._resume(conn, sock, last_position)
             async for frame in conn:
+                self.heartbeat.seen(conn)
                 reply = self._reply(frame)
                 if reply is not None:
                     await conn.send(json.dumps(reply, ensure_ascii=False))
@@ -123,6 +191,96 @@ class SocketServer:
             pass
         finally:
             self.registry.remove(conn)
+            self.heartbeat.remove(conn)
+            del self._sockets[conn]
+            self._publish(sock, DISCONNECTED, reason=SOCKET_CLOSED)
+
+    async def _beat(self) -> None:
+        """Ping what is due (one encoded frame for all), drop what stayed silent."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.heartbeat.tick)
+            ping, dead = self.heartbeat.due(loop.time())
+            if ping:
+                broadcast(ping, json.dumps({"type": "ping", "ts": int(time.time() * 1000)}))
+            for conn in dead:
+                sock = self._sockets.get(conn)
+                if sock is None:
+                    continue
+                # Reported now, not when the close is done: a dead peer never answers the
+                # closing handshake, and the supervisors should not wait for its timeout.
+                self._publish(sock, DISCONNECTED, reason=PING_TIMEOUT)
+                self.registry.remove(conn)
+                self._spawn(conn.close(PING_TIMEOUT_CLOSE, "ping timeout"), "close")
+
+    def _publish(
+        self,
+        sock: _Socket,
+        status: str,
+        reason: str | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        """Seed 004 tracks examinees' sockets: a candidate's, once each way."""
+        if self.publisher is None or sock.who.role != "candidate" or sock.gone:
+            return
+        sock.gone = status == DISCONNECTED
+        self.publisher.publish(
+            ConnectionStatus(
+                sock.who.plan_id,
+                sock.who.subject_id,
+                sock.socket_id,
+                status,
+                iso(utc_now()),
+                reason=reason,
+                client_info=info,
+            )
+        )
+
+    async def _resume(self, conn: ServerConnection, sock: _Socket, last: str) -> None:
+        """Send what the socket missed after `last`, then deliver to it live: each step ends
+        where fan-out has got to, and the socket joins the registry in the same step as the
+        last one ends, so nothing falls between the replay and live delivery, nor comes twice.
+        Ends with `resumed` (all sent) or `reload_state` (fetch the state afresh)."""
+        reason: str | None = None
+        sent = 0
+        deadline = asyncio.get_running_loop().time() + 2.0
+        try:
+            replay.position(last)
+            if self.redis is None:
+                raise replay.CannotReplay(replay.UNKNOWN)
+            await replay.check(self.redis, last)
+            while True:
+                upto = self.registry.delivered.get(replay.STREAM)
+                if upto is None:
+                    raise replay.CannotReplay(replay.UNKNOWN)  # fan-out not started yet
+                if replay.position(last) == replay.position(upto):
+                    break
+                if replay.position(last) > replay.position(upto):
+                    # The client heard it from a process whose fan-out is ahead of ours.
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise replay.CannotReplay(replay.UNKNOWN)
+                    await asyncio.sleep(0.02)
+                    continue
+                for frame in await replay.missed(self.redis, sock.who, last, upto):
+                    await conn.send(json.dumps(frame, ensure_ascii=False))
+                    sent += 1
+                last = upto
+        except ValueError as exc:
+            await conn.send(json.dumps(_error("invalid_position", str(exc))))
+            reason = replay.UNKNOWN
+        except replay.CannotReplay as exc:
+            reason = exc.reason
+        except RedisError as exc:
+            log.warning("replay for %s failed: %s", sock.socket_id, exc)
+            reason = replay.UNKNOWN
+        if sock.gone:  # dropped by the heartbeat meanwhile
+            return
+        self.registry.add(conn, sock.who)
+        if reason is None:
+            await conn.send(json.dumps({"type": "resumed", "position": last, "replayed": sent}))
+        else:
+            now = self.registry.delivered.get(replay.STREAM)
+            await conn.send(json.dumps({"type": "reload_state", "reason": reason, "position": now}))
 
     async def _catch_up(self, conn: ServerConnection, who: Principal) -> None:
         """A socket that (re)connects after the end hears of it at once: an exam_end broadcast

@@ -30,6 +30,15 @@ def dead_stream(plan_id: str) -> str:
     return f"exam_queue:{plan_id}:dead"
 
 
+def owner(stream: str, fields: dict[str, str]) -> tuple[str, str]:
+    """(plan, candidate) an entry concerns: a plan stream's entries say `plan`/`cand`, the
+    cross-plan streams' (status_queue) `planId`/`candidateId`."""
+    plan_id = fields.get("plan") or fields.get("planId") or ""
+    if not plan_id and stream.startswith("exam_queue:"):
+        plan_id = stream.split(":")[1]
+    return plan_id, fields.get("cand") or fields.get("candidateId") or ""
+
+
 @dataclass
 class DeadLetters:
     db: Database
@@ -38,7 +47,7 @@ class DeadLetters:
     async def add(
         self, stream: str, message_id: str, fields: dict[str, str], error: str, attempts: int
     ) -> None:
-        plan_id = fields.get("plan") or stream.split(":")[1]
+        plan_id, candidate_id = owner(stream, fields)
         now = iso(utc_now())
         async with self.db.transaction() as conn:
             await conn.execute(
@@ -55,7 +64,6 @@ class DeadLetters:
                 ),
             )
         log.error("dead letter %s %s: %s", stream, message_id, error)
-        candidate_id = fields.get("cand", "")
         alert = {
             "type": "dead_letter",
             "planId": plan_id,
@@ -86,7 +94,7 @@ class DeadLetters:
                         {**alert, "type": "alert", "kind": "dead_letter"}, ensure_ascii=False
                     ),
                 },
-                maxlen=100_000,
+                maxlen=keys.STREAM_MAXLEN,
                 approximate=True,
             )
         except RedisError as exc:  # SQLite has it; the alert is best effort
@@ -103,7 +111,7 @@ class DeadLetters:
                 "id": r["dead_letter_id"],
                 "stream": r["stream"],
                 "messageId": r["message_id"],
-                "candidateId": json.loads(r["fields"]).get("cand"),
+                "candidateId": owner(r["stream"], json.loads(r["fields"]))[1] or None,
                 "error": r["error"],
                 "attempts": r["attempts"],
                 "createdAt": r["created_at"],

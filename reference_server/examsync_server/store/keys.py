@@ -52,6 +52,18 @@ def examinee_progress(plan_id: str, examinee_id: str) -> str:
     return f"plan:{plan_id}:examinee:{examinee_id}:progress"
 
 
+def examinee_sockets(plan_id: str, examinee_id: str) -> str:
+    """Set: the examinee's sockets the state manager holds CONNECTED (ours, beside seed 004's
+    keys). The examinee is CONNECTED while it is not empty, so the order in which two sockets'
+    messages are handled does not matter."""
+    return f"plan:{plan_id}:examinee:{examinee_id}:sockets"
+
+
+def socket_node(node_id: str) -> str:
+    """String with a TTL: this socket-server process is alive (refreshed by its heartbeat)."""
+    return f"socket_node:{node_id}"
+
+
 # The plan's queues, created by `prepare` (seed 000 "큐 서버 생성"; seed 002's 답안/미디어/로그 큐).
 PLAN_STREAM_KINDS = ("answers", "media", "logs")
 PERSISTER_GROUP = "persisters"
@@ -68,3 +80,7 @@ def plan_stream(plan_id: str, kind: str) -> str:
 EXAM_END_STREAM = "queue:exam_end"  # seed 001 §3.2
 STATUS_STREAM = "status_queue"  # seed 004 §10.3: socket server → state manager
 SOCKET_STREAM = "socket_queue"  # seed 004 §10.3: state manager (and stage timers) → sockets
+STATE_MANAGER_GROUP = "state_managers"  # the consumer group on status_queue
+# Trimming bounds for the cross-plan streams (XADD MAXLEN ~): far above any backlog a live
+# system holds, so only a stream nobody reads is ever trimmed.
+STREAM_MAXLEN = 100_000

@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from . import keys
 from .plans import PlanSnapshot
+from .streams import ensure_group
 
 _CHUNK = 1000
 
@@ -108,13 +108,7 @@ class RedisState:
     async def create_plan_streams(self, plan_id: str) -> None:
         """The plan's queues (Redis Streams) with the persisters' consumer group; idempotent."""
         for kind in keys.PLAN_STREAM_KINDS:
-            try:
-                await self.redis.xgroup_create(
-                    keys.plan_stream(plan_id, kind), keys.PERSISTER_GROUP, id="0", mkstream=True
-                )
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await ensure_group(self.redis, keys.plan_stream(plan_id, kind), keys.PERSISTER_GROUP)
 
     async def forget_plan(
         self,

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from websockets.asyncio.server import broadcast
 
 from ..sockets import events
+from ..sockets.audience import Audience, event_frame
 from ..sockets.registry import Registry
 from ..store import keys
 
@@ -33,25 +34,14 @@ async def latest_ids(redis: Redis) -> dict[str, str]:
     return positions
 
 
-def deliver(registry: Registry, stream: str, fields: dict[str, str]) -> int:
+def deliver(registry: Registry, stream: str, entry_id: str, fields: dict[str, str]) -> int:
     """Send one stream entry to the sockets it is for; returns how many sockets."""
     if stream == keys.EXAM_END_STREAM:
         message: dict[str, Any] = events.exam_end(fields.get("examId", ""), fields.get("timestamp"))
         targets = list(registry.plan(fields.get("examId", "")))
     else:
-        plan_id = fields.get("planId", "")
-        candidate_id = fields.get("candidateId") or None
-        group_id = fields.get("groupId") or None
-        message = json.loads(fields.get("data", "{}"))
-        if fields.get("audience") == "supervisors":
-            targets = list(registry.supervisors(plan_id, group_id))
-        elif candidate_id:
-            targets = [
-                *registry.candidate(plan_id, candidate_id),
-                *registry.supervisors(plan_id, group_id),
-            ]
-        else:
-            targets = list(registry.plan(plan_id))
+        message = event_frame(entry_id, fields)
+        targets = list(registry.targets(Audience.of(fields)))
     if targets:
         broadcast(targets, json.dumps(message, ensure_ascii=False))
     return len(targets)
@@ -62,7 +52,9 @@ async def run_fanout(redis: Redis, registry: Registry, ready: asyncio.Event | No
     while True:
         try:
             if positions is None:
-                positions = await latest_ids(redis)
+                # Kept in the registry: a socket added now gets live what comes after these.
+                registry.delivered.update(await latest_ids(redis))
+                positions = registry.delivered
                 if ready is not None:
                     ready.set()
             # RESP2 with decode_responses: [[stream, [(id, {field: value})]]]
@@ -71,7 +63,7 @@ async def run_fanout(redis: Redis, registry: Registry, ready: asyncio.Event | No
                 for entry_id, fields in entries:
                     positions[stream] = entry_id
                     try:
-                        deliver(registry, stream, fields)
+                        deliver(registry, stream, entry_id, fields)
                     except (ValueError, KeyError, TypeError) as exc:
                         log.error("dropping malformed %s entry %s: %s", stream, entry_id, exc)
         except asyncio.CancelledError:

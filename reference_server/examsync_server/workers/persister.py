@@ -24,19 +24,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from ..acks import AckHub
 from ..clock import iso, utc_now
 from ..store import keys
 from ..store.dead_letters import DeadLetters
 from ..store.sqlite import Checkpointer, connect_sync, write_transaction
+from ..store.streams import Entry, GroupConsumer, MissingGroup
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-Entry = tuple[str, str, dict[str, str]]  # stream, message id, fields
 
 
 class Sink(Protocol):
@@ -90,7 +89,7 @@ class Persister:
     sinks: Sequence[Sink]
     claim_idle_ms: int = 30_000
     max_attempts: int = 5
-    _attempts: dict[str, int] = field(default_factory=dict)
+    group: GroupConsumer = field(init=False)
     _streams: list[str] = field(default_factory=list)
     # First read our own pending entries: a restarted persister with the same consumer name
     # (the supervisor's keeps one) takes up at once what it had read but not committed.
@@ -100,6 +99,9 @@ class Persister:
 
     def __post_init__(self) -> None:
         self._by_kind = {sink.kind: sink for sink in self.sinks}
+        self.group = GroupConsumer(
+            self.redis, keys.PERSISTER_GROUP, self.consumer, self.claim_idle_ms
+        )
         self.conn: sqlite3.Connection = connect_sync(self.sqlite_path)
         # Commits never checkpoint (copying the WAL into the database and syncing it took
         # ~40% of a commit's time); the checkpointer does, beside them, on its own connection.
@@ -140,7 +142,7 @@ class Persister:
                     await asyncio.sleep(0.2)
                     continue
                 if now >= next_claim:
-                    next_claim = now + min(5.0, max(0.1, self.claim_idle_ms / 2000))
+                    next_claim = now + self.group.claim_every
                     await self.claim_stale()
                 if self._retry_pending:
                     await self.settle()  # what is being XACKed now is not to be read again
@@ -163,32 +165,19 @@ class Persister:
 
     async def read(self, start: str, block_ms: int | None) -> list[Entry]:
         try:
-            batches: Any = await self.redis.xreadgroup(
-                keys.PERSISTER_GROUP,
-                self.consumer,
-                {s: start for s in self._streams},
-                count=BATCH,
-                block=block_ms,
-            )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
+            return await self.group.read(self._streams, start, block_ms, BATCH)
+        except MissingGroup:
             self._streams = []  # a plan's stream vanished (Redis lost it): rediscover
             return []
-        return [
-            (stream, mid, fields)
-            for stream, entries in batches or []
-            for mid, fields in entries
-            if fields
-        ]
 
     async def claim_stale(self) -> None:
         """Persist what a dead consumer left pending."""
         for stream in self._streams:
-            reply: Any = await self.redis.xautoclaim(
-                stream, keys.PERSISTER_GROUP, self.consumer, self.claim_idle_ms, "0-0", count=BATCH
-            )
-            claimed = [(stream, mid, fields) for mid, fields in reply[1] if fields]
+            try:
+                claimed = await self.group.claim_stale(stream, BATCH)
+            except MissingGroup:
+                self._streams = []
+                return
             if claimed:
                 log.info("claimed %d stale entries of %s", len(claimed), stream)
                 await self.persist(claimed)
@@ -204,7 +193,7 @@ class Persister:
                 batch.append(Queued(stream, mid, fields, kind, item))
             except (KeyError, ValueError, TypeError) as exc:
                 await self.dead_letters.add(stream, mid, fields, f"unreadable entry: {exc!r}", 1)
-                await self._done([(stream, mid)])
+                await self.group.done([(stream, mid)])
         if not batch:
             return
         try:
@@ -214,7 +203,7 @@ class Persister:
             await self._failed(batch, exc)
             return
         for queued in batch:
-            self._attempts.pop(queued.message_id, None)
+            self.group.forget(queued.message_id)
         self._finishing = asyncio.create_task(
             self._finish(self._finishing, committed), name="persister-acks"
         )
@@ -270,24 +259,10 @@ class Persister:
         # XACK and XDEL, then the acks to other processes, in one round trip and that order;
         # the requests waiting in this process are answered once it is back.
         async with self.redis.pipeline(transaction=False) as pipe:
-            self._queue_done(pipe, [(q.stream, q.message_id) for q in committed.batch])
+            self.group.queue_done(pipe, [(q.stream, q.message_id) for q in committed.batch])
             self.hub.publish_remote(by_node, pipe)
             await pipe.execute()
         self.hub.resolve_local(by_node)
-
-    async def _done(self, ids: list[tuple[str, str]]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self._queue_done(pipe, ids)
-            await pipe.execute()
-
-    @staticmethod
-    def _queue_done(pipe: Pipeline, ids: list[tuple[str, str]]) -> None:
-        by_stream: dict[str, list[str]] = defaultdict(list)
-        for stream, mid in ids:
-            by_stream[stream].append(mid)
-        for stream, mids in by_stream.items():
-            pipe.xack(stream, keys.PERSISTER_GROUP, *mids)
-            pipe.xdel(stream, *mids)
 
     async def _failed(self, batch: list[Queued], exc: sqlite3.Error) -> None:
         """Count an attempt for each entry; one that has failed too often is tried alone and,
@@ -295,8 +270,7 @@ class Persister:
         log.warning("persisting %d entries failed: %s", len(batch), exc)
         self._retry_pending = True
         for queued in batch:
-            attempts = self._attempts.get(queued.message_id, 0) + 1
-            self._attempts[queued.message_id] = attempts
+            attempts = self.group.failed(queued.message_id)
             if attempts < self.max_attempts:
                 continue
             try:
@@ -305,12 +279,11 @@ class Persister:
                 await self.dead_letters.add(
                     queued.stream, queued.message_id, queued.fields, str(alone), attempts
                 )
-                await self._done([(queued.stream, queued.message_id)])
-                self._attempts.pop(queued.message_id, None)
+                await self.group.done([(queued.stream, queued.message_id)])
             else:
-                self._attempts.pop(queued.message_id, None)
+                self.group.forget(queued.message_id)
                 await self._after_commit(committed, self._acks(committed))
-        await asyncio.sleep(min(2.0, 0.1 * max(self._attempts.values(), default=1)))
+        await asyncio.sleep(self.group.retry_delay())
 
 
 def _by_kind(batch: list[Queued]) -> dict[str, list[Queued]]:

@@ -1,0 +1,152 @@
+"""Seed 004 §10.5 connection state in Redis, written by the state manager alone.
+
+    plan:{planId}:socket:examinee:{socketId}     examineeId, status, lastHeartbeat
+    plan:{planId}:examinee:{examineeId}:progress  connStatusCode, lastActiveTime
+
+One Lua script applies a `connection_status` message to both hashes and, when the examinee's
+state changes, queues the supervisors' event on `socket_queue` — atomically, so the events
+reach the supervisors in the order the state changed, whichever process handled each message.
+
+Messages may be handled out of order (several processes consume the queue) and more than once
+(a retry, a claimed message). The rules make that harmless:
+- a socket's DISCONNECTED is final; anything for that socket handled after it is late and
+  ignored;
+- the examinee is CONNECTED while any of their sockets is (the set
+  `plan:{planId}:examinee:{examineeId}:sockets`), so a late DISCONNECTED of an old socket cannot
+  mark an examinee who has reconnected on a new one;
+- a socket whose server process died (its presence key expired) never says goodbye: it is
+  dropped from that set the next time the examinee's state is decided.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import IntEnum
+from typing import Any
+
+from redis.asyncio import Redis
+
+from ..sockets.status import CONNECTED, ConnectionStatus, node_of
+from . import keys
+
+# A closed socket's hash is kept this long (ms), then expires: long enough for any late
+# message about that socket to find it final.
+CLOSED_SOCKET_TTL_MS = 24 * 3600 * 1000
+
+_APPLY = """
+-- KEYS  1 socket hash, 2 progress hash, 3 live-sockets set, 4 socket_queue,
+--       5.. hashes of sockets whose process died
+-- ARGV  1 status, 2 socketId, 3 examineeId, 4 timestamp, 5 closed-socket TTL (ms),
+--       6 event type, 7 planId, 8 groupId, 9 event JSON, 10 stream maxlen,
+--       11.. socket ids of KEYS 5..
+-- Everything is read before anything is written: a key of the wrong type fails the call
+-- before it has changed anything.
+local status, now = ARGV[1], ARGV[4]
+if redis.call('HGET', KEYS[1], 'status') == 'DISCONNECTED' then
+  return 0
+end
+local progress = redis.call('HMGET', KEYS[2], 'connStatusCode', 'lastActiveTime')
+redis.call('SCARD', KEYS[3])
+redis.call('HSET', KEYS[1], 'examineeId', ARGV[3], 'status', status, 'lastHeartbeat', now)
+for i = 5, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HSET', KEYS[i], 'status', 'DISCONNECTED')
+    redis.call('PEXPIRE', KEYS[i], ARGV[5])
+  end
+  redis.call('SREM', KEYS[3], ARGV[i + 6])
+end
+if status == 'CONNECTED' then
+  redis.call('SADD', KEYS[3], ARGV[2])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('SREM', KEYS[3], ARGV[2])
+  if redis.call('SCARD', KEYS[3]) > 0 then
+    return 1
+  end
+end
+redis.call('HSET', KEYS[2], 'connStatusCode', status)
+if not progress[2] or now > progress[2] then
+  redis.call('HSET', KEYS[2], 'lastActiveTime', now)
+end
+if progress[1] == status then
+  return 1
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'type', ARGV[6], 'planId', ARGV[7],
+  'candidateId', ARGV[3], 'groupId', ARGV[8], 'audience', 'supervisors', 'data', ARGV[9])
+return 2
+"""
+
+
+class Applied(IntEnum):
+    LATE = 0  # the socket had already closed: nothing changed
+    STATE = 1  # the socket's state changed, the examinee's did not
+    ANNOUNCED = 2  # the examinee's state changed and the supervisors' event is queued
+
+
+def supervisor_event(status: ConnectionStatus, group_id: str | None) -> dict[str, Any]:
+    """`examinee_connected` / `examinee_disconnected` (seed 004 §10.3) as supervisors get it."""
+    event: dict[str, Any] = {
+        "type": "examinee_connected" if status.status == CONNECTED else "examinee_disconnected",
+        "planId": status.plan_id,
+        "examineeId": status.examinee_id,
+        "groupId": group_id,
+        "socketId": status.socket_id,
+        "status": status.status,
+        "timestamp": status.timestamp,
+    }
+    if status.reason is not None:
+        event["reason"] = status.reason
+    if status.client_info is not None:
+        event["clientInfo"] = dict(status.client_info)
+    return event
+
+
+class ConnectionState:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._apply = redis.register_script(_APPLY)
+
+    async def apply(self, status: ConnectionStatus, group_id: str | None) -> Applied:
+        dead = await self._sockets_of_dead_processes(status)
+        event = supervisor_event(status, group_id)
+        result = await self._apply(
+            keys=[
+                keys.examinee_socket(status.plan_id, status.socket_id),
+                keys.examinee_progress(status.plan_id, status.examinee_id),
+                keys.examinee_sockets(status.plan_id, status.examinee_id),
+                keys.SOCKET_STREAM,
+                *(keys.examinee_socket(status.plan_id, s) for s in dead),
+            ],
+            args=[
+                status.status,
+                status.socket_id,
+                status.examinee_id,
+                status.timestamp,
+                CLOSED_SOCKET_TTL_MS,
+                event["type"],
+                status.plan_id,
+                group_id or "",
+                json.dumps(event, ensure_ascii=False),
+                keys.STREAM_MAXLEN,
+                *dead,
+            ],
+        )
+        return Applied(int(result))
+
+    async def _sockets_of_dead_processes(self, status: ConnectionStatus) -> list[str]:
+        """The examinee's other sockets whose process no longer vouches for them. Only a
+        DISCONNECTED needs them: it is the one that asks whether any socket is left."""
+        if status.status == CONNECTED:
+            return []
+        members: Any = await self.redis.smembers(
+            keys.examinee_sockets(status.plan_id, status.examinee_id)
+        )
+        others = sorted(m for m in members if m != status.socket_id and node_of(m))
+        if not others:
+            return []
+        nodes = sorted({node_of(m) for m in others})
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node in nodes:
+                pipe.exists(keys.socket_node(node))
+            alive = dict(zip(nodes, await pipe.execute(), strict=True))
+        return [m for m in others if not alive[node_of(m)]]

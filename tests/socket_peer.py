@@ -1,0 +1,91 @@
+"""A real WebSocket client of the socket server that records what it gets (seed 004 tests,
+in-process and against `examsync serve`). Import it as `socket_peer`: tests/ is on the path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
+    " Chrome/120.0.6099.109 Safari/537.36"
+)
+
+
+@dataclass
+class Peer:
+    """One socket: every frame it got, kept by a reader task that answers the server's pings
+    (unless told not to, as a frozen tab would not)."""
+
+    ws: ClientConnection
+    welcome: dict[str, Any]
+    answer_pings: bool = True
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    close_code: int | None = None
+    _new: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def socket_id(self) -> str:
+        return str(self.welcome["socketId"])
+
+    async def read(self) -> None:
+        try:
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                self.frames.append(frame)
+                self._new.set()
+                if frame["type"] == "ping" and self.answer_pings:
+                    await self.ws.send(json.dumps({"type": "pong", "ts": frame["ts"]}))
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_code = self.ws.close_code
+            self.closed.set()
+            self._new.set()
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["type"] == kind]
+
+    async def next_of(self, kind: str, timeout: float = 2.0, after: int = 0) -> dict[str, Any]:
+        """The first frame of a type beyond the first `after` of that type."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.of(kind)
+            if len(found) > after:
+                return found[after]
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closed.is_set():
+                raise TimeoutError(f"no {kind} frame (got {[f['type'] for f in self.frames]})")
+            self._new.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._new.wait(), left)
+
+
+@asynccontextmanager
+async def peer(
+    url: str, token: str, *, answer_pings: bool = True, user_agent: str | None = CHROME
+) -> AsyncIterator[Peer]:
+    """A socket to `url` (which may carry a query already) with the session `token`."""
+    joiner = "&" if "?" in url else "?"
+    async with connect(
+        f"{url}{joiner}token={token}", user_agent_header=user_agent, ping_interval=None
+    ) as ws:
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), 2))
+        assert welcome["type"] == "welcome", welcome
+        found = Peer(ws, welcome, answer_pings)
+        reader = asyncio.create_task(found.read())
+        try:
+            yield found
+        finally:
+            reader.cancel()
+            with suppress(asyncio.CancelledError):
+                await reader
