@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import nox
 
 nox.options.sessions = ["lint", "typing", "tests", "pyodide"]
@@ -51,7 +53,8 @@ def pyodide(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print figures; not part of the default run."""
+    """Benchmarks that print figures; not part of the default run. Each posarg is a script
+    with its arguments: `nox -s bench -- bench/sockets.py "bench/saves.py --processes 1"`."""
     session.install("-e", ".[server,dev]")
     for script in session.posargs or ["bench/lifecycle.py"]:
-        session.run("python", script)
+        session.run("python", *shlex.split(script))

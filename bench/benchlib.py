@@ -1,19 +1,42 @@
-"""What the benchmarks share: free ports, percentiles, and a real `examsync serve` to drive."""
+"""What the benchmarks share: free ports, percentiles, a real `examsync serve` to drive, a
+prepared plan, logins, and many sockets (bounded connects, arrival times, memory)."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import os
+import resource
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
+from loadgen import RawHttp
+from websockets.asyncio.client import ClientConnection, connect
+
+from examsync_server.demo.sample import PLAN_ID, sample_package, sample_plan
 
 TOKEN = "bench-admin-token"
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """The server's own loop (uvloop) when installed: what the load generator spends is taken
+    from the server on the same cores, so it should spend as little as the server does."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def free_port() -> int:
@@ -36,7 +59,111 @@ def latency_line(label: str, millis: list[float]) -> str:
     )
 
 
-def start_server(data: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+def machine_line() -> str:
+    return f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+def raise_fd_limit(sockets: int) -> int:
+    """Room for `sockets` connections in this process and in the servers it starts afterwards
+    (children inherit the limit); returns the soft limit now in force."""
+    need = sockets + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise SystemExit(
+            f"{sockets} sockets need {need} file descriptors; the hard limit (`ulimit -Hn`) is"
+            f" {hard}: raise it or ask for fewer sockets"
+        )
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+async def bounded(count: int, work: Callable[[int], Awaitable[T]], parallel: int) -> list[T]:
+    """work(0) … work(count - 1), at most `parallel` at a time, results in order. A few workers
+    rather than a task per item: 10,000 pending connects would only queue in the backlog."""
+    slots: dict[int, T] = {}
+    todo = iter(range(count))
+
+    async def worker() -> None:
+        for i in todo:  # one iterator shared by all workers: each item is taken once
+            slots[i] = await work(i)
+
+    await asyncio.gather(*(worker() for _ in range(min(parallel, count))))
+    return [slots[i] for i in range(count)]
+
+
+class Arrivals:
+    """When each socket first gets a frame containing `marker` (a substring test: cheaper than
+    decoding 10,000 frames, and the sockets waited on get nothing else meanwhile).
+
+    Start it before the trigger and `await ready()`: setting up the waits is not timed."""
+
+    def __init__(self, sockets: Sequence[ClientConnection], marker: str) -> None:
+        self.marker = marker
+        self.times: list[float | None] = [None] * len(sockets)
+        self.tasks = [asyncio.create_task(self._wait(i, ws)) for i, ws in enumerate(sockets)]
+
+    async def _wait(self, i: int, ws: ClientConnection) -> None:
+        while True:
+            frame = await ws.recv()
+            if self.marker in (frame if isinstance(frame, str) else frame.decode()):
+                self.times[i] = time.perf_counter()
+                return
+
+    async def ready(self) -> None:
+        await asyncio.sleep(0.1)  # every wait has started and blocks in recv()
+
+    async def millis(self, since: float, timeout: float = 60.0) -> list[float]:
+        """Arrival times in ms after `since`, of the sockets that got it within `timeout`."""
+        _, pending = await asyncio.wait(self.tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        return [(t - since) * 1000 for t in self.times if t is not None]
+
+
+async def broadcast_times(
+    sockets: Sequence[ClientConnection], marker: str, trigger: Callable[[], Awaitable[T]]
+) -> tuple[list[float], T]:
+    """Arrival times (ms) of the first frame with `marker` on every socket, counted from just
+    before `trigger()`, and what the trigger returned."""
+    waits = Arrivals(sockets, marker)
+    await waits.ready()
+    since = time.perf_counter()
+    result = await trigger()
+    return await waits.millis(since), result
+
+
+async def open_socket(session: Mapping[str, Any]) -> ClientConnection:
+    """A session's socket on the socket server, its welcome read. No keepalive task per socket
+    on this side (ping_interval=None): the server's app-level pings are what count."""
+    ws = await connect(
+        f"{session['socketUrl']}?token={session['token']}", ping_interval=None, open_timeout=60
+    )
+    await ws.recv()  # welcome
+    return ws
+
+
+def deflate_negotiated(ws: ClientConnection) -> bool:
+    assert ws.response is not None
+    return "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+
+
+async def close_all(sockets: Sequence[ClientConnection], parallel: int = 200) -> None:
+    await bounded(len(sockets), lambda i: sockets[i].close(), parallel)
+
+
+def start_server(
+    data: Path, *extra: str, env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """`examsync serve` on free ports with its private Redis in `data`; waits until healthy."""
     port, socket_port = free_port(), free_port()
     data.mkdir(parents=True, exist_ok=True)
@@ -59,7 +186,7 @@ def start_server(data: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "EXAMSYNC_ADMIN_TOKEN": TOKEN},
+            env={**os.environ, "EXAMSYNC_ADMIN_TOKEN": TOKEN, **(env or {})},
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -78,3 +205,59 @@ def start_server(data: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]
 def stop_server(server: subprocess.Popen[bytes]) -> None:
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=60)
+
+
+async def prepared_plan(http: httpx.AsyncClient, candidates: int) -> tuple[float, float]:
+    """The sample plan with `candidates` candidates imported, packaged, prepared and started
+    (`http` carries the admin token); returns how long the import and the prepare took (ms)."""
+    started = time.perf_counter()
+    response = await http.put(
+        f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan(candidates=candidates)
+    )
+    response.raise_for_status()
+    put_ms = (time.perf_counter() - started) * 1000
+    package = sample_package()
+    response = await http.put(
+        f"/api/v1/admin/plans/{PLAN_ID}/package",
+        content=package,
+        headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
+    )
+    response.raise_for_status()
+    started = time.perf_counter()
+    (await http.post(f"/api/v1/admin/plans/{PLAN_ID}/prepare")).raise_for_status()
+    prepare_ms = (time.perf_counter() - started) * 1000
+    (await http.post(f"/api/v1/admin/plans/{PLAN_ID}/start")).raise_for_status()
+    return put_ms, prepare_ms
+
+
+async def end_plan(http: httpx.AsyncClient) -> float:
+    """The admin `end` call (`http` carries the admin token); how long it took (ms)."""
+    started = time.perf_counter()
+    (await http.post(f"/api/v1/admin/plans/{PLAN_ID}/end")).raise_for_status()
+    return (time.perf_counter() - started) * 1000
+
+
+def candidate_id(i: int) -> str:
+    """The i-th (from 0) candidate of `sample_plan`; even ones are in GROUP01, odd in GROUP02."""
+    return f"CAND2023{i + 1:02d}"
+
+
+def candidate_login(i: int) -> dict[str, str]:
+    return {"planId": PLAN_ID, "candidateId": candidate_id(i), "authCode": f"AUTH{1234 + i}"}
+
+
+async def logins(base: str, bodies: Sequence[Mapping[str, str]], parallel: int = 16) -> list[Any]:
+    """`POST /api/v1/sessions` for each body, `parallel` at a time; the session responses."""
+    http = RawHttp(base, parallel)
+    head = http.head("/api/v1/sessions", {"Content-Type": "application/json"})
+
+    async def one(i: int) -> Any:
+        status, body = await http.post(head, json.dumps(bodies[i]).encode())
+        if status not in (200, 201):
+            raise RuntimeError(f"login {dict(bodies[i])} failed: {status} {body[:200]!r}")
+        return json.loads(body)
+
+    try:
+        return await bounded(len(bodies), one, parallel)
+    finally:
+        http.close()

@@ -33,7 +33,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import TOKEN, latency_line, start_server, stop_server
+from benchlib import (
+    TOKEN,
+    candidate_id,
+    candidate_login,
+    latency_line,
+    logins,
+    run,
+    start_server,
+    stop_server,
+)
 from loadgen import HttpError, RawHttp
 
 from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
@@ -250,14 +259,10 @@ async def main(args: argparse.Namespace) -> None:
         admin.post(f"/api/v1/admin/plans/{PLAN_ID}/prepare").raise_for_status()
         admin.post(f"/api/v1/admin/plans/{PLAN_ID}/start").raise_for_status()
         rng = random.Random(7)
-        cands = []
-        for i in range(args.candidates):
-            cid = f"CAND2023{i + 1:02d}"
-            session = admin.post(
-                "/api/v1/sessions",
-                json={"planId": PLAN_ID, "candidateId": cid, "authCode": f"AUTH{1234 + i}"},
-            ).json()
-            cands.append(Candidate(cid, session["token"], rng))
+        sessions = await logins(base, [candidate_login(i) for i in range(args.candidates)])
+        cands = [
+            Candidate(candidate_id(i), session["token"], rng) for i, session in enumerate(sessions)
+        ]
 
         per_candidate = int((args.seconds * (4000 + args.rate) + 8000) / args.candidates) + 1
         for cand in cands:
@@ -314,9 +319,4 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--http-server", choices=("hypercorn", "uvicorn"), default="uvicorn")
-    try:
-        import uvloop  # the server's own loop: the load generator's CPU is the server's loss
-
-        uvloop.run(main(parser.parse_args()))
-    except ImportError:
-        asyncio.run(main(parser.parse_args()))
+    run(main(parser.parse_args()))
