@@ -189,3 +189,17 @@ async def test_a_socket_of_a_running_exam_gets_no_exam_end(
     async with socket(runtime, cand["token"]) as ws:
         with pytest.raises(TimeoutError):
             await next_of(ws, "exam_end", timeout=0.3)
+
+
+async def test_the_socket_server_declines_permessage_deflate(
+    client: Client, admin: dict[str, str], runtime: Runtime
+) -> None:
+    """Browsers offer it; accepted, it would cost ~37 KB per socket and one compression per
+    socket for every broadcast (bench/sockets.py), for frames of a few hundred bytes."""
+    await load_plan(client, admin)
+    cand = await login(
+        client, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+    )
+    async with socket(runtime, cand["token"]) as ws:  # the client offers deflate by default
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers

@@ -115,6 +115,11 @@ class SocketServer:
             # The app-level heartbeat below decides when a peer is dead (and reports why);
             # the protocol's own pings would only race it.
             ping_interval=None,
+            # No permessage-deflate, though browsers offer it: its zlib state cost ~37 KB per
+            # socket (51 KB instead of 14 at 10k sockets, bench/sockets.py), and broadcast()
+            # would compress once per socket instead of encoding once, for frames of a few
+            # hundred bytes.
+            compression=None,
         )
         self._spawn(self._beat(), "heartbeat")
         if self.publisher is not None:
