@@ -53,6 +53,7 @@ from benchlib import (
     open_socket,
     percentile,
     prepared_plan,
+    quiet_collector,
     raise_fd_limit,
     rss_bytes,
     run,
@@ -166,15 +167,17 @@ async def measure_examsync(n: int, disconnects: int, parallel: int) -> ExamsyncR
         group01 = [(candidate_id(i), clients[i]) for i in range(0, 4 * k, 2)]
         watcher = supervisors[0]
         one_by_one = []
-        for cid, ws in group01[:k]:
-            started = time.perf_counter()
-            await ws.close()
-            await until(watcher.heard(cid), 30)
-            one_by_one.append((watcher.disconnected[cid] - started) * 1000)
+        with quiet_collector():
+            for cid, ws in group01[:k]:
+                started = time.perf_counter()
+                await ws.close()
+                await until(watcher.heard(cid), 30)
+                one_by_one.append((watcher.disconnected[cid] - started) * 1000)
         burst = group01[k:]
-        started = time.perf_counter()
-        await asyncio.gather(*(ws.close() for _, ws in burst))
-        await until(lambda: all(watcher.heard(c)() for c, _ in burst), 60)
+        with quiet_collector():
+            started = time.perf_counter()
+            await asyncio.gather(*(ws.close() for _, ws in burst))
+            await until(lambda: all(watcher.heard(c)() for c, _ in burst), 60)
         burst_ms = [(watcher.disconnected[c] - started) * 1000 for c, _ in burst]
         return ExamsyncRun(
             n,
