@@ -10,11 +10,13 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -175,6 +177,19 @@ def deflate_negotiated(ws: ClientConnection) -> bool:
 
 async def close_all(sockets: Sequence[ClientConnection], parallel: int = 200) -> None:
     await bounded(len(sockets), lambda i: sockets[i].close(), parallel)
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A temp dir for one run's server data and server.log: removed after a clean run (one of
+    10,000 sockets leaves ~200 MB), kept after a failure for its server.log."""
+    path = Path(tempfile.mkdtemp(prefix="examsync-bench-"))
+    try:
+        yield path
+    except BaseException:
+        print(f"kept {path} for its server.log", file=sys.stderr)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def start_server(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 from pathlib import Path
 
 import httpx
@@ -36,6 +35,7 @@ from benchlib import (
     prepared_plan,
     raise_fd_limit,
     run,
+    scratch_dir,
     start_server,
     stop_server,
 )
@@ -44,8 +44,12 @@ from websockets.asyncio.client import ClientConnection
 
 async def main(candidates: int, sockets: int) -> None:
     raise_fd_limit(sockets)
-    data = Path(tempfile.mkdtemp(prefix="examsync-bench-"))
-    server, base = start_server(data / "var")  # inherits the raised descriptor limit
+    with scratch_dir() as scratch:
+        await measure(scratch / "var", candidates, sockets)
+
+
+async def measure(data: Path, candidates: int, sockets: int) -> None:
+    server, base = start_server(data)  # inherits the raised descriptor limit
     clients: list[ClientConnection] = []
     try:
         async with httpx.AsyncClient(

@@ -26,7 +26,6 @@ import random
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -40,6 +39,7 @@ from benchlib import (
     latency_line,
     logins,
     run,
+    scratch_dir,
     start_server,
     stop_server,
 )
@@ -238,7 +238,11 @@ async def raw_limit(redis_url: str, sqlite_path: Path, cands: list[Candidate], c
 
 
 async def main(args: argparse.Namespace) -> None:
-    data = Path(tempfile.mkdtemp(prefix="examsync-bench-")) / "var"
+    with scratch_dir() as scratch:
+        await measure(scratch / "var", args)
+
+
+async def measure(data: Path, args: argparse.Namespace) -> None:
     data.mkdir(parents=True)
     server, base = start_server(
         data, "--http-server", args.http_server, "--processes", str(args.processes)

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from benchlib import (
     raise_fd_limit,
     rss_bytes,
     run,
+    scratch_dir,
     start_server,
     stop_server,
 )
@@ -123,7 +123,11 @@ class ExamsyncRun:
 
 
 async def measure_examsync(n: int, disconnects: int, parallel: int) -> ExamsyncRun:
-    data = Path(tempfile.mkdtemp(prefix="examsync-bench-")) / "var"
+    with scratch_dir() as scratch:
+        return await _measure_examsync(scratch / "var", n, disconnects, parallel)
+
+
+async def _measure_examsync(data: Path, n: int, disconnects: int, parallel: int) -> ExamsyncRun:
     # Idle sockets stay idle: no pings to answer (the peers get the same stretch).
     server, base = start_server(data, env={"EXAMSYNC_PING_INTERVAL": str(peers.IDLE_HEARTBEAT)})
     redis = Redis.from_url(f"unix://{data / 'redis' / 'redis.sock'}", decode_responses=True)
