@@ -24,6 +24,7 @@ from .events import (
     DeliveryFailure,
     Event,
     RestoreReport,
+    StorageState,
     SyncState,
     SyncStatus,
 )
@@ -38,6 +39,7 @@ from .exceptions import (
     RemoteProtocolError,
     ServerError,
     StorageError,
+    StorageFullError,
     StoreLockedError,
     TransportError,
 )
@@ -114,6 +116,8 @@ __all__ = [
     "StageChanged",
     "Storage",
     "StorageError",
+    "StorageFullError",
+    "StorageState",
     "StoreLockedError",
     "SyncState",
     "SyncStatus",
