@@ -345,10 +345,26 @@ class BaseExamClient(ABC):
             except Exception as exc:  # never let one bad step stop the syncing...
                 self._alert(exc, "loop")
                 delay = 0.5  # ...nor spin on it
-            try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except TimeoutError:
-                pass
+            await self._sleep(delay)
+
+    async def _sleep(self, delay: float | None) -> None:
+        """Until a wake-up, or ``delay`` seconds (None: no limit).
+
+        A timer that sets the wake-up event rather than ``wait_for``: Pyodide's WebLoop refuses
+        a deadline that has passed by the time it is scheduled ("Can't schedule in the past"),
+        which a deadline microseconds away can be; ``call_later`` with a delay > 0 cannot.
+        """
+        if delay is not None and delay <= 0:
+            await asyncio.sleep(0)
+            return
+        timer = (
+            None if delay is None else asyncio.get_running_loop().call_later(delay, self._wake.set)
+        )
+        try:
+            await self._wake.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _pump(self) -> None:
         engine = self._require_engine()
