@@ -1,12 +1,61 @@
 // What the browser would give the SDK, for the tests in Pyodide under Node (runner.mjs):
 // IndexedDB (fake-indexeddb, a full in-memory implementation of the spec), WebSocket (ws),
-// a small HTTP + WebSocket server on 127.0.0.1, and ways to make IndexedDB fail. The tests
-// reach it as the JS module `examsync_test_host`.
+// Web Locks (below), a small HTTP + WebSocket server on 127.0.0.1, and ways to make IndexedDB
+// fail. The tests reach it as the JS module `examsync_test_host`.
 import "fake-indexeddb/auto";
 import http from "node:http";
 import { WebSocket, WebSocketServer } from "ws";
 
 globalThis.WebSocket = WebSocket;
+
+// Node 20 has no Web Locks API. This stand-in keeps the browser's rules for what the SDK uses:
+// request(name, {mode: "exclusive", signal}, callback), requests granted in order, the lock
+// held until the callback's promise settles, an AbortError when the signal fires while
+// waiting. The browsers' own is for the Playwright tests.
+class LockManager {
+  #held = new Set();
+  #waiting = new Map();
+
+  request(name, options, callback) {
+    return new Promise((resolve, reject) => {
+      const grant = async () => {
+        this.#held.add(name);
+        try {
+          resolve(await callback({ name, mode: "exclusive" }));
+        } catch (error) {
+          reject(error);
+        } finally {
+          this.#held.delete(name);
+          this.#waiting.get(name)?.shift()?.();
+        }
+      };
+      const { signal } = options;
+      if (signal?.aborted) return reject(new DOMException("aborted", "AbortError"));
+      const queue = this.#waiting.get(name) ?? [];
+      this.#waiting.set(name, queue);
+      if (!this.#held.has(name) && queue.length === 0) return void grant();
+      queue.push(grant);
+      signal?.addEventListener("abort", () => {
+        const i = queue.indexOf(grant);
+        if (i >= 0) {
+          queue.splice(i, 1);
+          reject(new DOMException("aborted", "AbortError"));
+        }
+      });
+    });
+  }
+}
+
+// Called after Pyodide has loaded: a global `navigator` makes its loader take Node for a
+// browser.
+export function installWebLocks() {
+  if (!globalThis.navigator?.locks) {
+    Object.defineProperty(globalThis, "navigator", {
+      value: { ...globalThis.navigator, locks: new LockManager() },
+      configurable: true,
+    });
+  }
+}
 
 // --- IndexedDB faults ----------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ if (!repoRoot || !wheelDir || !sdkWheel) {
 
 const urls = await host.start();
 const pyodide = await loadPyodide();
+host.installWebLocks();
 const FS = pyodide.FS;
 
 function copyTree(src, dest) {

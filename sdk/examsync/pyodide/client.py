@@ -27,6 +27,7 @@ from ..storage import Storage
 from ._js import js
 from ._local import PackageStore, PlanDatabase, answers_db_name
 from ._local import SessionStore as IndexedDBSessionStore
+from .locks import TabLock
 from .receipts import WebCryptoVerifier, webcrypto_ed25519_available
 from .storage import IndexedDBStorage, open_storage
 from .transport import FetchTransport, WebSocketTransport
@@ -54,6 +55,7 @@ class ClientConfig:
     max_batch: int = 100
     verify_receipts: bool = True  # needs Ed25519 in WebCrypto; False keeps them unverified
     storage_timeout: float = 10.0  # IndexedDB open; after it, answers are kept in memory
+    lock_timeout: float | None = 5.0  # wait this long for another tab to let go (None: forever)
     open_timeout: float = 10.0  # socket handshake
     restore_on_start: bool = True
 
@@ -80,6 +82,7 @@ class ExamClient(BaseExamClient):
         )
         self.config = config
         self._indexeddb = indexeddb
+        self._lock: TabLock | None = None
         self._plan_db = PlanDatabase(
             config.database_prefix, config.plan_id, indexeddb, config.storage_timeout
         )
@@ -127,16 +130,26 @@ class ExamClient(BaseExamClient):
         name = answers_db_name(
             config.database_prefix, config.plan_id, candidate_id, config.exam_code
         )
-        storage, state = await open_storage(
-            name, factory=self._indexeddb, timeout=config.storage_timeout
-        )
+        # One writer per candidate, whichever store it ends up with (StoreLockedError).
+        self._lock = await TabLock.acquire(f"examsync:{name}", timeout=config.lock_timeout)
+        try:
+            storage, state = await open_storage(
+                name, factory=self._indexeddb, timeout=config.storage_timeout
+            )
+        except BaseException:
+            self._lock.release()
+            raise
         if isinstance(storage, IndexedDBStorage):
             storage.on_state = self._set_storage_state
         return storage, state
 
     async def _close_storage(self, storage: Storage) -> None:
-        if isinstance(storage, IndexedDBStorage):
-            await storage.close()
+        try:
+            if isinstance(storage, IndexedDBStorage):
+                await storage.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     async def _durable(self) -> None:
         if isinstance(self._storage, IndexedDBStorage):

@@ -26,6 +26,7 @@ from examsync import (
     SaveChannel,
     StorageFullError,
     StorageState,
+    StoreLockedError,
 )
 from examsync.pyodide import ClientConfig, ExamClient, IndexedDBStorage
 from examsync.pyodide._js import js_object, pyfetch
@@ -176,6 +177,23 @@ async def test_the_package_is_verified_and_cached_in_indexeddb(e2e: dict[str, st
     again = await client.download_package()
     assert again.from_cache and again.data == first.data and again.sha256 == first.sha256
     await client.close()
+
+
+async def test_one_writer_per_candidate_another_tab_waits_then_takes_over(
+    e2e: dict[str, str],
+) -> None:
+    prefix = f"device-{uuid.uuid4().hex}"
+    writer = await logged_in(ExamClient(config(e2e, prefix)), e2e)
+    version = await writer.set_answer("Q001", f"written by the first tab {uuid.uuid4().hex[:4]}")
+    with pytest.raises(StoreLockedError):
+        await logged_in(ExamClient(config(e2e, prefix, lock_timeout=0.2)), e2e)
+    waiting = asyncio.ensure_future(logged_in(ExamClient(config(e2e, prefix)), e2e))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await writer.close()  # the first tab goes away
+    second = await asyncio.wait_for(waiting, 5)
+    assert second.answers["Q001"].version >= version
+    await second.close()
 
 
 async def test_create_client_picks_the_pyodide_adapter(e2e: dict[str, str]) -> None:
