@@ -8,6 +8,7 @@ there. The same shape as ``examsync.cpython``, pumping the same core and the sam
 - ``storage``: :class:`IndexedDBStorage`, the core's Storage on IndexedDB (memory fall-back);
 - ``transport``: :class:`FetchTransport` (fetch) and :class:`WebSocketTransport`;
 - ``receipts``: :class:`WebCryptoVerifier` (``crypto.subtle`` Ed25519);
+- ``locks``: one writer per candidate across tabs (Web Locks);
 - ``client``: :class:`ExamClient`, the async client.
 """
 
