@@ -98,6 +98,23 @@ class Changes:
             or self.meta
         )
 
+    def then(self, later: Changes) -> Changes:
+        """One change with the effect of this one followed by ``later``.
+
+        An asynchronous store (IndexedDB) queues commits while a write is under way and writes
+        them as one transaction: the store then moves between states the engine was in.
+        """
+        outbox_put = {k: v for k, v in self.outbox_put.items() if k not in later.outbox_delete}
+        outbox_put.update(later.outbox_put)
+        return Changes(
+            answers={**self.answers, **later.answers},
+            outbox_put=outbox_put,
+            outbox_delete=self.outbox_delete.difference(later.outbox_put) | later.outbox_delete,
+            receipts={**self.receipts, **later.receipts},
+            version_floors={**self.version_floors, **later.version_floors},
+            meta={**self.meta, **later.meta},
+        )
+
     def apply_to(self, snapshot: Snapshot) -> Snapshot:
         """The snapshot after this change (what a storage must hold once commit returns)."""
         outbox = {k: v for k, v in snapshot.outbox.items() if k not in self.outbox_delete}
