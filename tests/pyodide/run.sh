@@ -28,8 +28,11 @@ if [[ -z "$python" ]]; then
     if [[ -x "$root/.venv/bin/python" ]]; then python="$root/.venv/bin/python"; else python=python3; fi
 fi
 
-if [[ ! -d "$here/node_modules/pyodide" ]]; then
+# Reinstall when the lock file changes; a copy of it marks a complete install.
+npm_stamp="$here/node_modules/.installed-lock.json"
+if ! cmp -s "$here/package-lock.json" "$npm_stamp" 2>/dev/null; then
     (cd "$here" && npm ci --no-audit --no-fund)
+    cp "$here/package-lock.json" "$npm_stamp"
 fi
 
 wheels="$here/.cache/wheels"
