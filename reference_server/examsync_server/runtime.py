@@ -72,6 +72,7 @@ class Runtime:
     hub: AckHub
     sockets: SocketServer | None
     embedded: EmbeddedRedis | None = None
+    persister: Persister | None = None  # None in the HTTP processes of `serve --processes N`
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -164,6 +165,7 @@ class Runtime:
                 claim_idle_ms=settings.claim_idle_ms,
                 max_attempts=settings.max_persist_attempts,
             )
+            runtime.persister = persister
             runtime.closers.append(persister.close)
             runtime.tasks.append(
                 asyncio.create_task(persister.run(runtime.live_plans), name="persister")
