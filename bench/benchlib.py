@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -78,3 +80,18 @@ def start_server(data: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]
 def stop_server(server: subprocess.Popen[bytes]) -> None:
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=60)
+
+
+def started_plan(base: str, plan: dict[str, Any], package: bytes) -> httpx.Client:
+    """Import `plan`, upload `package`, prepare and start; the admin client, for more."""
+    plan_id = plan["exam_plan"]["plan_id"]
+    admin = httpx.Client(base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"})
+    admin.put(f"/api/v1/admin/plans/{plan_id}", json=plan).raise_for_status()
+    admin.put(
+        f"/api/v1/admin/plans/{plan_id}/package",
+        content=package,
+        headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
+    ).raise_for_status()
+    admin.post(f"/api/v1/admin/plans/{plan_id}/prepare").raise_for_status()
+    admin.post(f"/api/v1/admin/plans/{plan_id}/start").raise_for_status()
+    return admin

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import io
 import json
 import os
@@ -32,8 +31,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import httpx
-from benchlib import TOKEN, latency_line, start_server, stop_server
+from benchlib import latency_line, start_server, started_plan, stop_server
 from loadgen import HttpError, RawHttp
 
 from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
@@ -235,20 +233,7 @@ async def main(args: argparse.Namespace) -> None:
         data, "--http-server", args.http_server, "--processes", str(args.processes)
     )
     try:
-        admin = httpx.Client(
-            base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}
-        )
-        admin.put(
-            f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan(candidates=args.candidates)
-        ).raise_for_status()
-        package = bench_package()
-        admin.put(
-            f"/api/v1/admin/plans/{PLAN_ID}/package",
-            content=package,
-            headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
-        ).raise_for_status()
-        admin.post(f"/api/v1/admin/plans/{PLAN_ID}/prepare").raise_for_status()
-        admin.post(f"/api/v1/admin/plans/{PLAN_ID}/start").raise_for_status()
+        admin = started_plan(base, sample_plan(candidates=args.candidates), bench_package())
         rng = random.Random(7)
         cands = []
         for i in range(args.candidates):
