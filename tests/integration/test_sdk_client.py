@@ -515,3 +515,52 @@ async def test_exam_end_reaches_the_client_as_an_event(
         assert events == [client.exam_ended]
         assert events[0].plan_id == PLAN_ID
         assert events[0].message == "시험이 종료되었습니다."
+
+
+# --- captures and logs through the outbox ----------------------------------------------------
+
+
+async def test_captures_and_logs_are_kept_through_a_cut_and_uploaded_once(
+    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> None:
+    """A webcam capture and log entries made while the network is down are stored on the
+    device, survive the client being closed and reopened, and are uploaded once it heals."""
+    from examsync import UploadOutcome
+
+    http_port = free_port()
+    store = tmp_path / "device"
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 20
+    with TcpProxy(http_port) as proxy:
+        server = await asyncio.to_thread(
+            serve_exam, tmp_path / "data", redis_url, servers, port=http_port
+        )
+        async with ExamClient(client_config(proxy.url, store)) as client:
+            await login(client)
+            await asyncio.to_thread(proxy.cut)
+            capture_id = await client.uploads.capture("webcam", jpeg, "image/jpeg")
+            client.uploads.log("focus_lost", "warning", {"seconds": 3})
+            client.uploads.log("focus_back")
+            await asyncio.sleep(0.5)
+            assert client.uploads.pending == 1  # on the device; the log entries still buffered
+        # closed while offline: the capture and the flushed log batch are on disk
+        assert len(device_rows_raw(store, "SELECT upload_id FROM uploads")) == 2
+        await asyncio.to_thread(proxy.heal)
+        async with ExamClient(client_config(proxy.url, store)) as client:
+            seen = recorder(client)
+            await login(client)
+            await until(lambda: client.uploads.pending == 0, "uploads drained", timeout=20)
+            outcomes = [e for e in seen if isinstance(e, UploadOutcome)]
+            assert sorted(o.kind for o in outcomes) == ["capture", "logs"]
+            assert all(o.status == "stored" for o in outcomes)
+    captures = read_db(
+        server.data_dir / "examsync.sqlite3", "SELECT capture_id, kind, size FROM capture"
+    )
+    assert [tuple(r) for r in captures] == [(capture_id, "webcam", len(jpeg))]
+    batches = read_db(server.data_dir / "examsync.sqlite3", "SELECT entries FROM log_batch")
+    assert [r[0] for r in batches] == [2]
+    assert device_rows_raw(store, "SELECT upload_id FROM uploads") == []
+
+
+def device_rows_raw(store_dir: Path, sql: str) -> list[Any]:
+    with closing(sqlite3.connect(device_db(store_dir))) as db:
+        return db.execute(sql).fetchall()

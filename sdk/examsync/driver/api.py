@@ -21,6 +21,7 @@ from ..exceptions import ChecksumMismatch, RemoteProtocolError, ServerError, Tra
 from ..messages import parse_error
 from ..protocol import decode_json
 from ..receipts import parse_public_keys
+from ..storage import Upload
 
 __all__ = [
     "CachedPackage",
@@ -136,7 +137,7 @@ class HttpApi(ABC):
         if self.token is not None:
             all_headers["Authorization"] = f"Bearer {self.token}"
         if body is not None:
-            all_headers["Content-Type"] = "application/json"
+            all_headers.setdefault("Content-Type", "application/json")
         return await self._send(method, self.base_url + path, body, all_headers)
 
     async def _json(self, method: str, path: str, body: bytes | None = None) -> Any:
@@ -170,6 +171,17 @@ class HttpApi(ABC):
         """POST a save; the status and raw body go to the engine, which judges them."""
         response = await self._request("POST", "/api/v1/answers", body=body)
         return response.status, response.content
+
+    async def upload(self, upload: Upload) -> Response:
+        """POST a capture or a log batch with its SHA-256; the queue judges the answer."""
+        digest = {"X-Content-SHA256": hashlib.sha256(upload.body).hexdigest()}
+        if upload.kind == "capture":
+            query = urlencode({**upload.params, "captureId": upload.upload_id})
+            headers = {**digest, "Content-Type": upload.content_type}
+            return await self._request(
+                "POST", f"/api/v1/captures?{query}", body=upload.body, headers=headers
+            )
+        return await self._request("POST", "/api/v1/logs", body=upload.body, headers=digest)
 
     async def restore(self, exam_code: str) -> bytes:
         """The raw restore body (the engine validates it); non-2xx raises ServerError."""
