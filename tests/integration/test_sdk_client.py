@@ -564,3 +564,29 @@ async def test_captures_and_logs_are_kept_through_a_cut_and_uploaded_once(
 def device_rows_raw(store_dir: Path, sql: str) -> list[Any]:
     with closing(sqlite3.connect(device_db(store_dir))) as db:
         return db.execute(sql).fetchall()
+
+
+async def test_an_expired_session_is_renewed_without_losing_a_save(
+    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> None:
+    """Sessions last 2 s here; the client logs in again by itself when the server says the
+    token expired, and the save that met the expiry is acknowledged all the same."""
+    server = await asyncio.to_thread(
+        serve_exam,
+        tmp_path / "data",
+        redis_url,
+        servers,
+        env={"EXAMSYNC_SESSION_TTL_SECONDS": "2"},
+    )
+    async with ExamClient(client_config(server.base, tmp_path / "device")) as client:
+        seen = recorder(client)
+        await login(client)
+        client.set_answer("Q001", "1")
+        assert await client.flush(timeout=10)
+        first_token = client.session.token if client.session else ""
+        await asyncio.sleep(3.5)  # past the session's life
+        client.set_answer("Q001", "2")
+        assert await client.flush(timeout=10), client.sync_state
+        assert not any(isinstance(e, DeliveryFailure) for e in seen)
+        assert stored_answers(server)["Q001"] == ("2", 2)
+        assert client._http.token != first_token  # noqa: SLF001 - the renewed session

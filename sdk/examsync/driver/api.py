@@ -115,6 +115,9 @@ class HttpApi(ABC):
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
         self.token: str | None = None
+        # The login body, kept to log in again when the server says the session expired: an
+        # exam outlasting the session must not turn into failed saves.
+        self._credentials: bytes | None = None
 
     @abstractmethod
     async def _send(
@@ -134,11 +137,26 @@ class HttpApi(ABC):
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         all_headers = {"Accept": "application/json", **(headers or {})}
-        if self.token is not None:
-            all_headers["Authorization"] = f"Bearer {self.token}"
         if body is not None:
             all_headers.setdefault("Content-Type", "application/json")
-        return await self._send(method, self.base_url + path, body, all_headers)
+        for renewed in (False, True):
+            if self.token is not None:
+                all_headers["Authorization"] = f"Bearer {self.token}"
+            response = await self._send(method, self.base_url + path, body, all_headers)
+            if renewed or not self._expired(response) or self._credentials is None:
+                return response
+            await self._relogin(self._credentials)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _expired(response: Response) -> bool:
+        return response.status == 401 and error_for(response).code == "token_expired"
+
+    async def _relogin(self, credentials: bytes) -> None:
+        """Log in again with the credentials of the first login; keep the new token."""
+        self.token = None
+        session = Session.from_wire(await self._json("POST", "/api/v1/sessions", credentials))
+        self.token = session.token
 
     async def _json(self, method: str, path: str, body: bytes | None = None) -> Any:
         response = await self._request(method, path, body=body)
@@ -164,7 +182,7 @@ class HttpApi(ABC):
         self.token = None
         encoded = json.dumps(body, ensure_ascii=False).encode()
         session = Session.from_wire(await self._json("POST", "/api/v1/sessions", encoded))
-        self.token = session.token
+        self.token, self._credentials = session.token, encoded
         return session
 
     async def save(self, body: bytes) -> tuple[int, bytes]:

@@ -430,7 +430,8 @@ class BaseExamClient(ABC):
         session = self._session
         assert session is not None
         try:
-            socket = await self._connect_socket(session.socket_url, session.token)
+            # the API's token: renewed there when the session expired (HttpApi._request)
+            socket = await self._connect_socket(session.socket_url, self._http.token or "")
         except ExamSyncError as exc:
             if isinstance(exc, ServerError) and not exc.retryable:  # a bad token...: say so
                 self._publish([Alert(exc, "socket")])
