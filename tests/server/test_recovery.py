@@ -43,6 +43,19 @@ async def test_flushed_redis_is_rebuilt_from_sqlite(
     assert sync_redis.xinfo_groups(f"exam_queue:{PLAN_ID}:answers")[0]["name"] == "persisters"
 
 
+def own_settings(tmp_path: Path, redis: EmbeddedRedis) -> Settings:
+    """A server on a Redis of the test's own, which the test may stop."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        redis_url=redis.url,
+        admin_token=ADMIN_TOKEN,
+        secret_key="k",
+        socket_port=0,
+        stage_tick_seconds=0.05,
+        repair_interval_seconds=0.2,
+    )
+
+
 @pytest.fixture
 async def private_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
     server = EmbeddedRedis.start_sync(tmp_path / "own-redis", appendonly=False)
@@ -53,15 +66,7 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
 async def test_end_during_a_redis_outage_is_committed_and_broadcast_later(
     tmp_path: Path, private_redis: EmbeddedRedis
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        redis_url=private_redis.url,
-        admin_token=ADMIN_TOKEN,
-        secret_key="k",
-        socket_port=0,
-        stage_tick_seconds=0.05,
-        repair_interval_seconds=0.2,
-    )
+    settings = own_settings(tmp_path, private_redis)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     quart_app = create_app(settings)
     async with quart_app.test_app() as test_app:
@@ -102,14 +107,7 @@ async def test_saves_during_a_redis_outage_get_503_and_store_nothing(
     from .answer_helpers import encoded, save_body
     from .conftest import login
 
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        redis_url=private_redis.url,
-        admin_token=ADMIN_TOKEN,
-        secret_key="k",
-        socket_port=0,
-        repair_interval_seconds=0.2,
-    )
+    settings = own_settings(tmp_path, private_redis)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with create_app(settings).test_app() as test_app:
         client = test_app.test_client()
