@@ -26,7 +26,7 @@ import httpx
 from loadgen import RawHttp
 from websockets.asyncio.client import ClientConnection, connect
 
-from examsync_server.demo.sample import PLAN_ID, sample_package, sample_plan
+from examsync_server.demo.sample import PLAN_ID
 
 TOKEN = "bench-admin-token"
 T = TypeVar("T")
@@ -238,29 +238,6 @@ def stop_server(server: subprocess.Popen[bytes]) -> None:
     server.wait(timeout=60)
 
 
-async def prepared_plan(http: httpx.AsyncClient, candidates: int) -> tuple[float, float]:
-    """The sample plan with `candidates` candidates imported, packaged, prepared and started
-    (`http` carries the admin token); returns how long the import and the prepare took (ms)."""
-    started = time.perf_counter()
-    response = await http.put(
-        f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan(candidates=candidates)
-    )
-    response.raise_for_status()
-    put_ms = (time.perf_counter() - started) * 1000
-    package = sample_package()
-    response = await http.put(
-        f"/api/v1/admin/plans/{PLAN_ID}/package",
-        content=package,
-        headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
-    )
-    response.raise_for_status()
-    started = time.perf_counter()
-    (await http.post(f"/api/v1/admin/plans/{PLAN_ID}/prepare")).raise_for_status()
-    prepare_ms = (time.perf_counter() - started) * 1000
-    (await http.post(f"/api/v1/admin/plans/{PLAN_ID}/start")).raise_for_status()
-    return put_ms, prepare_ms
-
-
 async def end_plan(http: httpx.AsyncClient) -> float:
     """The admin `end` call (`http` carries the admin token); how long it took (ms)."""
     started = time.perf_counter()
@@ -292,3 +269,58 @@ async def logins(base: str, bodies: Sequence[Mapping[str, str]], parallel: int =
         return await bounded(len(bodies), one, parallel)
     finally:
         http.close()
+
+
+def started_plan(
+    base: str, plan: dict[str, Any], package: bytes, took: dict[str, float] | None = None
+) -> httpx.Client:
+    """Import `plan`, upload `package`, prepare and start; the admin client, for more. `took`
+    gets how long the import (`put`) and the prepare (`prepare`) took, in ms."""
+    plan_id = plan["exam_plan"]["plan_id"]
+    took = {} if took is None else took
+    admin = httpx.Client(base_url=base, timeout=300, headers={"Authorization": f"Bearer {TOKEN}"})
+    started = time.perf_counter()
+    admin.put(f"/api/v1/admin/plans/{plan_id}", json=plan).raise_for_status()
+    took["put"] = (time.perf_counter() - started) * 1000
+    admin.put(
+        f"/api/v1/admin/plans/{plan_id}/package",
+        content=package,
+        headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
+    ).raise_for_status()
+    started = time.perf_counter()
+    admin.post(f"/api/v1/admin/plans/{plan_id}/prepare").raise_for_status()
+    took["prepare"] = (time.perf_counter() - started) * 1000
+    admin.post(f"/api/v1/admin/plans/{plan_id}/start").raise_for_status()
+    return admin
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def cpu_by_role(root: int) -> dict[str, float]:
+    """CPU seconds used so far by each process under `root`, summed by role: the `examsync`
+    subcommand it runs (serve, persister) or the program (redis-server)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    pending = [root]
+    while pending:
+        pid = pending.pop()
+        pending += _children(pid)
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv if a]
+        role = next(
+            (w for w in words if w in ("serve", "persister")), Path(words[0].split()[0]).name
+        )
+        totals[role] = totals.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return totals

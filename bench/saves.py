@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import io
 import json
 import os
@@ -31,16 +30,16 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import httpx
 from benchlib import (
-    TOKEN,
     candidate_id,
     candidate_login,
+    cpu_by_role,
     latency_line,
     logins,
     run,
     scratch_dir,
     start_server,
+    started_plan,
     stop_server,
 )
 from loadgen import HttpError, RawHttp
@@ -248,20 +247,7 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
         data, "--http-server", args.http_server, "--processes", str(args.processes)
     )
     try:
-        admin = httpx.Client(
-            base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}
-        )
-        admin.put(
-            f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan(candidates=args.candidates)
-        ).raise_for_status()
-        package = bench_package()
-        admin.put(
-            f"/api/v1/admin/plans/{PLAN_ID}/package",
-            content=package,
-            headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
-        ).raise_for_status()
-        admin.post(f"/api/v1/admin/plans/{PLAN_ID}/prepare").raise_for_status()
-        admin.post(f"/api/v1/admin/plans/{PLAN_ID}/start").raise_for_status()
+        started_plan(base, sample_plan(candidates=args.candidates), bench_package()).close()
         rng = random.Random(7)
         sessions = await logins(base, [candidate_login(i) for i in range(args.candidates)])
         cands = [
@@ -273,7 +259,9 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
             cand.prepare(per_candidate)
         await closed_loop(base, cands, 2, args.concurrency)  # warm-up
         through, elapsed = await closed_loop(base, cands, args.seconds, args.concurrency)
+        cpu_before = cpu_by_role(server.pid)
         steady = await open_loop(base, cands, args.seconds, args.rate)
+        cpu_after = cpu_by_role(server.pid)
         raw = await raw_limit(
             f"unix://{data / 'redis' / 'redis.sock'}", data / "examsync.sqlite3", cands, 20_000
         )
@@ -308,6 +296,14 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
             f"fixed rate {args.rate:.0f}/s: achieved {achieved:.0f}/s, errors {steady.errors or 0}"
         )
         print(latency_line("  ack latency (open loop)", steady.latencies))
+        per_save = {
+            role: (cpu_after[role] - cpu_before.get(role, 0.0)) / max(1, len(steady.latencies))
+            for role in sorted(cpu_after)
+        }
+        print(
+            "  server CPU per save at that rate: "
+            + ", ".join(f"{role} {seconds * 1e6:.0f} µs" for role, seconds in per_save.items())
+        )
         print(f"raw limit (stream + group commit + cache, no HTTP): {raw:.0f} saves/s")
         print(f"ratio HTTP / raw: {saves_per_s / raw:.2f}")
         print(f"acknowledged answers missing from SQLite: {lost}")

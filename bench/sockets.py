@@ -51,20 +51,20 @@ from benchlib import (
     machine_line,
     open_socket,
     percentile,
-    prepared_plan,
     quiet_collector,
     raise_fd_limit,
     rss_bytes,
     run,
     scratch_dir,
     start_server,
+    started_plan,
     stop_server,
 )
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
 from examsync_server.clock import iso, utc_now
-from examsync_server.demo.sample import PLAN_ID
+from examsync_server.demo.sample import PLAN_ID, sample_package, sample_plan
 from examsync_server.store import keys
 
 SUPERVISORS = (("SUP202301", "SUPAUTH01"), ("SUP202302", "SUPAUTH02"))  # GROUP01, GROUP02
@@ -137,7 +137,8 @@ async def _measure_examsync(data: Path, n: int, disconnects: int, parallel: int)
         async with httpx.AsyncClient(
             base_url=base, timeout=300, headers={"Authorization": f"Bearer {TOKEN}"}
         ) as http:
-            await prepared_plan(http, n)
+            plan = sample_plan(candidates=n)
+            (await asyncio.to_thread(started_plan, base, plan, sample_package())).close()
             bodies = [
                 {"planId": PLAN_ID, "supervisorId": sid, "authCode": code}
                 for sid, code in SUPERVISORS

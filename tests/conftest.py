@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+# Runs inside Pyodide only (bash tests/pyodide/run.sh, nox -s pyodide), never on CPython.
+collect_ignore = ["pyodide"]
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

@@ -1,13 +1,15 @@
 """examsync: answer sync for online exams — the SDK.
 
 The core (this package's top-level modules) is sans-I/O and standard-library only, so it
-imports unchanged on CPython 3.11+ and in Pyodide. The CPython client (httpx, websockets,
-sqlite3) is ``examsync.cpython``; importing ``examsync`` does not load it. See docs/sdk.md and
-docs/protocol.md.
+imports unchanged on CPython 3.11+ and in Pyodide. The clients are the adapters:
+``examsync.cpython`` (httpx, websockets, sqlite3) and ``examsync.pyodide`` (fetch, WebSocket,
+IndexedDB, WebCrypto); :func:`create_client` picks the one for this interpreter. Importing
+``examsync`` loads neither. See docs/sdk.md and docs/protocol.md.
 """
 
 from __future__ import annotations
 
+from .adapters import adapter, adapter_name, create_client
 from .backoff import Backoff
 from .connection import (
     Connection,
@@ -24,6 +26,7 @@ from .events import (
     DeliveryFailure,
     Event,
     RestoreReport,
+    StorageState,
     SyncState,
     SyncStatus,
 )
@@ -38,6 +41,7 @@ from .exceptions import (
     RemoteProtocolError,
     ServerError,
     StorageError,
+    StorageFullError,
     StoreLockedError,
     TransportError,
 )
@@ -61,7 +65,8 @@ from .messages import (
 )
 from .protocol import canonical_json, checksum, verify_checksum
 from .receipts import ReceiptVerifier, parse_public_keys
-from .storage import Changes, LocalAnswer, MemoryStorage, OutboxEntry, Snapshot, Storage
+from .storage import Changes, LocalAnswer, MemoryStorage, OutboxEntry, Snapshot, Storage, Upload
+from .uploads import UploadOutcome, UploadQueue
 
 __all__ = [
     "AckStatus",
@@ -114,12 +119,20 @@ __all__ = [
     "StageChanged",
     "Storage",
     "StorageError",
+    "StorageFullError",
+    "StorageState",
     "StoreLockedError",
     "SyncState",
     "SyncStatus",
     "TransportError",
+    "Upload",
+    "UploadOutcome",
+    "UploadQueue",
+    "adapter",
+    "adapter_name",
     "canonical_json",
     "checksum",
+    "create_client",
     "parse_public_keys",
     "verify_checksum",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .exceptions import ExamSyncError
+from .exceptions import ExamSyncError, StorageError
 from .messages import AckStatus, Receipt
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "DeliveryFailure",
     "Event",
     "RestoreReport",
+    "StorageState",
     "SyncState",
     "SyncStatus",
 ]
@@ -107,6 +108,22 @@ class Alert:
 
     error: ExamSyncError
     where: str
+
+
+@dataclass(frozen=True, slots=True)
+class StorageState:
+    """Where this device keeps the answers, and whether that is durable right now.
+
+    A client emits it at login and whenever it changes. ``durable`` False means answers are
+    held in memory only (they still go to the server, but a reload or crash would lose what the
+    server has not acknowledged): ``backend`` ``"memory"`` when IndexedDB could not open at all,
+    or the usual backend with ``error`` (a :class:`~examsync.exceptions.StorageFullError`...)
+    while its writes fail and are retried. Show it: the candidate should not close the page.
+    """
+
+    backend: str  # "sqlite", "indexeddb" or "memory"
+    durable: bool
+    error: StorageError | None = None
 
 
 Event = SyncState | AnswerAcknowledged | AnswerSuperseded | DeliveryFailure | RestoreReport

@@ -11,6 +11,7 @@ The hierarchy::
     │       └── ReceiptError          a save receipt's signature does not verify (or its key
     │                                     is unknown): the save counts as not acknowledged
     ├── StorageError                  local durable storage failed; nothing was reported queued
+    │   ├── StorageFullError          the device's storage quota is used up (IndexedDB)
     │   └── StoreLockedError          another client holds this candidate's store on this device
     ├── TransportError                the request did not get an answer (network, timeout)
     └── ServerError                   the server answered with ``{"error": {...}}``
@@ -38,6 +39,7 @@ __all__ = [
     "RemoteProtocolError",
     "ServerError",
     "StorageError",
+    "StorageFullError",
     "StoreLockedError",
     "TransportError",
 ]
@@ -98,6 +100,14 @@ class StorageError(ExamSyncError):
     def __init__(self, message: str, *, operation: str | None = None) -> None:
         super().__init__(message)
         self.operation = operation
+
+
+class StorageFullError(StorageError):
+    """The browser refused a write for lack of quota (``QuotaExceededError``).
+
+    Nothing of the write was stored; the adapter keeps the change in memory, retries, and
+    reports the state with a :class:`~examsync.events.StorageState` event.
+    """
 
 
 class StoreLockedError(StorageError):

@@ -13,6 +13,7 @@ def test_hierarchy_matches_the_docstring() -> None:
         exc.ChecksumMismatch: exc.RemoteProtocolError,
         exc.ReceiptError: exc.RemoteProtocolError,
         exc.StorageError: exc.ExamSyncError,
+        exc.StorageFullError: exc.StorageError,
         exc.StoreLockedError: exc.StorageError,
         exc.TransportError: exc.ExamSyncError,
         exc.ServerError: exc.ExamSyncError,

@@ -20,6 +20,13 @@ CORE_MODULES = sorted(
     if not info.ispkg  # subpackages (cpython/, pyodide/) are the adapters: fenced separately
     for name in [f"examsync.{info.name}"]
 )
+# The loop and HTTP API both adapters share: standard library only, like the core.
+SHARED = [
+    "examsync.driver",
+    "examsync.driver.api",
+    "examsync.driver.client",
+    "examsync.driver.interfaces",
+]
 
 
 def test_all_is_exactly_the_reexported_names() -> None:
@@ -34,7 +41,7 @@ def test_all_is_exactly_the_reexported_names() -> None:
     assert public - submodules - {"annotations"} == set(examsync.__all__)
 
 
-@pytest.mark.parametrize("module", CORE_MODULES)
+@pytest.mark.parametrize("module", CORE_MODULES + SHARED)
 def test_each_core_module_has_an_all_that_resolves(module: str) -> None:
     mod = importlib.import_module(module)
     for name in getattr(mod, "__all__", []):
@@ -56,7 +63,7 @@ def test_core_sources_import_only_the_standard_library() -> None:
     # Static: runs everywhere, Pyodide included, and sees imports that a test run would not
     # execute (inside functions, behind conditions).
     root = Path(examsync.__file__).parent
-    for path in sorted(root.glob("*.py")):
+    for path in sorted([*root.glob("*.py"), *root.glob("driver/*.py")]):
         foreign = _imported_top_levels(path) - set(sys.stdlib_module_names) - {"__future__"}
         assert not foreign, f"{path.name} imports {sorted(foreign)}"
 
@@ -68,7 +75,7 @@ def test_importing_the_core_loads_only_the_standard_library() -> None:
     code = (
         "import sys\n"
         f"sys.path.insert(0, {str(Path(examsync.__file__).parent.parent)!r})\n"
-        f"for m in {CORE_MODULES!r}: __import__(m)\n"
+        f"for m in {CORE_MODULES + SHARED!r}: __import__(m)\n"
         "print('\\n'.join(sorted(sys.modules)))\n"
     )
     out = subprocess.run(
@@ -80,5 +87,5 @@ def test_importing_the_core_loads_only_the_standard_library() -> None:
         if m.split(".")[0] not in sys.stdlib_module_names
         and m.split(".")[0] not in {"examsync", "__main__", "__mp_main__"}
     }
-    assert "examsync.engine" in out
+    assert "examsync.engine" in out and "examsync.driver.client" in out
     assert not foreign, sorted(foreign)

@@ -25,6 +25,7 @@ from examsync import (
     ReceiptError,
     RestoreReport,
     SaveChannel,
+    StorageState,
     StoreLockedError,
     SyncState,
     SyncStatus,
@@ -228,7 +229,8 @@ async def test_exam_end_stage_changes_and_odd_frames_reach_the_events(
     await stream.aclose()
     quiet = SyncState | ConnectionChanged | RestoreReport
     kinds = [type(e).__name__ for e in seen if not isinstance(e, quiet)]
-    assert kinds == ["UnknownFrame", "Alert", "StageChanged", "ExamEnded"]
+    assert kinds == ["StorageState", "UnknownFrame", "Alert", "StageChanged", "ExamEnded"]
+    assert seen[0] == client.storage_state == StorageState("sqlite", durable=True)
     assert client.connection_state is ConnectionState.OPEN  # a bad frame is reported, not fatal
 
 

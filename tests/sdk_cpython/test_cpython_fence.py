@@ -1,5 +1,5 @@
-"""Import fences of the adapter: only cpython/ imports httpx, websockets or cryptography, and
-cryptography only when receipts are verified."""
+"""Import fences of the adapters: only cpython/ imports httpx, websockets or cryptography (and
+cryptography only when receipts are verified); only pyodide/_js.py imports js or pyodide."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import examsync
 
 ROOT = Path(examsync.__file__).parent
 ADAPTER_ONLY = {"httpx", "websockets", "cryptography"}
+BROWSER_ONLY = {"js", "pyodide"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -30,6 +31,15 @@ def test_only_the_cpython_adapter_imports_http_socket_and_crypto_libraries() -> 
     for path in ROOT.rglob("*.py"):
         if "cpython" not in path.relative_to(ROOT).parts:
             assert not _imports(path) & ADAPTER_ONLY, path
+
+
+def test_only_the_pyodide_adapter_imports_js_and_pyodide_through_one_module() -> None:
+    importers = {
+        path.relative_to(ROOT).as_posix()
+        for path in ROOT.rglob("*.py")
+        if _imports(path) & BROWSER_ONLY
+    }
+    assert importers == {"pyodide/_js.py"}
 
 
 def _run(code: str) -> str:
@@ -50,6 +60,26 @@ def test_importing_examsync_does_not_load_the_adapter() -> None:
         """
     )
     assert out.strip() == "[]"
+
+
+def test_create_client_picks_cpython_here_and_the_browser_adapter_does_not_import() -> None:
+    out = _run(
+        """
+        import sys
+        from pathlib import Path
+        import examsync
+        from examsync.cpython import ExamClient
+        client = examsync.create_client("http://x", "P", "E", store_dir=Path("/nonexistent"))
+        print(examsync.adapter_name(), type(client) is ExamClient)
+        print(sorted(m for m in sys.modules if m.split(".")[0] in {"js", "pyodide"}
+                     or m.startswith("examsync.pyodide")))
+        try:
+            import examsync.pyodide
+        except ImportError as exc:
+            print("refused:", exc.name)
+        """
+    )
+    assert out.split("\n")[:3] == ["cpython True", "[]", "refused: js"]
 
 
 def test_the_client_runs_without_cryptography_when_receipts_are_not_verified() -> None:

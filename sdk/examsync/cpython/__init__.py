@@ -6,7 +6,8 @@ receipts are verified). Everything here only pumps the sans-I/O core:
 - ``storage``: :class:`SQLiteStorage`, the core's Storage on a sqlite3 file, one writer at a time;
 - ``transport``: :class:`HttpTransport` (httpx) and :class:`SocketTransport` (websockets);
 - ``receipts``: :class:`Ed25519Verifier` (cryptography);
-- ``client``: :class:`ExamClient`, the async client; ``sync``: :class:`SyncExamClient`.
+- ``client``: :class:`ExamClient`, the async client (the loop is ``examsync.driver``'s, shared
+  with the Pyodide adapter); ``sync``: :class:`SyncExamClient`.
 """
 
 from __future__ import annotations

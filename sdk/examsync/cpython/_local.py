@@ -12,9 +12,10 @@ import json
 import os
 from pathlib import Path
 
-from ..exceptions import RemoteProtocolError, TransportError
+from ..driver.api import CachedPackage, Session
+from ..exceptions import RemoteProtocolError
 from ..protocol import decode_json
-from .transport import Session
+from .files import write_atomically
 
 
 def safe_name(name: str) -> str:
@@ -35,6 +36,28 @@ def package_dir(store_dir: Path, plan_id: str) -> Path:
     return store_dir / safe_name(plan_id) / "package"
 
 
+class PackageFiles:
+    """The verified package in ``cache_dir``: ``package.zip`` and its ``package.sha256``."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.zip_path = cache_dir / "package.zip"
+        self.sha_path = cache_dir / "package.sha256"
+
+    async def load(self) -> CachedPackage | None:
+        try:
+            recorded = self.sha_path.read_text().strip()
+            data = self.zip_path.read_bytes()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != recorded:
+            return None
+        return CachedPackage(data, recorded, from_cache=True)
+
+    async def save(self, package: CachedPackage) -> None:
+        write_atomically(self.zip_path, package.data)
+        write_atomically(self.sha_path, package.sha256.encode())
+
+
 class SessionCache:
     """The last session of one login (same server, plan and credentials), for offline starts.
 
@@ -47,7 +70,7 @@ class SessionCache:
         name = hashlib.sha256(identity.encode()).hexdigest()[:32]
         self.path = store_dir / safe_name(plan_id) / "sessions" / f"{name}.json"
 
-    def save(self, session: Session) -> None:
+    async def save(self, session: Session) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -57,9 +80,8 @@ class SessionCache:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
 
-    def load_or_raise(self, error: TransportError) -> Session:
-        """The cached session; with none usable, the network ``error`` stands."""
+    async def load(self) -> Session | None:
         try:
             return Session.from_wire(decode_json(self.path.read_bytes()))
         except (OSError, RemoteProtocolError):
-            raise error from None
+            return None

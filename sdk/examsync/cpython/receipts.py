@@ -47,6 +47,11 @@ class Ed25519Verifier:
     def knows(self, key_id: str) -> bool:
         return key_id in self._keys
 
+    async def verify_many(self, receipts: Mapping[str, Receipt]) -> None:
+        """:meth:`verify` each (the shape the shared client loop awaits)."""
+        for quiz_code, receipt in receipts.items():
+            self.verify(quiz_code, receipt)
+
     def verify(self, quiz_code: str, receipt: Receipt) -> None:
         from cryptography.exceptions import InvalidSignature
 

@@ -8,57 +8,21 @@ bytes mean is the core's business (``examsync.engine``, ``examsync.connection``)
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from .._validate import frozen_map, get_str, require_object
-from ..exceptions import (
-    ChecksumMismatch,
-    RemoteProtocolError,
-    ServerError,
-    TransportError,
-)
+from ..driver.api import HttpApi, Response, Session, socket_url_with_token
+from ..exceptions import RemoteProtocolError, TransportError
 from ..messages import parse_error
 from ..protocol import decode_json
-from ..receipts import parse_public_keys
-from .files import write_atomically
+from ._local import PackageFiles
 
-__all__ = ["HttpTransport", "Package", "Session", "SocketTransport"]
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """What ``POST /api/v1/sessions`` answered: the token, the socket URL, and the rest."""
-
-    token: str
-    socket_url: str
-    plan_id: str
-    candidate_id: str
-    server_time: str
-    raw: Mapping[str, Any] = field(default_factory=dict)  # stages, plan config, progress...
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "raw", frozen_map(self.raw))
-
-    @classmethod
-    def from_wire(cls, obj: object) -> Session:
-        m = require_object(obj, "")
-        return cls(
-            token=get_str(m, "token", ""),
-            socket_url=get_str(m, "socketUrl", ""),
-            plan_id=get_str(m, "planId", ""),
-            candidate_id=get_str(m, "candidateId", ""),
-            server_time=str(m.get("serverTime", "")),
-            raw=m,
-        )
+__all__ = ["HttpTransport", "Package", "Session", "SocketTransport", "socket_url_with_token"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,22 +34,8 @@ class Package:
     from_cache: bool  # True when the server said 304 or could not be reached
 
 
-def _map_httpx(exc: httpx.HTTPError, what: str) -> TransportError:
-    return TransportError(
-        f"{what}: {type(exc).__name__}: {exc}", timeout=isinstance(exc, httpx.TimeoutException)
-    )
-
-
-def _error_for(response: httpx.Response) -> ServerError:
-    try:
-        body: object = decode_json(response.content) if response.content else None
-    except RemoteProtocolError:
-        body = None  # a proxy's HTML page: the status alone decides
-    return parse_error(response.status_code, body)
-
-
-class HttpTransport:
-    """The candidate API over HTTP (DESIGN §4): login, save, restore, keys, package."""
+class HttpTransport(HttpApi):
+    """The candidate API (:class:`~examsync.driver.api.HttpApi`) over ``httpx.AsyncClient``."""
 
     def __init__(
         self,
@@ -94,132 +44,35 @@ class HttpTransport:
         client: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url)
         self._own_client = client is None
         self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
-        self.token: str | None = None
 
     async def aclose(self) -> None:
         if self._own_client:
             await self._client.aclose()
 
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: Any = None,
-        content: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        all_headers = {"Accept": "application/json", **(headers or {})}
-        if self.token is not None:
-            all_headers["Authorization"] = f"Bearer {self.token}"
-        if content is not None:
-            all_headers["Content-Type"] = "application/json"
+    async def _send(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> Response:
         try:
-            return await self._client.request(
-                method, self.base_url + path, json=json_body, content=content, headers=all_headers
-            )
+            response = await self._client.request(method, url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise _map_httpx(exc, f"{method} {path}") from exc
-
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self._request(method, path, **kwargs)
-        if not response.is_success:
-            raise _error_for(response)
-        return decode_json(response.content)
-
-    async def login(
-        self,
-        plan_id: str,
-        *,
-        candidate_id: str | None = None,
-        auth_code: str | None = None,
-        key: str | None = None,
-    ) -> Session:
-        """Web login (candidate id + auth code) or key login; keeps the token for later calls."""
-        if key is not None:
-            body: dict[str, str] = {"planId": plan_id, "key": key}
-        elif candidate_id is not None and auth_code is not None:
-            body = {"planId": plan_id, "candidateId": candidate_id, "authCode": auth_code}
-        else:
-            raise ValueError("pass key=, or candidate_id= and auth_code=")
-        self.token = None
-        session = Session.from_wire(await self._json("POST", "/api/v1/sessions", json_body=body))
-        self.token = session.token
-        return session
-
-    async def save(self, body: bytes) -> tuple[int, bytes]:
-        """POST a save; the status and raw body go to the engine, which judges them."""
-        response = await self._request("POST", "/api/v1/answers", content=body)
-        return response.status_code, response.content
-
-    async def restore(self, exam_code: str) -> bytes:
-        """The raw restore body (the engine validates it); non-2xx raises ServerError."""
-        response = await self._request("GET", f"/api/v1/answers/{quote(exam_code, safe='')}")
-        if not response.is_success:
-            raise _error_for(response)
-        return response.content
-
-    async def keys(self) -> Mapping[str, bytes]:
-        """The server's receipt-signing public keys by key id (``GET /api/v1/keys``)."""
-        return parse_public_keys(await self._json("GET", "/api/v1/keys"))
+            raise TransportError(
+                f"{method} {url}: {type(exc).__name__}: {exc}",
+                timeout=isinstance(exc, httpx.TimeoutException),
+            ) from exc
+        # httpx.Headers is case-insensitive; the API reads lower-case names.
+        headers_out = {k.lower(): v for k, v in response.headers.items()}
+        return Response(response.status_code, headers_out, response.content)
 
     async def package(self, plan_id: str, cache_dir: Path) -> Package:
-        """Download the exam package into ``cache_dir``, or use the cached copy.
-
-        The content must hash to the ``ETag`` (and ``X-Content-SHA256`` when sent), else
-        :class:`ChecksumMismatch` and the cache is left as it was. A cached copy (itself checked
-        against its recorded digest) is sent as ``If-None-Match`` and used on 304, or when the
-        server cannot be reached or answers 5xx: the exam can start offline.
+        """Download the exam package into ``cache_dir`` (``package.zip`` + ``package.sha256``),
+        or use the cached copy (the rules: :meth:`~examsync.driver.api.HttpApi.fetch_package`).
         """
-        zip_path = cache_dir / "package.zip"
-        sha_path = cache_dir / "package.sha256"
-        cached = _read_cached(zip_path, sha_path)
-        headers = {"If-None-Match": f'"{cached}"'} if cached else {}
-        try:
-            response = await self._request(
-                "GET", f"/api/v1/plans/{quote(plan_id, safe='')}/package", headers=headers
-            )
-            if response.status_code == 304 and cached:
-                return Package(zip_path, cached, from_cache=True)
-            if not response.is_success:
-                raise _error_for(response)
-        except (TransportError, ServerError) as exc:
-            retryable = isinstance(exc, TransportError) or (
-                isinstance(exc, ServerError) and exc.status >= 500
-            )
-            if cached and retryable:
-                return Package(zip_path, cached, from_cache=True)
-            raise
-        data = response.content
-        digest = hashlib.sha256(data).hexdigest()
-        etag = response.headers.get("ETag", "").removeprefix("W/").strip('"')
-        for claimed in (etag, response.headers.get("X-Content-SHA256", "")):
-            if claimed and claimed.lower() != digest:
-                raise ChecksumMismatch(expected=digest, actual=claimed)
-        if not etag:
-            raise RemoteProtocolError("package without an ETag", path="ETag")
-        write_atomically(zip_path, data)
-        write_atomically(sha_path, digest.encode())
-        return Package(zip_path, digest, from_cache=False)
-
-
-def _read_cached(zip_path: Path, sha_path: Path) -> str | None:
-    try:
-        recorded = sha_path.read_text().strip()
-        data = zip_path.read_bytes()
-    except OSError:
-        return None
-    return recorded if hashlib.sha256(data).hexdigest() == recorded else None
-
-
-def socket_url_with_token(url: str, token: str) -> str:
-    """``url`` with ``token=`` set in its query (other query parameters kept)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "token"] + [("token", token)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+        files = PackageFiles(cache_dir)
+        package = await self.fetch_package(plan_id, files)
+        return Package(files.zip_path, package.sha256, package.from_cache)
 
 
 class SocketTransport:

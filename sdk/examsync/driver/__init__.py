@@ -1,0 +1,27 @@
+"""What both adapters share: the HTTP API over a pluggable sender, and the client's loop.
+
+Standard library only (asyncio), so it runs on CPython and on Pyodide's WebLoop alike. An
+adapter (``examsync.cpython``, ``examsync.pyodide``) subclasses :class:`HttpApi` with a sender
+and :class:`BaseExamClient` with its store, socket, verifier and session cache.
+"""
+
+from __future__ import annotations
+
+from .api import CachedPackage, HttpApi, PackageCache, Response, Session, socket_url_with_token
+from .client import BaseExamClient, ClientEvent
+from .interfaces import ClientSettings, SessionStore, Socket, Verifier
+
+__all__ = [
+    "BaseExamClient",
+    "CachedPackage",
+    "ClientEvent",
+    "ClientSettings",
+    "HttpApi",
+    "PackageCache",
+    "Response",
+    "Session",
+    "SessionStore",
+    "Socket",
+    "Verifier",
+    "socket_url_with_token",
+]

@@ -1,0 +1,601 @@
+"""The exam client's loop, shared by the CPython and Pyodide adapters (asyncio only).
+
+The client owns no sync logic: it pumps two sans-I/O machines with real time and real I/O.
+``examsync.engine.Engine`` decides what to save and when; ``examsync.connection.Connection``
+decides when the socket is dead, when to reconnect, and whether saves go over the socket, over
+HTTP, or wait. One task runs the loop; every input (a frame, a response, a new answer) sets a
+wake-up event, and the loop otherwise sleeps until the earlier of the two machines' deadlines::
+
+    loop: engine.tick(wall); conn.tick(monotonic)
+          do conn.actions_to_do()            (connect, send a frame, drop the socket)
+          hand conn's save channel to the engine (None → engine offline)
+          send engine.next_request(wall)     (over the socket or HTTP)
+          publish the events of both
+          sleep until a deadline or a wake-up
+
+Everything runs on one event loop (CPython's, or Pyodide's WebLoop in the browser), so the
+machines need no locks. The I/O comes from the adapter, through the abstract methods of
+:class:`BaseExamClient` and an :class:`~examsync.driver.api.HttpApi`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from typing import Any, Self
+
+from ..connection import (
+    Connect,
+    Connection,
+    ConnectionChanged,
+    ConnectionState,
+    Drop,
+    SaveChannel,
+    Send,
+)
+from ..engine import Engine, EngineConfig, SaveRequest
+from ..events import Alert, Event, RestoreReport, StorageState, SyncState
+from ..exceptions import (
+    ExamSyncError,
+    ReceiptError,
+    RemoteProtocolError,
+    ServerError,
+    TransportError,
+)
+from ..frames import ErrorFrame, ExamEnded, SaveAckFrame, StageChanged, UnknownFrame, save_frame
+from ..messages import Receipt, SaveAck
+from ..protocol import decode_json
+from ..receipts import receipts_in
+from ..storage import LocalAnswer, Storage
+from ..uploads import UploadOutcome, UploadQueue
+from .api import HttpApi, Session
+from .interfaces import ClientSettings, SessionStore, Socket, Verifier
+from .timing import wait_woken
+from .uploads import Uploader
+
+__all__ = ["BaseExamClient", "ClientEvent"]
+
+log = logging.getLogger("examsync")
+
+ClientEvent = (
+    Event
+    | ConnectionChanged
+    | ExamEnded
+    | StageChanged
+    | UnknownFrame
+    | Alert
+    | StorageState
+    | UploadOutcome
+)
+
+
+class BaseExamClient(ABC):
+    """One candidate in one plan: login, local writes, the sync loop, events.
+
+    Adapters provide the I/O: an :class:`HttpApi`, and the abstract methods below (the local
+    store, the socket, the receipt verifier, the session cache).
+    """
+
+    def __init__(
+        self,
+        config: ClientSettings,
+        http: HttpApi,
+        *,
+        rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = config
+        self._http = http
+        self._rng, self._clock, self._mono = rng, clock, monotonic
+        self._verifier: Verifier | None = None
+        self._session: Session | None = None
+        self._storage: Storage | None = None
+        self._storage_state: StorageState | None = None
+        self._engine: Engine | None = None
+        self._uploader: Uploader | None = None
+        self._conn = Connection(config.connection, rng)
+        self._socket: Socket | None = None
+        self._channel: SaveChannel | None = None  # the save channel the engine was last given
+        self._ws_pending: dict[str, int] = {}  # socket request id -> engine batch id
+        self._wake = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: list[Callable[[ClientEvent], None]] = []
+        self._queues: list[asyncio.Queue[ClientEvent]] = []
+        self._sync_waiters: list[asyncio.Future[None]] = []
+        self._closing = False
+        self.exam_ended: ExamEnded | None = None
+
+    # --- what an adapter provides ----------------------------------------------------------------
+
+    @abstractmethod
+    def _session_store(
+        self, candidate_id: str | None, auth_code: str | None, key: str | None
+    ) -> SessionStore:
+        """Where the session of this login is cached (keyed by the credentials)."""
+
+    @abstractmethod
+    async def _open_storage(self, candidate_id: str) -> tuple[Storage, StorageState]:
+        """Open this candidate's local store for the configured plan and exam code.
+
+        Returns it and the state to report. Raises StorageError (StoreLockedError...) if it
+        cannot be used at all.
+        """
+
+    @abstractmethod
+    async def _close_storage(self, storage: Storage) -> None:
+        """Release the store (after the loop stopped)."""
+
+    @abstractmethod
+    async def _connect_socket(self, url: str, token: str) -> Socket:
+        """Open the socket; TransportError, or ServerError when the handshake is refused."""
+
+    @abstractmethod
+    def _new_verifier(self, keys: Mapping[str, bytes]) -> Verifier:
+        """A verifier for the server's published keys (raw Ed25519 public keys by id)."""
+
+    async def _durable(self) -> None:  # noqa: B027 (a hook with a do-nothing default)
+        """Return once every local write so far survives a crash (StorageError if it failed).
+
+        A synchronous store (SQLite) is durable when its commit returns: nothing to wait for.
+        """
+
+    # --- start -----------------------------------------------------------------------------------
+
+    async def login(
+        self,
+        *,
+        candidate_id: str | None = None,
+        auth_code: str | None = None,
+        key: str | None = None,
+    ) -> Session:
+        """Log in (web: candidate id + auth code; or key), open the local store, start syncing.
+
+        Offline, a session cached by an earlier login with the same credentials is used, so a
+        restarted client keeps taking answers. Raises StoreLockedError if another client holds
+        this candidate's store.
+        """
+        if self._session is not None:
+            raise ExamSyncError("already logged in")
+        config = self._settings
+        cache = self._session_store(candidate_id, auth_code, key)
+        online = True
+        try:
+            session = await self._http.login(
+                config.plan_id, candidate_id=candidate_id, auth_code=auth_code, key=key
+            )
+            await cache.save(session)
+        except TransportError:
+            cached = await cache.load()
+            if cached is None:
+                raise
+            session = cached
+            self._http.token = session.token
+            online = False
+        storage, storage_state = await self._open_storage(session.candidate_id)
+        engine_config = EngineConfig(
+            plan_id=config.plan_id,
+            exam_code=config.exam_code,
+            candidate_id=session.candidate_id,
+            device=config.device,
+            max_batch=config.max_batch,
+            request_timeout=config.request_timeout,
+        )
+        try:
+            self._engine = Engine(engine_config, storage, self._rng)
+        except ExamSyncError:
+            await self._close_storage(storage)
+            raise
+        self._storage, self._session = storage, session
+        self._uploader = Uploader(
+            UploadQueue(storage, self._rng),
+            self._http,
+            clock=self._clock,
+            durable=self._durable,
+            publish=self._publish,
+            alert=self._alert,
+        )
+        self._set_storage_state(storage_state)
+        if config.restore_on_start and online:
+            try:
+                await self.restore()
+            except ExamSyncError as exc:  # unreachable or refused: local answers still stand
+                self._publish([Alert(exc, "restore")])
+        self._conn.start(self._mono())
+        self._runner = asyncio.create_task(self._run(), name="examsync-client")
+        self._spawn(self._uploader.run(), "uploads")
+        return session
+
+    # --- local input -----------------------------------------------------------------------------
+
+    def _set_answer(self, quiz_code: str, value: str) -> int:
+        """Commit the answer to the store and queue it (durable once :meth:`_durable` returns)."""
+        version = self._require_engine().set_answer(quiz_code, value, self._clock())
+        self._wake.set()
+        return version
+
+    async def save_answer(self, quiz_code: str, value: str) -> int:
+        """Store the answer durably and queue it; return its version. The same on every
+        platform: when the await returns, the answer survives a crash of this device."""
+        version = self._set_answer(quiz_code, value)
+        await self._durable()
+        return version
+
+    @property
+    def uploads(self) -> Uploader:
+        """Captures and log entries: ``await uploads.capture(...)``, ``uploads.log(...)``."""
+        if self._uploader is None:
+            raise ExamSyncError("log in first")
+        return self._uploader
+
+    def record_navigation(self, from_quiz: str, to_quiz: str) -> None:
+        """Record a move between questions; it rides along with the next save."""
+        self._require_engine().record_navigation(from_quiz, to_quiz, self._clock())
+
+    def record_behavior(self, *, focus_ms: int = 0, keystrokes: int = 0) -> None:
+        """Add to the focus-time and keystroke totals (batch them; edits are counted for you)."""
+        self._require_engine().record_behavior(focus_ms=focus_ms, keystrokes=keystrokes)
+
+    # --- reading state ---------------------------------------------------------------------------
+
+    @property
+    def session(self) -> Session | None:
+        return self._session
+
+    @property
+    def answers(self) -> Mapping[str, LocalAnswer]:
+        return self._require_engine().answers
+
+    @property
+    def receipts(self) -> Mapping[str, Receipt]:
+        """The latest verified receipt per question (the server's signed acknowledgement)."""
+        return self._require_engine().receipts
+
+    @property
+    def sync_state(self) -> SyncState:
+        return self._require_engine().sync_state(self._clock())
+
+    @property
+    def storage_state(self) -> StorageState | None:
+        """Where answers are kept and whether that is durable now (None before login)."""
+        return self._storage_state
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        return self._conn.state
+
+    @property
+    def save_channel(self) -> SaveChannel | None:
+        return self._conn.save_channel
+
+    # --- waiting ---------------------------------------------------------------------------------
+
+    async def wait_synced(self, timeout: float | None = None) -> bool:
+        """Wait until the server acknowledged every answer; False if ``timeout`` passed first."""
+        if not self._require_engine().outbox:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sync_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in self._sync_waiters:
+                self._sync_waiters.remove(waiter)
+        return True
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Send what is pending now (skipping a backoff wait), then :meth:`wait_synced`."""
+        engine = self._require_engine()
+        if engine.online:
+            engine.connection_restored(self._clock())
+        self._conn.retry_now(self._mono())
+        self._wake.set()
+        return await self.wait_synced(timeout)
+
+    async def restore(self) -> RestoreReport:
+        """Merge the server's copy into local state (docs/sdk.md, "Restore merge").
+
+        ``report.unconfirmed`` lists answers this device holds a receipt for that the server no
+        longer returns (they are sent again, not dropped). Raises ServerError, TransportError,
+        or RemoteProtocolError (nothing changed) on a bad response.
+        """
+        engine = self._require_engine()
+        body = await self._http.restore(self._settings.exam_code)
+        report = engine.receive_restore(body, self._clock())
+        if report.unconfirmed:
+            log.warning("restore does not honour receipts for %s", report.unconfirmed)
+        self._wake.set()
+        if self._runner is None:  # before the loop runs: publish the report ourselves
+            self._publish(engine.events_received())
+        return report
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[ClientEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` with every event (on the loop's thread); returns its remover."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    async def events(self) -> AsyncIterator[ClientEvent]:
+        """Every event from now on, as an async iterator."""
+        queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
+        self._queues.append(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._queues.remove(queue)
+
+    # --- stop ------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop syncing and release the store. Unacknowledged answers stay stored and go out
+        at the next start; call :meth:`flush` first to send them now."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._uploader is not None:
+            await self._uploader.flush_logs()  # stored: they go out at the next start
+        self._conn.close(self._mono())
+        self._do_actions()
+        tasks = [t for t in (self._runner, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._socket is not None:
+            await self._socket.close()
+            self._socket = None
+        await self._http.aclose()
+        if self._storage is not None:
+            await self._close_storage(self._storage)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._closing:
+            self._wake.clear()
+            delay: float | None
+            try:
+                self._pump()
+                delay = self._sleep_time()
+            except Exception as exc:  # never let one bad step stop the syncing...
+                self._alert(exc, "loop")
+                delay = 0.5  # ...nor spin on it
+            await wait_woken(self._wake, delay)
+
+    def _pump(self) -> None:
+        engine = self._require_engine()
+        now = self._clock()
+        engine.tick(now)
+        self._conn.tick(self._mono())
+        self._do_actions()
+        changes = self._conn.events_received()
+        for change in changes:
+            # Hand the save channel to the engine. A channel gained or switched, or a socket
+            # that opened, retries at once; a failed socket retry behind the HTTP fallback
+            # changes nothing for saves, so their own backoff stands.
+            channel = change.save_channel
+            if channel is None:
+                engine.connection_lost(now)
+            elif channel is not self._channel or change.state is ConnectionState.OPEN:
+                engine.connection_restored(now)
+                if self._uploader is not None:
+                    self._uploader.connection_restored()
+            self._channel = channel
+        request = engine.next_request(now)
+        if request is not None:
+            channel = self._conn.save_channel
+            self._spawn(self._send_save(request, channel), "save")
+        self._publish([*changes, *engine.events_received()])
+        if not engine.outbox:
+            for waiter in self._sync_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _sleep_time(self) -> float | None:
+        engine = self._require_engine()
+        delays = []
+        if (deadline := engine.next_deadline()) is not None:
+            delays.append(deadline - self._clock())
+        if (deadline := self._conn.next_deadline()) is not None:
+            delays.append(deadline - self._mono())
+        return max(0.0, min(delays)) if delays else None
+
+    def _do_actions(self) -> None:
+        for action in self._conn.actions_to_do():
+            if isinstance(action, Connect):
+                self._spawn(self._connect(), "socket")
+            elif isinstance(action, Send):
+                if self._socket is not None:
+                    self._spawn(self._send_frame(self._socket, action.frame), "socket")
+            elif isinstance(action, Drop):
+                self._drop_socket(TransportError(f"socket dropped: {action.reason}"))
+
+    # --- socket ----------------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        session = self._session
+        assert session is not None
+        try:
+            # the API's token: renewed there when the session expired (HttpApi._request)
+            socket = await self._connect_socket(session.socket_url, self._http.token or "")
+        except ExamSyncError as exc:
+            if isinstance(exc, ServerError) and not exc.retryable:  # a bad token...: say so
+                self._publish([Alert(exc, "socket")])
+            self._conn.connect_failed(str(exc), self._mono())
+            self._wake.set()
+            return
+        if self._closing or self._conn.state is not ConnectionState.CONNECTING:
+            await socket.close()
+            return
+        self._socket = socket
+        self._conn.connection_made(self._mono())
+        self._spawn(self._read(socket), "socket")
+        self._wake.set()
+
+    async def _read(self, socket: Socket) -> None:
+        while True:
+            try:
+                data = await socket.recv()
+            except TransportError as exc:
+                if socket is self._socket:  # not dropped by us: the peer or network closed it
+                    self._socket = None
+                    self._conn.connection_lost(str(exc), self._mono())
+                    self._fail_socket_saves(exc)
+                self._wake.set()
+                return
+            try:
+                frame = self._conn.receive_frame(data, self._mono())
+            except RemoteProtocolError as exc:
+                self._publish([Alert(exc, "socket")])
+                continue
+            finally:
+                self._wake.set()  # a frame may have queued a pong or changed the channel
+            if isinstance(frame, SaveAckFrame):
+                batch = self._ws_pending.pop(frame.request_id, None)
+                if batch is not None:
+                    self._spawn(self._deliver(batch, 200, dict(frame.body)), "save")
+            elif isinstance(frame, ErrorFrame):
+                batch = self._ws_pending.pop(frame.request_id or "", None)
+                if batch is not None:
+                    engine = self._require_engine()
+                    engine.receive_save_response(
+                        batch, frame.status, dict(frame.body), self._clock()
+                    )
+                else:
+                    error = ServerError(
+                        str(frame.body.get("error")), code="socket_error", status=frame.status
+                    )
+                    self._publish([Alert(error, "socket")])
+            elif isinstance(frame, ExamEnded):
+                self.exam_ended = frame
+                self._publish([frame])
+                engine = self._require_engine()
+                if engine.online:  # push whatever is still pending now, not after a backoff
+                    engine.connection_restored(self._clock())
+            elif isinstance(frame, StageChanged | UnknownFrame):
+                self._publish([frame])
+
+    async def _send_frame(self, socket: Socket, frame: str) -> None:
+        try:
+            await socket.send(frame)
+        except TransportError:
+            pass  # the reader sees the closed socket and reports it once
+
+    def _drop_socket(self, error: TransportError) -> None:
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            socket.abort()
+        self._fail_socket_saves(error)
+
+    def _fail_socket_saves(self, error: TransportError) -> None:
+        pending, self._ws_pending = self._ws_pending, {}
+        if self._engine is not None:
+            for batch in pending.values():
+                self._engine.send_failed(batch, error, self._clock())
+
+    # --- saves and receipts ----------------------------------------------------------------------
+
+    async def _send_save(self, request: SaveRequest, channel: SaveChannel | None) -> None:
+        engine = self._require_engine()
+        socket = self._socket
+        if channel is SaveChannel.SOCKET and socket is not None:
+            request_id = str(request.batch_id)
+            self._ws_pending[request_id] = request.batch_id
+            try:
+                await socket.send(save_frame(request_id, request.body))
+            except TransportError as exc:
+                self._ws_pending.pop(request_id, None)
+                engine.send_failed(request.batch_id, exc, self._clock())
+            return  # the ack comes through _read
+        try:
+            status, body = await self._http.save(request.body)
+        except TransportError as exc:
+            engine.send_failed(request.batch_id, exc, self._clock())
+            return
+        await self._deliver(request.batch_id, status, body)
+
+    async def _deliver(self, batch_id: int, status: int, body: bytes | dict[str, Any]) -> None:
+        """Verify an ack's receipts, then hand it to the engine; a bad receipt fails the send."""
+        engine = self._require_engine()
+        if self._settings.verify_receipts and 200 <= status < 300:
+            try:
+                ack = SaveAck.from_wire(decode_json(body) if isinstance(body, bytes) else body)
+            except RemoteProtocolError:
+                pass  # malformed: the engine refuses it and reports why
+            else:
+                try:
+                    await self._verify(receipts_in(ack))
+                except ExamSyncError as exc:
+                    if isinstance(exc, ReceiptError):
+                        self._publish([Alert(exc, "save")])
+                    engine.send_failed(batch_id, exc, self._clock())
+                    return
+        engine.receive_save_response(batch_id, status, body, self._clock())
+
+    async def _verify(self, receipts: Mapping[str, Receipt]) -> None:
+        if not receipts:
+            return
+        verifier = self._verifier
+        if verifier is None or not all(verifier.knows(r.key_id) for r in receipts.values()):
+            # First use, or the server rotated its key: fetch the published keys again.
+            verifier = self._verifier = self._new_verifier(await self._http.keys())
+        await verifier.verify_many(receipts)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], where: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an error we do not know: log it, show it, go on
+                self._alert(exc, where)
+            finally:
+                self._wake.set()
+
+        task = asyncio.create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        # A task cancelled before it ran (at close) never awaited ``coro``: close it quietly.
+        task.add_done_callback(lambda _: coro.close())
+
+    def _alert(self, exc: Exception, where: str) -> None:
+        log.exception("examsync: unexpected error in %s", where, exc_info=exc)
+        error = exc if isinstance(exc, ExamSyncError) else ExamSyncError(repr(exc))
+        self._publish([Alert(error, where)])
+
+    def _publish(self, events: list[Any]) -> None:
+        for event in events:
+            for queue in self._queues:
+                queue.put_nowait(event)
+            for callback in list(self._listeners):
+                try:
+                    callback(event)
+                except Exception:  # a front-end bug must not stop the sync
+                    log.exception("examsync: event listener failed")
+
+    def _set_storage_state(self, state: StorageState) -> None:
+        """Record and publish a change of the store's state (adapters call it on a change)."""
+        if state != self._storage_state:
+            self._storage_state = state
+            self._publish([state])
+
+    def _require_engine(self) -> Engine:
+        if self._engine is None:
+            raise ExamSyncError("log in first")
+        return self._engine

@@ -1,0 +1,75 @@
+"""What the shared client loop needs from an adapter besides the HTTP API (typing.Protocol)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from ..connection import ConnectionConfig
+from ..messages import Device, Receipt
+from .api import Session
+
+__all__ = ["ClientSettings", "SessionStore", "Socket", "Verifier"]
+
+
+class ClientSettings(Protocol):
+    """The settings every adapter's ``ClientConfig`` has (read by the shared loop)."""
+
+    @property
+    def base_url(self) -> str: ...  # the HTTP API, e.g. http://127.0.0.1:8000
+    @property
+    def plan_id(self) -> str: ...
+    @property
+    def exam_code(self) -> str: ...
+    @property
+    def device(self) -> Device: ...
+    @property
+    def connection(self) -> ConnectionConfig: ...
+    @property
+    def request_timeout(self) -> float: ...  # a save with no answer by then is retried
+    @property
+    def max_batch(self) -> int: ...
+    @property
+    def verify_receipts(self) -> bool: ...
+    @property
+    def open_timeout(self) -> float: ...  # socket handshake
+    @property
+    def restore_on_start(self) -> bool: ...
+
+
+class Socket(Protocol):
+    """One open WebSocket, as an adapter's socket transport provides it."""
+
+    async def send(self, frame: str) -> None:
+        """Send a text frame; TransportError if the socket is closed."""
+        ...
+
+    async def recv(self) -> str | bytes:
+        """The next message; TransportError once the socket is closed."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection now (a dead peer would never finish a closing handshake)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Verifier(Protocol):
+    """Checks receipt signatures against the server's keys (cryptography, WebCrypto)."""
+
+    def knows(self, key_id: str) -> bool: ...
+
+    async def verify_many(self, receipts: Mapping[str, Receipt]) -> None:
+        """Return if every receipt verifies; raise ReceiptError (unknown key too) otherwise."""
+        ...
+
+
+class SessionStore(Protocol):
+    """The last session of one login, kept on the device so an offline restart can log in."""
+
+    async def save(self, session: Session) -> None: ...
+
+    async def load(self) -> Session | None:
+        """The cached session, or None when there is none usable."""
+        ...
