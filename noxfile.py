@@ -8,7 +8,7 @@ nox.options.sessions = ["lint", "typing", "tests", "pyodide"]
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
-PACKAGES = ["sdk", "reference_server", "tests", "bench", "noxfile.py"]
+PACKAGES = ["sdk", "reference_server", "tests", "bench", "web_demo", "noxfile.py"]
 
 
 @nox.session(python=False)
