@@ -175,6 +175,7 @@ function handle(event) {
       renderStorage();
       break;
     case "exam_end":
+      window.examsyncDemo.endedAt ??= Date.now(); // when this page heard (tests, bench)
       state.ended = event;
       state.stage = newestStage({ ...state.stage, planStatus: "completed", seenAt: Date.now() });
       state.camera?.stop();

@@ -176,6 +176,7 @@ function receive(socket, frame) {
       break;
     }
     case "exam_end":
+      window.examsyncDemo.endedAt ??= Date.now(); // when this page heard (tests)
       state.ended = true;
       log(frame.message, frame.timestamp);
       break;
