@@ -9,8 +9,6 @@ a failure, not a skip: CI installs it, and a skip would hide that nothing was te
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -27,31 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WEB_DIR = ROOT / "web_demo"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 PLAN_ID, EXAM_CODE = "PLAN202401", "EXAM202401"
-# The flags RECIPES.md found to work for Debian's Chromium in a container, and a fake webcam.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-]
 BOOT_TIMEOUT_MS = 60_000  # Pyodide's first boot on a busy CI core
 VIEWPORT = {"width": 1280, "height": 800}
-
-
-def chromium_path() -> str:
-    found = os.environ.get("EXAMSYNC_CHROMIUM") or shutil.which("chromium")
-    if not found:
-        pytest.fail(
-            "no Chromium: apt-get install chromium (or set EXAMSYNC_CHROMIUM); the browser tests"
-            " need it and are not skipped",
-            pytrace=False,
-        )
-    return found
 
 
 @pytest.fixture(scope="session")
@@ -73,9 +48,13 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    launched = playwright.chromium.launch(
-        executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
-    )
+    from examsync_server.web import chromium
+
+    try:
+        path = chromium.executable()
+    except FileNotFoundError as exc:
+        pytest.fail(f"{exc}; the browser tests need it and are not skipped", pytrace=False)
+    launched = playwright.chromium.launch(executable_path=path, headless=True, args=chromium.ARGS)
     yield launched
     launched.close()
 
