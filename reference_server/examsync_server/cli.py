@@ -250,10 +250,10 @@ def _load_demo(base: str, token: str, pages: bool) -> None:
     click.echo(f"API contract: {base}/api/v1/openapi.json")
     if pages:
         click.echo("\nWeb demo:")
-        click.echo(f"  candidate   {base}/candidate")
-        click.echo(f"  supervisor  {base}/supervisor")
+        click.echo(f"  candidate   {base}/candidate?plan={PLAN_ID}")
+        click.echo(f"  supervisor  {base}/supervisor?plan={PLAN_ID}")
         # The token rides in the fragment, which the browser never sends to the server.
-        click.echo(f"  admin       {base}/admin#token={token}")
+        click.echo(f"  admin       {base}/admin?plan={PLAN_ID}#token={token}")
 
 
 # -- admin ----------------------------------------------------------------------------------
