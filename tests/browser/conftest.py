@@ -40,13 +40,15 @@ def web_assets() -> Path:
     return WEB_DIR
 
 
-@pytest.fixture(scope="session")
+# Package scope: while Playwright's sync API runs, the main thread has a running event loop
+# (asyncio.run() fails there), so it must be gone before the rest of the suite runs.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     from examsync_server.web import chromium
 

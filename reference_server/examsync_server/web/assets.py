@@ -148,3 +148,14 @@ def _build_wheel(assets: WebAssets) -> None:
                 raise
         else:
             os.mkdir(tmp)  # for TemporaryDirectory's cleanup
+    _prune(assets.wheel_cache, keep=target)
+
+
+def _prune(cache: Path, keep: Path, newest: int = 3) -> None:
+    """Drop all but the newest few builds: a server still running older sources keeps its own."""
+    builds = sorted(
+        (p for p in cache.iterdir() if p.is_dir() and p != keep and not p.name.startswith("tmp")),
+        key=lambda p: p.stat().st_mtime,
+    )
+    for old in builds[: max(0, len(builds) - (newest - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
