@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -78,3 +80,50 @@ def start_server(data: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]
 def stop_server(server: subprocess.Popen[bytes]) -> None:
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=60)
+
+
+def started_plan(base: str, plan: dict[str, Any], package: bytes) -> httpx.Client:
+    """Import `plan`, upload `package`, prepare and start; the admin client, for more."""
+    plan_id = plan["exam_plan"]["plan_id"]
+    admin = httpx.Client(base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"})
+    admin.put(f"/api/v1/admin/plans/{plan_id}", json=plan).raise_for_status()
+    admin.put(
+        f"/api/v1/admin/plans/{plan_id}/package",
+        content=package,
+        headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
+    ).raise_for_status()
+    admin.post(f"/api/v1/admin/plans/{plan_id}/prepare").raise_for_status()
+    admin.post(f"/api/v1/admin/plans/{plan_id}/start").raise_for_status()
+    return admin
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def cpu_by_role(root: int) -> dict[str, float]:
+    """CPU seconds used so far by each process under `root`, summed by role: the `examsync`
+    subcommand it runs (serve, persister) or the program (redis-server)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    pending = [root]
+    while pending:
+        pid = pending.pop()
+        pending += _children(pid)
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv if a]
+        role = next(
+            (w for w in words if w in ("serve", "persister")), Path(words[0].split()[0]).name
+        )
+        totals[role] = totals.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return totals

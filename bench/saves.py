@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import io
 import json
 import os
@@ -32,8 +31,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import httpx
-from benchlib import TOKEN, latency_line, start_server, stop_server
+from benchlib import cpu_by_role, latency_line, start_server, started_plan, stop_server
 from loadgen import HttpError, RawHttp
 
 from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
@@ -235,20 +233,7 @@ async def main(args: argparse.Namespace) -> None:
         data, "--http-server", args.http_server, "--processes", str(args.processes)
     )
     try:
-        admin = httpx.Client(
-            base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}
-        )
-        admin.put(
-            f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan(candidates=args.candidates)
-        ).raise_for_status()
-        package = bench_package()
-        admin.put(
-            f"/api/v1/admin/plans/{PLAN_ID}/package",
-            content=package,
-            headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
-        ).raise_for_status()
-        admin.post(f"/api/v1/admin/plans/{PLAN_ID}/prepare").raise_for_status()
-        admin.post(f"/api/v1/admin/plans/{PLAN_ID}/start").raise_for_status()
+        admin = started_plan(base, sample_plan(candidates=args.candidates), bench_package())
         rng = random.Random(7)
         cands = []
         for i in range(args.candidates):
@@ -264,7 +249,9 @@ async def main(args: argparse.Namespace) -> None:
             cand.prepare(per_candidate)
         await closed_loop(base, cands, 2, args.concurrency)  # warm-up
         through, elapsed = await closed_loop(base, cands, args.seconds, args.concurrency)
+        cpu_before = cpu_by_role(server.pid)
         steady = await open_loop(base, cands, args.seconds, args.rate)
+        cpu_after = cpu_by_role(server.pid)
         raw = await raw_limit(
             f"unix://{data / 'redis' / 'redis.sock'}", data / "examsync.sqlite3", cands, 20_000
         )
@@ -299,6 +286,14 @@ async def main(args: argparse.Namespace) -> None:
             f"fixed rate {args.rate:.0f}/s: achieved {achieved:.0f}/s, errors {steady.errors or 0}"
         )
         print(latency_line("  ack latency (open loop)", steady.latencies))
+        per_save = {
+            role: (cpu_after[role] - cpu_before.get(role, 0.0)) / max(1, len(steady.latencies))
+            for role in sorted(cpu_after)
+        }
+        print(
+            "  server CPU per save at that rate: "
+            + ", ".join(f"{role} {seconds * 1e6:.0f} µs" for role, seconds in per_save.items())
+        )
         print(f"raw limit (stream + group commit + cache, no HTTP): {raw:.0f} saves/s")
         print(f"ratio HTTP / raw: {saves_per_s / raw:.2f}")
         print(f"acknowledged answers missing from SQLite: {lost}")

@@ -1,4 +1,5 @@
-"""What a save may name: a plan's exam codes and, per question, its longest allowed value.
+"""What a save may name: a plan's exam codes and, per question, its longest allowed value;
+and what captures the plan takes (its camera flags and capture interval, seed 003).
 
 Read from SQLite and the exam package once per plan and kept in memory: a plan's stages and
 package are frozen once it has started, and saves are only taken from started plans.
@@ -21,6 +22,9 @@ class PlanCatalog:
     conduct_type: str
     # exam_code -> quiz_code -> maxLength
     exams: dict[str, dict[str, int]]
+    requires_camera: bool = False
+    allows_mobile_camera: bool = False
+    camera_capture_interval: int | None = None
 
 
 class Catalog:
@@ -34,7 +38,8 @@ class Catalog:
         if found is not None:
             return found
         plan = await self.db.fetch_one(
-            "SELECT plan_id, status, conduct_type, package_sha256 FROM exam_plan WHERE plan_id = ?",
+            "SELECT plan_id, status, conduct_type, package_sha256, requires_camera,"
+            " allows_mobile_camera, camera_capture_interval FROM exam_plan WHERE plan_id = ?",
             (plan_id,),
         )
         if plan is None:
@@ -55,7 +60,14 @@ class Catalog:
                     limits[exam["examCode"]] = {
                         q["quizCode"]: int(q.get("maxLength", 10_000)) for q in exam["questions"]
                     }
-        catalog = PlanCatalog(plan_id, plan["conduct_type"], limits)
+        catalog = PlanCatalog(
+            plan_id,
+            plan["conduct_type"],
+            limits,
+            bool(plan["requires_camera"]),
+            bool(plan["allows_mobile_camera"]),
+            plan["camera_capture_interval"],
+        )
         if plan["status"] in ("in_progress", "completed"):
             self._plans[plan_id] = catalog  # frozen from here on
         return catalog

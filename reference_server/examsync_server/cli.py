@@ -417,3 +417,25 @@ def status(client: AdminClient, plan_id: str) -> None:
 def candidates(client: AdminClient, plan_id: str) -> None:
     """Candidates with their auth codes and keys."""
     _show(client.request("GET", f"/api/v1/admin/plans/{plan_id}/candidates"))
+
+
+@admin.command("dead-letters")
+@click.argument("plan_id")
+@click.option("--replay", is_flag=True, help="Put them back on their queues to be persisted.")
+@click.option(
+    "--id",
+    "ids",
+    type=int,
+    multiple=True,
+    help="Only this dead letter (repeatable; with --replay).",
+)
+@click.pass_obj
+def dead_letters(client: AdminClient, plan_id: str, replay: bool, ids: tuple[int, ...]) -> None:
+    """Queue entries that could not be persisted (seed 002 §5); --replay retries them."""
+    if ids and not replay:
+        raise click.UsageError("--id goes with --replay")
+    path = f"/api/v1/admin/plans/{plan_id}/dead-letters"
+    if replay:
+        _show(client.request("POST", path + "/replay", json={"ids": list(ids)} if ids else {}))
+    else:
+        _show(client.request("GET", path))

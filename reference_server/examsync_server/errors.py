@@ -27,8 +27,12 @@ class ApiError(Exception):
 
 
 def error_headers(exc: ApiError) -> list[tuple[str, str]]:
-    """A 503 is temporary: tell clients (the SDK keeps the save) when to come back."""
-    return [("Retry-After", "1")] if exc.status == 503 else []
+    """A 503 or 429 is temporary: tell clients (the SDK keeps what it sent) when to return."""
+    if exc.status == 503:
+        return [("Retry-After", "1")]
+    if exc.status == 429:
+        return [("Retry-After", str(exc.details.get("retryAfterSeconds", 1)))]
+    return []
 
 
 def invalid_request(message: str, field: str = "", **details: Any) -> ApiError:

@@ -12,7 +12,6 @@ the stage worker's resync repairs Redis and relays the events once Redis is back
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from redis.exceptions import RedisError
 from . import packages, stages
 from .clock import iso, utc_now
 from .config import Settings
+from .digests import verified_sha256
 from .errors import ApiError, invalid_request
 from .lifecycle_errors import state_error
 from .models import PlanImport, parse
@@ -108,25 +108,7 @@ class Lifecycle:
     async def upload_package(
         self, plan_id: str, data: bytes, declared_sha256: str | None
     ) -> dict[str, Any]:
-        if declared_sha256 is None:
-            raise ApiError(
-                400,
-                "missing_checksum",
-                "send the package's SHA-256 (hex) in the X-Content-SHA256 header",
-            )
-        declared = declared_sha256.strip().lower()
-        if len(declared) != 64 or any(c not in "0123456789abcdef" for c in declared):
-            raise ApiError(
-                400, "invalid_checksum_header", "X-Content-SHA256 must be 64 hexadecimal characters"
-            )
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != declared:
-            raise ApiError(
-                422,
-                "checksum_mismatch",
-                "the package does not match X-Content-SHA256",
-                {"expected": declared, "actual": actual},
-            )
+        actual = verified_sha256(data, declared_sha256, "package")
         plan = await self.get_plan(plan_id)
         if plan["status"] not in ("created", "ready"):
             raise ApiError(

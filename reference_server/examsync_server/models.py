@@ -22,6 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from examsync.protocol import format_timestamp
+
+from .clock import parse_iso
 from .errors import ApiError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -241,3 +244,20 @@ def check_id(value: str, field: str) -> str:
             {"problems": [{"field": field, "problem": "invalid id"}]},
         )
     return value
+
+
+def check_time(text: str, field: str) -> str:
+    """A client's ISO 8601 time with an offset, normalised to the wire form (UTC, ms), so it
+    compares and sorts like every other timestamp."""
+    try:
+        moment = parse_iso(text)
+        if moment.tzinfo is None:
+            raise ValueError("no offset")
+        return format_timestamp(moment.timestamp())
+    except (ValueError, OverflowError, OSError):
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"{field} must be an ISO 8601 time with an offset",
+            {"problems": [{"field": field, "problem": "not a time with an offset"}]},
+        ) from None

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from examsync.messages import Receipt, ReceiptPayload
 from examsync.protocol import b64url_encode, canonical_json
+from examsync.receipt_tree import build, leaf_hash, root_statement
 
 
 def _raw_public(private: Ed25519PrivateKey) -> bytes:
@@ -63,6 +64,19 @@ class ReceiptSigner:
     def sign(self, payload: ReceiptPayload) -> Receipt:
         signature = self.keys[self.current].sign(canonical_json(payload.to_wire()))
         return Receipt(key_id=self.current, payload=payload, signature=signature)
+
+    def sign_many(self, payloads: list[ReceiptPayload]) -> list[Receipt]:
+        """One signature for them all, over the root of a hash tree of their payloads; each
+        receipt carries its proof, so it still verifies alone (examsync.receipt_tree)."""
+        if not payloads:
+            return []
+        leaves = [leaf_hash(canonical_json(p.to_wire())) for p in payloads]
+        root, proofs = build(leaves)
+        signature = self.keys[self.current].sign(root_statement(root))
+        return [
+            Receipt(self.current, payload, signature, proof=tuple(proof))
+            for payload, proof in zip(payloads, proofs, strict=True)
+        ]
 
     def public_keys(self) -> dict[str, str]:
         """`{keyId: base64url raw 32-byte public key}` for `GET /api/v1/keys`.

@@ -17,12 +17,14 @@ from redis.exceptions import RedisError
 
 from .acks import AckHub
 from .auth import Tokens
+from .captures import CaptureService
 from .catalog import Catalog
 from .clock import iso, utc_now
 from .config import Settings, load_or_create_secret
 from .embedded import EmbeddedRedis
 from .errors import StartupError
 from .lifecycle import Lifecycle
+from .logs import LogService
 from .plan_queue import PlanQueue
 from .receipts import ReceiptSigner
 from .restores import RestoreService
@@ -36,6 +38,7 @@ from .store.sqlite import Database
 from .workers.answer_sink import AnswerSink
 from .workers.fanout import run_fanout
 from .workers.persister import Persister
+from .workers.record_sinks import CaptureSink, LogSink
 from .workers.stage_timer import run_stage_timer
 from .workers.state_manager import StateManager
 
@@ -60,12 +63,16 @@ class Runtime:
     lifecycle: Lifecycle
     sessions: SessionService
     saves: SaveService
+    captures: CaptureService
+    logs: LogService
+    files: FileStore
     restores: RestoreService
     dead_letters: DeadLetters
     signer: ReceiptSigner
     hub: AckHub
     sockets: SocketServer | None
     embedded: EmbeddedRedis | None = None
+    persister: Persister | None = None  # None in the HTTP processes of `serve --processes N`
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -115,6 +122,9 @@ class Runtime:
             lifecycle=lifecycle,
             sessions=SessionService(db, tokens, lifecycle),
             saves=SaveService(catalog, queue, settings),
+            captures=CaptureService(redis, catalog, files, queue),
+            logs=LogService(files, queue),
+            files=files,
             restores=RestoreService(db, AnswerCache(redis), catalog),
             dead_letters=DeadLetters(db, redis),
             signer=signer,
@@ -151,10 +161,11 @@ class Runtime:
                 hub,
                 runtime.dead_letters,
                 settings.node_id,
-                [AnswerSink(redis, signer)],
+                [AnswerSink(redis, signer), CaptureSink(redis), LogSink(redis)],
                 claim_idle_ms=settings.claim_idle_ms,
                 max_attempts=settings.max_persist_attempts,
             )
+            runtime.persister = persister
             runtime.closers.append(persister.close)
             runtime.tasks.append(
                 asyncio.create_task(persister.run(runtime.live_plans), name="persister")

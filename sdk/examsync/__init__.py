@@ -65,7 +65,8 @@ from .messages import (
 )
 from .protocol import canonical_json, checksum, verify_checksum
 from .receipts import ReceiptVerifier, parse_public_keys
-from .storage import Changes, LocalAnswer, MemoryStorage, OutboxEntry, Snapshot, Storage
+from .storage import Changes, LocalAnswer, MemoryStorage, OutboxEntry, Snapshot, Storage, Upload
+from .uploads import UploadOutcome, UploadQueue
 
 __all__ = [
     "AckStatus",
@@ -124,6 +125,9 @@ __all__ = [
     "SyncState",
     "SyncStatus",
     "TransportError",
+    "Upload",
+    "UploadOutcome",
+    "UploadQueue",
     "adapter",
     "adapter_name",
     "canonical_json",

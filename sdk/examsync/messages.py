@@ -31,7 +31,8 @@ from .exceptions import (
     RemoteProtocolError,
     ServerError,
 )
-from .protocol import b64url_decode, b64url_encode, canonical_json, checksum, verify_checksum
+from .protocol import checksum, verify_checksum
+from .receipt import Receipt, ReceiptPayload
 
 __all__ = [
     "AckStatus",
@@ -229,107 +230,6 @@ class AckStatus(Enum):
     ACCEPTED = "accepted"  # stored; now the highest version
     DUPLICATE = "duplicate"  # this version with this value was already stored
     SUPERSEDED = "superseded"  # lower than (or equal with another value to) the stored version
-
-
-_HEX = frozenset("0123456789abcdef")
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiptPayload:
-    """What a receipt's signature covers (the canonical JSON of ``to_wire()``)."""
-
-    plan_id: str
-    candidate_id: str
-    exam_code: str
-    quiz_code: str
-    version: int
-    value_sha256: str
-    server_time: str
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "planId": self.plan_id,
-            "candidateId": self.candidate_id,
-            "examCode": self.exam_code,
-            "quizCode": self.quiz_code,
-            "version": self.version,
-            "valueSha256": self.value_sha256,
-            "serverTime": self.server_time,
-        }
-
-    @classmethod
-    def from_wire(cls, obj: object, path: str) -> ReceiptPayload:
-        m = require_object(obj, path)
-        # The signature covers the payload byte for byte, so a field we would drop on the way
-        # through to_wire() would make every signature fail to verify: refuse it plainly.
-        unknown = sorted(set(m) - set(_RECEIPT_FIELDS))
-        if unknown:
-            raise RemoteProtocolError(f"unknown receipt fields {unknown}", path=path)
-        digest = get_str(m, "valueSha256", path)
-        if len(digest) != 64 or not set(digest) <= _HEX:
-            raise RemoteProtocolError("not a lowercase SHA-256 hex", path=f"{path}.valueSha256")
-        return cls(
-            plan_id=get_str(m, "planId", path),
-            candidate_id=get_str(m, "candidateId", path),
-            exam_code=get_str(m, "examCode", path),
-            quiz_code=get_str(m, "quizCode", path),
-            version=get_int(m, "version", path, minimum=1),
-            value_sha256=digest,
-            server_time=get_timestamp(m, "serverTime", path),
-        )
-
-
-_RECEIPT_FIELDS = (
-    "planId",
-    "candidateId",
-    "examCode",
-    "quizCode",
-    "version",
-    "valueSha256",
-    "serverTime",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """The server's signed statement that it committed one answer version.
-
-    The core checks shape and content; verifying ``signature`` against the server's public key
-    (``GET /api/v1/keys``) is the adapters' job (``cryptography``, WebCrypto).
-    """
-
-    key_id: str
-    payload: ReceiptPayload
-    signature: bytes
-    alg: str = "Ed25519"
-
-    def signed_bytes(self) -> bytes:
-        """The exact bytes the signature is over."""
-        return canonical_json(self.payload.to_wire())
-
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "keyId": self.key_id,
-            "alg": self.alg,
-            "payload": self.payload.to_wire(),
-            "signature": b64url_encode(self.signature),
-        }
-
-    @classmethod
-    def from_wire(cls, obj: object, path: str = "receipt") -> Receipt:
-        m = require_object(obj, path)
-        alg = get_str(m, "alg", path)
-        if alg != "Ed25519":
-            raise RemoteProtocolError(f"unsupported algorithm {alg!r}", path=f"{path}.alg")
-        signature = b64url_decode(get_str(m, "signature", path))
-        if len(signature) != 64:
-            raise RemoteProtocolError("an Ed25519 signature is 64 bytes", path=f"{path}.signature")
-        return cls(
-            key_id=get_str(m, "keyId", path),
-            payload=ReceiptPayload.from_wire(get_object(m, "payload", path), f"{path}.payload"),
-            signature=signature,
-            alg=alg,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ __all__ = [
     "OutboxEntry",
     "Snapshot",
     "Storage",
+    "Upload",
 ]
 
 
@@ -56,6 +57,21 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Upload:
+    """A capture or a batch of log entries waiting to be uploaded (see uploads.py)."""
+
+    upload_id: str  # the captureId or batchId
+    kind: str  # "capture" or "logs"
+    params: Mapping[str, str]  # capture: {"kind", "capturedAt"}; logs: {}
+    content_type: str
+    body: bytes
+    created_at: float  # seconds since the epoch
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", frozen_map(self.params))
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything the engine persisted, as :meth:`Storage.load` returns it."""
 
@@ -66,15 +82,16 @@ class Snapshot:
     # takes floor + 1, so versions keep rising across restarts, restores and other devices.
     version_floors: Mapping[str, int] = field(default_factory=dict)
     meta: Mapping[str, str] = field(default_factory=dict)
+    uploads: Mapping[str, Upload] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("answers", "outbox", "receipts", "version_floors", "meta"):
+        for name in ("answers", "outbox", "receipts", "version_floors", "meta", "uploads"):
             object.__setattr__(self, name, frozen_map(getattr(self, name)))
 
 
 @dataclass(frozen=True, slots=True)
 class Changes:
-    """One atomic write: puts by key, and outbox deletions by question."""
+    """One atomic write: puts by key, and outbox (and upload) deletions by key."""
 
     answers: Mapping[str, LocalAnswer] = field(default_factory=dict)
     outbox_put: Mapping[str, OutboxEntry] = field(default_factory=dict)
@@ -82,11 +99,15 @@ class Changes:
     receipts: Mapping[str, Receipt] = field(default_factory=dict)
     version_floors: Mapping[str, int] = field(default_factory=dict)
     meta: Mapping[str, str] = field(default_factory=dict)
+    uploads_put: Mapping[str, Upload] = field(default_factory=dict)
+    uploads_delete: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         overlap = set(self.outbox_put) & self.outbox_delete
         if overlap:
             raise ValueError(f"outbox entries both put and deleted: {sorted(overlap)}")
+        if set(self.uploads_put) & self.uploads_delete:
+            raise ValueError("uploads both put and deleted")
 
     def __bool__(self) -> bool:
         return bool(
@@ -96,6 +117,8 @@ class Changes:
             or self.receipts
             or self.version_floors
             or self.meta
+            or self.uploads_put
+            or self.uploads_delete
         )
 
     def then(self, later: Changes) -> Changes:
@@ -106,6 +129,8 @@ class Changes:
         """
         outbox_put = {k: v for k, v in self.outbox_put.items() if k not in later.outbox_delete}
         outbox_put.update(later.outbox_put)
+        uploads_put = {k: v for k, v in self.uploads_put.items() if k not in later.uploads_delete}
+        uploads_put.update(later.uploads_put)
         return Changes(
             answers={**self.answers, **later.answers},
             outbox_put=outbox_put,
@@ -113,18 +138,23 @@ class Changes:
             receipts={**self.receipts, **later.receipts},
             version_floors={**self.version_floors, **later.version_floors},
             meta={**self.meta, **later.meta},
+            uploads_put=uploads_put,
+            uploads_delete=self.uploads_delete.difference(later.uploads_put) | later.uploads_delete,
         )
 
     def apply_to(self, snapshot: Snapshot) -> Snapshot:
         """The snapshot after this change (what a storage must hold once commit returns)."""
         outbox = {k: v for k, v in snapshot.outbox.items() if k not in self.outbox_delete}
         outbox.update(self.outbox_put)
+        uploads = {k: v for k, v in snapshot.uploads.items() if k not in self.uploads_delete}
+        uploads.update(self.uploads_put)
         return Snapshot(
             answers={**snapshot.answers, **self.answers},
             outbox=outbox,
             receipts={**snapshot.receipts, **self.receipts},
             version_floors={**snapshot.version_floors, **self.version_floors},
             meta={**snapshot.meta, **self.meta},
+            uploads=uploads,
         )
 
 

@@ -40,7 +40,7 @@ from examsync import (
     TransportError,
 )
 from examsync.cpython import ClientEvent, ExamClient
-from examsync.protocol import canonical_json, value_sha256
+from examsync.protocol import value_sha256
 from examsync.receipts import parse_public_keys
 from examsync_server.demo.sample import sample_package, sample_plan
 
@@ -189,7 +189,8 @@ def check_receipts(client: ExamClient, keys: Mapping[str, bytes]) -> None:
         )
         assert (p.version, p.value_sha256) == (answer.version, value_sha256(answer.value))
         public = Ed25519PublicKey.from_public_bytes(keys[receipt.key_id])
-        public.verify(receipt.signature, canonical_json(p.to_wire()))  # raises if forged
+        assert receipt.proof is not None  # signed a batch at a time
+        public.verify(receipt.signature, receipt.signed_bytes())  # raises if forged
 
 
 async def published_keys(server: ServerProcess) -> Mapping[str, bytes]:
@@ -515,3 +516,78 @@ async def test_exam_end_reaches_the_client_as_an_event(
         assert events == [client.exam_ended]
         assert events[0].plan_id == PLAN_ID
         assert events[0].message == "시험이 종료되었습니다."
+
+
+# --- captures and logs through the outbox ----------------------------------------------------
+
+
+async def test_captures_and_logs_are_kept_through_a_cut_and_uploaded_once(
+    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> None:
+    """A webcam capture and log entries made while the network is down are stored on the
+    device, survive the client being closed and reopened, and are uploaded once it heals."""
+    from examsync import UploadOutcome
+
+    http_port = free_port()
+    store = tmp_path / "device"
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 20
+    with TcpProxy(http_port) as proxy:
+        server = await asyncio.to_thread(
+            serve_exam, tmp_path / "data", redis_url, servers, port=http_port
+        )
+        async with ExamClient(client_config(proxy.url, store)) as client:
+            await login(client)
+            await asyncio.to_thread(proxy.cut)
+            capture_id = await client.uploads.capture("webcam", jpeg, "image/jpeg")
+            client.uploads.log("focus_lost", "warning", {"seconds": 3})
+            client.uploads.log("focus_back")
+            await asyncio.sleep(0.5)
+            assert client.uploads.pending == 1  # on the device; the log entries still buffered
+        # closed while offline: the capture and the flushed log batch are on disk
+        assert len(device_rows_raw(store, "SELECT upload_id FROM uploads")) == 2
+        await asyncio.to_thread(proxy.heal)
+        async with ExamClient(client_config(proxy.url, store)) as client:
+            seen = recorder(client)
+            await login(client)
+            await until(lambda: client.uploads.pending == 0, "uploads drained", timeout=20)
+            outcomes = [e for e in seen if isinstance(e, UploadOutcome)]
+            assert sorted(o.kind for o in outcomes) == ["capture", "logs"]
+            assert all(o.status == "stored" for o in outcomes)
+    captures = read_db(
+        server.data_dir / "examsync.sqlite3", "SELECT capture_id, kind, size FROM capture"
+    )
+    assert [tuple(r) for r in captures] == [(capture_id, "webcam", len(jpeg))]
+    batches = read_db(server.data_dir / "examsync.sqlite3", "SELECT entries FROM log_batch")
+    assert [r[0] for r in batches] == [2]
+    assert device_rows_raw(store, "SELECT upload_id FROM uploads") == []
+
+
+def device_rows_raw(store_dir: Path, sql: str) -> list[Any]:
+    with closing(sqlite3.connect(device_db(store_dir))) as db:
+        return db.execute(sql).fetchall()
+
+
+async def test_an_expired_session_is_renewed_without_losing_a_save(
+    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> None:
+    """Sessions last 2 s here; the client logs in again by itself when the server says the
+    token expired, and the save that met the expiry is acknowledged all the same."""
+    server = await asyncio.to_thread(
+        serve_exam,
+        tmp_path / "data",
+        redis_url,
+        servers,
+        env={"EXAMSYNC_SESSION_TTL_SECONDS": "2"},
+    )
+    async with ExamClient(client_config(server.base, tmp_path / "device")) as client:
+        seen = recorder(client)
+        await login(client)
+        client.set_answer("Q001", "1")
+        assert await client.flush(timeout=10)
+        first_token = client.session.token if client.session else ""
+        await asyncio.sleep(3.5)  # past the session's life
+        client.set_answer("Q001", "2")
+        assert await client.flush(timeout=10), client.sync_state
+        assert not any(isinstance(e, DeliveryFailure) for e in seen)
+        assert stored_answers(server)["Q001"] == ("2", 2)
+        assert client._http.token != first_token  # noqa: SLF001 - the renewed session

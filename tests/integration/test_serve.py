@@ -86,6 +86,11 @@ def test_zero_config_serve_walks_a_plan_through_the_cli(
     assert message["message"] == "시험이 종료되었습니다."
     status = json.loads(examsync(*cli, "status", PLAN_ID).stdout)
     assert status["status"] == "completed" and status["redis"] == {"status": "completed"}
+    assert json.loads(examsync(*cli, "dead-letters", PLAN_ID).stdout)["deadLetters"] == []
+    assert json.loads(examsync(*cli, "dead-letters", PLAN_ID, "--replay").stdout)["replayed"] == []
+    unknown = examsync(*cli, "dead-letters", PLAN_ID, "--replay", "--id", "7", check=False)
+    assert unknown.returncode == 1 and "dead_letter_not_found" in unknown.stderr
+    assert examsync(*cli, "dead-letters", PLAN_ID, "--id", "7", check=False).returncode == 2
     live.close()
 
     assert server.stop() == 0, server.output()[-3000:]

@@ -3,6 +3,7 @@ receipts, restore from Redis and, after Redis loses it, from SQLite."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from typing import Any
 
@@ -54,7 +55,16 @@ async def test_save_is_acknowledged_after_commit_with_verifiable_receipts(
         assert receipt is not None and receipt.payload.quiz_code == code
         assert receipt.payload.candidate_id == "CAND202301"
         public = Ed25519PublicKey.from_public_bytes(b64url_decode(keys[receipt.key_id]))
-        public.verify(receipt.signature, canonical_json(receipt.payload.to_wire()))
+        # The documented check (docs/protocol.md), written out here rather than through the
+        # SDK: hash the payload into a leaf, fold the proof, verify over the root statement.
+        node = hashlib.sha256(b"\x00" + canonical_json(receipt.payload.to_wire())).digest()
+        assert receipt.proof is not None
+        for side, sibling in receipt.proof:
+            pair = sibling + node if side == "L" else node + sibling
+            node = hashlib.sha256(b"\x01" + pair).digest()
+        public.verify(receipt.signature, canonical_json({"receiptTreeRoot": node.hex()}))
+    # one batch, one signature
+    assert len({r.receipt.signature for r in ack.results.values() if r.receipt}) == 1
 
 
 async def test_version_rules_duplicate_superseded_and_history(

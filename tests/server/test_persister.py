@@ -153,3 +153,51 @@ async def test_an_unreadable_entry_goes_straight_to_the_dead_letters(
     sync_redis.xadd(STREAM, {"rid": "x", "p": "{broken"})
     await eventually(lambda: db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0] == 1)
     assert "unreadable" in db.execute("SELECT error FROM dead_letter").fetchone()[0]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"ack_timeout_seconds": 1.0}])
+async def test_no_ack_while_sqlite_is_locked_and_the_save_lands_once_it_frees(
+    client: Client, admin: dict[str, str], db: sqlite3.Connection, settings: Settings
+) -> None:
+    auth = await started(client, admin)
+    blocker = sqlite3.connect(settings.sqlite_path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+    try:
+        response = await save(client, auth, save_body({"Q001": ("2", 1)}))
+        assert response.status_code == 503
+        assert (await response.get_json())["error"]["code"] == "ack_timeout"
+        assert response.headers["Retry-After"]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    # the queued save is committed once the lock is gone; the client's retry is a duplicate
+    await eventually(lambda: db.execute("SELECT COUNT(*) FROM answer").fetchone()[0] == 1)
+    again = await save(client, auth, save_body({"Q001": ("2", 1)}))
+    assert (await again.get_json())["results"]["Q001"]["status"] == "duplicate"
+
+
+@pytest.mark.parametrize("settings_overrides", [{"ack_timeout_seconds": 1.0}])
+async def test_a_full_database_acks_nothing_and_dead_letters_for_replay(
+    client: Client,
+    admin: dict[str, str],
+    db: sqlite3.Connection,
+    runtime: Runtime,
+    sync_redis: Any,
+) -> None:
+    auth = await started(client, admin)
+    assert runtime.persister is not None
+    conn = runtime.persister.conn  # idle: no save in flight
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full, as SQLite sees it
+    response = await save(client, auth, save_body({"Q001": ("x" * 3000, 1)}))
+    assert response.status_code == 503
+    assert (await response.get_json())["error"]["code"] == "ack_timeout"
+    assert db.execute("SELECT COUNT(*) FROM answer").fetchone()[0] == 0
+    await eventually(lambda: db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0] == 1)
+    assert "full" in db.execute("SELECT error FROM dead_letter").fetchone()[0]
+    conn.execute("PRAGMA max_page_count = 1073741823")  # space is back
+    replay = await client.post(
+        f"/api/v1/admin/plans/{PLAN_ID}/dead-letters/replay", json={}, headers=admin
+    )
+    assert len((await replay.get_json())["replayed"]) == 1
+    await eventually(lambda: db.execute("SELECT COUNT(*) FROM answer").fetchone()[0] == 1)

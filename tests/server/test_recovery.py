@@ -43,6 +43,19 @@ async def test_flushed_redis_is_rebuilt_from_sqlite(
     assert sync_redis.xinfo_groups(f"exam_queue:{PLAN_ID}:answers")[0]["name"] == "persisters"
 
 
+def own_settings(tmp_path: Path, redis: EmbeddedRedis) -> Settings:
+    """A server on a Redis of the test's own, which the test may stop."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        redis_url=redis.url,
+        admin_token=ADMIN_TOKEN,
+        secret_key="k",
+        socket_port=0,
+        stage_tick_seconds=0.05,
+        repair_interval_seconds=0.2,
+    )
+
+
 @pytest.fixture
 async def private_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
     server = EmbeddedRedis.start_sync(tmp_path / "own-redis", appendonly=False)
@@ -53,15 +66,7 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
 async def test_end_during_a_redis_outage_is_committed_and_broadcast_later(
     tmp_path: Path, private_redis: EmbeddedRedis
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        redis_url=private_redis.url,
-        admin_token=ADMIN_TOKEN,
-        secret_key="k",
-        socket_port=0,
-        stage_tick_seconds=0.05,
-        repair_interval_seconds=0.2,
-    )
+    settings = own_settings(tmp_path, private_redis)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     quart_app = create_app(settings)
     async with quart_app.test_app() as test_app:
@@ -92,5 +97,52 @@ async def test_end_during_a_redis_outage_is_committed_and_broadcast_later(
             with sqlite3.connect(settings.sqlite_path) as db:
                 assert db.execute("SELECT COUNT(*) FROM event_outbox").fetchone()[0] == 0
             live.close()
+        finally:
+            restarted.stop()
+
+
+async def test_saves_during_a_redis_outage_get_503_and_store_nothing(
+    tmp_path: Path, private_redis: EmbeddedRedis
+) -> None:
+    from .answer_helpers import encoded, save_body
+    from .conftest import login
+
+    settings = own_settings(tmp_path, private_redis)
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with create_app(settings).test_app() as test_app:
+        client = test_app.test_client()
+        await load_plan(client, admin)
+        await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
+        session = await login(
+            client, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+        )
+        auth = {"Authorization": f"Bearer {session['token']}"}
+        body = encoded(save_body({"Q001": ("2", 1)}))
+        await asyncio.to_thread(private_redis.stop)
+
+        response = await client.post("/api/v1/answers", data=body, headers=auth)
+        assert response.status_code == 503
+        assert (await response.get_json())["error"]["code"] == "redis_unavailable"
+        assert response.headers["Retry-After"] == "1"
+        with sqlite3.connect(settings.sqlite_path) as db:
+            assert db.execute("SELECT COUNT(*) FROM answer").fetchone()[0] == 0
+
+        # Redis is back (empty): the repair loop rebuilds the plan's keys and queues from
+        # SQLite, and the SDK's retry of the same save is taken.
+        restarted = EmbeddedRedis.start_sync(tmp_path / "own-redis", appendonly=False)
+        try:
+
+            async def retried() -> bool:
+                again = await client.post("/api/v1/answers", data=body, headers=auth)
+                return again.status_code == 200
+
+            for _ in range(100):
+                if await retried():
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the save was not taken after Redis came back")
+            with sqlite3.connect(settings.sqlite_path) as db:
+                assert db.execute("SELECT version FROM answer").fetchone()[0] == 1
         finally:
             restarted.stop()

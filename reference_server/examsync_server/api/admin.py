@@ -7,7 +7,7 @@ from typing import Any
 from quart import Blueprint, jsonify, request
 
 from ..models import check_id
-from .common import json_body, require_admin, too_large
+from .common import json_body, read_body, require_admin
 
 blueprint = Blueprint("admin", __name__, url_prefix="/api/v1/admin")
 
@@ -30,13 +30,7 @@ async def put_plan(plan_id: str) -> Any:
 async def put_package(plan_id: str) -> Any:
     rt = require_admin()
     _plan_id(plan_id)
-    # The app's MAX_CONTENT_LENGTH is the largest limit of any route, which may be the JSON one.
-    limit = rt.settings.max_package_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large(limit)
-    data = await request.body
-    if len(data) > limit:
-        raise too_large(limit)
+    data = await read_body(rt.settings.max_package_bytes)
     result = await rt.lifecycle.upload_package(
         plan_id, data, request.headers.get("X-Content-SHA256")
     )

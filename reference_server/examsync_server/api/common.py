@@ -36,14 +36,24 @@ def too_large(limit: int) -> ApiError:
     )
 
 
-async def json_body(*, optional: bool = False) -> Any:
-    """The request's JSON; with `optional`, an empty body reads as `{}`."""
-    limit = runtime().settings.max_json_body_bytes
+async def read_body(limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to pass `limit` (the app's
+    MAX_CONTENT_LENGTH is the largest of all routes' limits)."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
-    data = await request.body
-    if len(data) > limit:
-        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.body:
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(*, optional: bool = False) -> Any:
+    """The request's JSON; with `optional`, an empty body reads as `{}`."""
+    data = await read_body(runtime().settings.max_json_body_bytes)
     if not data and optional:
         return {}
     if not data:

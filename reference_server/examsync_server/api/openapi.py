@@ -205,6 +205,7 @@ def document() -> dict[str, Any]:
         )
     }
     _answer_paths(paths, session_errors)
+    _media_paths(paths, session_errors)
     return {
         "openapi": "3.1.0",
         "info": {"title": "examsync reference server", "version": __version__},
@@ -284,6 +285,54 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
             admin=True,
             params=("plan_id",),
             body={"application/json": {"schema": {"type": "object"}}},
+        )
+    }
+
+
+def _media_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None:
+    """Seed 002 media and logs (docs/server.md "Captures and logs")."""
+    uploaded = {
+        200: "stored or duplicate (the same captureId/batchId again), after the commit",
+        400: "missing or malformed X-Content-SHA256, not JSON",
+        409: "exam not started or ended; capture kind not enabled by the plan",
+        413: "too large",
+        422: "checksum_mismatch, content_mismatch, invalid_request",
+        503: "ack_timeout or redis_unavailable: send again",
+        **session_errors,
+    }
+    paths["/api/v1/captures"] = {
+        "post": _op(
+            "upload a capture: raw bytes; ?kind=webcam|screen|mobile|audio&captureId=&capturedAt=;"
+            " X-Content-SHA256",
+            {**uploaded, 415: "content type not taken for this kind", 429: "too frequent"},
+            session=True,
+            body={"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        )
+    }
+    paths["/api/v1/logs"] = {
+        "post": _op(
+            "upload a batch of log entries {batchId, entries: [{at, level, event, data}]};"
+            " X-Content-SHA256",
+            uploaded,
+            session=True,
+            body={"application/json": {"schema": {"type": "object"}}},
+        )
+    }
+    captures = "/api/v1/admin/plans/{plan_id}/candidates/{candidate_id}/captures"
+    paths[captures] = {
+        "get": _op(
+            "a candidate's captures, newest first (?limit=)",
+            {200: "list", **ADMIN_ERRORS},
+            admin=True,
+            params=("plan_id", "candidate_id"),
+        )
+    }
+    paths[captures + "/{capture_id}"] = {
+        "get": _op(
+            "one capture's bytes",
+            {200: "the capture", **ADMIN_ERRORS},
+            admin=True,
+            params=("plan_id", "candidate_id", "capture_id"),
         )
     }
 

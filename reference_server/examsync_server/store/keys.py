@@ -42,6 +42,18 @@ def answer_cache(exam_id: str, test_code: str, user_id: str) -> str:
     return f"exam:{exam_id}:test:{test_code}:user:{user_id}"
 
 
+def recent(plan_id: str, candidate_id: str, kind: str) -> str:
+    """Stream: the last ~5 minutes of a candidate's captures (`media`) or log entries (`logs`),
+    the seed 002 "Redis 캐시 5분 데이터"; older entries are trimmed as new ones arrive."""
+    return f"exam:{plan_id}:user:{candidate_id}:{kind}"
+
+
+def capture_rate(plan_id: str, candidate_id: str, kind: str) -> str:
+    """String: the captureId that holds a candidate's slot for one capture kind until it
+    expires (the minimum interval between two captures of that kind)."""
+    return f"exam:{plan_id}:user:{candidate_id}:capture_slot:{kind}"
+
+
 def examinee_socket(plan_id: str, socket_id: str) -> str:
     """Hash: examineeId, status, lastHeartbeat (seed 004 §10.5)."""
     return f"plan:{plan_id}:socket:examinee:{socket_id}"

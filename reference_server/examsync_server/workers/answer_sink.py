@@ -61,25 +61,29 @@ class AnswerSink:
     def acks(
         self, saves: list[QueuedSave], result: BatchResult, server_time: str
     ) -> list[dict[str, Any]]:
-        """Each save's ack, with a signed receipt for each answer stored (or already stored)."""
+        """Each save's ack, with a signed receipt for each answer stored (or already stored):
+        the whole batch is signed once (ReceiptSigner.sign_many)."""
+        payloads = [
+            ReceiptPayload(
+                save.plan_id,
+                save.candidate_id,
+                save.exam_code,
+                o.quiz_code,
+                o.version,
+                o.value_sha256,
+                server_time,
+            )
+            for save, outcomes in zip(saves, result.outcomes, strict=True)
+            for o in outcomes
+            if o.status != AckStatus.SUPERSEDED.value
+        ]
+        receipts = iter(self.signer.sign_many(payloads))
         acks = []
         for save, outcomes in zip(saves, result.outcomes, strict=True):
             results = {}
             for o in outcomes:
                 status = AckStatus(o.status)
-                receipt = None
-                if status is not AckStatus.SUPERSEDED:
-                    receipt = self.signer.sign(
-                        ReceiptPayload(
-                            save.plan_id,
-                            save.candidate_id,
-                            save.exam_code,
-                            o.quiz_code,
-                            o.version,
-                            o.value_sha256,
-                            server_time,
-                        )
-                    )
+                receipt = None if status is AckStatus.SUPERSEDED else next(receipts)
                 results[o.quiz_code] = AnswerResult(status, o.version, o.current_version, receipt)
             ack = SaveAck(results, server_time).to_wire()
             if save.late:

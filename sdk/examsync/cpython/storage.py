@@ -23,11 +23,13 @@ from types import TracebackType
 from ..exceptions import RemoteProtocolError, StorageError, StoreLockedError
 from ..messages import Receipt
 from ..protocol import decode_json
-from ..storage import Changes, LocalAnswer, OutboxEntry, Snapshot
+from ..storage import Changes, LocalAnswer, OutboxEntry, Snapshot, Upload
 
 __all__ = ["SQLiteStorage"]
 
-_SCHEMA_VERSION = 1
+# Every statement is idempotent, so a store of any older version is brought up by running
+# them all (2: uploads).
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     quiz_code TEXT PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL,
@@ -38,6 +40,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE TABLE IF NOT EXISTS receipts (quiz_code TEXT PRIMARY KEY, receipt TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS version_floors (quiz_code TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS uploads (
+    upload_id TEXT PRIMARY KEY, kind TEXT NOT NULL, params TEXT NOT NULL,
+    content_type TEXT NOT NULL, body BLOB NOT NULL, created_at REAL NOT NULL);
 """
 _POLL = 0.05  # seconds between lock attempts while waiting
 
@@ -91,12 +96,23 @@ class SQLiteStorage:
             }
             floors = dict(db.execute("SELECT quiz_code, version FROM version_floors").fetchall())
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            uploads = {
+                upload_id: Upload(upload_id, kind, json.loads(params), ctype, body, created)
+                for upload_id, kind, params, ctype, body, created in db.execute(
+                    "SELECT upload_id, kind, params, content_type, body, created_at FROM uploads"
+                )
+            }
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read {self.path}: {exc}", operation="load") from exc
         except RemoteProtocolError as exc:  # a stored receipt no longer parses
             raise StorageError(f"corrupt receipt in {self.path}: {exc}", operation="load") from exc
         return Snapshot(
-            answers=answers, outbox=outbox, receipts=receipts, version_floors=floors, meta=meta
+            answers=answers,
+            outbox=outbox,
+            receipts=receipts,
+            version_floors=floors,
+            meta=meta,
+            uploads=uploads,
         )
 
     def commit(self, changes: Changes) -> None:
@@ -194,6 +210,23 @@ class SQLiteStorage:
             list(changes.version_floors.items()),
         )
         db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(changes.meta.items()))
+        db.executemany(
+            "DELETE FROM uploads WHERE upload_id = ?", [(u,) for u in changes.uploads_delete]
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    u.upload_id,
+                    u.kind,
+                    json.dumps(dict(u.params)),
+                    u.content_type,
+                    u.body,
+                    u.created_at,
+                )
+                for u in changes.uploads_put.values()
+            ],
+        )
 
 
 def _acquire(lock_path: Path, store: str, timeout: float) -> int:

@@ -65,6 +65,16 @@ class SyncExamClient:
     def set_answer(self, quiz_code: str, value: str) -> int:
         return self._call(lambda: self._client.set_answer(quiz_code, value))
 
+    def upload_capture(
+        self, kind: str, data: bytes, content_type: str, captured_at: float | None = None
+    ) -> str:
+        """``client.uploads.capture``: stored durably and queued; returns the captureId."""
+        return self._run(self._client.uploads.capture(kind, data, content_type, captured_at))
+
+    def log(self, event: str, level: str = "info", data: dict[str, Any] | None = None) -> None:
+        """``client.uploads.log``: buffered into the next log batch."""
+        self._call(lambda: self._client.uploads.log(event, level, data))
+
     def record_navigation(self, from_quiz: str, to_quiz: str) -> None:
         self._call(lambda: self._client.record_navigation(from_quiz, to_quiz))
 

@@ -21,6 +21,7 @@ from ..exceptions import ChecksumMismatch, RemoteProtocolError, ServerError, Tra
 from ..messages import parse_error
 from ..protocol import decode_json
 from ..receipts import parse_public_keys
+from ..storage import Upload
 
 __all__ = [
     "CachedPackage",
@@ -114,6 +115,9 @@ class HttpApi(ABC):
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
         self.token: str | None = None
+        # The login body, kept to log in again when the server says the session expired: an
+        # exam outlasting the session must not turn into failed saves.
+        self._credentials: bytes | None = None
 
     @abstractmethod
     async def _send(
@@ -133,11 +137,26 @@ class HttpApi(ABC):
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         all_headers = {"Accept": "application/json", **(headers or {})}
-        if self.token is not None:
-            all_headers["Authorization"] = f"Bearer {self.token}"
         if body is not None:
-            all_headers["Content-Type"] = "application/json"
-        return await self._send(method, self.base_url + path, body, all_headers)
+            all_headers.setdefault("Content-Type", "application/json")
+        for renewed in (False, True):
+            if self.token is not None:
+                all_headers["Authorization"] = f"Bearer {self.token}"
+            response = await self._send(method, self.base_url + path, body, all_headers)
+            if renewed or not self._expired(response) or self._credentials is None:
+                return response
+            await self._relogin(self._credentials)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _expired(response: Response) -> bool:
+        return response.status == 401 and error_for(response).code == "token_expired"
+
+    async def _relogin(self, credentials: bytes) -> None:
+        """Log in again with the credentials of the first login; keep the new token."""
+        self.token = None
+        session = Session.from_wire(await self._json("POST", "/api/v1/sessions", credentials))
+        self.token = session.token
 
     async def _json(self, method: str, path: str, body: bytes | None = None) -> Any:
         response = await self._request(method, path, body=body)
@@ -163,13 +182,24 @@ class HttpApi(ABC):
         self.token = None
         encoded = json.dumps(body, ensure_ascii=False).encode()
         session = Session.from_wire(await self._json("POST", "/api/v1/sessions", encoded))
-        self.token = session.token
+        self.token, self._credentials = session.token, encoded
         return session
 
     async def save(self, body: bytes) -> tuple[int, bytes]:
         """POST a save; the status and raw body go to the engine, which judges them."""
         response = await self._request("POST", "/api/v1/answers", body=body)
         return response.status, response.content
+
+    async def upload(self, upload: Upload) -> Response:
+        """POST a capture or a log batch with its SHA-256; the queue judges the answer."""
+        digest = {"X-Content-SHA256": hashlib.sha256(upload.body).hexdigest()}
+        if upload.kind == "capture":
+            query = urlencode({**upload.params, "captureId": upload.upload_id})
+            headers = {**digest, "Content-Type": upload.content_type}
+            return await self._request(
+                "POST", f"/api/v1/captures?{query}", body=upload.body, headers=headers
+            )
+        return await self._request("POST", "/api/v1/logs", body=upload.body, headers=digest)
 
     async def restore(self, exam_code: str) -> bytes:
         """The raw restore body (the engine validates it); non-2xx raises ServerError."""

@@ -51,15 +51,25 @@ from ..messages import Receipt, SaveAck
 from ..protocol import decode_json
 from ..receipts import receipts_in
 from ..storage import LocalAnswer, Storage
+from ..uploads import UploadOutcome, UploadQueue
 from .api import HttpApi, Session
 from .interfaces import ClientSettings, SessionStore, Socket, Verifier
+from .timing import wait_woken
+from .uploads import Uploader
 
 __all__ = ["BaseExamClient", "ClientEvent"]
 
 log = logging.getLogger("examsync")
 
 ClientEvent = (
-    Event | ConnectionChanged | ExamEnded | StageChanged | UnknownFrame | Alert | StorageState
+    Event
+    | ConnectionChanged
+    | ExamEnded
+    | StageChanged
+    | UnknownFrame
+    | Alert
+    | StorageState
+    | UploadOutcome
 )
 
 
@@ -87,6 +97,7 @@ class BaseExamClient(ABC):
         self._storage: Storage | None = None
         self._storage_state: StorageState | None = None
         self._engine: Engine | None = None
+        self._uploader: Uploader | None = None
         self._conn = Connection(config.connection, rng)
         self._socket: Socket | None = None
         self._channel: SaveChannel | None = None  # the save channel the engine was last given
@@ -181,6 +192,14 @@ class BaseExamClient(ABC):
             await self._close_storage(storage)
             raise
         self._storage, self._session = storage, session
+        self._uploader = Uploader(
+            UploadQueue(storage, self._rng),
+            self._http,
+            clock=self._clock,
+            durable=self._durable,
+            publish=self._publish,
+            alert=self._alert,
+        )
         self._set_storage_state(storage_state)
         if config.restore_on_start and online:
             try:
@@ -189,6 +208,7 @@ class BaseExamClient(ABC):
                 self._publish([Alert(exc, "restore")])
         self._conn.start(self._mono())
         self._runner = asyncio.create_task(self._run(), name="examsync-client")
+        self._spawn(self._uploader.run(), "uploads")
         return session
 
     # --- local input -----------------------------------------------------------------------------
@@ -205,6 +225,13 @@ class BaseExamClient(ABC):
         version = self._set_answer(quiz_code, value)
         await self._durable()
         return version
+
+    @property
+    def uploads(self) -> Uploader:
+        """Captures and log entries: ``await uploads.capture(...)``, ``uploads.log(...)``."""
+        if self._uploader is None:
+            raise ExamSyncError("log in first")
+        return self._uploader
 
     def record_navigation(self, from_quiz: str, to_quiz: str) -> None:
         """Record a move between questions; it rides along with the next save."""
@@ -314,6 +341,8 @@ class BaseExamClient(ABC):
         if self._closing:
             return
         self._closing = True
+        if self._uploader is not None:
+            await self._uploader.flush_logs()  # stored: they go out at the next start
         self._conn.close(self._mono())
         self._do_actions()
         tasks = [t for t in (self._runner, *self._tasks) if t is not None]
@@ -345,26 +374,7 @@ class BaseExamClient(ABC):
             except Exception as exc:  # never let one bad step stop the syncing...
                 self._alert(exc, "loop")
                 delay = 0.5  # ...nor spin on it
-            await self._sleep(delay)
-
-    async def _sleep(self, delay: float | None) -> None:
-        """Until a wake-up, or ``delay`` seconds (None: no limit).
-
-        A timer that sets the wake-up event rather than ``wait_for``: Pyodide's WebLoop refuses
-        a deadline that has passed by the time it is scheduled ("Can't schedule in the past"),
-        which a deadline microseconds away can be; ``call_later`` with a delay > 0 cannot.
-        """
-        if delay is not None and delay <= 0:
-            await asyncio.sleep(0)
-            return
-        timer = (
-            None if delay is None else asyncio.get_running_loop().call_later(delay, self._wake.set)
-        )
-        try:
-            await self._wake.wait()
-        finally:
-            if timer is not None:
-                timer.cancel()
+            await wait_woken(self._wake, delay)
 
     def _pump(self) -> None:
         engine = self._require_engine()
@@ -382,6 +392,8 @@ class BaseExamClient(ABC):
                 engine.connection_lost(now)
             elif channel is not self._channel or change.state is ConnectionState.OPEN:
                 engine.connection_restored(now)
+                if self._uploader is not None:
+                    self._uploader.connection_restored()
             self._channel = channel
         request = engine.next_request(now)
         if request is not None:
@@ -418,7 +430,8 @@ class BaseExamClient(ABC):
         session = self._session
         assert session is not None
         try:
-            socket = await self._connect_socket(session.socket_url, session.token)
+            # the API's token: renewed there when the session expired (HttpApi._request)
+            socket = await self._connect_socket(session.socket_url, self._http.token or "")
         except ExamSyncError as exc:
             if isinstance(exc, ServerError) and not exc.retryable:  # a bad token...: say so
                 self._publish([Alert(exc, "socket")])

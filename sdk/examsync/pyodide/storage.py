@@ -21,6 +21,7 @@ One object store per concern, as the SQLite store has one table each: ``answers`
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,13 +30,23 @@ from ..backoff import Backoff
 from ..events import StorageState
 from ..exceptions import RemoteProtocolError, StorageError
 from ..messages import Receipt
-from ..storage import Changes, LocalAnswer, MemoryStorage, OutboxEntry, Snapshot, Storage
+from ..storage import (
+    Changes,
+    LocalAnswer,
+    MemoryStorage,
+    OutboxEntry,
+    Snapshot,
+    Storage,
+    Upload,
+)
 from .idb import Database, StoreOps
 
 __all__ = ["STORES", "IndexedDBStorage", "open_storage"]
 
-STORES = ("answers", "outbox", "receipts", "version_floors", "meta")
-_SCHEMA_VERSION = 1  # the IndexedDB database version: bump it with a new onupgradeneeded step
+STORES = ("answers", "outbox", "receipts", "version_floors", "meta", "uploads")
+# The IndexedDB database version: opening at a higher one creates the stores it lacks
+# (2: uploads).
+_SCHEMA_VERSION = 2
 _CLOSE_WAIT = 2.0  # seconds close() gives queued writes before it gives up on them
 
 
@@ -211,7 +222,21 @@ def _encode(changes: Changes) -> dict[str, StoreOps]:
     put("receipts", {k: r.to_wire() for k, r in changes.receipts.items()})
     put("version_floors", dict(changes.version_floors))
     put("meta", dict(changes.meta))
+    if changes.uploads_delete:
+        ops.setdefault("uploads", StoreOps()).delete.update(changes.uploads_delete)
+    put("uploads", {k: _upload(u) for k, u in changes.uploads_put.items()})
     return ops
+
+
+def _upload(upload: Upload) -> dict[str, object]:
+    # Records cross as JSON text (idb.js): the bytes travel as base64.
+    return {
+        "kind": upload.kind,
+        "params": dict(upload.params),
+        "contentType": upload.content_type,
+        "body": base64.b64encode(upload.body).decode(),
+        "createdAt": upload.created_at,
+    }
 
 
 def _answer(answer: LocalAnswer | OutboxEntry) -> dict[str, object]:
@@ -233,10 +258,26 @@ def _decode(rows: Mapping[str, list[tuple[str, Any]]], name: str) -> Snapshot:
         receipts = {k: Receipt.from_wire(v, f"receipts.{k}") for k, v in rows["receipts"]}
         floors = {k: int(v) for k, v in rows["version_floors"]}
         meta = {k: str(v) for k, v in rows["meta"]}
-    except (KeyError, TypeError, ValueError, RemoteProtocolError) as exc:
+        uploads = {
+            k: Upload(
+                k,
+                str(v["kind"]),
+                {str(p): str(q) for p, q in v["params"].items()},
+                str(v["contentType"]),
+                base64.b64decode(v["body"], validate=True),
+                float(v["createdAt"]),
+            )
+            for k, v in rows["uploads"]
+        }
+    except (KeyError, TypeError, ValueError, AttributeError, RemoteProtocolError) as exc:
         raise StorageError(
             f"corrupt record in IndexedDB {name!r}: {exc!r}", operation="load"
         ) from exc
     return Snapshot(
-        answers=answers, outbox=outbox, receipts=receipts, version_floors=floors, meta=meta
+        answers=answers,
+        outbox=outbox,
+        receipts=receipts,
+        version_floors=floors,
+        meta=meta,
+        uploads=uploads,
     )

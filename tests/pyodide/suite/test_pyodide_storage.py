@@ -20,6 +20,7 @@ from examsync import (
     StorageError,
     StorageFullError,
     StorageState,
+    Upload,
 )
 from examsync.messages import Receipt, ReceiptPayload
 from examsync.protocol import value_sha256
@@ -59,6 +60,20 @@ async def test_it_is_a_storage_and_a_new_instance_reads_back_every_store(db_name
     assert again.load().outbox == {} and again.load().version_floors == {"Q1": 7}
     assert again.load().receipts["Q2"] == receipt("Q2", 1)
     await again.close()
+
+
+async def test_uploads_with_their_bytes_come_back_on_a_new_instance(db_name: str) -> None:
+    storage = await IndexedDBStorage.open(db_name)
+    body = bytes(range(256)) * 4  # every byte value survives the trip through JSON
+    capture = Upload("cap-1", "capture", {"kind": "webcam"}, "image/jpeg", body, 10.5)
+    logs = Upload("log-1", "logs", {}, "application/json", b'{"batchId":"log-1"}', 11.0)
+    storage.commit(Changes(uploads_put={"cap-1": capture, "log-1": logs}))
+    storage.commit(Changes(uploads_delete=frozenset({"log-1"})))
+    await storage.flush()
+    reopened = await IndexedDBStorage.open(db_name)
+    assert reopened.load().uploads == {"cap-1": capture}
+    await reopened.close()
+    await storage.close()
 
 
 async def test_an_answer_is_durable_when_the_engine_is_rebuilt_on_a_new_instance(
