@@ -28,6 +28,7 @@ const state = {
 // What a follower tab is sent of the leader's state (not its token, SDK handle or camera).
 const SHARED = ["session", "candidateId", "examCode", "title", "questions", "answers", "stage", "sync", "storage", "ended"];
 const typing = new Map(); // quizCode -> timer of an edit not handed over yet
+let cameraReport = () => {}; // shows what became of each capture (set by startCamera)
 let lastQuestion = null;
 
 const sdk = bootSdk();
@@ -204,6 +205,9 @@ function handle(event) {
         renderAnswers();
       }
       break;
+    case "upload":
+      if (event.kind === "capture") cameraReport(event);
+      break;
     case "failure":
     case "alert":
       console.info("examsync:", event);
@@ -281,8 +285,21 @@ addEventListener("beforeunload", (event) => {
     event.returnValue = "";
   }
 });
-addEventListener("online", renderSync);
-addEventListener("offline", renderSync);
+// What the proctor may want to know of the page itself goes to the server's log queue.
+function pageLog(event, level = "info", data = {}) {
+  if (state.role === "leader") state.page.log(event, level, JSON.stringify(data));
+}
+document.addEventListener("visibilitychange", () =>
+  document.hidden ? pageLog("page_hidden", "warning") : pageLog("page_visible"),
+);
+addEventListener("online", () => {
+  pageLog("network_online");
+  renderSync();
+});
+addEventListener("offline", () => {
+  pageLog("network_offline", "warning");
+  renderSync();
+});
 
 // --- the screen ----------------------------------------------------------------------------
 
@@ -477,14 +494,26 @@ async function startIndividual() {
 
 function startCamera(interval) {
   show($("#camera"), true);
-  state.camera = new Camera($("#camera-video"), state.token, (stats) => {
-    const status = $("#camera-status");
-    status.dataset.uploaded = stats.uploaded;
+  const status = $("#camera-status");
+  const stats = { taken: 0, stored: 0 };
+  const report = (error = "") => {
+    const waiting = state.page.uploads_pending();
+    status.dataset.stored = stats.stored;
     status.textContent =
-      both(`촬영 ${stats.taken}회, 전송 ${stats.uploaded}회`, `${stats.taken} taken, ${stats.uploaded} sent`) +
-      (stats.waiting ? ` — ${both(`${stats.waiting}개 대기`, `${stats.waiting} waiting`)}` : "") +
-      (stats.error ? ` — ${stats.error}` : "");
-  });
+      both(`촬영 ${stats.taken}회, 전송 ${stats.stored}회`, `${stats.taken} taken, ${stats.stored} sent`) +
+      (waiting ? ` — ${both(`${waiting}개 대기`, `${waiting} waiting`)}` : "") +
+      (error ? ` — ${error}` : "");
+  };
+  cameraReport = (event) => {
+    if (event.status === "stored" || event.status === "duplicate") stats.stored += 1;
+    report(event.status === "refused" ? both("서버가 거부함", "refused by the server") : "");
+  };
+  const store = async (bytes, takenAt) => {
+    await state.page.capture(bytes, takenAt);
+    stats.taken += 1;
+    report();
+  };
+  state.camera = new Camera($("#camera-video"), store, report);
   state.camera.start(interval);
 }
 

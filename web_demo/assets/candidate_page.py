@@ -30,6 +30,7 @@ from examsync import (
     StageChanged,
     StorageState,
     SyncState,
+    UploadOutcome,
 )
 
 __all__ = ["CandidatePage", "choose_exam_code", "event_message", "exam_for", "order_questions"]
@@ -123,6 +124,8 @@ def event_message(event: object) -> dict[str, Any] | None:
         return {"type": "restore", "restored": list(event.restored), "missing": list(event.missing)}
     if isinstance(event, DeliveryFailure):
         return {"type": "failure", "attempt": event.attempt, "error": _error(event.error)}
+    if isinstance(event, UploadOutcome):
+        return {"type": "upload", "kind": event.kind, "status": event.status, "id": event.upload_id}
     if isinstance(event, Alert):
         return {"type": "alert", "where": event.where, "error": _error(event.error)}
     return None
@@ -200,6 +203,21 @@ class CandidatePage:
         """Store an answer; returns its version once it is in IndexedDB."""
         version: int = await self._client.save_answer(quiz_code, value)
         return version
+
+    async def capture(self, jpeg: Any, taken_at: float) -> int:
+        """Store a webcam frame (a JS Uint8Array) for upload; returns the uploads waiting."""
+        data = bytes(jpeg.to_bytes()) if hasattr(jpeg, "to_bytes") else bytes(jpeg)
+        await self._client.uploads.capture("webcam", data, "image/jpeg", taken_at)
+        pending: int = self._client.uploads.pending
+        return pending
+
+    def uploads_pending(self) -> int:
+        pending: int = self._client.uploads.pending
+        return pending
+
+    def log(self, event: str, level: str, data_json: str) -> None:
+        """A log entry for the server's log queue (batched by the SDK)."""
+        self._client.uploads.log(event, level, json.loads(data_json))
 
     def navigate(self, from_quiz: str, to_quiz: str) -> None:
         self._client.record_navigation(from_quiz, to_quiz)
