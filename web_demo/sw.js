@@ -20,7 +20,12 @@ const PAGE = [
   "/assets/camera.js",
   "/assets/candidate_page.py",
 ];
-const NETWORK_FIRST = [/^\/candidate$/, /^\/web\/config\.json$/, /^\/assets\//, /^\/api\/v1\/plans\/[^/]+\/package$/];
+const NETWORK_FIRST = [
+  /^\/candidate$/,
+  /^\/web\/config\.json$/,
+  /^\/assets\//,
+  /^\/api\/v1\/plans\/[^/]+\/package$/,
+];
 const CACHE_FIRST = [/^\/pyodide\//, /^\/wheels\//];
 
 self.addEventListener("install", (event) => {

@@ -13,7 +13,10 @@ if (fragment.get("token")) {
   history.replaceState(null, "", location.pathname + location.search);
 }
 form.token.value = sessionStorage.getItem(TOKEN_KEY) ?? "";
-form.planId.value = new URLSearchParams(location.search).get("plan") ?? localStorage.getItem("examsync-demo:admin-plan") ?? "";
+form.planId.value =
+  new URLSearchParams(location.search).get("plan") ??
+  localStorage.getItem("examsync-demo:admin-plan") ??
+  "";
 
 const admin = (method, path, options = {}) =>
   api(method, `/api/v1/admin/plans/${encodeURIComponent(form.planId.value.trim())}${path}`, {
@@ -43,8 +46,18 @@ async function run(label, work) {
 
 function summary(body) {
   if (!body) return "";
-  const facts = ["status", "currentStage", "alreadyStarted", "alreadyCompleted", "sha256", "replayed"];
-  return facts.filter((k) => body[k] !== undefined).map((k) => `${k}=${JSON.stringify(body[k])}`).join(" ");
+  const facts = [
+    "status",
+    "currentStage",
+    "alreadyStarted",
+    "alreadyCompleted",
+    "sha256",
+    "replayed",
+  ];
+  return facts
+    .filter((k) => body[k] !== undefined)
+    .map((k) => `${k}=${JSON.stringify(body[k])}`)
+    .join(" ");
 }
 
 $("#import").onclick = () =>
@@ -70,13 +83,23 @@ $("#upload").onclick = () =>
 for (const button of document.querySelectorAll("[data-action]")) {
   button.onclick = () => {
     const action = button.dataset.action;
-    if (action === "end" && !confirm(both("시험을 종료할까요? 모든 응시자에게 즉시 알립니다.", "End the exam? Every candidate is told at once."))) return;
+    if (
+      action === "end" &&
+      !confirm(
+        both(
+          "시험을 종료할까요? 모든 응시자에게 즉시 알립니다.",
+          "End the exam? Every candidate is told at once.",
+        ),
+      )
+    )
+      return;
     const body = action === "advance" && currentStage ? { json: { fromStage: currentStage } } : {};
     run(button.textContent, () => admin("POST", `/${action}`, body));
   };
 }
 
-$("#replay").onclick = () => run(both("재처리", "Replay"), () => admin("POST", "/dead-letters/replay", { json: {} }));
+$("#replay").onclick = () =>
+  run(both("재처리", "Replay"), () => admin("POST", "/dead-letters/replay", { json: {} }));
 
 async function refresh() {
   if (!form.token.value || !form.planId.value) return;
@@ -84,7 +107,8 @@ async function refresh() {
   try {
     status = await admin("GET", "");
   } catch (error) {
-    $("#plan-status").textContent = error.status === 404 ? both("계획 없음", "No such plan") : error.message;
+    $("#plan-status").textContent =
+      error.status === 404 ? both("계획 없음", "No such plan") : error.message;
     $("#plan-status").dataset.status = "";
     $("#facts").replaceChildren();
     return;
@@ -93,32 +117,58 @@ async function refresh() {
   $("#plan-status").textContent = `${status.planId}: ${status.status}`;
   $("#plan-status").dataset.status = status.status;
   const stage = status.stages.find((s) => s.stageId === status.currentStage);
-  const byStatus = Object.entries(status.counts.candidatesByStatus).map(([k, n]) => `${k} ${n}`).join(", ");
+  const byStatus = Object.entries(status.counts.candidatesByStatus)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(", ");
   facts([
     [both("시험명", "Exam"), status.examName],
     [both("상태", "Status"), status.status],
     [both("현재 단계", "Stage"), stage ? `${stage.stageName} (${stage.stageId})` : "—"],
-    [both("단계 마감", "Stage deadline"), status.stageDeadline ? timeOfDay(status.stageDeadline) : "—"],
+    [
+      both("단계 마감", "Stage deadline"),
+      status.stageDeadline ? timeOfDay(status.stageDeadline) : "—",
+    ],
     [both("응시자", "Candidates"), `${status.counts.candidates} (${byStatus || "—"})`],
     [both("감독관", "Supervisors"), status.counts.supervisors],
-    [both("패키지", "Package"), status.package ? `${status.package.sha256.slice(0, 12)}… ${status.package.size} B` : "—"],
-    [both("대기열", "Queues"), status.queues ? Object.entries(status.queues).map(([k, n]) => `${k} ${n}`).join(", ") : "—"],
+    [
+      both("패키지", "Package"),
+      status.package ? `${status.package.sha256.slice(0, 12)}… ${status.package.size} B` : "—",
+    ],
+    [
+      both("대기열", "Queues"),
+      status.queues
+        ? Object.entries(status.queues)
+            .map(([k, n]) => `${k} ${n}`)
+            .join(", ")
+        : "—",
+    ],
     [both("실패한 처리", "Dead letters"), status.deadLetters],
   ]);
   await Promise.all([deadLetters(), candidates()]);
 }
 
 function facts(pairs) {
-  $("#facts").replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })]));
+  $("#facts").replaceChildren(
+    ...pairs.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })]),
+  );
 }
 
 async function deadLetters() {
   const { deadLetters: letters } = await admin("GET", "/dead-letters");
   const open = letters.filter((d) => !d.replayedAt);
-  $("#dead-summary").textContent = both(`재처리 대기 ${open.length}건`, `${open.length} waiting for replay`);
+  $("#dead-summary").textContent = both(
+    `재처리 대기 ${open.length}건`,
+    `${open.length} waiting for replay`,
+  );
   $("#dead-letters").replaceChildren(
     ...letters.map((d) =>
-      el("tr", {}, ...[d.id, d.stream, d.candidateId ?? "—", d.error, timeOfDay(d.createdAt)].map((v) => el("td", { text: String(v) }))),
+      el(
+        "tr",
+        {},
+        ...[d.id, d.stream, d.candidateId ?? "—", d.error, timeOfDay(d.createdAt)].map((v) =>
+          el("td", { text: String(v) }),
+        ),
+      ),
     ),
   );
 }
@@ -130,9 +180,14 @@ async function candidates() {
       el(
         "tr",
         {},
-        ...[c.candidate_id, c.candidate_name, c.group_id, c.candidate_auth_code, c.access_key ?? "—", c.status].map((v) =>
-          el("td", { text: String(v) }),
-        ),
+        ...[
+          c.candidate_id,
+          c.candidate_name,
+          c.group_id,
+          c.candidate_auth_code,
+          c.access_key ?? "—",
+          c.status,
+        ].map((v) => el("td", { text: String(v) })),
       ),
     ),
   );

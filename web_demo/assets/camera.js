@@ -46,7 +46,12 @@ export class Camera {
     try {
       await this.store(new Uint8Array(await blob.arrayBuffer()), takenAt);
     } catch (error) {
-      this.onError(String(error?.message ?? error).trim().split("\n").pop());
+      this.onError(
+        String(error?.message ?? error)
+          .trim()
+          .split("\n")
+          .pop(),
+      );
     }
   }
 }

@@ -26,7 +26,18 @@ const state = {
   camera: null,
 };
 // What a follower tab is sent of the leader's state (not its token, SDK handle or camera).
-const SHARED = ["session", "candidateId", "examCode", "title", "questions", "answers", "stage", "sync", "storage", "ended"];
+const SHARED = [
+  "session",
+  "candidateId",
+  "examCode",
+  "title",
+  "questions",
+  "answers",
+  "stage",
+  "sync",
+  "storage",
+  "ended",
+];
 const typing = new Map(); // quizCode -> timer of an edit not handed over yet
 let cameraReport = () => {}; // shows what became of each capture (set by startCamera)
 let lastQuestion = null;
@@ -44,9 +55,10 @@ if ("serviceWorker" in navigator) {
 }
 
 sdk.then(
-  () => show($("#boot"), false),
+  () => state.creds || show($("#boot"), false), // while signing in, that message stays
   (error) => {
-    $("#boot").textContent = both("Python을 불러오지 못했습니다", "Could not load Python") + `: ${error}`;
+    $("#boot").textContent =
+      both("Python을 불러오지 못했습니다", "Could not load Python") + `: ${error}`;
     $("#boot").dataset.kind = "error";
   },
 );
@@ -102,7 +114,12 @@ async function signIn(creds) {
   try {
     // Waits as long as another tab of this candidate writes (meanwhile this tab follows it).
     result = JSON.parse(
-      await page.login(creds.candidateId, creds.authCode, creds.key, localStorage.getItem(examKey) ?? ""),
+      await page.login(
+        creds.candidateId,
+        creds.authCode,
+        creds.key,
+        localStorage.getItem(examKey) ?? "",
+      ),
     );
   } catch (error) {
     state.relay.close();
@@ -136,7 +153,9 @@ async function lead(result) {
     state.title = paper.title;
     state.questions = paper.questions;
   } catch (error) {
-    $("#boot").textContent = both("시험지를 불러오지 못했습니다", "Could not load the paper") + `: ${pythonMessage(error)}`;
+    $("#boot").textContent =
+      both("시험지를 불러오지 못했습니다", "Could not load the paper") +
+      `: ${pythonMessage(error)}`;
     return;
   }
   state.role = "leader";
@@ -199,11 +218,16 @@ function handle(event) {
       answered(event.quizCode, event.value, event.version, false);
       break;
     case "superseded":
-    case "restore":
+    case "restore": // the server's answers were merged in: show the result, in every tab
       if (state.page) {
         state.answers = JSON.parse(state.page.answers());
         renderAnswers();
+        state.relay.broadcast({ type: "answers", answers: state.answers });
       }
+      break;
+    case "answers":
+      state.answers = event.answers;
+      renderAnswers();
       break;
     case "upload":
       if (event.kind === "capture") cameraReport(event);
@@ -230,7 +254,7 @@ function edit(quizCode, value) {
   typing.delete(quizCode);
   if (state.answers[quizCode]?.value === value) return;
   if (state.role === "leader") {
-    state.answers[quizCode] = { ...state.answers[quizCode], value };
+    state.answers[quizCode] = { value }; // no version until it is stored
     state.page.answer(quizCode, value).then(
       (version) => answered(quizCode, value, version),
       (error) => console.warn("answer kept in memory only:", pythonMessage(error)),
@@ -242,7 +266,10 @@ function edit(quizCode, value) {
 
 function editSoon(quizCode, value) {
   clearTimeout(typing.get(quizCode));
-  typing.set(quizCode, setTimeout(() => edit(quizCode, value), SAVE_DELAY_MS));
+  typing.set(
+    quizCode,
+    setTimeout(() => edit(quizCode, value), SAVE_DELAY_MS),
+  );
 }
 
 function flushTyping() {
@@ -325,7 +352,9 @@ function questionItem(question, index) {
   const code = question.quizCode;
   const id = `q-${code}`;
   const item = el("li", { class: "question", id: `item-${code}` });
-  item.append(el("p", { class: "prompt", id: `${id}-prompt`, text: `${index + 1}. ${question.prompt}` }));
+  item.append(
+    el("p", { class: "prompt", id: `${id}-prompt`, text: `${index + 1}. ${question.prompt}` }),
+  );
   let field;
   if (question.type === "choice") {
     field = el("fieldset", { "data-quiz": code, "aria-labelledby": `${id}-prompt` });
@@ -381,11 +410,14 @@ function renderSync() {
   show(node, true);
   node.dataset.status = sync.status;
   node.dataset.pending = sync.pending;
-  const waited = sync.oldestPendingAge == null ? null : Date.now() / 1000 - (sync.at - sync.oldestPendingAge);
+  const waited =
+    sync.oldestPendingAge == null ? null : Date.now() / 1000 - (sync.at - sync.oldestPendingAge);
   const oldest = waited == null ? "" : ` (${both("가장 오래된 것", "oldest")} ${age(waited)})`;
   const pending = both(`${sync.pending}개 전송 대기`, `${sync.pending} pending`) + oldest;
   node.textContent = {
-    synced: `✓ ${both("모두 저장됨", "All saved")}` + (sync.lastAckAt ? ` ${timeOfDay(sync.lastAckAt)}` : ""),
+    synced:
+      `✓ ${both("모두 저장됨", "All saved")}` +
+      (sync.lastAckAt ? ` ${timeOfDay(sync.lastAckAt)}` : ""),
     pending: `… ${pending}`,
     offline: `⚠ ${both("오프라인", "Offline")} — ${pending}`,
     error: `⚠ ${both("서버가 거부함, 재시도 중", "Refused by the server, retrying")} — ${pending}`,
@@ -433,7 +465,8 @@ function renderStage() {
   const stage = state.stage ?? {};
   const ended = Boolean(state.ended) || stage.planStatus === "completed";
   const started = stage.planStatus === "in_progress";
-  const individualReady = state.session?.plan?.conductType === "individual" && stage.candidateStatus === "ready";
+  const individualReady =
+    state.session?.plan?.conductType === "individual" && stage.candidateStatus === "ready";
   const examNow = !ended && started && !individualReady && stage.examCode === state.examCode;
   show($("#exam"), examNow || ended);
   $("#questions").inert = !examNow;
@@ -442,10 +475,17 @@ function renderStage() {
   $("#start-individual").onclick = startIndividual;
   if (!started && !ended) {
     $("#waiting-title").textContent = both("시험 시작 전", "The exam has not started");
-    $("#waiting-text").textContent = both("감독관이 시험을 시작하면 자동으로 표시됩니다.", "It appears here when the exam starts.");
+    $("#waiting-text").textContent = both(
+      "감독관이 시험을 시작하면 자동으로 표시됩니다.",
+      "It appears here when the exam starts.",
+    );
   } else if (!examNow && !ended) {
-    $("#waiting-title").textContent = stage.stageName ?? both("모든 단계 종료", "All stages are over");
-    $("#waiting-text").textContent = both("시험 문항은 시험 단계에서 표시됩니다.", "The questions appear in the exam stage.");
+    $("#waiting-title").textContent =
+      stage.stageName ?? both("모든 단계 종료", "All stages are over");
+    $("#waiting-text").textContent = both(
+      "시험 문항은 시험 단계에서 표시됩니다.",
+      "The questions appear in the exam stage.",
+    );
   }
   show($("#ended"), ended);
   renderEnded();
@@ -470,7 +510,8 @@ function renderClock() {
   if (!stage?.stageName) return void (node.textContent = "");
   const left = stage.deadline ? (Date.parse(stage.deadline) - Date.now()) / 1000 : null;
   node.dataset.stage = stage.stageId;
-  node.textContent = `${stage.stageName}` + (left == null ? "" : ` — ${clock(left)} ${both("남음", "left")}`);
+  node.textContent =
+    `${stage.stageName}` + (left == null ? "" : ` — ${clock(left)} ${both("남음", "left")}`);
 }
 
 async function startIndividual() {
@@ -500,7 +541,10 @@ function startCamera(interval) {
     const waiting = state.page.uploads_pending();
     status.dataset.stored = stats.stored;
     status.textContent =
-      both(`촬영 ${stats.taken}회, 전송 ${stats.stored}회`, `${stats.taken} taken, ${stats.stored} sent`) +
+      both(
+        `촬영 ${stats.taken}회, 전송 ${stats.stored}회`,
+        `${stats.taken} taken, ${stats.stored} sent`,
+      ) +
       (waiting ? ` — ${both(`${waiting}개 대기`, `${waiting} waiting`)}` : "") +
       (error ? ` — ${error}` : "");
   };
@@ -519,6 +563,8 @@ function startCamera(interval) {
 
 function pythonMessage(error) {
   // A Python exception arrives as a PythonError whose message is the whole traceback.
-  const lines = String(error?.message ?? error).trim().split("\n");
+  const lines = String(error?.message ?? error)
+    .trim()
+    .split("\n");
   return lines[lines.length - 1];
 }

@@ -65,7 +65,9 @@ async function signIn(creds) {
 
 async function loadSnapshot() {
   try {
-    const snapshot = await api("GET", "/api/v1/supervisor/snapshot", { token: state.session.token });
+    const snapshot = await api("GET", "/api/v1/supervisor/snapshot", {
+      token: state.session.token,
+    });
     for (const item of snapshot.examinees ?? snapshot.candidates ?? []) {
       const id = item.examineeId ?? item.candidateId;
       row(id, {
@@ -158,7 +160,10 @@ function receive(socket, frame) {
         reason: frame.reason ?? null,
         browser: frame.clientInfo?.browserInfo ?? null,
       });
-      log(`${frame.examineeId} ${frame.status}${frame.reason ? ` (${frame.reason})` : ""}`, frame.timestamp);
+      log(
+        `${frame.examineeId} ${frame.status}${frame.reason ? ` (${frame.reason})` : ""}`,
+        frame.timestamp,
+      );
       break;
     case "stage_changed":
       if (frame.candidateId) {
@@ -181,7 +186,12 @@ function receive(socket, frame) {
       log(frame.message, frame.timestamp);
       break;
     case "reload_state":
-      log(both("놓친 이벤트를 다시 받을 수 없어 현황을 새로 읽습니다", "Missed events are gone; reloading the state"));
+      log(
+        both(
+          "놓친 이벤트를 다시 받을 수 없어 현황을 새로 읽습니다",
+          "Missed events are gone; reloading the state",
+        ),
+      );
       loadSnapshot();
       break;
     case "resumed":
@@ -201,7 +211,10 @@ function link(status) {
   const node = $("#link");
   show(node, true);
   node.dataset.status = status === "open" ? "synced" : "offline";
-  node.textContent = status === "open" ? `● ${both("실시간 연결됨", "Live")}` : `○ ${both("재연결 중", "Reconnecting")}`;
+  node.textContent =
+    status === "open"
+      ? `● ${both("실시간 연결됨", "Live")}`
+      : `○ ${both("재연결 중", "Reconnecting")}`;
 }
 
 function render() {
@@ -209,7 +222,10 @@ function render() {
   const rows = [...state.examinees.values()].sort((a, b) => a.id.localeCompare(b.id));
   $("#examinees").replaceChildren(...rows.map(examineeRow));
   const online = rows.filter((r) => r.connection === "CONNECTED").length;
-  $("#counts").textContent = both(`${rows.length}명 중 ${online}명 연결`, `${online} of ${rows.length} connected`);
+  $("#counts").textContent = both(
+    `${rows.length}명 중 ${online}명 연결`,
+    `${online} of ${rows.length} connected`,
+  );
   renderClock();
 }
 
@@ -223,7 +239,10 @@ function examineeRow(examinee) {
       "td",
       { class: "state", "data-state": examinee.connection },
       connectionLabel(examinee.connection),
-      el("div", { class: "note", text: `${since}${examinee.reason ? ` (${examinee.reason})` : ""}` }),
+      el("div", {
+        class: "note",
+        text: `${since}${examinee.reason ? ` (${examinee.reason})` : ""}`,
+      }),
     ),
     el("td", { text: examinee.stage }),
     el("td", { class: "num", text: examinee.answered ?? "—" }),
@@ -244,7 +263,8 @@ function renderClock() {
   if (state.ended) return void (node.textContent = both("종료", "Ended"));
   if (!stage?.stageName) return void (node.textContent = "");
   const left = stage.deadline ? (Date.parse(stage.deadline) - Date.now()) / 1000 : null;
-  node.textContent = stage.stageName + (left == null ? "" : ` — ${clock(left)} ${both("남음", "left")}`);
+  node.textContent =
+    stage.stageName + (left == null ? "" : ` — ${clock(left)} ${both("남음", "left")}`);
 }
 
 function log(text, at = new Date().toISOString()) {
