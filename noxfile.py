@@ -10,7 +10,7 @@ nox.options.sessions = ["lint", "typing", "tests", "pyodide"]
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
-PACKAGES = ["sdk", "reference_server", "tests", "bench", "noxfile.py"]
+PACKAGES = ["sdk", "reference_server", "tests", "bench", "web_demo", "noxfile.py"]
 
 
 @nox.session(python=False)
@@ -18,15 +18,26 @@ def demo(session: nox.Session) -> None:
     """The reference server with the seeds' sample plan, in a venv of its own (.nox/demo-venv)."""
     venv = ".nox/demo-venv"
     session.run("python3", "-m", "venv", venv, external=True)
+    # `build` makes the SDK wheel the candidate page loads into Pyodide; `examsync demo`
+    # builds it, and runs `npm ci` in web_demo/ for Pyodide itself, when they are missing.
     session.run(
-        f"{venv}/bin/python", "-m", "pip", "install", "-q", "-e", ".[server]", external=True
+        f"{venv}/bin/python",
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "-e",
+        ".[server]",
+        "build",
+        external=True,
     )
     session.run(f"{venv}/bin/examsync", "demo", *session.posargs, external=True)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Every pytest test: SDK core, server on a real Redis and SQLite, integration."""
+    """Every pytest test: SDK core, server on a real Redis and SQLite, integration, and the web
+    demo in Chromium (tests/browser: needs `chromium` and npm, which .ci/run installs)."""
     session.install("-e", ".[server,dev]")
     session.run("pytest", *(session.posargs or ["-q"]))
 

@@ -15,6 +15,7 @@ from .api.save_route import handle_save, is_save
 from .config import Settings
 from .errors import ApiError, error_headers
 from .runtime import Runtime
+from .web import init_app as init_web
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Quart:
         openapi.blueprint,
     ):
         app.register_blueprint(blueprint)
+    init_web(app, settings)
     _register_errors(app)
 
     @app.while_serving

@@ -70,6 +70,12 @@ def _server_options(command: Any) -> Any:
                 default=None,
                 help="The ASGI server under the app (default: uvicorn).",
             ),
+            click.option(
+                "--web-dir",
+                default=None,
+                help="Serve the web demo's pages from this folder; 'auto': the checkout's"
+                " web_demo/, 'off': none (default: off; demo: auto).",
+            ),
         ]
     ):
         command = option(command)
@@ -84,6 +90,8 @@ def _settings(
     redis_url: str | None,
     processes: int | None,
     http_server: str | None,
+    web_dir: str | None,
+    web_default: str = "",
 ) -> Settings:
     settings = settings_from_env(
         host=host,
@@ -93,7 +101,10 @@ def _settings(
         redis_url=redis_url,
         processes=processes,
         http_server=http_server,
+        web_dir=web_dir,
     )
+    if not settings.web_dir:
+        settings = settings.with_changes(web_dir=web_default)
     if host and not os.environ.get("EXAMSYNC_SOCKET_HOST"):
         settings = settings.with_changes(socket_host=host)
     check_data_dir(settings.data_dir)
@@ -114,13 +125,20 @@ def serve(**options: Any) -> None:
 @cli.command()
 @_server_options
 def demo(**options: Any) -> None:
-    """Run the server with the seeds' sample plan (PLAN202401) loaded and prepared."""
-    settings = _settings(**options)
+    """Run the server with the seeds' sample plan (PLAN202401) loaded and prepared, and the web
+    demo's pages."""
+    from .web import AUTO
+
+    settings = _settings(**options, web_default=AUTO)
     _run(settings, demo=True)
 
 
 def _run(settings: Settings, demo: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from .web import prepare_assets
+
+    if prepare_assets(settings) is None:  # nothing to serve: the pages' URLs are not printed
+        settings = settings.with_changes(web_dir="")
     if settings.processes > 1:
         from .supervisor import supervise
 
@@ -128,7 +146,7 @@ def _run(settings: Settings, demo: bool) -> None:
             click.echo(f"examsync serving {base} with {settings.processes} processes")
             click.echo(f"admin token: {settings.admin_token}")
             if demo:
-                _load_demo(base, settings.admin_token)
+                _load_demo(base, settings.admin_token, bool(settings.web_dir))
 
         sys.exit(supervise(settings, ready))
     event_loop_runner(settings)(_serve(settings, demo))
@@ -150,7 +168,7 @@ async def _serve(settings: Settings, demo: bool) -> None:
         click.echo(f"examsync serving {base} (socket server {runtime.socket_url(None)})")
         click.echo(f"admin token: {settings.admin_token}")
         if demo:
-            await asyncio.to_thread(_load_demo, base, settings.admin_token)
+            await asyncio.to_thread(_load_demo, base, settings.admin_token, bool(settings.web_dir))
         await server
     finally:
         await runtime.stop()
@@ -205,7 +223,7 @@ async def _wait_healthy(base: str, server: asyncio.Task[None]) -> None:
     raise StartupError(f"the server did not become healthy at {base}")
 
 
-def _load_demo(base: str, token: str) -> None:
+def _load_demo(base: str, token: str, pages: bool) -> None:
     from .demo.sample import PLAN_ID, sample_package, sample_plan
 
     admin = AdminClient(base, token)
@@ -230,6 +248,12 @@ def _load_demo(base: str, token: str) -> None:
         f"start: examsync admin --url {base} start {PLAN_ID}"
     )
     click.echo(f"API contract: {base}/api/v1/openapi.json")
+    if pages:
+        click.echo("\nWeb demo:")
+        click.echo(f"  candidate   {base}/candidate?plan={PLAN_ID}")
+        click.echo(f"  supervisor  {base}/supervisor?plan={PLAN_ID}")
+        # The token rides in the fragment, which the browser never sends to the server.
+        click.echo(f"  admin       {base}/admin?plan={PLAN_ID}#token={token}")
 
 
 # -- admin ----------------------------------------------------------------------------------

@@ -66,6 +66,9 @@ class Settings:
     # Off in the HTTP children of `serve --processes N`: one `examsync persister` process
     # commits for all of them, so SQLite work never competes with requests for a GIL.
     run_persister: bool = True
+    # The web demo's pages (examsync_server.web): "" or "off" none, "auto" the checkout's
+    # web_demo/ (what `examsync demo` uses), or a path.
+    web_dir: str = ""
     # Names this process to the others (ack channel, persister consumer); random unless set.
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))
 
@@ -130,6 +133,7 @@ _FIELD_TYPES: dict[str, Any] = {
     "reuse_port": _flag,
     "run_persister": _flag,
     "node_id": str,
+    "web_dir": str,
 }
 
 

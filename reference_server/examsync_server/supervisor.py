@@ -57,6 +57,8 @@ def supervise(settings: Settings, on_ready: Callable[[str], None]) -> int:
         redis_url,
         "--http-server",
         settings.http_server,
+        "--web-dir",
+        settings.web_dir or "off",
     ]
     env = {
         **os.environ,

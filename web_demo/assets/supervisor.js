@@ -1,0 +1,274 @@
+// The supervisor page: the group's examinees, live, from the socket server's events.
+//
+// Where the list comes from: GET /api/v1/supervisor/snapshot when the server has it (then
+// live events from the position it names); otherwise the socket replays the event stream
+// from its start (`lastPosition=0-0`: every examinee_connected/disconnected, stage change and
+// alert of this group), so examinees who connected before this page opened are listed too.
+import { $, ApiError, api, both, clock, el, show, timeOfDay } from "./common.js";
+
+const LOGIN_KEY = "examsync-demo:supervisor";
+const state = {
+  session: null,
+  examinees: new Map(), // examineeId -> row
+  stage: null, // the plan's: {stageId, stageName, deadline}
+  ended: false,
+  position: null, // the last event position seen, to resume from
+  socket: null,
+  lastFrame: 0,
+  heartbeat: { interval: 10, timeout: 5 },
+  retry: 0,
+};
+window.examsyncDemo = { state };
+
+const saved = JSON.parse(sessionStorage.getItem(LOGIN_KEY) ?? "null");
+if (saved) signIn(saved);
+else showLogin();
+
+function showLogin(message = "") {
+  const form = $("#login");
+  form.planId.value ||= new URLSearchParams(location.search).get("plan") ?? "";
+  $("#login-error").textContent = message;
+  show(form, true);
+  show($("#board"), false);
+  form.onsubmit = (event) => {
+    event.preventDefault();
+    signIn({
+      planId: form.planId.value.trim(),
+      supervisorId: form.supervisorId.value.trim(),
+      authCode: form.authCode.value,
+    });
+  };
+}
+
+async function signIn(creds) {
+  try {
+    state.session = await api("POST", "/api/v1/sessions", { json: creds });
+  } catch (error) {
+    sessionStorage.removeItem(LOGIN_KEY);
+    return showLogin(both("로그인하지 못했습니다", "Could not sign in") + `: ${error.message}`);
+  }
+  sessionStorage.setItem(LOGIN_KEY, JSON.stringify(creds));
+  const { plan, groupId } = state.session;
+  state.ended = plan.status === "completed";
+  $("#title").textContent = `${both("감독", "Supervisor")} — ${plan.examName}`;
+  $("#group").textContent = both("응시자", "Examinees") + (groupId ? ` (${groupId})` : "");
+  show($("#login"), false);
+  show($("#board"), true);
+  $("#logout").onclick = () => {
+    sessionStorage.removeItem(LOGIN_KEY);
+    location.reload();
+  };
+  await loadSnapshot();
+  connect();
+  render();
+}
+
+async function loadSnapshot() {
+  try {
+    const snapshot = await api("GET", "/api/v1/supervisor/snapshot", {
+      token: state.session.token,
+    });
+    for (const item of snapshot.examinees ?? snapshot.candidates ?? []) {
+      const id = item.examineeId ?? item.candidateId;
+      row(id, {
+        name: item.name ?? item.candidateName ?? "",
+        connection: item.connStatus ?? item.connection ?? item.status ?? "—",
+        stage: item.currentStage ?? item.stage ?? "—",
+        answered: item.answered ?? item.answeredCount ?? null,
+        lastSave: item.lastSave ?? item.lastSaveAt ?? null,
+      });
+    }
+    state.position = snapshot.position ?? state.position;
+    $("#source").textContent = both("서버 현황 + 실시간 이벤트", "Server snapshot + live events");
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) log(`snapshot: ${error.message}`);
+    state.position ??= "0-0"; // no snapshot: rebuild the list from the whole event stream
+    $("#source").textContent = both(
+      "실시간 이벤트로 구성한 목록 (답안 수는 서버 현황 API가 있을 때 표시)",
+      "List built from live events (answer counts need the server's snapshot API)",
+    );
+  }
+}
+
+function row(id, changes) {
+  const stage = state.stage?.stageName ?? "—"; // the plan's, until the examinee's own is known
+  const current = state.examinees.get(id) ?? { id, connection: "—", stage, alerts: [] };
+  const next = { ...current, ...changes };
+  state.examinees.set(id, next);
+  return next;
+}
+
+// --- the socket ----------------------------------------------------------------------------
+
+function connect() {
+  const url = new URL(state.session.socketUrl);
+  url.searchParams.set("token", state.session.token);
+  if (state.position) url.searchParams.set("lastPosition", state.position);
+  const socket = new WebSocket(url);
+  state.socket = socket;
+  state.lastFrame = Date.now();
+  socket.onopen = () => {
+    state.retry = 0;
+    link("open");
+  };
+  socket.onmessage = ({ data }) => {
+    state.lastFrame = Date.now();
+    try {
+      receive(socket, JSON.parse(data));
+    } catch (error) {
+      log(`bad frame: ${error}`);
+    }
+  };
+  socket.onclose = () => {
+    if (state.socket !== socket) return;
+    state.socket = null;
+    link("closed");
+    // Back off: 1 s, 2 s, 4 s ... up to 15 s, with jitter, so a restarted server is not stormed.
+    const delay = Math.min(15000, 1000 * 2 ** state.retry++) * (0.5 + Math.random() / 2);
+    setTimeout(connect, delay);
+  };
+}
+
+// The server pings every interval; silence for interval + timeout means the link is dead
+// (a cable pulled makes no close event): drop it and reconnect.
+setInterval(() => {
+  const { interval, timeout } = state.heartbeat;
+  if (state.socket && Date.now() - state.lastFrame > (interval + timeout) * 1000) {
+    const dead = state.socket;
+    state.socket = null; // its close event, when it comes, finds a newer socket and does nothing
+    dead.close();
+    connect();
+  }
+  renderClock();
+}, 1000);
+
+function receive(socket, frame) {
+  if (frame.position) state.position = frame.position;
+  switch (frame.type) {
+    case "welcome":
+      state.heartbeat = { interval: frame.pingInterval ?? 10, timeout: frame.pingTimeout ?? 5 };
+      if (frame.position) state.position = frame.position;
+      return;
+    case "ping":
+      socket.send(JSON.stringify({ type: "pong", ts: frame.ts }));
+      return;
+    case "examinee_connected":
+    case "examinee_disconnected":
+      row(frame.examineeId, {
+        connection: frame.status,
+        since: frame.timestamp,
+        reason: frame.reason ?? null,
+        browser: frame.clientInfo?.browserInfo ?? null,
+      });
+      log(
+        `${frame.examineeId} ${frame.status}${frame.reason ? ` (${frame.reason})` : ""}`,
+        frame.timestamp,
+      );
+      break;
+    case "stage_changed":
+      if (frame.candidateId) {
+        row(frame.candidateId, { stage: frame.stageName ?? "—" });
+      } else {
+        state.stage = frame;
+        for (const id of state.examinees.keys()) row(id, { stage: frame.stageName ?? "—" });
+      }
+      log(`${both("단계", "stage")}: ${frame.stageName ?? "—"}`, frame.timestamp);
+      break;
+    case "alert": {
+      const examinee = row(frame.candidateId, {});
+      examinee.alerts = [...examinee.alerts, `${frame.kind}: ${frame.error}`].slice(-3);
+      log(`${both("경보", "alert")} ${frame.candidateId}: ${frame.kind}`, frame.timestamp);
+      break;
+    }
+    case "exam_end":
+      window.examsyncDemo.endedAt ??= Date.now(); // when this page heard (tests)
+      state.ended = true;
+      log(frame.message, frame.timestamp);
+      break;
+    case "reload_state":
+      log(
+        both(
+          "놓친 이벤트를 다시 받을 수 없어 현황을 새로 읽습니다",
+          "Missed events are gone; reloading the state",
+        ),
+      );
+      loadSnapshot();
+      break;
+    case "resumed":
+      break;
+    case "error":
+      log(`error: ${frame.error?.code}`);
+      break;
+    default:
+      return;
+  }
+  render();
+}
+
+// --- the screen ----------------------------------------------------------------------------
+
+function link(status) {
+  const node = $("#link");
+  show(node, true);
+  node.dataset.status = status === "open" ? "synced" : "offline";
+  node.textContent =
+    status === "open"
+      ? `● ${both("실시간 연결됨", "Live")}`
+      : `○ ${both("재연결 중", "Reconnecting")}`;
+}
+
+function render() {
+  show($("#ended"), state.ended);
+  const rows = [...state.examinees.values()].sort((a, b) => a.id.localeCompare(b.id));
+  $("#examinees").replaceChildren(...rows.map(examineeRow));
+  const online = rows.filter((r) => r.connection === "CONNECTED").length;
+  $("#counts").textContent = both(
+    `${rows.length}명 중 ${online}명 연결`,
+    `${online} of ${rows.length} connected`,
+  );
+  renderClock();
+}
+
+function examineeRow(examinee) {
+  const since = examinee.since ? ` ${both("부터", "since")} ${timeOfDay(examinee.since)}` : "";
+  return el(
+    "tr",
+    { "data-examinee": examinee.id },
+    el("th", { scope: "row", text: `${examinee.id}${examinee.name ? ` ${examinee.name}` : ""}` }),
+    el(
+      "td",
+      { class: "state", "data-state": examinee.connection },
+      connectionLabel(examinee.connection),
+      el("div", {
+        class: "note",
+        text: `${since}${examinee.reason ? ` (${examinee.reason})` : ""}`,
+      }),
+    ),
+    el("td", { text: examinee.stage }),
+    el("td", { class: "num", text: examinee.answered ?? "—" }),
+    el("td", { text: examinee.lastSave ? timeOfDay(examinee.lastSave) : "—" }),
+    el("td", { class: "alerts", text: examinee.alerts.join("; ") }),
+  );
+}
+
+function connectionLabel(status) {
+  if (status === "CONNECTED") return `● ${both("연결됨", "Connected")}`;
+  if (status === "DISCONNECTED") return `○ ${both("연결 끊김", "Disconnected")}`;
+  return status;
+}
+
+function renderClock() {
+  const stage = state.stage;
+  const node = $("#stage");
+  if (state.ended) return void (node.textContent = both("종료", "Ended"));
+  if (!stage?.stageName) return void (node.textContent = "");
+  const left = stage.deadline ? (Date.parse(stage.deadline) - Date.now()) / 1000 : null;
+  node.textContent =
+    stage.stageName + (left == null ? "" : ` — ${clock(left)} ${both("남음", "left")}`);
+}
+
+function log(text, at = new Date().toISOString()) {
+  const list = $("#log");
+  list.prepend(el("li", { text: `${timeOfDay(at)} ${text}` }));
+  while (list.children.length > 50) list.lastChild.remove();
+}
