@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
@@ -77,5 +78,6 @@ async def capture_blob(plan_id: str, candidate_id: str, capture_id: str) -> Any:
     )
     if row is None:
         raise not_found("capture", captureId=capture_id)
-    data = rt.files.read(rt.files.root / row["path"])
+    # off the event loop: a capture may be megabytes (audio), and requests share the loop
+    data = await asyncio.to_thread(rt.files.read, rt.files.root / row["path"])
     return Response(data, content_type=row["content_type"])
