@@ -135,6 +135,7 @@ class Runtime:
                 node_id=settings.node_id,
                 ping_interval=settings.ping_interval,
                 ping_timeout=settings.ping_timeout,
+                saves=runtime.saves,
             )
             await runtime.sockets.start()
             ready = asyncio.Event()

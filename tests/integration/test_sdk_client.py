@@ -411,17 +411,26 @@ class Child:
 def test_an_sdk_process_killed_mid_stream_resends_on_restart(
     tmp_path: Path, redis_url: str, servers: list[ServerProcess]
 ) -> None:
-    """A client process saves FIRST, then the network stalls (a paused proxy: its save hangs),
-    it sets REST (durable) and dies by SIGKILL with a save in flight. A new process on the
-    same store sends what was never acknowledged."""
-    server = serve_exam(tmp_path / "data", redis_url, servers)
+    """A client process saves FIRST, then the network stalls (paused proxies: its save hangs,
+    over the socket or HTTP), it sets REST (durable) and dies by SIGKILL with a save in flight.
+    A new process on the same store sends what was never acknowledged."""
+    http_port, socket_port = free_port(), free_port()
     store = tmp_path / "device"
-    with TcpProxy(int(server.base.rsplit(":", 1)[1])) as proxy:
+    with TcpProxy(http_port) as proxy, TcpProxy(socket_port) as socket_proxy:
+        server = serve_exam(
+            tmp_path / "data",
+            redis_url,
+            servers,
+            port=http_port,
+            socket_port=socket_port,
+            env={"EXAMSYNC_PUBLIC_SOCKET_URL": f"ws://127.0.0.1:{socket_proxy.port}/ws"},
+        )
         crashing = Child(proxy.url, store, "crash")
         acked = crashing.expect("synced")["answers"]
         assert acked == {code: [value, 1] for code, value in FIRST.items()}
 
         proxy.pause()
+        socket_proxy.pause()
         crashing.send("go")
         dying = crashing.expect("dying")
         err = crashing.finish()
@@ -436,8 +445,9 @@ def test_an_sdk_process_killed_mid_stream_resends_on_restart(
         # and nothing of REST on the server (the held bytes die with the cut below).
         assert device_rows(store, "answers") == expected
         assert device_rows(store, "outbox") == {c: expected[c] for c in REST}
-        proxy.cut()
-        proxy.heal()
+        for stalled in (proxy, socket_proxy):
+            stalled.cut()
+            stalled.heal()
         assert stored_answers(server) == {c: (v, 1) for c, v in FIRST.items()}
 
         resumed = Child(proxy.url, store, "resume")
