@@ -23,6 +23,7 @@ from .events import (
     AnswerSuperseded,
     DeliveryFailure,
     Event,
+    ProgressReloaded,
     RestoreReport,
     SyncState,
     SyncStatus,
@@ -41,7 +42,7 @@ from .exceptions import (
     StoreLockedError,
     TransportError,
 )
-from .frames import ExamEnded, StageChanged
+from .frames import ExamEnded, ReloadState, Resumed, StageChanged
 from .messages import (
     AckStatus,
     AnswerBehavior,
@@ -94,17 +95,20 @@ __all__ = [
     "NavigationStep",
     "OutboxEntry",
     "OutboxState",
+    "ProgressReloaded",
     "ProtocolError",
     "RateLimitedError",
     "Receipt",
     "ReceiptError",
     "ReceiptPayload",
     "ReceiptVerifier",
+    "ReloadState",
     "RemoteProtocolError",
     "RestoreAnswer",
     "RestoreMetadata",
     "RestoreReport",
     "RestoreResponse",
+    "Resumed",
     "SaveAck",
     "SaveChannel",
     "SavePayload",

@@ -27,6 +27,11 @@ Heartbeat: any frame from the server proves it alive. After ``ping_interval`` wi
 send a ping; if nothing arrives within ``ping_timeout`` more, the connection is dead. So a dead
 connection is noticed at most ``ping_interval + ping_timeout`` after the last sign of life.
 
+Resume: the machine keeps the ``position`` of the last event received (welcome, events,
+``resumed``, ``reload_state``) and puts it in every ``Connect``, so the driver reconnects with
+``&lastPosition=`` and the server sends what was missed. The driver routes ``Resumed`` and
+``ReloadState`` frames; on ``ReloadState`` it fetches afresh what events would have updated.
+
 Fallback: after ``max_attempts`` failures in a row (a lost connection counts as one) the
 machine is in *fallback*: saves go over HTTP while the socket keeps being retried in the
 background, the backoff capped. Before that, saves are held (``save_channel`` is None), because
@@ -41,7 +46,16 @@ from enum import Enum
 
 from .backoff import Backoff
 from .exceptions import LocalProtocolError
-from .frames import SAVE_FEATURE, Frame, Ping, Welcome, parse_frame, ping_frame, pong_frame
+from .frames import (
+    SAVE_FEATURE,
+    Frame,
+    Ping,
+    Welcome,
+    parse_frame,
+    ping_frame,
+    pong_frame,
+    position_of,
+)
 
 __all__ = [
     "Action",
@@ -103,9 +117,12 @@ class ConnectionConfig:
 
 @dataclass(frozen=True, slots=True)
 class Connect:
-    """Open a socket to the session's ``socketUrl`` (attempt number ``attempt``)."""
+    """Open a socket to the session's ``socketUrl`` (attempt number ``attempt``), with
+    ``&lastPosition=<last_position>`` when it is set: the server then sends the events missed
+    since, or ``reload_state``."""
 
     attempt: int
+    last_position: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +166,7 @@ class Connection:
         self._last_rx = 0.0
         self._pinged = False  # a ping is out for the current silence
         self._welcome: Welcome | None = None
+        self._position: str | None = None  # of the last event received, on any socket
         self._actions: list[Action] = []
         self._events: list[ConnectionChanged] = []
         self._reported: tuple[object, ...] = (self._state, False, None)
@@ -184,6 +202,12 @@ class Connection:
             return SaveChannel.HTTP
         return None
 
+    @property
+    def last_position(self) -> str | None:
+        """The position of the last event received (kept across sockets): a reconnect resumes
+        after it."""
+        return self._position
+
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must be called next (None: only an input can change things)."""
         if self._state is ConnectionState.OPEN:
@@ -209,7 +233,7 @@ class Connection:
         if self._state is not ConnectionState.IDLE:
             raise LocalProtocolError(f"start() in state {self._state.value}")
         self._fire(_Trigger.START)
-        self._actions.append(Connect(1))
+        self._actions.append(Connect(1, self._position))
         self._report("starting")
 
     def connection_made(self, now: float) -> None:
@@ -250,6 +274,8 @@ class Connection:
         frame = parse_frame(data)
         if self._state is not ConnectionState.OPEN:
             return frame  # a late frame of a socket already given up: nothing to answer
+        # Frames arrive in stream order, so the latest position is the highest.
+        self._position = position_of(frame) or self._position
         if isinstance(frame, Ping):
             self._actions.append(Send(pong_frame(frame.ts)))
         elif isinstance(frame, Welcome):
@@ -271,7 +297,7 @@ class Connection:
             if self._retry_at is None or now >= self._retry_at:
                 self._retry_at = None
                 self._fire(_Trigger.RETRY_DUE)
-                self._actions.append(Connect(self._failures + 1))
+                self._actions.append(Connect(self._failures + 1, self._position))
                 self._report("retrying")
 
     def retry_now(self, now: float) -> None:

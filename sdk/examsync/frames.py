@@ -26,6 +26,8 @@ __all__ = [
     "Frame",
     "Ping",
     "Pong",
+    "ReloadState",
+    "Resumed",
     "SaveAckFrame",
     "StageChanged",
     "UnknownFrame",
@@ -33,6 +35,7 @@ __all__ = [
     "parse_frame",
     "ping_frame",
     "pong_frame",
+    "position_of",
     "save_frame",
 ]
 
@@ -48,6 +51,7 @@ class Welcome:
     plan_id: str
     server_time: str
     features: frozenset[str] = frozenset()
+    position: str | None = None  # where live delivery starts (absent on a resume)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,25 @@ class StageChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Resumed:
+    """A resume is complete: the missed events (``replayed`` of them) came before this; live
+    delivery goes on from ``position``."""
+
+    position: str
+    replayed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadState:
+    """The server cannot send what was missed (``reason``: ``position_too_old``,
+    ``position_unknown``): state shown from events is stale and must be fetched afresh. Live
+    delivery goes on from ``position``."""
+
+    reason: str
+    position: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SaveAckFrame:
     """The answer to a save sent over the socket: ``body`` is read as the HTTP 200 body."""
 
@@ -113,7 +136,38 @@ class UnknownFrame:
     data: Mapping[str, Any]
 
 
-Frame = Welcome | Ping | Pong | ExamEnded | StageChanged | SaveAckFrame | ErrorFrame | UnknownFrame
+Frame = (
+    Welcome
+    | Ping
+    | Pong
+    | ExamEnded
+    | StageChanged
+    | Resumed
+    | ReloadState
+    | SaveAckFrame
+    | ErrorFrame
+    | UnknownFrame
+)
+
+
+def position_of(frame: Frame) -> str | None:
+    """The event-stream position a frame carries (docs/protocol.md, "Positions and resume"):
+    the highest one received is what a reconnect asks to resume after."""
+    if isinstance(frame, Welcome | Resumed | ReloadState):
+        return frame.position
+    if isinstance(frame, StageChanged | UnknownFrame):
+        found = frame.data.get("position")
+        return found if isinstance(found, str) and found else None
+    return None
+
+
+def _optional_str(m: Mapping[str, Any], key: str) -> str | None:
+    value = m.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RemoteProtocolError("expected a string or null", path=key)
+    return value
 
 
 def _request_id(m: Mapping[str, Any]) -> str:
@@ -140,6 +194,7 @@ def parse_frame(data: str | bytes) -> Frame:
             plan_id=str(m.get("planId", "")),
             server_time=str(m.get("serverTime", "")),
             features=frozenset(features),
+            position=_optional_str(m, "position"),
         )
     if kind == "ping":
         return Ping(m.get("ts"))
@@ -157,6 +212,10 @@ def parse_frame(data: str | bytes) -> Frame:
             timestamp=str(m.get("timestamp", "")),
             data=m,
         )
+    if kind == "resumed":
+        return Resumed(get_str(m, "position", ""), get_int(m, "replayed", "", minimum=0))
+    if kind == "reload_state":
+        return ReloadState(get_str(m, "reason", ""), _optional_str(m, "position"))
     if kind == "save_ack":
         return SaveAckFrame(_request_id(m), m)
     if kind == "error":

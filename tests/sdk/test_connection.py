@@ -136,6 +136,42 @@ def test_reconnects_with_backoff_then_falls_back_to_http_and_keeps_retrying() ->
     assert any(e.fallback for e in changes) and not changes[-1].fallback
 
 
+def test_reconnects_resume_after_the_last_position_received() -> None:
+    conn = make()
+    conn.start(0.0)
+    assert conn.actions_to_do() == [Connect(1, None)]  # nothing received yet
+    conn.connection_made(0.0)
+    conn.receive_frame(
+        json.dumps({"type": "welcome", "socketId": "S1", "role": "c", "position": "5-0"}), 0.1
+    )
+    assert conn.last_position == "5-0"
+    conn.receive_frame(
+        json.dumps({"type": "stage_changed", "planId": "P", "timestamp": "t", "position": "6-0"}), 1
+    )
+    conn.receive_frame(json.dumps({"type": "exam_end", "message": "m", "timestamp": "t"}), 1.0)
+    assert conn.last_position == "6-0"  # exam_end is state, not a stream event
+    conn.connection_lost("gone", 2.0)
+    conn.tick(10.0)
+    assert conn.actions_to_do() == [Connect(2, "6-0")]
+    conn.connect_failed("refused", 10.5)
+    conn.tick(20.0)
+    assert conn.actions_to_do() == [Connect(3, "6-0")]
+    conn.connection_made(20.0)
+    # A resume's welcome has no position: the old one stands until the replay moves it on.
+    conn.receive_frame(json.dumps({"type": "welcome", "socketId": "S2", "role": "c"}), 20.1)
+    assert conn.last_position == "6-0"
+    conn.receive_frame(json.dumps({"type": "note", "position": "7-0"}), 20.2)
+    conn.receive_frame(json.dumps({"type": "resumed", "position": "8-0", "replayed": 1}), 20.3)
+    assert conn.last_position == "8-0"
+    conn.receive_frame(
+        json.dumps({"type": "reload_state", "reason": "position_too_old", "position": "9-0"}), 21
+    )
+    assert conn.last_position == "9-0"
+    conn.connection_lost("gone", 22.0)
+    conn.tick(30.0)
+    assert conn.actions_to_do() == [Connect(2, "9-0")]
+
+
 def test_retry_now_skips_the_wait() -> None:
     conn = opened(make())
     conn.connection_lost("gone", 1.0)

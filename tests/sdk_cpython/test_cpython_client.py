@@ -22,15 +22,18 @@ from examsync import (
     ConnectionState,
     DeliveryFailure,
     ExamEnded,
+    ProgressReloaded,
     ReceiptError,
+    ReloadState,
     RestoreReport,
+    Resumed,
     SaveChannel,
     StoreLockedError,
     SyncState,
     SyncStatus,
 )
 from examsync.cpython import ClientConfig, ExamClient, SyncExamClient
-from examsync.frames import UnknownFrame
+from examsync.frames import StageChanged, UnknownFrame
 
 PING, TIMEOUT, ATTEMPTS = 0.2, 0.2, 3
 
@@ -299,3 +302,37 @@ def test_the_sync_wrapper_drives_the_same_client(tmp_path: Path) -> None:
     assert api.http_saves >= 1
     assert any(isinstance(e, ConnectionChanged) and e.fallback for e in seen)
     assert json.loads(json.dumps(api.answers)) == {"Q1": ["a", 1]}
+
+
+async def test_a_reconnect_resumes_after_the_last_position_and_a_reload_refetches_progress(
+    client: ExamClient, api: FakeApi, server: FakeSocketServer
+) -> None:
+    seen = recorder(client)
+    await client.login(key=KEY)
+    assert client.progress == {"status": "in_progress", "currentStage": "S1"}  # from the login
+    await until(lambda: server.connections == 1 and client.save_channel is SaveChannel.SOCKET)
+    assert "lastPosition" not in server.paths[0]
+    await server.broadcast(
+        {"type": "stage_changed", "planId": PLAN, "timestamp": "t", "position": "41-0"}
+    )
+    await until(lambda: any(isinstance(e, StageChanged) for e in seen))
+
+    # The server asks for a reload on the resume: the client fetches its progress again.
+    server.resume_reply = {"type": "reload_state", "reason": "position_too_old", "position": "50-0"}
+    api.progress = {"status": "in_progress", "currentStage": "S3"}
+    await server.sockets[0].close()
+    await until(lambda: any(isinstance(e, ProgressReloaded) for e in seen))
+    assert server.paths[1].endswith("lastPosition=41-0")
+    assert [e for e in seen if isinstance(e, ReloadState)] == [
+        ReloadState("position_too_old", "50-0")
+    ]
+    assert [e.progress for e in seen if isinstance(e, ProgressReloaded)] == [api.progress]
+    assert client.progress == api.progress and api.me_fetches == 1
+
+    # The next resume goes on from the reload's position, and ends with `resumed`.
+    server.resume_reply = {"type": "resumed", "position": "50-0", "replayed": 0}
+    await until(lambda: server.connections == 2 and len(server.sockets) == 1)
+    await server.sockets[0].close()
+    await until(lambda: any(isinstance(e, Resumed) for e in seen))
+    assert server.paths[2].endswith("lastPosition=50-0")
+    assert api.me_fetches == 1

@@ -42,7 +42,7 @@ from ..connection import (
     Send,
 )
 from ..engine import Engine, EngineConfig, SaveRequest
-from ..events import Alert, Event, RestoreReport, SyncState
+from ..events import Alert, Event, ProgressReloaded, RestoreReport, SyncState
 from ..exceptions import (
     ExamSyncError,
     ReceiptError,
@@ -50,7 +50,16 @@ from ..exceptions import (
     ServerError,
     TransportError,
 )
-from ..frames import ErrorFrame, ExamEnded, SaveAckFrame, StageChanged, UnknownFrame, save_frame
+from ..frames import (
+    ErrorFrame,
+    ExamEnded,
+    ReloadState,
+    Resumed,
+    SaveAckFrame,
+    StageChanged,
+    UnknownFrame,
+    save_frame,
+)
 from ..messages import Device, Receipt, SaveAck
 from ..protocol import decode_json
 from ..receipts import receipts_in
@@ -64,7 +73,17 @@ __all__ = ["ClientConfig", "ClientEvent", "ExamClient", "default_device"]
 
 log = logging.getLogger("examsync")
 
-ClientEvent = Event | ConnectionChanged | ExamEnded | StageChanged | UnknownFrame | Alert
+ClientEvent = (
+    Event
+    | ConnectionChanged
+    | ExamEnded
+    | StageChanged
+    | Resumed
+    | ReloadState
+    | ProgressReloaded
+    | UnknownFrame
+    | Alert
+)
 
 
 def default_device() -> Device:
@@ -129,6 +148,7 @@ class ExamClient:
         self._sync_waiters: list[asyncio.Future[None]] = []
         self._closing = False
         self.exam_ended: ExamEnded | None = None
+        self._progress: Mapping[str, Any] = {}
 
     # --- start -----------------------------------------------------------------------------------
 
@@ -178,6 +198,8 @@ class ExamClient:
             storage.close()
             raise
         self._storage, self._session = storage, session
+        progress = session.raw.get("progress")
+        self._progress = progress if isinstance(progress, Mapping) else {}
         if config.restore_on_start and online:
             try:
                 await self.restore()
@@ -214,6 +236,12 @@ class ExamClient:
     @property
     def session(self) -> Session | None:
         return self._session
+
+    @property
+    def progress(self) -> Mapping[str, Any]:
+        """The candidate's status and stage as the server last said: the session's
+        ``progress`` at login, fetched again after a ``reload_state`` (ProgressReloaded)."""
+        return self._progress
 
     @property
     def answers(self) -> Mapping[str, LocalAnswer]:
@@ -379,7 +407,7 @@ class ExamClient:
     def _do_actions(self) -> None:
         for action in self._conn.actions_to_do():
             if isinstance(action, Connect):
-                self._spawn(self._connect(), "socket")
+                self._spawn(self._connect(action), "socket")
             elif isinstance(action, Send):
                 if self._socket is not None:
                     self._spawn(self._send_frame(self._socket, action.frame), "socket")
@@ -388,12 +416,15 @@ class ExamClient:
 
     # --- socket ----------------------------------------------------------------------------------
 
-    async def _connect(self) -> None:
+    async def _connect(self, action: Connect) -> None:
         session = self._session
         assert session is not None
         try:
             socket = await SocketTransport.connect(
-                session.socket_url, session.token, open_timeout=self.config.open_timeout
+                session.socket_url,
+                session.token,
+                last_position=action.last_position,
+                open_timeout=self.config.open_timeout,
             )
         except ExamSyncError as exc:
             if isinstance(exc, ServerError) and not exc.retryable:  # a bad token...: say so
@@ -449,8 +480,17 @@ class ExamClient:
                 engine = self._require_engine()
                 if engine.online:  # push whatever is still pending now, not after a backoff
                     engine.connection_restored(self._clock())
-            elif isinstance(frame, StageChanged | UnknownFrame):
+            elif isinstance(frame, ReloadState):
                 self._publish([frame])
+                self._spawn(self._reload_progress(), "reload")
+            elif isinstance(frame, StageChanged | Resumed | UnknownFrame):
+                self._publish([frame])
+
+    async def _reload_progress(self) -> None:
+        """Events were missed that no replay can bring back: fetch the candidate's progress
+        afresh, as the login did. (Answers do not travel as events: acks settle them.)"""
+        self._progress = await self._http.me()
+        self._publish([ProgressReloaded(self._progress)])
 
     async def _send_frame(self, socket: SocketTransport, frame: str) -> None:
         try:

@@ -155,6 +155,11 @@ class HttpTransport:
         response = await self._request("POST", "/api/v1/answers", content=body)
         return response.status_code, response.content
 
+    async def me(self) -> Mapping[str, Any]:
+        """The candidate's progress now (``GET /api/v1/me``: status, current stage, deadline),
+        as the session's ``progress`` had it at login."""
+        return require_object(await self._json("GET", "/api/v1/me"), "")
+
     async def restore(self, exam_code: str) -> bytes:
         """The raw restore body (the engine validates it); non-2xx raises ServerError."""
         response = await self._request("GET", f"/api/v1/answers/{quote(exam_code, safe='')}")
@@ -215,10 +220,14 @@ def _read_cached(zip_path: Path, sha_path: Path) -> str | None:
     return recorded if hashlib.sha256(data).hexdigest() == recorded else None
 
 
-def socket_url_with_token(url: str, token: str) -> str:
-    """``url`` with ``token=`` set in its query (other query parameters kept)."""
+def socket_url_with_token(url: str, token: str, last_position: str | None = None) -> str:
+    """``url`` with ``token=`` (and ``lastPosition=``, to resume) set in its query; other query
+    parameters are kept."""
+    ours = {"token": token}
+    if last_position is not None:
+        ours["lastPosition"] = last_position
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "token"] + [("token", token)]
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ours] + list(ours.items())
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
@@ -234,12 +243,19 @@ class SocketTransport:
 
     @classmethod
     async def connect(
-        cls, url: str, token: str, *, open_timeout: float = 10.0, max_size: int = 1 << 20
+        cls,
+        url: str,
+        token: str,
+        *,
+        last_position: str | None = None,
+        open_timeout: float = 10.0,
+        max_size: int = 1 << 20,
     ) -> SocketTransport:
-        """Open the socket; raises TransportError, or ServerError when the handshake is refused."""
+        """Open the socket (resuming after ``last_position`` when given); raises
+        TransportError, or ServerError when the handshake is refused."""
         try:
             ws = await connect(
-                socket_url_with_token(url, token),
+                socket_url_with_token(url, token, last_position),
                 open_timeout=open_timeout,
                 ping_interval=None,
                 close_timeout=1.0,
