@@ -10,7 +10,7 @@ from quart import Quart, jsonify
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from .api import admin, admin_answers, answers, candidate, health, openapi
+from .api import admin, admin_answers, answers, candidate, health, openapi, supervisor
 from .api.save_route import handle_save, is_save
 from .config import Settings
 from .errors import ApiError, error_headers
@@ -43,6 +43,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Quart:
         admin.blueprint,
         admin_answers.blueprint,
         candidate.blueprint,
+        supervisor.blueprint,
         answers.blueprint,
         openapi.blueprint,
     ):

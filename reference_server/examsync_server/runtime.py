@@ -28,6 +28,7 @@ from .receipts import ReceiptSigner
 from .restores import RestoreService
 from .saves import SaveService
 from .sessions import SessionService
+from .snapshot import SnapshotService
 from .sockets.server import SocketServer
 from .store.answer_cache import AnswerCache
 from .store.dead_letters import DeadLetters
@@ -61,6 +62,7 @@ class Runtime:
     sessions: SessionService
     saves: SaveService
     restores: RestoreService
+    snapshots: SnapshotService
     dead_letters: DeadLetters
     signer: ReceiptSigner
     hub: AckHub
@@ -116,6 +118,7 @@ class Runtime:
             sessions=SessionService(db, tokens, lifecycle),
             saves=SaveService(catalog, queue, settings),
             restores=RestoreService(db, AnswerCache(redis), catalog),
+            snapshots=SnapshotService(db, redis),
             dead_letters=DeadLetters(db, redis),
             signer=signer,
             hub=hub,

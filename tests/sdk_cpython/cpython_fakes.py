@@ -187,6 +187,7 @@ class FakeSocketServer:
     refused: int = 0
     paths: list[str] = field(default_factory=list)  # of the accepted handshakes
     resume_reply: dict[str, Any] | None = None  # sent after the welcome of a resume
+    reports: list[dict[str, Any]] = field(default_factory=list)  # sync_state frames received
     sockets: list[ServerConnection] = field(default_factory=list)
     server: Server | None = None
 
@@ -219,6 +220,8 @@ class FakeSocketServer:
                 frame = json.loads(data)
                 if frame["type"] == "ping":
                     await conn.send(json.dumps({"type": "pong", "ts": frame.get("ts")}))
+                elif frame["type"] == "sync_state":
+                    self.reports.append(frame)
                 elif frame["type"] == "save":
                     self.api.socket_saves += 1
                     status, body = self.api.save(frame["payload"])

@@ -336,3 +336,30 @@ async def test_a_reconnect_resumes_after_the_last_position_and_a_reload_refetche
     await until(lambda: any(isinstance(e, Resumed) for e in seen))
     assert server.paths[2].endswith("lastPosition=50-0")
     assert api.me_fetches == 1
+
+
+async def test_answers_waiting_on_the_device_are_reported_when_the_server_takes_reports(
+    client: ExamClient, api: FakeApi, server: FakeSocketServer
+) -> None:
+    server.features = ("sync_state",)  # saves over HTTP, which is down: answers wait
+    await client.login(key=KEY)
+    await until(lambda: len(server.reports) == 1)
+    assert server.reports[0] == {"type": "sync_state", "pending": 0, "oldestPendingAge": None}
+    api.down = True
+    client.set_answer("Q1", "a")
+    client.set_answer("Q2", "b")
+    await until(lambda: len(server.reports) == 2, timeout=3)  # after the 1 s gap, the last count
+    assert server.reports[1]["pending"] == 2 and server.reports[1]["oldestPendingAge"] >= 0.5
+    api.down = False
+    assert await client.flush(3)
+    await until(lambda: server.reports[-1]["pending"] == 0, timeout=3)
+
+
+async def test_no_reports_to_a_server_that_does_not_offer_them(
+    client: ExamClient, server: FakeSocketServer
+) -> None:
+    await client.login(key=KEY)
+    client.set_answer("Q1", "a")
+    assert await client.wait_synced(3)
+    await asyncio.sleep(0.2)
+    assert server.reports == []

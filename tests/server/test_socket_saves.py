@@ -49,7 +49,7 @@ async def test_a_socket_save_is_acked_after_the_commit_with_the_http_body(
 ) -> None:
     token = await candidate_socket(client, admin)
     async with peer(socket_url(runtime), token) as p:
-        assert p.welcome["features"] == ["save"]
+        assert p.welcome["features"] == ["save", "sync_state"]
         body = save_body({"Q001": ("2", 1), "Q004": ("주말에 쉽니다", 1)})
         await p.ws.send(save_frame("r1", encoded(body)))
         ack = await answer_to(p, "r1")

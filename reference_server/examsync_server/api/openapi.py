@@ -182,6 +182,14 @@ def document() -> dict[str, Any]:
     paths["/api/v1/me"] = {
         "get": _op("own status and stage clock", {200: "progress", **session_errors}, session=True)
     }
+    paths["/api/v1/supervisor/snapshot"] = {
+        "get": _op(
+            "the supervisor's examinees now (connection, stage, answers, pending on device) and"
+            " the socket_queue position to resume the socket from (lastPosition)",
+            {200: "snapshot", **session_errors},
+            session=True,
+        )
+    }
     paths["/api/v1/me/start"] = {
         "post": _op(
             "start (individual exams: own clock begins)",

@@ -44,7 +44,7 @@ from ..clock import iso, utc_now
 from ..errors import ApiError
 from ..saves import SaveService
 from ..store import keys
-from . import events, replay
+from . import events, replay, sync_reports
 from .client_info import client_info
 from .heartbeat import Heartbeat
 from .registry import Registry
@@ -109,6 +109,7 @@ class SocketServer:
             )
         # Candidates' saves over the socket, offered in the welcome when given.
         self.saves = SocketSaves(saves) if saves is not None else None
+        self.sync_reports = sync_reports.SyncReports(redis) if redis is not None else None
         self._server: Server | None = None
         # principal and lastPosition, from the handshake to the handler
         self._who: dict[ServerConnection, tuple[Principal, str | None]] = {}
@@ -130,6 +131,8 @@ class SocketServer:
         self._spawn(self._beat(), "heartbeat")
         if self.publisher is not None:
             self._spawn(self.publisher.run(), "status-publisher")
+        if self.sync_reports is not None:
+            self._spawn(self.sync_reports.run(), "sync-reports")
 
     @property
     def port(self) -> int:
@@ -144,6 +147,8 @@ class SocketServer:
         if self.publisher is not None:
             await self.publisher.flush(timeout=2.0)
             await self.publisher.leave()
+        if self.sync_reports is not None:
+            await self.sync_reports.flush()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -181,7 +186,7 @@ class SocketServer:
             "serverTime": iso(utc_now()),
             "pingInterval": self.heartbeat.interval,
             "pingTimeout": self.heartbeat.timeout,
-            "features": [SAVE_FEATURE] if self.saves and who.role == "candidate" else [],
+            "features": self._features(who),
         }
         if last_position is None:
             # Live from here: the welcome says from which position, for a later resume.
@@ -309,6 +314,24 @@ class SocketServer:
         if plan[0] == "completed":
             await conn.send(json.dumps(events.exam_end(who.plan_id, plan[1]), ensure_ascii=False))
 
+    def _features(self, who: Principal) -> list[str]:
+        """What the welcome offers: saves and sync reports are a candidate's."""
+        if who.role != "candidate":
+            return []
+        offered = [SAVE_FEATURE] if self.saves is not None else []
+        return offered + ([sync_reports.FEATURE] if self.sync_reports is not None else [])
+
+    def _sync_state(self, who: Principal, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Note a candidate's report (written with others shortly); nothing is answered."""
+        assert self.sync_reports is not None
+        try:
+            if who.role != "candidate":
+                raise ApiError(403, "candidates_only", "only candidates report their sync state")
+            self.sync_reports.note(who, *sync_reports.parse(message))
+        except ApiError as exc:
+            return events.error_frame(exc)
+        return None
+
     def _reply(
         self, conn: ServerConnection, who: Principal, frame: str | bytes
     ) -> dict[str, Any] | None:
@@ -326,6 +349,8 @@ class SocketServer:
             return None
         if kind == "save" and self.saves is not None:
             return self.saves.take(conn, who, message)
+        if kind == "sync_state" and self.sync_reports is not None:
+            return self._sync_state(who, message)
         return _error("unknown_type", f"unknown message type {kind[:40]!r}")
 
 

@@ -59,6 +59,12 @@ def examinee_sockets(plan_id: str, examinee_id: str) -> str:
     return f"plan:{plan_id}:examinee:{examinee_id}:sockets"
 
 
+def examinee_sync(plan_id: str, examinee_id: str) -> str:
+    """Hash: pending, oldestPendingAge, reportedAt — what the examinee's SDK last said about its
+    unacknowledged answers (ours: the `sync_state` frame), for the supervisors' snapshot."""
+    return f"plan:{plan_id}:examinee:{examinee_id}:sync"
+
+
 def socket_node(node_id: str) -> str:
     """String with a TTL: this socket-server process is alive (refreshed by its heartbeat)."""
     return f"socket_node:{node_id}"

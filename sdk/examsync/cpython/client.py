@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import platform
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,15 +31,13 @@ import httpx
 from ..connection import (
     Connect,
     Connection,
-    ConnectionChanged,
-    ConnectionConfig,
     ConnectionState,
     Drop,
     SaveChannel,
     Send,
 )
 from ..engine import Engine, EngineConfig, SaveRequest
-from ..events import Alert, Event, ProgressReloaded, RestoreReport, SyncState
+from ..events import Alert, ProgressReloaded, RestoreReport, SyncState
 from ..exceptions import (
     ExamSyncError,
     ReceiptError,
@@ -60,11 +55,14 @@ from ..frames import (
     UnknownFrame,
     save_frame,
 )
-from ..messages import Device, Receipt, SaveAck
+from ..messages import Receipt, SaveAck
 from ..protocol import decode_json
 from ..receipts import receipts_in
 from ..storage import LocalAnswer
+from ..sync_report import SYNC_STATE_FEATURE, SyncReporter
 from ._local import SessionCache, package_dir, store_path
+from ._publisher import Publisher
+from .config import ClientConfig, ClientEvent, default_device
 from .receipts import Ed25519Verifier, cryptography_available
 from .storage import SQLiteStorage
 from .transport import HttpTransport, Package, Session, SocketTransport
@@ -72,40 +70,6 @@ from .transport import HttpTransport, Package, Session, SocketTransport
 __all__ = ["ClientConfig", "ClientEvent", "ExamClient", "default_device"]
 
 log = logging.getLogger("examsync")
-
-ClientEvent = (
-    Event
-    | ConnectionChanged
-    | ExamEnded
-    | StageChanged
-    | Resumed
-    | ReloadState
-    | ProgressReloaded
-    | UnknownFrame
-    | Alert
-)
-
-
-def default_device() -> Device:
-    return Device(
-        type="PC", browser="python-examsync", os=f"{platform.system()} {platform.release()}"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ClientConfig:
-    base_url: str  # the HTTP API, e.g. http://127.0.0.1:8000
-    plan_id: str
-    exam_code: str
-    store_dir: Path  # local answers, the package cache, the session cache
-    device: Device = field(default_factory=default_device)
-    connection: ConnectionConfig = field(default_factory=ConnectionConfig)
-    request_timeout: float = 30.0  # a save with no answer by then is retried
-    max_batch: int = 100
-    verify_receipts: bool = True  # needs `cryptography`; False keeps receipts unverified
-    lock_timeout: float = 5.0  # wait this long for another client to let go of the store
-    open_timeout: float = 10.0  # socket handshake
-    restore_on_start: bool = True
 
 
 class ExamClient:
@@ -140,11 +104,11 @@ class ExamClient:
         self._socket: SocketTransport | None = None
         self._channel: SaveChannel | None = None  # the save channel the engine was last given
         self._ws_pending: dict[str, int] = {}  # socket request id -> engine batch id
+        self._reporter = SyncReporter()  # answers waiting here, told to the supervisors
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._listeners: list[Callable[[ClientEvent], None]] = []
-        self._queues: list[asyncio.Queue[ClientEvent]] = []
+        self._publisher: Publisher[ClientEvent] = Publisher()
         self._sync_waiters: list[asyncio.Future[None]] = []
         self._closing = False
         self.exam_ended: ExamEnded | None = None
@@ -311,18 +275,11 @@ class ExamClient:
 
     def add_listener(self, callback: Callable[[ClientEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every event (on the loop thread); returns its remover."""
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback)
+        return self._publisher.add_listener(callback)
 
-    async def events(self) -> AsyncIterator[ClientEvent]:
+    def events(self) -> AsyncIterator[ClientEvent]:
         """Every event from now on, as an async iterator."""
-        queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
-        self._queues.append(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._queues.remove(queue)
+        return self._publisher.events()
 
     # --- stop ------------------------------------------------------------------------------------
 
@@ -389,6 +346,10 @@ class ExamClient:
         if request is not None:
             channel = self._conn.save_channel
             self._spawn(self._send_save(request, channel), "save")
+        if self._reports_sync() and self._socket is not None:
+            report = self._reporter.due(engine.sync_state(now), self._mono())
+            if report is not None:
+                self._spawn(self._send_frame(self._socket, report), "socket")
         self._publish([*changes, *engine.events_received()])
         if not engine.outbox:
             for waiter in self._sync_waiters:
@@ -402,6 +363,10 @@ class ExamClient:
             delays.append(deadline - self._clock())
         if (deadline := self._conn.next_deadline()) is not None:
             delays.append(deadline - self._mono())
+        if self._reports_sync():
+            state = engine.sync_state(self._clock())
+            if (deadline := self._reporter.next_deadline(state)) is not None:
+                delays.append(deadline - self._mono())
         return max(0.0, min(delays)) if delays else None
 
     def _do_actions(self) -> None:
@@ -436,6 +401,7 @@ class ExamClient:
             await socket.close()
             return
         self._socket = socket
+        self._reporter.socket_opened()
         self._conn.connection_made(self._mono())
         self._spawn(self._read(socket), "socket")
         self._wake.set()
@@ -509,6 +475,15 @@ class ExamClient:
         if self._engine is not None:
             for batch in pending.values():
                 self._engine.send_failed(batch, error, self._clock())
+
+    def _reports_sync(self) -> bool:
+        """The open socket's server takes ``sync_state`` reports (its welcome says so)."""
+        welcome = self._conn.welcome
+        return (
+            self._conn.state is ConnectionState.OPEN
+            and welcome is not None
+            and SYNC_STATE_FEATURE in welcome.features
+        )
 
     # --- saves and receipts ----------------------------------------------------------------------
 
@@ -584,14 +559,7 @@ class ExamClient:
         self._publish([Alert(error, where)])
 
     def _publish(self, events: list[Any]) -> None:
-        for event in events:
-            for queue in self._queues:
-                queue.put_nowait(event)
-            for callback in list(self._listeners):
-                try:
-                    callback(event)
-                except Exception:  # a front-end bug must not stop the sync
-                    log.exception("examsync: event listener failed")
+        self._publisher.publish(events)
 
     def _require_engine(self) -> Engine:
         if self._engine is None:
