@@ -39,6 +39,7 @@ from .workers.fanout import run_fanout
 from .workers.persister import Persister
 from .workers.stage_timer import run_stage_timer
 from .workers.state_manager import StateManager
+from .workers.sweeper import run_sweeper
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,11 @@ class Runtime:
                 asyncio.create_task(state_manager.run(ready), name="state-manager")
             )
             await asyncio.wait_for(ready.wait(), timeout=10)
+            runtime.tasks.append(
+                asyncio.create_task(
+                    run_sweeper(redis, settings.node_id, settings.ping_interval), name="sweeper"
+                )
+            )
             runtime.tasks.append(
                 asyncio.create_task(
                     run_stage_timer(

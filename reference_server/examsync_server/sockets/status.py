@@ -34,6 +34,7 @@ CONNECTED = "CONNECTED"
 DISCONNECTED = "DISCONNECTED"
 SOCKET_CLOSED = "SOCKET_CLOSED"
 PING_TIMEOUT = "PING_TIMEOUT"
+SERVER_LOST = "SERVER_LOST"  # its server process died without reporting it (the sweeper)
 STATUSES = (CONNECTED, DISCONNECTED)
 
 
@@ -48,7 +49,7 @@ class ConnectionStatus:
     socket_id: str
     status: str
     timestamp: str
-    reason: str | None = None  # DISCONNECTED: SOCKET_CLOSED or PING_TIMEOUT
+    reason: str | None = None  # DISCONNECTED: SOCKET_CLOSED, PING_TIMEOUT or SERVER_LOST
     client_info: Mapping[str, Any] | None = None  # CONNECTED: ipAddress, browserInfo, ...
 
     def data(self) -> dict[str, Any]:

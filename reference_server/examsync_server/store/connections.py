@@ -15,7 +15,11 @@ Messages may be handled out of order (several processes consume the queue) and m
   `plan:{planId}:examinee:{examineeId}:sockets`), so a late DISCONNECTED of an old socket cannot
   mark an examinee who has reconnected on a new one;
 - a socket whose server process died (its presence key expired) never says goodbye: it is
-  dropped from that set the next time the examinee's state is decided.
+  dropped from that set the next time the examinee's state is decided, and the sweeper
+  (workers/sweeper.py) reports it DISCONNECTED (`SERVER_LOST`) for the examinee who does not
+  come back. For that sweeper, the sockets held CONNECTED are indexed by their process:
+  `socket_node:{node}:sockets` (members `[planId, examineeId, socketId]` as JSON) and the set of
+  processes that have any, `socket_nodes`.
 """
 
 from __future__ import annotations
@@ -35,10 +39,12 @@ CLOSED_SOCKET_TTL_MS = 24 * 3600 * 1000
 
 _APPLY = """
 -- KEYS  1 socket hash, 2 progress hash, 3 live-sockets set, 4 socket_queue,
---       5.. hashes of sockets whose process died
+--       5 the socket's process's socket index, 6 the set of processes with sockets,
+--       7.. hashes of sockets whose process died
 -- ARGV  1 status, 2 socketId, 3 examineeId, 4 timestamp, 5 closed-socket TTL (ms),
 --       6 event type, 7 planId, 8 groupId, 9 event JSON, 10 stream maxlen,
---       11.. socket ids of KEYS 5..
+--       11 the socket's index member ('' when its id names no process), 12 its process,
+--       13.. socket ids of KEYS 7..
 -- Everything is read before anything is written: a key of the wrong type fails the call
 -- before it has changed anything.
 local status, now = ARGV[1], ARGV[4]
@@ -47,8 +53,18 @@ if redis.call('HGET', KEYS[1], 'status') == 'DISCONNECTED' then
 end
 local progress = redis.call('HMGET', KEYS[2], 'connStatusCode', 'lastActiveTime')
 redis.call('SCARD', KEYS[3])
+redis.call('SCARD', KEYS[5])
+redis.call('SCARD', KEYS[6])
 redis.call('HSET', KEYS[1], 'examineeId', ARGV[3], 'status', status, 'lastHeartbeat', now)
-for i = 5, #KEYS do
+if ARGV[11] ~= '' then
+  if status == 'CONNECTED' then
+    redis.call('SADD', KEYS[5], ARGV[11])
+    redis.call('SADD', KEYS[6], ARGV[12])
+  else
+    redis.call('SREM', KEYS[5], ARGV[11])
+  end
+end
+for i = 7, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     redis.call('HSET', KEYS[i], 'status', 'DISCONNECTED')
     redis.call('PEXPIRE', KEYS[i], ARGV[5])
@@ -101,6 +117,11 @@ def supervisor_event(status: ConnectionStatus, group_id: str | None) -> dict[str
     return event
 
 
+def node_member(status: ConnectionStatus) -> str:
+    """A socket's entry in its process's index: enough to report it closed."""
+    return json.dumps([status.plan_id, status.examinee_id, status.socket_id], ensure_ascii=False)
+
+
 class ConnectionState:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -109,12 +130,15 @@ class ConnectionState:
     async def apply(self, status: ConnectionStatus, group_id: str | None) -> Applied:
         dead = await self._sockets_of_dead_processes(status)
         event = supervisor_event(status, group_id)
+        node = node_of(status.socket_id)
         result = await self._apply(
             keys=[
                 keys.examinee_socket(status.plan_id, status.socket_id),
                 keys.examinee_progress(status.plan_id, status.examinee_id),
                 keys.examinee_sockets(status.plan_id, status.examinee_id),
                 keys.SOCKET_STREAM,
+                keys.node_sockets(node),
+                keys.SOCKET_NODES,
                 *(keys.examinee_socket(status.plan_id, s) for s in dead),
             ],
             args=[
@@ -128,6 +152,8 @@ class ConnectionState:
                 group_id or "",
                 json.dumps(event, ensure_ascii=False),
                 keys.STREAM_MAXLEN,
+                node_member(status) if node else "",
+                node,
                 *dead,
             ],
         )

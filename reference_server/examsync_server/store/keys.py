@@ -70,6 +70,16 @@ def socket_node(node_id: str) -> str:
     return f"socket_node:{node_id}"
 
 
+def node_sockets(node_id: str) -> str:
+    """Set: the sockets of one process that the state manager holds CONNECTED (ours), as JSON
+    `[planId, examineeId, socketId]`; the sweeper reports them when the process is gone."""
+    return f"socket_node:{node_id}:sockets"
+
+
+# Set: the processes that have sockets in a `node_sockets` index (ours, for the sweeper).
+SOCKET_NODES = "socket_nodes"
+
+
 # The plan's queues, created by `prepare` (seed 000 "큐 서버 생성"; seed 002's 답안/미디어/로그 큐).
 PLAN_STREAM_KINDS = ("answers", "media", "logs")
 PERSISTER_GROUP = "persisters"
