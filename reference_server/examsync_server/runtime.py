@@ -180,7 +180,10 @@ class Runtime:
             await asyncio.wait_for(ready.wait(), timeout=10)
             runtime.tasks.append(
                 asyncio.create_task(
-                    run_sweeper(redis, settings.node_id, settings.ping_interval), name="sweeper"
+                    run_sweeper(
+                        redis, settings.node_id, settings.sweep_tick, settings.lost_after_seconds
+                    ),
+                    name="sweeper",
                 )
             )
             runtime.tasks.append(

@@ -25,6 +25,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..clock import parse_iso
 from ..store import keys
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,12 @@ class ConnectionStatus:
             if not isinstance(value, str) or not value:
                 raise InvalidStatus(f"data.{name} must be a non-empty string")
             text[name] = value
+        try:
+            moment = parse_iso(text["timestamp"])
+        except ValueError:
+            raise InvalidStatus("data.timestamp must be ISO 8601") from None
+        if moment.utcoffset() is None:
+            raise InvalidStatus("data.timestamp must have an offset")
         if text["status"] not in STATUSES:
             raise InvalidStatus(f"data.status must be one of {STATUSES}")
         reason = data.get("reason")

@@ -80,6 +80,11 @@ def node_sockets(node_id: str) -> str:
 SOCKET_NODES = "socket_nodes"
 
 
+# Sorted set: examinees DISCONNECTED (every socket gone), scored by when (epoch ms), as JSON
+# `[planId, examineeId, groupId]`; one left there `lost_after_seconds` becomes LOST (ours).
+DISCONNECTED_EXAMINEES = "examinees_disconnected"
+
+
 # The plan's queues, created by `prepare` (seed 000 "큐 서버 생성"; seed 002's 답안/미디어/로그 큐).
 PLAN_STREAM_KINDS = ("answers", "media", "logs")
 PERSISTER_GROUP = "persisters"

@@ -1,4 +1,4 @@
-"""The sweeper: the sockets of a server process that died are reported DISCONNECTED.
+"""The sweeper: what nobody reports — sockets of dead processes, examinees gone too long.
 
 A socket-server process that is SIGKILLed (or loses power) reports none of its sockets closed,
 and an examinee who never comes back would show CONNECTED for ever. Each process keeps its
@@ -9,9 +9,15 @@ their sockets, a seed 004 `connection_status` DISCONNECTED with reason `SERVER_L
 `status_queue` — the socket server's own path, so the state manager applies it by the same
 rules (an examinee who reconnected elsewhere stays CONNECTED) and tells the supervisors.
 
-Every process runs one; a short lock keeps two from sweeping at once, and a message published
-twice is harmless (a socket's DISCONNECTED is final). A socket is removed from the index only
-after its message is on the stream, so a sweeper that dies mid-way leaves the rest to the next.
+An examinee DISCONNECTED for `lost_after` seconds (no socket, no HTTP poll) becomes LOST
+(seed 004 §10.5 "재연결 최대 시도 횟수 초과": the server cannot count a client's failed attempts,
+so it counts the time they add up to): `connStatusCode` LOST and `examinee_lost` to the
+group's supervisors, once (store/connections.py).
+
+Every process runs one; a lock that its holder renews keeps one sweeping at a time (another
+takes over within two ticks of its death), and a message published twice is harmless (a
+socket's DISCONNECTED is final). A socket is removed from the index only after its message is
+on the stream, so a sweeper that dies mid-way leaves the rest to the next.
 """
 
 from __future__ import annotations
@@ -27,26 +33,40 @@ from redis.exceptions import RedisError
 from ..clock import iso, utc_now
 from ..sockets.status import DISCONNECTED, SERVER_LOST, ConnectionStatus
 from ..store import keys
+from ..store.connections import ConnectionState
 
 log = logging.getLogger(__name__)
 
 LOCK = "socket_sweeper"
+_HOLD = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+    or redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
 _FORGET = """
 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
 """
 BATCH = 500
 
 
-async def run_sweeper(redis: Redis, node_id: str, interval: float) -> None:
+async def run_sweeper(redis: Redis, node_id: str, tick: float, lost_after: float) -> None:
+    hold = redis.register_script(_HOLD)
+    state = ConnectionState(redis)
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(tick)
         try:
-            if await redis.set(LOCK, node_id, nx=True, px=int(interval * 2000)):
+            if await hold(keys=[LOCK], args=[node_id, max(1000, int(tick * 2000))]):
                 swept = await sweep(redis)
                 if swept:
                     log.warning("reported %d sockets of dead server processes closed", swept)
+                lost = await state.mark_lost(lost_after)
+                if lost:
+                    log.warning("%d examinees lost (disconnected for %.0f s)", lost, lost_after)
         except RedisError as exc:
-            log.warning("sweeper: %s; next try in %.1f s", exc, interval)
+            log.warning("sweeper: %s; next try in %.1f s", exc, tick)
 
 
 async def sweep(redis: Redis) -> int:
