@@ -10,7 +10,16 @@ from quart import Quart, jsonify
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from .api import admin, admin_answers, answers, candidate, health, openapi, supervisor
+from .api import (
+    admin,
+    admin_answers,
+    answers,
+    candidate,
+    events,
+    health,
+    openapi,
+    supervisor,
+)
 from .api.save_route import handle_save, is_save
 from .config import Settings
 from .errors import ApiError, error_headers
@@ -44,6 +53,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Quart:
         admin_answers.blueprint,
         candidate.blueprint,
         supervisor.blueprint,
+        events.blueprint,
         answers.blueprint,
         openapi.blueprint,
     ):

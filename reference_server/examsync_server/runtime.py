@@ -29,6 +29,7 @@ from .restores import RestoreService
 from .saves import SaveService
 from .sessions import SessionService
 from .snapshot import SnapshotService
+from .sockets.polling import EventPolling
 from .sockets.server import SocketServer
 from .store.answer_cache import AnswerCache
 from .store.dead_letters import DeadLetters
@@ -64,6 +65,7 @@ class Runtime:
     saves: SaveService
     restores: RestoreService
     snapshots: SnapshotService
+    polling: EventPolling
     dead_letters: DeadLetters
     signer: ReceiptSigner
     hub: AckHub
@@ -120,6 +122,7 @@ class Runtime:
             saves=SaveService(catalog, queue, settings),
             restores=RestoreService(db, AnswerCache(redis), catalog),
             snapshots=SnapshotService(db, redis),
+            polling=EventPolling(redis, settings.ping_interval + settings.ping_timeout),
             dead_letters=DeadLetters(db, redis),
             signer=signer,
             hub=hub,

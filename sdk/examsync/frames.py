@@ -33,6 +33,7 @@ __all__ = [
     "UnknownFrame",
     "Welcome",
     "parse_frame",
+    "parse_poll",
     "ping_frame",
     "pong_frame",
     "position_of",
@@ -182,7 +183,26 @@ def _request_id(m: Mapping[str, Any]) -> str:
 
 def parse_frame(data: str | bytes) -> Frame:
     """The frame in ``data`` (one WebSocket message). Raises RemoteProtocolError if malformed."""
+    return _frame_of(require_object(decode_json(data), ""))
+
+
+def parse_poll(data: str | bytes) -> tuple[list[Frame], str]:
+    """An answer of ``GET /api/v1/events`` (the HTTP fallback): its events as the frames a
+    socket would have delivered — followed by :class:`ReloadState` when it says ``reload`` —
+    and the position to poll from next. Raises RemoteProtocolError if malformed."""
     m = require_object(decode_json(data), "")
+    events = m.get("events")
+    if not isinstance(events, list):
+        raise RemoteProtocolError("expected an array", path="events")
+    position = get_str(m, "position", "")
+    frames = [_frame_of(require_object(e, f"events[{i}]")) for i, e in enumerate(events)]
+    reload = _optional_str(m, "reload")
+    if reload is not None:
+        frames.append(ReloadState(reload, position))
+    return frames, position
+
+
+def _frame_of(m: Mapping[str, Any]) -> Frame:
     kind = get_str(m, "type", "")
     if kind == "welcome":
         features = m.get("features", [])

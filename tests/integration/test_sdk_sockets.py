@@ -4,6 +4,8 @@ reconnect that resumes after the last event it got — or reloads when that cann
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import redis
@@ -84,7 +86,10 @@ async def test_a_reconnect_gets_the_missed_stage_change_then_reloads_when_it_can
             )
             assert response.status_code == 200, response.text
 
-        async with ExamClient(client_config(server.base, tmp_path / "device")) as client:
+        config = client_config(server.base, tmp_path / "device")
+        # No HTTP fallback here: what was missed must come by the socket's resume, not a poll.
+        config = replace(config, connection=replace(config.connection, max_attempts=1000))
+        async with ExamClient(config) as client:
             seen = recorder(client)
             await login(client)
             assert client.progress["currentStage"] == "STEP01"
@@ -118,3 +123,57 @@ async def test_a_reconnect_gets_the_missed_stage_change_then_reloads_when_it_can
             assert reload.reason == "position_too_old"
             [reloaded] = [e for e in seen if isinstance(e, ProgressReloaded)]
             assert reloaded.progress["status"] == "completed" == client.progress["status"]
+
+
+async def test_with_the_socket_cut_the_sdk_polls_and_stays_connected_over_http(
+    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> None:
+    socket_port = free_port()
+    ping = {"EXAMSYNC_PING_INTERVAL": "0.5", "EXAMSYNC_PING_TIMEOUT": "0.5"}
+    with TcpProxy(socket_port) as socket_proxy:
+        server = await asyncio.to_thread(
+            serve_exam,
+            tmp_path / "data",
+            redis_url,
+            servers,
+            socket_port=socket_port,
+            env={"EXAMSYNC_PUBLIC_SOCKET_URL": f"ws://127.0.0.1:{socket_proxy.port}/ws", **ping},
+        )
+        live = redis.Redis.from_url(redis_url, decode_responses=True)
+        progress = f"plan:{PLAN_ID}:examinee:CAND202301:progress"
+        config = client_config(server.base, tmp_path / "device")
+        config = replace(config, connection=replace(config.connection, poll_interval=0.3))
+        async with ExamClient(config) as client:
+            seen = recorder(client)
+            await login(client)
+            await asyncio.to_thread(socket_proxy.cut)  # for good, until healed below
+            await until(lambda: client.save_channel is SaveChannel.HTTP, "fallback")
+
+            def transports() -> list[str]:
+                return [
+                    json.loads(f["data"]).get("clientInfo", {}).get("transport", "")
+                    for _, f in live.xrange("socket_queue")
+                    if f["type"] == "examinee_connected"
+                ]
+
+            await until(lambda: transports() == ["websocket", "http"], "connected over http")
+            response = await asyncio.to_thread(
+                server.admin,
+                "POST",
+                f"/api/v1/admin/plans/{PLAN_ID}/advance",
+                json={"fromStage": "STEP01"},
+            )
+            assert response.status_code == 200, response.text
+            await until(lambda: any(isinstance(e, StageChanged) for e in seen), "a polled event")
+            await asyncio.sleep(2.0)  # polls keep it connected past ping_interval + timeout
+            assert live.hget(progress, "connStatusCode") == "CONNECTED"
+            client.set_answer("Q001", "1")  # saves go over HTTP meanwhile
+            assert await client.flush(timeout=10)
+
+            await asyncio.to_thread(socket_proxy.heal)
+            await until(lambda: client.save_channel is SaveChannel.SOCKET, "the socket is back")
+            await asyncio.sleep(2.0)  # the polling session lapses: no drop, the socket holds
+            assert live.hget(progress, "connStatusCode") == "CONNECTED"
+            kinds = [f["type"] for _, f in live.xrange("socket_queue")]
+            assert kinds.count("examinee_disconnected") == 1  # only the first socket's cut
+            assert not [e for e in seen if isinstance(e, Alert)]

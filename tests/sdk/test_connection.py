@@ -14,11 +14,12 @@ from examsync.connection import (
     ConnectionConfig,
     ConnectionState,
     Drop,
+    Poll,
     SaveChannel,
     Send,
 )
 from examsync.exceptions import LocalProtocolError, RemoteProtocolError
-from examsync.frames import ExamEnded, Pong
+from examsync.frames import ExamEnded, Pong, ReloadState, StageChanged
 
 WELCOME = json.dumps({"type": "welcome", "socketId": "S1", "role": "candidate", "planId": "P"})
 WELCOME_SAVES = json.dumps(
@@ -121,6 +122,10 @@ def test_reconnects_with_backoff_then_falls_back_to_http_and_keeps_retrying() ->
     assert conn.actions_to_do() == [Connect(3)]
     conn.connect_failed("refused", 3.0)
     assert conn.fallback and conn.save_channel is SaveChannel.HTTP
+    assert conn.next_deadline() == 3.0  # events are polled over HTTP from now
+    conn.tick(3.0)
+    assert conn.actions_to_do() == [Poll(None)]
+    conn.poll_failed("down too", 3.0)
     assert conn.next_deadline() == 5.0  # 0.5 * 4: the background retries continue
     conn.tick(5.0)
     assert conn.actions_to_do() == [Connect(4)]
@@ -128,7 +133,9 @@ def test_reconnects_with_backoff_then_falls_back_to_http_and_keeps_retrying() ->
     conn.connect_failed("refused", 6.0)
     conn.tick(100.0)
     conn.connect_failed("refused", 100.0)
-    assert conn.next_deadline() == 104.0  # capped at 8 * 0.5
+    conn.actions_to_do()
+    conn.poll_failed("down too", 100.0)
+    assert conn.next_deadline() == 104.0  # capped at 8 * 0.5 (and the next poll, 5 s on)
     conn.tick(104.0)
     conn.connection_made(104.5)
     assert (conn.fallback, conn.failures, conn.save_channel) == (False, 0, SaveChannel.HTTP)
@@ -213,3 +220,53 @@ def test_config_is_validated() -> None:
         ConnectionConfig(ping_interval=0)
     with pytest.raises(ValueError):
         ConnectionConfig(max_attempts=0)
+
+
+def test_in_fallback_events_are_polled_over_http_until_a_socket_opens() -> None:
+    conn = make(rand=0.5, poll_interval=4)
+    opened(conn)
+    conn.receive_frame(
+        json.dumps({"type": "welcome", "socketId": "S", "role": "c", "position": "1-0"}), 0
+    )
+    conn.connection_lost("gone", 1.0)
+    for now in (1.5, 3.0):
+        conn.tick(now)
+        conn.connect_failed("refused", now)
+    assert conn.actions_to_do() == [Connect(2, "1-0"), Connect(3, "1-0")]
+    assert conn.fallback and conn.next_deadline() == 3.0  # the first poll is due at once
+    conn.tick(3.0)
+    assert conn.actions_to_do() == [Poll("1-0")]
+    assert conn.next_deadline() == 5.0  # the socket retry; no second poll while one is out
+    body = {
+        "events": [{"type": "stage_changed", "planId": "P", "timestamp": "t", "position": "2-0"}],
+        "position": "3-0",
+    }
+    [frame] = conn.poll_answered(json.dumps(body), 3.2)
+    assert isinstance(frame, StageChanged) and conn.last_position == "3-0"
+    assert conn.next_deadline() == 5.0
+    conn.tick(5.0)  # the socket retry goes; polling goes on meanwhile
+    assert conn.actions_to_do() == [Connect(4, "3-0")]
+    conn.tick(7.2)
+    assert conn.actions_to_do() == [Poll("3-0")]
+    conn.poll_failed("timeout", 8.0)
+    assert conn.next_deadline() == 12.0
+    reload = {"events": [], "position": "9-0", "reload": "position_too_old"}
+    conn.tick(12.0)
+    conn.actions_to_do()
+    assert conn.poll_answered(json.dumps(reload), 12.1) == [ReloadState("position_too_old", "9-0")]
+    # a socket that opens ends the polling; a poll answered after that is left to its resume
+    conn.tick(16.1)
+    assert conn.actions_to_do() == [Poll("9-0")]
+    conn.connection_made(16.2)
+    assert conn.poll_answered(json.dumps(body), 16.3) == [] and conn.last_position == "9-0"
+    conn.tick(30.0)
+    assert not [a for a in conn.actions_to_do() if isinstance(a, Poll)]
+
+
+def test_no_polling_before_fallback_or_after_close() -> None:
+    conn = opened(make(poll_interval=1))
+    conn.connection_lost("gone", 1.0)
+    conn.tick(100.0)
+    assert not [a for a in conn.actions_to_do() if isinstance(a, Poll)]  # one failure only
+    conn.close(100.0)
+    assert conn.next_deadline() is None

@@ -18,6 +18,7 @@ from examsync.frames import (
     UnknownFrame,
     Welcome,
     parse_frame,
+    parse_poll,
     ping_frame,
     pong_frame,
     position_of,
@@ -136,3 +137,23 @@ def test_builders() -> None:
     body = canonical_json({"examId": "P", "answers": {"Q1": {"value": "정답"}}})
     frame = json.loads(save_frame("12", body))
     assert frame == {"type": "save", "id": "12", "payload": json.loads(body)}
+
+
+def test_a_poll_answer_reads_as_the_frames_a_socket_would_have_sent() -> None:
+    frames, position = parse_poll(
+        '{"events":[{"type":"examinee_lost","position":"5-0"},'
+        '{"type":"exam_end","message":"m","timestamp":"t","planId":"P"}],"position":"6-0"}'
+    )
+    assert position == "6-0"
+    assert [type(f) for f in frames] == [UnknownFrame, ExamEnded]
+    frames, _ = parse_poll('{"events":[],"position":"7-0","reload":"position_unknown"}')
+    assert frames == [ReloadState("position_unknown", "7-0")]
+    for bad in (
+        '{"position":"1-0"}',
+        '{"events":{},"position":"1-0"}',
+        '{"events":[]}',
+        '{"events":[1],"position":"1-0"}',
+        '{"events":[],"position":"1-0","reload":1}',
+    ):
+        with pytest.raises(RemoteProtocolError):
+            parse_poll(bad)

@@ -74,6 +74,8 @@ class FakeApi:
         default_factory=lambda: {"status": "in_progress", "currentStage": "S1"}
     )
     me_fetches: int = 0
+    polls: list[str | None] = field(default_factory=list)  # `after` of each events poll
+    poll_answer: dict[str, Any] = field(default_factory=lambda: {"events": [], "position": "1-0"})
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -95,6 +97,9 @@ class FakeApi:
             self.http_saves += 1
             status, body = self.save(decode_json(request.content))
             return httpx.Response(status, json=body)
+        if (method, path) == ("GET", "/api/v1/events"):
+            self.polls.append(request.url.params.get("after"))
+            return httpx.Response(200, json=self.poll_answer)
         if (method, path) == ("GET", "/api/v1/me"):
             self.me_fetches += 1
             return httpx.Response(200, json=self.progress)

@@ -363,3 +363,36 @@ async def test_no_reports_to_a_server_that_does_not_offer_them(
     assert await client.wait_synced(3)
     await asyncio.sleep(0.2)
     assert server.reports == []
+
+
+async def test_in_fallback_the_client_polls_events_over_http(
+    api: FakeApi, server: FakeSocketServer, tmp_path: Path
+) -> None:
+    server.accepting = False  # every socket attempt is refused: fallback
+    ended = {"type": "exam_end", "message": "끝", "timestamp": "t", "planId": PLAN}
+    api.poll_answer = {
+        "events": [{"type": "stage_changed", "planId": PLAN, "timestamp": "t", "position": "4-0"}],
+        "position": "5-0",
+    }
+    connection = ConnectionConfig(
+        ping_interval=PING,
+        ping_timeout=TIMEOUT,
+        max_attempts=ATTEMPTS,
+        backoff=Backoff(base=0.02, cap=0.05, min_delay=0.01),
+        poll_interval=0.1,
+    )
+    async with client_for(api, tmp_path, connection=connection) as client:
+        seen = recorder(client)
+        await client.login(key=KEY)
+        await until(lambda: len(api.polls) >= 2)
+        assert api.polls[:2] == [None, "5-0"]  # each poll goes on from the last one's position
+        assert any(isinstance(e, StageChanged) for e in seen)
+        api.poll_answer = {"events": [ended], "position": "5-0"}
+        await until(lambda: len(api.polls) >= 5)
+        assert [e for e in seen if isinstance(e, ExamEnded)] == [client.exam_ended]  # once
+        server.accepting = True
+        await until(lambda: client.connection_state is ConnectionState.OPEN)
+        polls = len(api.polls)
+        await asyncio.sleep(0.3)
+        assert len(api.polls) <= polls + 1  # at most one that was out; then the socket carries
+        assert server.paths[-1].endswith("lastPosition=5-0")

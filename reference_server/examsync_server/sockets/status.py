@@ -121,9 +121,23 @@ class ConnectionStatus:
         )
 
 
+POLL_TIMEOUT = "POLL_TIMEOUT"  # an HTTP poller stopped polling (polling.py)
+POLL_NODE_PREFIX = "http~"
+
+
 def node_of(socket_id: str) -> str:
-    """The process a socket id was issued by ("" when it does not say)."""
+    """The process a socket id was issued by ("" when it does not say). An HTTP poller is a
+    node of its own (`http~{planId}~{examineeId}`), alive while it polls."""
     return socket_id.rpartition("-")[0]
+
+
+def poll_node(plan_id: str, examinee_id: str) -> str:
+    return f"{POLL_NODE_PREFIX}{plan_id}~{examinee_id}"
+
+
+def lost_reason(node: str) -> str:
+    """Why a node's sockets are reported closed when its presence key is gone."""
+    return POLL_TIMEOUT if node.startswith(POLL_NODE_PREFIX) else SERVER_LOST
 
 
 @dataclass

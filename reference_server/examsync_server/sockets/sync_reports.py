@@ -23,6 +23,7 @@ from ..auth import Principal
 from ..clock import iso, utc_now
 from ..errors import ApiError
 from ..store import keys
+from ..workers import cancel_requested
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class SyncReports:
         }
 
     async def run(self) -> None:
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(self.flush_every)
             await self.flush()
 

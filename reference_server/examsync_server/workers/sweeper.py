@@ -5,7 +5,8 @@ and an examinee who never comes back would show CONNECTED for ever. Each process
 presence key `socket_node:{node}` alive (sockets/status.py); the state manager indexes the
 sockets it holds CONNECTED by process (store/connections.py). Every `interval` seconds the
 sweeper looks for indexed processes whose presence key has expired and publishes, for each of
-their sockets, a seed 004 `connection_status` DISCONNECTED with reason `SERVER_LOST` on
+their sockets, a seed 004 `connection_status` DISCONNECTED with reason `SERVER_LOST` (an
+HTTP poller that stopped polling, whose presence key is its own: `POLL_TIMEOUT`) on
 `status_queue` — the socket server's own path, so the state manager applies it by the same
 rules (an examinee who reconnected elsewhere stays CONNECTED) and tells the supervisors.
 
@@ -31,9 +32,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..clock import iso, utc_now
-from ..sockets.status import DISCONNECTED, SERVER_LOST, ConnectionStatus
+from ..sockets.status import DISCONNECTED, ConnectionStatus, lost_reason
 from ..store import keys
 from ..store.connections import ConnectionState
+from . import cancel_requested
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +57,15 @@ BATCH = 500
 async def run_sweeper(redis: Redis, node_id: str, tick: float, lost_after: float) -> None:
     hold = redis.register_script(_HOLD)
     state = ConnectionState(redis)
-    while True:
+    while not cancel_requested():
         await asyncio.sleep(tick)
         try:
             if await hold(keys=[LOCK], args=[node_id, max(1000, int(tick * 2000))]):
                 swept = await sweep(redis)
                 if swept:
-                    log.warning("reported %d sockets of dead server processes closed", swept)
+                    log.warning(
+                        "reported %d sockets closed: their process or poller is gone", swept
+                    )
                 lost = await state.mark_lost(lost_after)
                 if lost:
                     log.warning("%d examinees lost (disconnected for %.0f s)", lost, lost_after)
@@ -96,7 +100,7 @@ async def _sweep_node(redis: Redis, node: str) -> int:
         now = iso(utc_now())
         async with redis.pipeline(transaction=False) as pipe:
             for member in members:
-                status = _lost(member, now)
+                status = _lost(member, now, lost_reason(node))
                 if status is not None:
                     pipe.xadd(
                         keys.STATUS_STREAM,
@@ -112,10 +116,10 @@ async def _sweep_node(redis: Redis, node: str) -> int:
     return swept
 
 
-def _lost(member: str, now: str) -> ConnectionStatus | None:
+def _lost(member: str, now: str, reason: str) -> ConnectionStatus | None:
     try:
         plan_id, examinee_id, socket_id = json.loads(member)
     except (ValueError, TypeError):
         log.error("dropping unreadable socket index entry %r", member[:200])
         return None
-    return ConnectionStatus(plan_id, examinee_id, socket_id, DISCONNECTED, now, reason=SERVER_LOST)
+    return ConnectionStatus(plan_id, examinee_id, socket_id, DISCONNECTED, now, reason=reason)

@@ -33,6 +33,7 @@ from ..connection import (
     Connection,
     ConnectionState,
     Drop,
+    Poll,
     SaveChannel,
     Send,
 )
@@ -48,6 +49,7 @@ from ..exceptions import (
 from ..frames import (
     ErrorFrame,
     ExamEnded,
+    Frame,
     ReloadState,
     Resumed,
     SaveAckFrame,
@@ -378,6 +380,8 @@ class ExamClient:
                     self._spawn(self._send_frame(self._socket, action.frame), "socket")
             elif isinstance(action, Drop):
                 self._drop_socket(TransportError(f"socket dropped: {action.reason}"))
+            elif isinstance(action, Poll):
+                self._spawn(self._poll(action), "poll")
 
     # --- socket ----------------------------------------------------------------------------------
 
@@ -424,33 +428,52 @@ class ExamClient:
                 continue
             finally:
                 self._wake.set()  # a frame may have queued a pong or changed the channel
-            if isinstance(frame, SaveAckFrame):
-                batch = self._ws_pending.pop(frame.request_id, None)
-                if batch is not None:
-                    self._spawn(self._deliver(batch, 200, dict(frame.body)), "save")
-            elif isinstance(frame, ErrorFrame):
-                batch = self._ws_pending.pop(frame.request_id or "", None)
-                if batch is not None:
-                    engine = self._require_engine()
-                    engine.receive_save_response(
-                        batch, frame.status, dict(frame.body), self._clock()
-                    )
-                else:
-                    error = ServerError(
-                        str(frame.body.get("error")), code="socket_error", status=frame.status
-                    )
-                    self._publish([Alert(error, "socket")])
-            elif isinstance(frame, ExamEnded):
-                self.exam_ended = frame
-                self._publish([frame])
+            self._route(frame)
+
+    def _route(self, frame: Frame) -> None:
+        """Act on a frame from the socket or from a poll."""
+        if isinstance(frame, SaveAckFrame):
+            batch = self._ws_pending.pop(frame.request_id, None)
+            if batch is not None:
+                self._spawn(self._deliver(batch, 200, dict(frame.body)), "save")
+        elif isinstance(frame, ErrorFrame):
+            batch = self._ws_pending.pop(frame.request_id or "", None)
+            if batch is not None:
                 engine = self._require_engine()
-                if engine.online:  # push whatever is still pending now, not after a backoff
-                    engine.connection_restored(self._clock())
-            elif isinstance(frame, ReloadState):
-                self._publish([frame])
-                self._spawn(self._reload_progress(), "reload")
-            elif isinstance(frame, StageChanged | Resumed | UnknownFrame):
-                self._publish([frame])
+                engine.receive_save_response(batch, frame.status, dict(frame.body), self._clock())
+            else:
+                error = ServerError(
+                    str(frame.body.get("error")), code="socket_error", status=frame.status
+                )
+                self._publish([Alert(error, "socket")])
+        elif isinstance(frame, ExamEnded):
+            if self.exam_ended is not None:
+                return  # heard already (a poll carries it every time, a socket after its welcome)
+            self.exam_ended = frame
+            self._publish([frame])
+            engine = self._require_engine()
+            if engine.online:  # push whatever is still pending now, not after a backoff
+                engine.connection_restored(self._clock())
+        elif isinstance(frame, ReloadState):
+            self._publish([frame])
+            self._spawn(self._reload_progress(), "reload")
+        elif isinstance(frame, StageChanged | Resumed | UnknownFrame):
+            self._publish([frame])
+
+    async def _poll(self, action: Poll) -> None:
+        """In fallback: the events over HTTP, routed as the socket's would be."""
+        try:
+            body = await self._http.events(action.last_position)
+        except ExamSyncError as exc:
+            self._conn.poll_failed(str(exc), self._mono())
+            return
+        try:
+            frames = self._conn.poll_answered(body, self._mono())
+        except RemoteProtocolError as exc:
+            self._publish([Alert(exc, "poll")])
+            return
+        for frame in frames:
+            self._route(frame)
 
     async def _reload_progress(self) -> None:
         """Events were missed that no replay can bring back: fetch the candidate's progress

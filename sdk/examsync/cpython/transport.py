@@ -160,6 +160,15 @@ class HttpTransport:
         as the session's ``progress`` had it at login."""
         return require_object(await self._json("GET", "/api/v1/me"), "")
 
+    async def events(self, after: str | None) -> bytes:
+        """The raw answer of ``GET /api/v1/events`` (the core parses it); non-2xx raises
+        ServerError."""
+        query = f"?{urlencode({'after': after})}" if after is not None else ""
+        response = await self._request("GET", f"/api/v1/events{query}")
+        if not response.is_success:
+            raise _error_for(response)
+        return response.content
+
     async def restore(self, exam_code: str) -> bytes:
         """The raw restore body (the engine validates it); non-2xx raises ServerError."""
         response = await self._request("GET", f"/api/v1/answers/{quote(exam_code, safe='')}")
