@@ -55,6 +55,10 @@ class Settings:
     # An examinee disconnected (no socket, no HTTP poll) this long is LOST: connStatusCode LOST
     # and `examinee_lost` to the group's supervisors (seed 004 §10.5).
     lost_after_seconds: float = 60.0
+    # Reconnect storms: each socket-server process takes at most `handshake_limit` handshakes
+    # per `handshake_window_seconds`; the rest get 503 with Retry-After (sockets/admission.py).
+    handshake_limit: int = 200
+    handshake_window_seconds: float = 1.0
     # How often each process compares Redis with SQLite and repairs what is behind.
     repair_interval_seconds: float = 5.0
     # The ASGI server under the app: "uvicorn" (measured faster here: bench/saves.py) or
@@ -77,6 +81,12 @@ class Settings:
             raise StartupError(
                 f"ping_interval, ping_timeout and lost_after_seconds must be positive, not"
                 f" {self.ping_interval}, {self.ping_timeout} and {self.lost_after_seconds}"
+            )
+
+        if self.handshake_limit < 1 or self.handshake_window_seconds <= 0:
+            raise StartupError(
+                f"handshake_limit must be >= 1 and handshake_window_seconds positive, not"
+                f" {self.handshake_limit} and {self.handshake_window_seconds}"
             )
 
     @property
@@ -135,6 +145,9 @@ _FIELD_TYPES: dict[str, Any] = {
     "ping_interval": float,
     "ping_timeout": float,
     "lost_after_seconds": float,
+    "handshake_limit": int,
+    "handshake_window_seconds": float,
+    "run_socket_server": _flag,
     "http_server": str,
     "processes": int,
     "reuse_port": _flag,

@@ -143,6 +143,8 @@ class Runtime:
                 ping_interval=settings.ping_interval,
                 ping_timeout=settings.ping_timeout,
                 saves=runtime.saves,
+                handshake_limit=settings.handshake_limit,
+                handshake_window=settings.handshake_window_seconds,
             )
             await runtime.sockets.start()
             ready = asyncio.Event()

@@ -273,11 +273,13 @@ class Connection:
         self._welcome = None
         self._report("connected")
 
-    def connect_failed(self, reason: str, now: float) -> None:
-        """The attempt failed (refused, timed out, handshake refused)."""
+    def connect_failed(self, reason: str, now: float, retry_after: float | None = None) -> None:
+        """The attempt failed (refused, timed out, handshake refused). ``retry_after``: the
+        server asked for that many seconds' wait (a reconnect storm); the next attempt comes
+        no sooner, plus the backoff's jitter, so the refused clients do not return together."""
         if self._state is ConnectionState.CONNECTING:
             self._fire(_Trigger.FAILED)
-            self._schedule_retry(now)
+            self._schedule_retry(now, retry_after)
             self._report(reason)
 
     def connection_lost(self, reason: str, now: float) -> None:
@@ -371,9 +373,10 @@ class Connection:
         self._schedule_retry(now)
         self._report(reason)
 
-    def _schedule_retry(self, now: float) -> None:
+    def _schedule_retry(self, now: float, retry_after: float | None = None) -> None:
         self._failures += 1
-        self._retry_at = now + self.config.backoff.delay(self._failures, self._rng())
+        delay = self.config.backoff.delay(self._failures, self._rng())
+        self._retry_at = now + (retry_after or 0.0) + delay
         if self.fallback and self._poll_at is None:
             self._poll_at = now  # fallback begins: events come over HTTP, from now
 

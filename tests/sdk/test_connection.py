@@ -270,3 +270,15 @@ def test_no_polling_before_fallback_or_after_close() -> None:
     assert not [a for a in conn.actions_to_do() if isinstance(a, Poll)]  # one failure only
     conn.close(100.0)
     assert conn.next_deadline() is None
+
+
+def test_a_retry_after_from_the_server_is_waited_plus_the_backoffs_jitter() -> None:
+    conn = make(rand=0.5)
+    conn.start(0.0)
+    conn.actions_to_do()
+    conn.connect_failed("503 too_many_connections", 1.0, retry_after=3.0)
+    assert conn.next_deadline() == 1.0 + 3.0 + 0.5  # retry-after, then 0.5 * min(8, 1)
+    conn.tick(4.4)
+    assert conn.actions_to_do() == []
+    conn.tick(4.5)
+    assert conn.actions_to_do() == [Connect(2)]

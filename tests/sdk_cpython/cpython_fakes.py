@@ -186,6 +186,7 @@ class FakeSocketServer:
 
     api: FakeApi
     accepting: bool = True  # False: refuse handshakes with 503
+    retry_after: int | None = None  # the Retry-After of those refusals
     features: tuple[str, ...] = ("save",)
     silent: bool = False  # stop answering anything (a dead peer whose TCP stays up)
     connections: int = 0
@@ -205,7 +206,10 @@ class FakeSocketServer:
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if not self.accepting:
             self.refused += 1
-            return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "down\n")
+            response = conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "down\n")
+            if self.retry_after is not None:
+                response.headers["Retry-After"] = str(self.retry_after)
+            return response
         if "token=tok-1" not in request.path:
             return conn.respond(HTTPStatus.UNAUTHORIZED, "bad token\n")
         self.paths.append(request.path)

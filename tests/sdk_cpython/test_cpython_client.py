@@ -396,3 +396,15 @@ async def test_in_fallback_the_client_polls_events_over_http(
         await asyncio.sleep(0.3)
         assert len(api.polls) <= polls + 1  # at most one that was out; then the socket carries
         assert server.paths[-1].endswith("lastPosition=5-0")
+
+
+async def test_a_refused_handshake_with_retry_after_is_retried_no_sooner(
+    client: ExamClient, server: FakeSocketServer
+) -> None:
+    server.accepting, server.retry_after = False, 1
+    await client.login(key=KEY)
+    await until(lambda: server.refused == 1)
+    await asyncio.sleep(0.8)  # the backoff alone would have retried ~20 times by now
+    assert server.refused == 1
+    server.accepting = True
+    await until(lambda: client.connection_state is ConnectionState.OPEN, timeout=3)

@@ -45,6 +45,7 @@ from ..errors import ApiError
 from ..saves import SaveService
 from ..store import keys
 from . import events, replay, sync_reports
+from .admission import HandshakeGate
 from .client_info import client_info
 from .heartbeat import Heartbeat
 from .registry import Registry
@@ -74,9 +75,15 @@ class _Socket:
     gone: bool = False  # its DISCONNECTED is published
 
 
-def _json_response(status: HTTPStatus, code: str, message: str) -> Response:
-    body = json.dumps({"error": {"code": code, "message": message, "details": {}}}).encode()
+def _json_response(
+    status: HTTPStatus, code: str, message: str, retry_after: int | None = None
+) -> Response:
+    details = {} if retry_after is None else {"retryAfter": retry_after}
+    error = {"error": {"code": code, "message": message, "details": details}}
+    body = json.dumps(error).encode()
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return Response(status.value, status.phrase, headers, body)
 
 
@@ -93,6 +100,8 @@ class SocketServer:
         ping_interval: float = 10.0,
         ping_timeout: float = 5.0,
         saves: SaveService | None = None,
+        handshake_limit: int = 200,
+        handshake_window: float = 1.0,
     ) -> None:
         self.reuse_port = reuse_port
         self.redis = redis
@@ -102,6 +111,8 @@ class SocketServer:
         self.node_id = node_id or secrets.token_hex(4)
         self.registry = Registry()
         self.heartbeat: Heartbeat[ServerConnection] = Heartbeat(ping_interval, ping_timeout)
+        self.gate = HandshakeGate(handshake_limit, handshake_window)
+        self.refused = 0  # handshakes turned away by the gate, for logs and tests
         self.publisher: StatusPublisher | None = None
         if redis is not None:
             self.publisher = StatusPublisher(
@@ -162,6 +173,16 @@ class SocketServer:
         url = urlsplit(request.path)
         if url.path != PATH:
             return _json_response(HTTPStatus.NOT_FOUND, "not_found", f"connect to {PATH}")
+        # Before the token check: a storm is turned away at the least cost.
+        wait = self.gate.admit(asyncio.get_running_loop().time())
+        if wait is not None:
+            self.refused += 1
+            return _json_response(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "too_many_connections",
+                "too many connections at once; retry after the given seconds",
+                retry_after=wait,
+            )
         token = parse_qs(url.query).get("token", [None])[0]
         if not token:
             return _json_response(

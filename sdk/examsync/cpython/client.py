@@ -398,7 +398,8 @@ class ExamClient:
         except ExamSyncError as exc:
             if isinstance(exc, ServerError) and not exc.retryable:  # a bad token...: say so
                 self._publish([Alert(exc, "socket")])
-            self._conn.connect_failed(str(exc), self._mono())
+            wait = exc.retry_after if isinstance(exc, ServerError) else None
+            self._conn.connect_failed(str(exc), self._mono(), wait)
             self._wake.set()
             return
         if self._closing or self._conn.state is not ConnectionState.CONNECTING:

@@ -277,7 +277,11 @@ class SocketTransport:
                 body = decode_json(bytes(exc.response.body or b""))
             except RemoteProtocolError:
                 pass
-            raise parse_error(exc.response.status_code, body) from exc
+            error = parse_error(exc.response.status_code, body)
+            header = exc.response.headers.get("Retry-After", "")
+            if header.isdigit() and error.retry_after is None:
+                error.details = {**error.details, "retryAfter": int(header)}
+            raise error from exc
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise TransportError(
                 f"socket connect: {type(exc).__name__}: {exc}",
