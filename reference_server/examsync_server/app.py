@@ -10,7 +10,17 @@ from quart import Quart, jsonify
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from .api import admin, admin_answers, answers, candidate, health, media, openapi
+from .api import (
+    admin,
+    admin_answers,
+    answers,
+    candidate,
+    events,
+    health,
+    media,
+    openapi,
+    supervisor,
+)
 from .api.save_route import handle_save, is_save
 from .config import Settings
 from .errors import ApiError, error_headers
@@ -44,6 +54,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Quart:
         admin.blueprint,
         admin_answers.blueprint,
         candidate.blueprint,
+        supervisor.blueprint,
+        events.blueprint,
         answers.blueprint,
         media.blueprint,
         openapi.blueprint,

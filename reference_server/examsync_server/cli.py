@@ -190,10 +190,67 @@ def persister(data_dir: Path | None, redis_url: str | None) -> None:
     if not settings.redis_url:
         raise click.UsageError("the persister needs the servers' Redis: --redis-url")
     settings = settings.with_changes(run_socket_server=False, run_persister=True)
-    event_loop_runner(settings)(_persist(settings))
+    event_loop_runner(settings)(
+        _run_alone(settings, f"examsync persister on {settings.sqlite_path}")
+    )
 
 
-async def _persist(settings: Settings) -> None:
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option(
+    "--socket-port",
+    type=int,
+    default=None,
+    help="Port to listen on (default 8001; 0 picks a free one, for one process only).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The data dir the HTTP servers use (default ./var).",
+)
+@click.option("--redis-url", default=None, help="The Redis the HTTP servers use.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Socket-server processes sharing the port (default 1).",
+)
+def sockets(
+    host: str | None,
+    socket_port: int | None,
+    data_dir: Path | None,
+    redis_url: str | None,
+    processes: int | None,
+) -> None:
+    """Run only the socket server (no HTTP), for scale beside `examsync serve` processes that
+    run with EXAMSYNC_RUN_SOCKET_SERVER=0 and EXAMSYNC_PUBLIC_SOCKET_URL pointing here."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = settings_from_env(
+        socket_host=host,
+        socket_port=socket_port,
+        data_dir=data_dir,
+        redis_url=redis_url,
+        processes=processes,
+    )
+    if not settings.redis_url:
+        raise click.UsageError("the socket server needs the HTTP servers' Redis: --redis-url")
+    check_data_dir(settings.data_dir)
+    # Saves over the socket are committed by the HTTP servers' persister.
+    settings = settings.with_changes(run_socket_server=True, run_persister=False)
+    if settings.processes > 1:
+        from .supervisor import supervise_sockets
+
+        def ready(url: str) -> None:
+            click.echo(f"examsync sockets on {url} with {settings.processes} processes")
+
+        sys.exit(supervise_sockets(settings, ready))
+    event_loop_runner(settings)(_run_alone(settings, "examsync sockets on {socket_url}"))
+
+
+async def _run_alone(settings: Settings, banner: str) -> None:
+    """A runtime with no HTTP server (the persister, the socket server) until a signal;
+    `{socket_url}` in `banner` becomes where the socket server listens."""
     from .runtime import Runtime
 
     runtime = await Runtime.start(settings)
@@ -201,7 +258,7 @@ async def _persist(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    click.echo(f"examsync persister on {settings.sqlite_path}")
+    click.echo(banner.replace("{socket_url}", runtime.socket_url(None)))
     try:
         await stop.wait()
     finally:

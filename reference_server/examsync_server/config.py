@@ -52,6 +52,13 @@ class Settings:
     # that sends nothing back within `ping_timeout` is dropped and reported DISCONNECTED.
     ping_interval: float = 10.0
     ping_timeout: float = 5.0
+    # An examinee disconnected (no socket, no HTTP poll) this long is LOST: connStatusCode LOST
+    # and `examinee_lost` to the group's supervisors (seed 004 §10.5).
+    lost_after_seconds: float = 60.0
+    # Reconnect storms: each socket-server process takes at most `handshake_limit` handshakes
+    # per `handshake_window_seconds`; the rest get 503 with Retry-After (sockets/admission.py).
+    handshake_limit: int = 200
+    handshake_window_seconds: float = 1.0
     # How often each process compares Redis with SQLite and repairs what is behind.
     repair_interval_seconds: float = 5.0
     # The ASGI server under the app: "uvicorn" (measured faster here: bench/saves.py) or
@@ -73,11 +80,23 @@ class Settings:
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))
 
     def __post_init__(self) -> None:
-        if not (self.ping_interval > 0 and self.ping_timeout > 0):
+        if not (self.ping_interval > 0 and self.ping_timeout > 0 and self.lost_after_seconds > 0):
             raise StartupError(
-                f"ping_interval and ping_timeout must be positive, not"
-                f" {self.ping_interval} and {self.ping_timeout}"
+                f"ping_interval, ping_timeout and lost_after_seconds must be positive, not"
+                f" {self.ping_interval}, {self.ping_timeout} and {self.lost_after_seconds}"
             )
+
+        if self.handshake_limit < 1 or self.handshake_window_seconds <= 0:
+            raise StartupError(
+                f"handshake_limit must be >= 1 and handshake_window_seconds positive, not"
+                f" {self.handshake_limit} and {self.handshake_window_seconds}"
+            )
+
+    @property
+    def sweep_tick(self) -> float:
+        """How often the sweeper looks: often enough that a stopped HTTP poller is reported
+        about `ping_interval + ping_timeout` after its last poll."""
+        return max(0.05, min(1.0, self.ping_interval / 5, self.ping_timeout / 5))
 
     @property
     def sqlite_path(self) -> Path:
@@ -128,6 +147,10 @@ _FIELD_TYPES: dict[str, Any] = {
     "late_grace_seconds": int,
     "ping_interval": float,
     "ping_timeout": float,
+    "lost_after_seconds": float,
+    "handshake_limit": int,
+    "handshake_window_seconds": float,
+    "run_socket_server": _flag,
     "http_server": str,
     "processes": int,
     "reuse_port": _flag,

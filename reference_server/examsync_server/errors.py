@@ -5,7 +5,12 @@ Codes are stable (clients branch on them); messages are for people.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 
 class StartupError(Exception):
@@ -33,6 +38,19 @@ def error_headers(exc: ApiError) -> list[tuple[str, str]]:
     if exc.status == 429:
         return [("Retry-After", str(exc.details.get("retryAfterSeconds", 1)))]
     return []
+
+
+def error_for(exc: Exception, what: str) -> ApiError:
+    """What a request that raised `exc` answers: an ApiError as it is, Redis away as a 503 the
+    client retries, anything else as a 500 (logged with its traceback). Shared by the HTTP save
+    route and saves over the socket, so both answer a failure with the same code."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, RedisError):
+        log.warning("Redis unavailable in %s: %s", what, exc)
+        return ApiError(503, "redis_unavailable", "the live-state store is unavailable; retry")
+    log.error("unhandled error in %s", what, exc_info=exc)
+    return ApiError(500, "internal_error", "an internal error occurred")
 
 
 def invalid_request(message: str, field: str = "", **details: Any) -> ApiError:

@@ -30,6 +30,8 @@ from .receipts import ReceiptSigner
 from .restores import RestoreService
 from .saves import SaveService
 from .sessions import SessionService
+from .snapshot import SnapshotService
+from .sockets.polling import EventPolling
 from .sockets.server import SocketServer
 from .store.answer_cache import AnswerCache
 from .store.dead_letters import DeadLetters
@@ -41,6 +43,7 @@ from .workers.persister import Persister
 from .workers.record_sinks import CaptureSink, LogSink
 from .workers.stage_timer import run_stage_timer
 from .workers.state_manager import StateManager
+from .workers.sweeper import run_sweeper
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,8 @@ class Runtime:
     logs: LogService
     files: FileStore
     restores: RestoreService
+    snapshots: SnapshotService
+    polling: EventPolling
     dead_letters: DeadLetters
     signer: ReceiptSigner
     hub: AckHub
@@ -126,6 +131,8 @@ class Runtime:
             logs=LogService(files, queue),
             files=files,
             restores=RestoreService(db, AnswerCache(redis), catalog),
+            snapshots=SnapshotService(db, redis),
+            polling=EventPolling(redis, settings.ping_interval + settings.ping_timeout),
             dead_letters=DeadLetters(db, redis),
             signer=signer,
             hub=hub,
@@ -145,6 +152,9 @@ class Runtime:
                 node_id=settings.node_id,
                 ping_interval=settings.ping_interval,
                 ping_timeout=settings.ping_timeout,
+                saves=runtime.saves,
+                handshake_limit=settings.handshake_limit,
+                handshake_window=settings.handshake_window_seconds,
             )
             await runtime.sockets.start()
             ready = asyncio.Event()
@@ -184,6 +194,14 @@ class Runtime:
                 asyncio.create_task(state_manager.run(ready), name="state-manager")
             )
             await asyncio.wait_for(ready.wait(), timeout=10)
+            runtime.tasks.append(
+                asyncio.create_task(
+                    run_sweeper(
+                        redis, settings.node_id, settings.sweep_tick, settings.lost_after_seconds
+                    ),
+                    name="sweeper",
+                )
+            )
             runtime.tasks.append(
                 asyncio.create_task(
                     run_stage_timer(

@@ -1,4 +1,5 @@
-"""`examsync serve --processes N`: N server processes sharing one port, one Redis, one data dir.
+"""`examsync serve --processes N` (and `examsync sockets --processes N`): N server processes
+sharing one port, one Redis, one data dir.
 
 One Python process is held to one core by the GIL; an exam's saves are worth more. The parent
 starts the private Redis (when no --redis-url is given), then N HTTP children on the same HTTP
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,6 +79,54 @@ def supervise(settings: Settings, on_ready: Callable[[str], None]) -> int:
         "--redis-url",
         redis_url,
     ]
+    # The persister keeps its consumer name across restarts, so a new one resumes the entries
+    # the dead one had read but not committed, instead of waiting for them to be claimed.
+    persister_env = {**env, "EXAMSYNC_NODE_ID": f"persister-{os.getpid()}"}
+    commands = [(persister_args, persister_env)] + [(args, env)] * settings.processes
+    base = f"http://{settings.host}:{settings.port}"
+    try:
+        return _keep_running(
+            commands, lambda children: _wait_healthy(base, children), lambda: on_ready(base)
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def supervise_sockets(settings: Settings, on_ready: Callable[[str], None]) -> int:
+    """`examsync sockets --processes N`: N socket servers on one port (SO_REUSEPORT), each
+    restarted when it dies. They use the HTTP servers' Redis, so there is no private one."""
+    if not settings.socket_port:
+        raise StartupError("--processes above 1 needs a fixed --socket-port for all to share")
+    args = [
+        sys.executable,
+        "-m",
+        "examsync_server",
+        "sockets",
+        "--host",
+        settings.socket_host,
+        "--socket-port",
+        str(settings.socket_port),
+        "--data-dir",
+        str(settings.data_dir),
+        "--redis-url",
+        settings.redis_url,
+    ]
+    env = {**os.environ, "EXAMSYNC_REUSE_PORT": "1", "EXAMSYNC_PROCESSES": "1"}
+    url = f"ws://{settings.socket_host}:{settings.socket_port}/ws"
+    return _keep_running(
+        [(args, env)] * settings.processes,
+        lambda children: _wait_listening(settings.socket_host, settings.socket_port, children),
+        lambda: on_ready(url),
+    )
+
+
+def _keep_running(
+    commands: list[tuple[list[str], dict[str, str]]],
+    wait_ready: Callable[[list[subprocess.Popen[bytes]]], None],
+    on_ready: Callable[[], None],
+) -> int:
+    """Run one child per command until SIGINT/SIGTERM, restarting any that dies."""
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -85,15 +135,10 @@ def supervise(settings: Settings, on_ready: Callable[[str], None]) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    # The persister keeps its consumer name across restarts, so a new one resumes the entries
-    # the dead one had read but not committed, instead of waiting for them to be claimed.
-    persister_env = {**env, "EXAMSYNC_NODE_ID": f"persister-{os.getpid()}"}
-    commands = [(persister_args, persister_env)] + [(args, env)] * settings.processes
     children = [_spawn(*command) for command in commands]
     try:
-        base = f"http://{settings.host}:{settings.port}"
-        _wait_healthy(base, children)
-        on_ready(base)
+        wait_ready(children)
+        on_ready()
         while not stopping:
             time.sleep(0.5)
             for i, child in enumerate(children):
@@ -114,8 +159,6 @@ def supervise(settings: Settings, on_ready: Callable[[str], None]) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        if embedded is not None:
-            embedded.stop()
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -134,3 +177,16 @@ def _wait_healthy(base: str, children: list[subprocess.Popen[bytes]]) -> None:
             pass
         time.sleep(0.1)
     raise StartupError(f"the server processes did not become healthy at {base}")
+
+
+def _wait_listening(host: str, port: int, children: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            raise StartupError("a socket-server process stopped during start-up (see its output)")
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise StartupError(f"the socket servers did not listen on {host}:{port}")

@@ -25,6 +25,7 @@ from .events import (
     AnswerSuperseded,
     DeliveryFailure,
     Event,
+    ProgressReloaded,
     RestoreReport,
     StorageState,
     SyncState,
@@ -45,7 +46,7 @@ from .exceptions import (
     StoreLockedError,
     TransportError,
 )
-from .frames import ExamEnded, StageChanged
+from .frames import ExamEnded, ReloadState, Resumed, StageChanged
 from .messages import (
     AckStatus,
     AnswerBehavior,
@@ -99,17 +100,20 @@ __all__ = [
     "NavigationStep",
     "OutboxEntry",
     "OutboxState",
+    "ProgressReloaded",
     "ProtocolError",
     "RateLimitedError",
     "Receipt",
     "ReceiptError",
     "ReceiptPayload",
     "ReceiptVerifier",
+    "ReloadState",
     "RemoteProtocolError",
     "RestoreAnswer",
     "RestoreMetadata",
     "RestoreReport",
     "RestoreResponse",
+    "Resumed",
     "SaveAck",
     "SaveChannel",
     "SavePayload",

@@ -10,7 +10,9 @@ loop::
     loop:
         for action in conn.actions_to_do():  Connect → open a socket (then connection_made /
                                              connect_failed); Send → send the frame; Drop →
-                                             close the socket (no connection_lost needed)
+                                             close the socket (no connection_lost needed);
+                                             Poll → GET /api/v1/events (then poll_answered /
+                                             poll_failed)
         on a frame: frame = conn.receive_frame(data, now) → route save acks, events
         sleep until conn.next_deadline(), then conn.tick(now)
         conn.save_channel tells where saves go (None: hold them)
@@ -27,10 +29,18 @@ Heartbeat: any frame from the server proves it alive. After ``ping_interval`` wi
 send a ping; if nothing arrives within ``ping_timeout`` more, the connection is dead. So a dead
 connection is noticed at most ``ping_interval + ping_timeout`` after the last sign of life.
 
+Resume: the machine keeps the ``position`` of the last event received (welcome, events,
+``resumed``, ``reload_state``) and puts it in every ``Connect``, so the driver reconnects with
+``&lastPosition=`` and the server sends what was missed. The driver routes ``Resumed`` and
+``ReloadState`` frames; on ``ReloadState`` it fetches afresh what events would have updated.
+
 Fallback: after ``max_attempts`` failures in a row (a lost connection counts as one) the
 machine is in *fallback*: saves go over HTTP while the socket keeps being retried in the
-background, the backoff capped. Before that, saves are held (``save_channel`` is None), because
-an outage that a quick reconnect heals is the common case.
+background, the backoff capped, and events are polled over HTTP every ``poll_interval``
+(``Poll`` actions; the driver feeds the body to ``poll_answered`` and routes the frames it
+returns like a socket's), which also keeps the examinee counted as connected. Before that,
+saves are held (``save_channel`` is None), because an outage that a quick reconnect heals is
+the common case.
 """
 
 from __future__ import annotations
@@ -41,7 +51,17 @@ from enum import Enum
 
 from .backoff import Backoff
 from .exceptions import LocalProtocolError
-from .frames import SAVE_FEATURE, Frame, Ping, Welcome, parse_frame, ping_frame, pong_frame
+from .frames import (
+    SAVE_FEATURE,
+    Frame,
+    Ping,
+    Welcome,
+    parse_frame,
+    parse_poll,
+    ping_frame,
+    pong_frame,
+    position_of,
+)
 
 __all__ = [
     "Action",
@@ -51,6 +71,7 @@ __all__ = [
     "ConnectionConfig",
     "ConnectionState",
     "Drop",
+    "Poll",
     "SaveChannel",
     "Send",
 ]
@@ -95,17 +116,28 @@ class ConnectionConfig:
     max_attempts: int = 5  # failures in a row before saves fall back to HTTP
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.5, cap=30.0))
     socket_saves: bool = True  # send saves over the socket when the server offers it
+    # In fallback, events are polled over HTTP this often; the server counts the poller as
+    # connected while polls come within its ping_interval + ping_timeout (15 s by default).
+    poll_interval: float = 5.0
 
     def __post_init__(self) -> None:
-        if not (self.ping_interval > 0 and self.ping_timeout > 0 and self.max_attempts >= 1):
+        if not (
+            self.ping_interval > 0
+            and self.ping_timeout > 0
+            and self.max_attempts >= 1
+            and self.poll_interval > 0
+        ):
             raise ValueError(f"invalid connection config {self!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class Connect:
-    """Open a socket to the session's ``socketUrl`` (attempt number ``attempt``)."""
+    """Open a socket to the session's ``socketUrl`` (attempt number ``attempt``), with
+    ``&lastPosition=<last_position>`` when it is set: the server then sends the events missed
+    since, or ``reload_state``."""
 
     attempt: int
+    last_position: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +154,15 @@ class Drop:
     reason: str
 
 
-Action = Connect | Send | Drop
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """Fetch the events after ``last_position`` over HTTP (``GET /api/v1/events?after=``), then
+    call ``poll_answered`` with the body (or ``poll_failed``)."""
+
+    last_position: str | None
+
+
+Action = Connect | Send | Drop | Poll
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +189,9 @@ class Connection:
         self._last_rx = 0.0
         self._pinged = False  # a ping is out for the current silence
         self._welcome: Welcome | None = None
+        self._position: str | None = None  # of the last event received, on any socket
+        self._poll_at: float | None = None  # in fallback: when the next poll is due
+        self._polling = False  # a poll is out
         self._actions: list[Action] = []
         self._events: list[ConnectionChanged] = []
         self._reported: tuple[object, ...] = (self._state, False, None)
@@ -184,14 +227,19 @@ class Connection:
             return SaveChannel.HTTP
         return None
 
+    @property
+    def last_position(self) -> str | None:
+        """The position of the last event received (kept across sockets): a reconnect resumes
+        after it."""
+        return self._position
+
     def next_deadline(self) -> float | None:
         """When :meth:`tick` must be called next (None: only an input can change things)."""
         if self._state is ConnectionState.OPEN:
             dead_at = self._last_rx + self.config.ping_interval + self.config.ping_timeout
             return dead_at if self._pinged else self._last_rx + self.config.ping_interval
-        if self._state is ConnectionState.WAITING:
-            return self._retry_at
-        return None
+        due = [t for t in (self._retry_at, self._poll_due()) if t is not None]
+        return min(due) if due else None
 
     def actions_to_do(self) -> list[Action]:
         """What the driver must do, oldest first. Call after every other method."""
@@ -209,7 +257,7 @@ class Connection:
         if self._state is not ConnectionState.IDLE:
             raise LocalProtocolError(f"start() in state {self._state.value}")
         self._fire(_Trigger.START)
-        self._actions.append(Connect(1))
+        self._actions.append(Connect(1, self._position))
         self._report("starting")
 
     def connection_made(self, now: float) -> None:
@@ -219,16 +267,19 @@ class Connection:
         self._fire(_Trigger.MADE)
         self._failures = 0
         self._retry_at = None
+        self._poll_at = None  # the socket carries the events again
         self._last_rx = now
         self._pinged = False
         self._welcome = None
         self._report("connected")
 
-    def connect_failed(self, reason: str, now: float) -> None:
-        """The attempt failed (refused, timed out, handshake refused)."""
+    def connect_failed(self, reason: str, now: float, retry_after: float | None = None) -> None:
+        """The attempt failed (refused, timed out, handshake refused). ``retry_after``: the
+        server asked for that many seconds' wait (a reconnect storm); the next attempt comes
+        no sooner, plus the backoff's jitter, so the refused clients do not return together."""
         if self._state is ConnectionState.CONNECTING:
             self._fire(_Trigger.FAILED)
-            self._schedule_retry(now)
+            self._schedule_retry(now, retry_after)
             self._report(reason)
 
     def connection_lost(self, reason: str, now: float) -> None:
@@ -250,6 +301,8 @@ class Connection:
         frame = parse_frame(data)
         if self._state is not ConnectionState.OPEN:
             return frame  # a late frame of a socket already given up: nothing to answer
+        # Frames arrive in stream order, so the latest position is the highest.
+        self._position = position_of(frame) or self._position
         if isinstance(frame, Ping):
             self._actions.append(Send(pong_frame(frame.ts)))
         elif isinstance(frame, Welcome):
@@ -257,8 +310,29 @@ class Connection:
             self._report("welcomed")
         return frame
 
+    def poll_answered(self, data: str | bytes, now: float) -> list[Frame]:
+        """The body of a :class:`Poll`: the frames to route, as if the socket had sent them
+        (none once a socket is open again: its resume covers them). Raises
+        RemoteProtocolError for a malformed body."""
+        self._polling = False
+        self._poll_at = now + self.config.poll_interval
+        frames, position = parse_poll(data)
+        if self._state in (ConnectionState.OPEN, ConnectionState.CLOSED):
+            return []
+        self._position = position
+        return frames
+
+    def poll_failed(self, reason: str, now: float) -> None:
+        """A :class:`Poll` got no answer (``reason`` for logs): the next one is due later."""
+        self._polling = False
+        self._poll_at = now + self.config.poll_interval
+
     def tick(self, now: float) -> None:
-        """Let time pass: ping a silent server, give up on a dead one, retry when due."""
+        """Let time pass: ping a silent server, give up on a dead one, retry or poll when due."""
+        poll_at = self._poll_due()
+        if poll_at is not None and now >= poll_at:
+            self._polling = True
+            self._actions.append(Poll(self._position))
         if self._state is ConnectionState.OPEN:
             silent_for = now - self._last_rx
             if silent_for >= self.config.ping_interval + self.config.ping_timeout:
@@ -271,7 +345,7 @@ class Connection:
             if self._retry_at is None or now >= self._retry_at:
                 self._retry_at = None
                 self._fire(_Trigger.RETRY_DUE)
-                self._actions.append(Connect(self._failures + 1))
+                self._actions.append(Connect(self._failures + 1, self._position))
                 self._report("retrying")
 
     def retry_now(self, now: float) -> None:
@@ -299,9 +373,18 @@ class Connection:
         self._schedule_retry(now)
         self._report(reason)
 
-    def _schedule_retry(self, now: float) -> None:
+    def _schedule_retry(self, now: float, retry_after: float | None = None) -> None:
         self._failures += 1
-        self._retry_at = now + self.config.backoff.delay(self._failures, self._rng())
+        delay = self.config.backoff.delay(self._failures, self._rng())
+        self._retry_at = now + (retry_after or 0.0) + delay
+        if self.fallback and self._poll_at is None:
+            self._poll_at = now  # fallback begins: events come over HTTP, from now
+
+    def _poll_due(self) -> float | None:
+        """When the next poll is due (None: no polling, or one is out)."""
+        if not self.fallback or self._polling or self._state is ConnectionState.CLOSED:
+            return None
+        return self._poll_at
 
     def _report(self, reason: str) -> None:
         key = (self._state, self.fallback, self.save_channel)

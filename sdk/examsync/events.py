@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
+from ._validate import frozen_map
 from .exceptions import ExamSyncError, StorageError
 from .messages import AckStatus, Receipt
 
@@ -14,6 +17,7 @@ __all__ = [
     "AnswerSuperseded",
     "DeliveryFailure",
     "Event",
+    "ProgressReloaded",
     "RestoreReport",
     "StorageState",
     "SyncState",
@@ -124,6 +128,18 @@ class StorageState:
     backend: str  # "sqlite", "indexeddb" or "memory"
     durable: bool
     error: StorageError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressReloaded:
+    """The candidate's progress fetched afresh (``GET /api/v1/me``: status, current stage,
+    deadline) after the server said ``reload_state``: events that would have moved it were
+    missed, so what the screen shows from events is replaced by this."""
+
+    progress: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "progress", frozen_map(self.progress))
 
 
 Event = SyncState | AnswerAcknowledged | AnswerSuperseded | DeliveryFailure | RestoreReport

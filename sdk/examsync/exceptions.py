@@ -158,6 +158,15 @@ class ServerError(ExamSyncError):
         """True when the same request may succeed later (server trouble, rate limit)."""
         return self.status >= 500 or self.status in (0, 408, 425, 429)
 
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the server asked us to wait before trying again (``details.retryAfter``, or
+        a ``Retry-After`` header the transport put there), if it said."""
+        value = self.details.get("retryAfter")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        return None
+
 
 class AuthenticationError(ServerError):
     """The session token was refused (401) or does not allow this (403)."""

@@ -26,13 +26,17 @@ __all__ = [
     "Frame",
     "Ping",
     "Pong",
+    "ReloadState",
+    "Resumed",
     "SaveAckFrame",
     "StageChanged",
     "UnknownFrame",
     "Welcome",
     "parse_frame",
+    "parse_poll",
     "ping_frame",
     "pong_frame",
+    "position_of",
     "save_frame",
 ]
 
@@ -48,6 +52,7 @@ class Welcome:
     plan_id: str
     server_time: str
     features: frozenset[str] = frozenset()
+    position: str | None = None  # where live delivery starts (absent on a resume)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,25 @@ class StageChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Resumed:
+    """A resume is complete: the missed events (``replayed`` of them) came before this; live
+    delivery goes on from ``position``."""
+
+    position: str
+    replayed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadState:
+    """The server cannot send what was missed (``reason``: ``position_too_old``,
+    ``position_unknown``): state shown from events is stale and must be fetched afresh. Live
+    delivery goes on from ``position``."""
+
+    reason: str
+    position: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SaveAckFrame:
     """The answer to a save sent over the socket: ``body`` is read as the HTTP 200 body."""
 
@@ -113,7 +137,38 @@ class UnknownFrame:
     data: Mapping[str, Any]
 
 
-Frame = Welcome | Ping | Pong | ExamEnded | StageChanged | SaveAckFrame | ErrorFrame | UnknownFrame
+Frame = (
+    Welcome
+    | Ping
+    | Pong
+    | ExamEnded
+    | StageChanged
+    | Resumed
+    | ReloadState
+    | SaveAckFrame
+    | ErrorFrame
+    | UnknownFrame
+)
+
+
+def position_of(frame: Frame) -> str | None:
+    """The event-stream position a frame carries (docs/protocol.md, "Positions and resume"):
+    the highest one received is what a reconnect asks to resume after."""
+    if isinstance(frame, Welcome | Resumed | ReloadState):
+        return frame.position
+    if isinstance(frame, StageChanged | UnknownFrame):
+        found = frame.data.get("position")
+        return found if isinstance(found, str) and found else None
+    return None
+
+
+def _optional_str(m: Mapping[str, Any], key: str) -> str | None:
+    value = m.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RemoteProtocolError("expected a string or null", path=key)
+    return value
 
 
 def _request_id(m: Mapping[str, Any]) -> str:
@@ -128,7 +183,26 @@ def _request_id(m: Mapping[str, Any]) -> str:
 
 def parse_frame(data: str | bytes) -> Frame:
     """The frame in ``data`` (one WebSocket message). Raises RemoteProtocolError if malformed."""
+    return _frame_of(require_object(decode_json(data), ""))
+
+
+def parse_poll(data: str | bytes) -> tuple[list[Frame], str]:
+    """An answer of ``GET /api/v1/events`` (the HTTP fallback): its events as the frames a
+    socket would have delivered — followed by :class:`ReloadState` when it says ``reload`` —
+    and the position to poll from next. Raises RemoteProtocolError if malformed."""
     m = require_object(decode_json(data), "")
+    events = m.get("events")
+    if not isinstance(events, list):
+        raise RemoteProtocolError("expected an array", path="events")
+    position = get_str(m, "position", "")
+    frames = [_frame_of(require_object(e, f"events[{i}]")) for i, e in enumerate(events)]
+    reload = _optional_str(m, "reload")
+    if reload is not None:
+        frames.append(ReloadState(reload, position))
+    return frames, position
+
+
+def _frame_of(m: Mapping[str, Any]) -> Frame:
     kind = get_str(m, "type", "")
     if kind == "welcome":
         features = m.get("features", [])
@@ -140,6 +214,7 @@ def parse_frame(data: str | bytes) -> Frame:
             plan_id=str(m.get("planId", "")),
             server_time=str(m.get("serverTime", "")),
             features=frozenset(features),
+            position=_optional_str(m, "position"),
         )
     if kind == "ping":
         return Ping(m.get("ts"))
@@ -157,6 +232,10 @@ def parse_frame(data: str | bytes) -> Frame:
             timestamp=str(m.get("timestamp", "")),
             data=m,
         )
+    if kind == "resumed":
+        return Resumed(get_str(m, "position", ""), get_int(m, "replayed", "", minimum=0))
+    if kind == "reload_state":
+        return ReloadState(get_str(m, "reason", ""), _optional_str(m, "position"))
     if kind == "save_ack":
         return SaveAckFrame(_request_id(m), m)
     if kind == "error":

@@ -183,3 +183,32 @@ async def test_the_sdk_answers_the_servers_pings_and_stays_connected(
     assert closed["reason"] == "SOCKET_CLOSED"
     assert connected["clientInfo"]["browserInfo"].startswith("Python/")
     assert connected["examineeId"] == "CAND202301"
+
+
+def test_an_examinee_whose_process_was_killed_shows_lost_without_coming_back(
+    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> None:
+    """Process A dies by SIGKILL with the examinee's socket; the examinee never reconnects.
+    The sweeper on B reports the socket SERVER_LOST once A's presence key has lapsed."""
+    a, b, (b_url, sup), _ = two_servers(tmp_path, redis_url, servers)
+    a_url, cand = session(a, CANDIDATE)
+    live = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    async def scenario() -> tuple[dict[str, Any], float, str]:
+        async with peer(b_url, sup) as s1:
+            async with peer(a_url, cand) as on_a:
+                await s1.next_of("examinee_connected", timeout=5)
+                a.process.send_signal(signal.SIGKILL)
+                killed = asyncio.get_running_loop().time()
+                await asyncio.wait_for(on_a.closed.wait(), 5)
+            # presence TTL (3 intervals + timeout), then at most a sweep interval, plus slack
+            lost = await s1.next_of("examinee_disconnected", timeout=4 * PING + PING + 3)
+            return lost, asyncio.get_running_loop().time() - killed, on_a.socket_id
+
+    lost, after, socket_id = asyncio.run(scenario())
+    assert (lost["reason"], lost["socketId"]) == ("SERVER_LOST", socket_id)
+    ttl = 3 * PING + PING  # A's presence key, renewed every third of it
+    assert after >= ttl * 2 / 3 - 0.1  # not before that key could lapse
+    assert live.hget(PROGRESS, "connStatusCode") == "DISCONNECTED"
+    assert live.smembers(f"plan:{PLAN_ID}:examinee:CAND202301:sockets") == set()
+    assert live.xlen("status_queue") == 0

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -412,17 +413,26 @@ class Child:
 def test_an_sdk_process_killed_mid_stream_resends_on_restart(
     tmp_path: Path, redis_url: str, servers: list[ServerProcess]
 ) -> None:
-    """A client process saves FIRST, then the network stalls (a paused proxy: its save hangs),
-    it sets REST (durable) and dies by SIGKILL with a save in flight. A new process on the
-    same store sends what was never acknowledged."""
-    server = serve_exam(tmp_path / "data", redis_url, servers)
+    """A client process saves FIRST, then the network stalls (paused proxies: its save hangs,
+    over the socket or HTTP), it sets REST (durable) and dies by SIGKILL with a save in flight.
+    A new process on the same store sends what was never acknowledged."""
+    http_port, socket_port = free_port(), free_port()
     store = tmp_path / "device"
-    with TcpProxy(int(server.base.rsplit(":", 1)[1])) as proxy:
+    with TcpProxy(http_port) as proxy, TcpProxy(socket_port) as socket_proxy:
+        server = serve_exam(
+            tmp_path / "data",
+            redis_url,
+            servers,
+            port=http_port,
+            socket_port=socket_port,
+            env={"EXAMSYNC_PUBLIC_SOCKET_URL": f"ws://127.0.0.1:{socket_proxy.port}/ws"},
+        )
         crashing = Child(proxy.url, store, "crash")
         acked = crashing.expect("synced")["answers"]
         assert acked == {code: [value, 1] for code, value in FIRST.items()}
 
         proxy.pause()
+        socket_proxy.pause()
         crashing.send("go")
         dying = crashing.expect("dying")
         err = crashing.finish()
@@ -437,8 +447,9 @@ def test_an_sdk_process_killed_mid_stream_resends_on_restart(
         # and nothing of REST on the server (the held bytes die with the cut below).
         assert device_rows(store, "answers") == expected
         assert device_rows(store, "outbox") == {c: expected[c] for c in REST}
-        proxy.cut()
-        proxy.heal()
+        for stalled in (proxy, socket_proxy):
+            stalled.cut()
+            stalled.heal()
         assert stored_answers(server) == {c: (v, 1) for c, v in FIRST.items()}
 
         resumed = Child(proxy.url, store, "resume")
@@ -579,7 +590,10 @@ async def test_an_expired_session_is_renewed_without_losing_a_save(
         servers,
         env={"EXAMSYNC_SESSION_TTL_SECONDS": "2"},
     )
-    async with ExamClient(client_config(server.base, tmp_path / "device")) as client:
+    config = client_config(server.base, tmp_path / "device")
+    # Saves over HTTP: a socket authenticated at its handshake outlives the session.
+    http_saves = replace(config, connection=replace(config.connection, socket_saves=False))
+    async with ExamClient(http_saves) as client:
         seen = recorder(client)
         await login(client)
         client.set_answer("Q001", "1")
@@ -591,3 +605,31 @@ async def test_an_expired_session_is_renewed_without_losing_a_save(
         assert not any(isinstance(e, DeliveryFailure) for e in seen)
         assert stored_answers(server)["Q001"] == ("2", 2)
         assert client._http.token != first_token  # noqa: SLF001 - the renewed session
+
+
+async def test_a_socket_reopened_after_the_session_expired_logs_in_again(
+    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> None:
+    """The handshake refuses the expired token (401 token_expired): the client renews the
+    session and the socket opens, rather than alerting and falling back to HTTP."""
+    server = await asyncio.to_thread(
+        serve_exam,
+        tmp_path / "data",
+        redis_url,
+        servers,
+        env={"EXAMSYNC_SESSION_TTL_SECONDS": "2"},
+    )
+    async with ExamClient(client_config(server.base, tmp_path / "device")) as client:
+        seen = recorder(client)
+        await login(client)
+        await until(lambda: client.connection_state is ConnectionState.OPEN, "the socket opens")
+        first_token = client._http.token  # noqa: SLF001 - the session's token
+        await asyncio.sleep(3.5)  # past the session's life
+        client._link.drop(TransportError("cut by the test"))  # noqa: SLF001
+        await until(lambda: client.connection_state is not ConnectionState.OPEN, "the cut")
+        await until(lambda: client.connection_state is ConnectionState.OPEN, "reopens")
+        assert client._http.token != first_token  # noqa: SLF001 - renewed for the handshake
+        assert not [e for e in seen if isinstance(e, Alert)]
+        client.set_answer("Q001", "after")
+        assert await client.flush(timeout=10)
+        assert stored_answers(server)["Q001"] == ("after", 1)

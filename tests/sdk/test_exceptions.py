@@ -50,3 +50,13 @@ def test_exceptions_carry_fields() -> None:
         "lock",
     )
     assert "process 42" in str(locked)
+
+
+def test_a_server_error_says_how_long_to_wait_when_the_server_did() -> None:
+    def error(details: dict[str, object] | None) -> exc.ServerError:
+        return exc.ServerError("busy", code="too_many_connections", status=503, details=details)
+
+    assert error({"retryAfter": 3}).retry_after == 3.0
+    assert error({"retryAfter": 0.5}).retry_after == 0.5
+    for unusable in (None, {}, {"retryAfter": "3"}, {"retryAfter": -1}, {"retryAfter": True}):
+        assert error(unusable).retry_after is None

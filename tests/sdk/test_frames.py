@@ -11,13 +11,17 @@ from examsync.frames import (
     ErrorFrame,
     ExamEnded,
     Ping,
+    ReloadState,
+    Resumed,
     SaveAckFrame,
     StageChanged,
     UnknownFrame,
     Welcome,
     parse_frame,
+    parse_poll,
     ping_frame,
     pong_frame,
+    position_of,
     save_frame,
 )
 from examsync.messages import parse_error
@@ -73,6 +77,30 @@ def test_save_ack_and_error_frames_carry_their_request_id() -> None:
     assert isinstance(plain, ErrorFrame) and (plain.request_id, plain.status) == (None, 0)
 
 
+def test_positions_of_the_welcome_events_and_the_resume_answers() -> None:
+    welcome = parse_frame('{"type":"welcome","socketId":"a","role":"c","position":"5-0"}')
+    assert isinstance(welcome, Welcome) and position_of(welcome) == "5-0"
+    resumed = parse_frame('{"type":"resumed","position":"9-1","replayed":3}')
+    assert resumed == Resumed("9-1", 3) and position_of(resumed) == "9-1"
+    reload = parse_frame('{"type":"reload_state","reason":"position_too_old","position":"9-2"}')
+    assert reload == ReloadState("position_too_old", "9-2") and position_of(reload) == "9-2"
+    # A server whose fan-out has not started yet has no position to give.
+    assert parse_frame('{"type":"reload_state","reason":"position_unknown","position":null}') == (
+        ReloadState("position_unknown", None)
+    )
+    stage = parse_frame('{"type":"stage_changed","planId":"P","timestamp":"t","position":"7-0"}')
+    assert position_of(stage) == "7-0"
+    event = parse_frame('{"type":"examinee_connected","examineeId":"E","position":"8-0"}')
+    assert position_of(event) == "8-0"
+    for unplaced in (
+        '{"type":"welcome","socketId":"a","role":"c"}',
+        '{"type":"exam_end","message":"m","timestamp":"t"}',
+        '{"type":"note","position":5}',
+        '{"type":"ping","ts":1}',
+    ):
+        assert position_of(parse_frame(unplaced)) is None
+
+
 def test_unknown_types_are_returned_not_refused() -> None:
     frame = parse_frame('{"type":"examinee_disconnected","examineeId":"E1"}')
     assert isinstance(frame, UnknownFrame) and frame.type == "examinee_disconnected"
@@ -92,6 +120,10 @@ def test_unknown_types_are_returned_not_refused() -> None:
         '{"type":"welcome","socketId":"a","role":"c","features":"save"}',
         '{"type":"exam_end","timestamp":"t"}',
         '{"type":"ping","type":"pong"}',
+        '{"type":"welcome","socketId":"a","role":"c","position":5}',
+        '{"type":"resumed","replayed":3}',
+        '{"type":"resumed","position":"1-0","replayed":-1}',
+        '{"type":"reload_state","position":"1-0"}',
     ],
 )
 def test_malformed_frames_raise(data: str) -> None:
@@ -105,3 +137,23 @@ def test_builders() -> None:
     body = canonical_json({"examId": "P", "answers": {"Q1": {"value": "정답"}}})
     frame = json.loads(save_frame("12", body))
     assert frame == {"type": "save", "id": "12", "payload": json.loads(body)}
+
+
+def test_a_poll_answer_reads_as_the_frames_a_socket_would_have_sent() -> None:
+    frames, position = parse_poll(
+        '{"events":[{"type":"examinee_lost","position":"5-0"},'
+        '{"type":"exam_end","message":"m","timestamp":"t","planId":"P"}],"position":"6-0"}'
+    )
+    assert position == "6-0"
+    assert [type(f) for f in frames] == [UnknownFrame, ExamEnded]
+    frames, _ = parse_poll('{"events":[],"position":"7-0","reload":"position_unknown"}')
+    assert frames == [ReloadState("position_unknown", "7-0")]
+    for bad in (
+        '{"position":"1-0"}',
+        '{"events":{},"position":"1-0"}',
+        '{"events":[]}',
+        '{"events":[1],"position":"1-0"}',
+        '{"events":[],"position":"1-0","reload":1}',
+    ):
+        with pytest.raises(RemoteProtocolError):
+            parse_poll(bad)

@@ -70,6 +70,12 @@ class FakeApi:
     package: bytes = PACKAGE
     package_etag: str | None = None  # None: the package's real digest
     package_requests: list[httpx.Request] = field(default_factory=list)
+    progress: dict[str, Any] = field(
+        default_factory=lambda: {"status": "in_progress", "currentStage": "S1"}
+    )
+    me_fetches: int = 0
+    polls: list[str | None] = field(default_factory=list)  # `after` of each events poll
+    poll_answer: dict[str, Any] = field(default_factory=lambda: {"events": [], "position": "1-0"})
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -91,6 +97,12 @@ class FakeApi:
             self.http_saves += 1
             status, body = self.save(decode_json(request.content))
             return httpx.Response(status, json=body)
+        if (method, path) == ("GET", "/api/v1/events"):
+            self.polls.append(request.url.params.get("after"))
+            return httpx.Response(200, json=self.poll_answer)
+        if (method, path) == ("GET", "/api/v1/me"):
+            self.me_fetches += 1
+            return httpx.Response(200, json=self.progress)
         if (method, path) == ("GET", f"/api/v1/answers/{EXAM}"):
             return httpx.Response(200, json=self.restore())
         if (method, path) == ("GET", f"/api/v1/plans/{PLAN}/package"):
@@ -117,6 +129,7 @@ class FakeApi:
             "socketUrl": self.socket_url,
             "stages": [],
             "serverTime": SERVER_TIME,
+            "progress": self.progress,
         }
         return httpx.Response(200, json=session)
 
@@ -173,10 +186,14 @@ class FakeSocketServer:
 
     api: FakeApi
     accepting: bool = True  # False: refuse handshakes with 503
+    retry_after: int | None = None  # the Retry-After of those refusals
     features: tuple[str, ...] = ("save",)
     silent: bool = False  # stop answering anything (a dead peer whose TCP stays up)
     connections: int = 0
     refused: int = 0
+    paths: list[str] = field(default_factory=list)  # of the accepted handshakes
+    resume_reply: dict[str, Any] | None = None  # sent after the welcome of a resume
+    reports: list[dict[str, Any]] = field(default_factory=list)  # sync_state frames received
     sockets: list[ServerConnection] = field(default_factory=list)
     server: Server | None = None
 
@@ -189,9 +206,13 @@ class FakeSocketServer:
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if not self.accepting:
             self.refused += 1
-            return conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "down\n")
+            response = conn.respond(HTTPStatus.SERVICE_UNAVAILABLE, "down\n")
+            if self.retry_after is not None:
+                response.headers["Retry-After"] = str(self.retry_after)
+            return response
         if "token=tok-1" not in request.path:
             return conn.respond(HTTPStatus.UNAUTHORIZED, "bad token\n")
+        self.paths.append(request.path)
         return None
 
     async def _handle(self, conn: ServerConnection) -> None:
@@ -199,6 +220,8 @@ class FakeSocketServer:
         self.sockets.append(conn)
         welcome = {"type": "welcome", "socketId": f"S{self.connections}", "role": "candidate"}
         await conn.send(json.dumps({**welcome, "planId": PLAN, "features": list(self.features)}))
+        if self.resume_reply is not None and "lastPosition=" in self.paths[-1]:
+            await conn.send(json.dumps(self.resume_reply))
         try:
             async for data in conn:
                 if self.silent:
@@ -206,6 +229,8 @@ class FakeSocketServer:
                 frame = json.loads(data)
                 if frame["type"] == "ping":
                     await conn.send(json.dumps({"type": "pong", "ts": frame.get("ts")}))
+                elif frame["type"] == "sync_state":
+                    self.reports.append(frame)
                 elif frame["type"] == "save":
                     self.api.socket_saves += 1
                     status, body = self.api.save(frame["payload"])

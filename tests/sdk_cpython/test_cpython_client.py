@@ -22,8 +22,11 @@ from examsync import (
     ConnectionState,
     DeliveryFailure,
     ExamEnded,
+    ProgressReloaded,
     ReceiptError,
+    ReloadState,
     RestoreReport,
+    Resumed,
     SaveChannel,
     StorageState,
     StoreLockedError,
@@ -31,7 +34,7 @@ from examsync import (
     SyncStatus,
 )
 from examsync.cpython import ClientConfig, ExamClient, SyncExamClient
-from examsync.frames import UnknownFrame
+from examsync.frames import StageChanged, UnknownFrame
 
 PING, TIMEOUT, ATTEMPTS = 0.2, 0.2, 3
 
@@ -301,3 +304,109 @@ def test_the_sync_wrapper_drives_the_same_client(tmp_path: Path) -> None:
     assert api.http_saves >= 1
     assert any(isinstance(e, ConnectionChanged) and e.fallback for e in seen)
     assert json.loads(json.dumps(api.answers)) == {"Q1": ["a", 1]}
+
+
+async def test_a_reconnect_resumes_after_the_last_position_and_a_reload_refetches_progress(
+    client: ExamClient, api: FakeApi, server: FakeSocketServer
+) -> None:
+    seen = recorder(client)
+    await client.login(key=KEY)
+    assert client.progress == {"status": "in_progress", "currentStage": "S1"}  # from the login
+    await until(lambda: server.connections == 1 and client.save_channel is SaveChannel.SOCKET)
+    assert "lastPosition" not in server.paths[0]
+    await server.broadcast(
+        {"type": "stage_changed", "planId": PLAN, "timestamp": "t", "position": "41-0"}
+    )
+    await until(lambda: any(isinstance(e, StageChanged) for e in seen))
+
+    # The server asks for a reload on the resume: the client fetches its progress again.
+    server.resume_reply = {"type": "reload_state", "reason": "position_too_old", "position": "50-0"}
+    api.progress = {"status": "in_progress", "currentStage": "S3"}
+    await server.sockets[0].close()
+    await until(lambda: any(isinstance(e, ProgressReloaded) for e in seen))
+    assert server.paths[1].endswith("lastPosition=41-0")
+    assert [e for e in seen if isinstance(e, ReloadState)] == [
+        ReloadState("position_too_old", "50-0")
+    ]
+    assert [e.progress for e in seen if isinstance(e, ProgressReloaded)] == [api.progress]
+    assert client.progress == api.progress and api.me_fetches == 1
+
+    # The next resume goes on from the reload's position, and ends with `resumed`.
+    server.resume_reply = {"type": "resumed", "position": "50-0", "replayed": 0}
+    await until(lambda: server.connections == 2 and len(server.sockets) == 1)
+    await server.sockets[0].close()
+    await until(lambda: any(isinstance(e, Resumed) for e in seen))
+    assert server.paths[2].endswith("lastPosition=50-0")
+    assert api.me_fetches == 1
+
+
+async def test_answers_waiting_on_the_device_are_reported_when_the_server_takes_reports(
+    client: ExamClient, api: FakeApi, server: FakeSocketServer
+) -> None:
+    server.features = ("sync_state",)  # saves over HTTP, which is down: answers wait
+    await client.login(key=KEY)
+    await until(lambda: len(server.reports) == 1)
+    assert server.reports[0] == {"type": "sync_state", "pending": 0, "oldestPendingAge": None}
+    api.down = True
+    client.set_answer("Q1", "a")
+    client.set_answer("Q2", "b")
+    await until(lambda: len(server.reports) == 2, timeout=3)  # after the 1 s gap, the last count
+    assert server.reports[1]["pending"] == 2 and server.reports[1]["oldestPendingAge"] >= 0.5
+    api.down = False
+    assert await client.flush(3)
+    await until(lambda: server.reports[-1]["pending"] == 0, timeout=3)
+
+
+async def test_no_reports_to_a_server_that_does_not_offer_them(
+    client: ExamClient, server: FakeSocketServer
+) -> None:
+    await client.login(key=KEY)
+    client.set_answer("Q1", "a")
+    assert await client.wait_synced(3)
+    await asyncio.sleep(0.2)
+    assert server.reports == []
+
+
+async def test_in_fallback_the_client_polls_events_over_http(
+    api: FakeApi, server: FakeSocketServer, tmp_path: Path
+) -> None:
+    server.accepting = False  # every socket attempt is refused: fallback
+    ended = {"type": "exam_end", "message": "끝", "timestamp": "t", "planId": PLAN}
+    api.poll_answer = {
+        "events": [{"type": "stage_changed", "planId": PLAN, "timestamp": "t", "position": "4-0"}],
+        "position": "5-0",
+    }
+    connection = ConnectionConfig(
+        ping_interval=PING,
+        ping_timeout=TIMEOUT,
+        max_attempts=ATTEMPTS,
+        backoff=Backoff(base=0.02, cap=0.05, min_delay=0.01),
+        poll_interval=0.1,
+    )
+    async with client_for(api, tmp_path, connection=connection) as client:
+        seen = recorder(client)
+        await client.login(key=KEY)
+        await until(lambda: len(api.polls) >= 2)
+        assert api.polls[:2] == [None, "5-0"]  # each poll goes on from the last one's position
+        assert any(isinstance(e, StageChanged) for e in seen)
+        api.poll_answer = {"events": [ended], "position": "5-0"}
+        await until(lambda: len(api.polls) >= 5)
+        assert [e for e in seen if isinstance(e, ExamEnded)] == [client.exam_ended]  # once
+        server.accepting = True
+        await until(lambda: client.connection_state is ConnectionState.OPEN)
+        polls = len(api.polls)
+        await asyncio.sleep(0.3)
+        assert len(api.polls) <= polls + 1  # at most one that was out; then the socket carries
+        assert server.paths[-1].endswith("lastPosition=5-0")
+
+
+async def test_a_refused_handshake_with_retry_after_is_retried_no_sooner(
+    client: ExamClient, server: FakeSocketServer
+) -> None:
+    server.accepting, server.retry_after = False, 1
+    await client.login(key=KEY)
+    await until(lambda: server.refused == 1)
+    await asyncio.sleep(0.8)  # the backoff alone would have retried ~20 times by now
+    assert server.refused == 1
+    server.accepting = True
+    await until(lambda: client.connection_state is ConnectionState.OPEN, timeout=3)

@@ -181,6 +181,11 @@ async def test_socket_handshake_refusals_and_dead_ports_are_typed() -> None:
         with pytest.raises(ServerError) as info:
             await SocketTransport.connect(server.url, "tok-1", open_timeout=2)
         assert info.value.status == 503 and info.value.retryable
+        assert info.value.retry_after is None
+        server.retry_after = 3  # a reconnect storm: the server says when to come back
+        with pytest.raises(ServerError) as info:
+            await SocketTransport.connect(server.url, "tok-1", open_timeout=2)
+        assert info.value.retry_after == 3.0
         url = server.url
     with pytest.raises(TransportError):
         await SocketTransport.connect(url, "tok-1", open_timeout=2)

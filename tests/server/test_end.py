@@ -154,7 +154,8 @@ async def test_socket_refuses_bad_tokens_and_answers_bad_frames(
         await ws.send(json.dumps({"type": "ping", "ts": 42}))
         assert (await next_of(ws, "pong"))["ts"] == 42
     async with socket(runtime, cand["token"]) as ws:
-        await ws.send("x" * 100_000)  # over the frame limit: closed with 1009
+        # Over the frame limit (the largest save and its envelope): closed with 1009.
+        await ws.send("x" * (runtime.settings.max_save_bytes + 8192))
         with pytest.raises(Exception) as closed:
             await asyncio.wait_for(ws.recv(), 2)
         assert "1009" in str(closed.value)

@@ -214,6 +214,14 @@ function handle(event) {
       });
       renderStage();
       break;
+    case "progress": // the server could not replay missed events: its progress now replaces them
+      state.stage = newestStage({
+        ...stageFromSession({ ...state.session, progress: event.progress }),
+        seenAt: Date.now(),
+      });
+      if (event.progress.planStatus === "completed") state.ended ??= { message: "" };
+      renderStage();
+      break;
     case "answer": // the leader stored an edit (any tab's)
       answered(event.quizCode, event.value, event.version, false);
       break;

@@ -26,6 +26,7 @@ from examsync import (
     ConnectionChanged,
     DeliveryFailure,
     ExamEnded,
+    ProgressReloaded,
     RestoreReport,
     StageChanged,
     StorageState,
@@ -116,6 +117,8 @@ def event_message(event: object) -> dict[str, Any] | None:
         return {"type": "exam_end", "message": event.message, "timestamp": event.timestamp}
     if isinstance(event, StageChanged):
         return {**event.data, "type": "stage_changed"}
+    if isinstance(event, ProgressReloaded):  # events were missed: this replaces what they said
+        return {"type": "progress", "progress": dict(event.progress)}
     if isinstance(event, AnswerAcknowledged):
         return {"type": "ack", "quizCode": event.quiz_code, "version": event.version}
     if isinstance(event, AnswerSuperseded):

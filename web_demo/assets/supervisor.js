@@ -4,7 +4,7 @@
 // live events from the position it names); otherwise the socket replays the event stream
 // from its start (`lastPosition=0-0`: every examinee_connected/disconnected, stage change and
 // alert of this group), so examinees who connected before this page opened are listed too.
-import { $, ApiError, api, both, clock, el, show, timeOfDay } from "./common.js";
+import { $, api, both, clock, el, show, timeOfDay } from "./common.js";
 
 const LOGIN_KEY = "examsync-demo:supervisor";
 const state = {
@@ -68,26 +68,29 @@ async function loadSnapshot() {
     const snapshot = await api("GET", "/api/v1/supervisor/snapshot", {
       token: state.session.token,
     });
-    for (const item of snapshot.examinees ?? snapshot.candidates ?? []) {
-      const id = item.examineeId ?? item.candidateId;
-      row(id, {
-        name: item.name ?? item.candidateName ?? "",
-        connection: item.connStatus ?? item.connection ?? item.status ?? "—",
-        stage: item.currentStage ?? item.stage ?? "—",
-        answered: item.answered ?? item.answeredCount ?? null,
-        lastSave: item.lastSave ?? item.lastSaveAt ?? null,
+    for (const item of snapshot.examinees) {
+      row(item.examineeId, {
+        name: item.name ?? "",
+        connection: item.connStatusCode ?? "—",
+        since: item.lastActiveTime ?? null,
+        stage: stageName(item.currentStage),
+        answered: item.answered,
+        pending: item.pending, // answers still only on the examinee's device (its SDK's report)
+        lastSave: item.lastSaveTime,
       });
     }
-    state.position = snapshot.position ?? state.position;
+    state.position = snapshot.position;
     $("#source").textContent = both("서버 현황 + 실시간 이벤트", "Server snapshot + live events");
   } catch (error) {
-    if (!(error instanceof ApiError && error.status === 404)) log(`snapshot: ${error.message}`);
+    log(`snapshot: ${error.message}`);
     state.position ??= "0-0"; // no snapshot: rebuild the list from the whole event stream
-    $("#source").textContent = both(
-      "실시간 이벤트로 구성한 목록 (답안 수는 서버 현황 API가 있을 때 표시)",
-      "List built from live events (answer counts need the server's snapshot API)",
-    );
+    $("#source").textContent = both("실시간 이벤트로 구성한 목록", "List built from live events");
   }
+}
+
+function stageName(stageId) {
+  const stage = (state.session.stages ?? []).find((s) => s.stageId === stageId);
+  return stage?.stageName ?? stageId ?? "—";
 }
 
 function row(id, changes) {
@@ -154,6 +157,7 @@ function receive(socket, frame) {
       return;
     case "examinee_connected":
     case "examinee_disconnected":
+    case "examinee_lost":
       row(frame.examineeId, {
         connection: frame.status,
         since: frame.timestamp,
@@ -245,7 +249,11 @@ function examineeRow(examinee) {
       }),
     ),
     el("td", { text: examinee.stage }),
-    el("td", { class: "num", text: examinee.answered ?? "—" }),
+    el("td", {
+      class: "num",
+      text: (examinee.answered ?? "—") + (examinee.pending ? ` (+${examinee.pending})` : ""),
+      title: examinee.pending ? both("기기에만 있는 답안", "answers still only on the device") : "",
+    }),
     el("td", { text: examinee.lastSave ? timeOfDay(examinee.lastSave) : "—" }),
     el("td", { class: "alerts", text: examinee.alerts.join("; ") }),
   );
@@ -254,6 +262,7 @@ function examineeRow(examinee) {
 function connectionLabel(status) {
   if (status === "CONNECTED") return `● ${both("연결됨", "Connected")}`;
   if (status === "DISCONNECTED") return `○ ${both("연결 끊김", "Disconnected")}`;
+  if (status === "LOST") return `✕ ${both("이탈", "Lost")}`;
   return status;
 }
 

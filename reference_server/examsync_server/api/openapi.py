@@ -182,6 +182,27 @@ def document() -> dict[str, Any]:
     paths["/api/v1/me"] = {
         "get": _op("own status and stage clock", {200: "progress", **session_errors}, session=True)
     }
+    paths["/api/v1/events"] = {
+        "get": {
+            **_op(
+                "the socket's events over HTTP (fallback): those after ?after=<position>, and the"
+                " position to poll from next; a candidate who polls counts as connected (http)",
+                {200: "events", 400: "after is no position", **session_errors},
+                session=True,
+            ),
+            "parameters": [
+                {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}}
+            ],
+        }
+    }
+    paths["/api/v1/supervisor/snapshot"] = {
+        "get": _op(
+            "the supervisor's examinees now (connection, stage, answers, pending on device) and"
+            " the socket_queue position to resume the socket from (lastPosition)",
+            {200: "snapshot", **session_errors},
+            session=True,
+        )
+    }
     paths["/api/v1/me/start"] = {
         "post": _op(
             "start (individual exams: own clock begins)",

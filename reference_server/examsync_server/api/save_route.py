@@ -10,17 +10,12 @@ the same error shapes and the same codes as every Quart route. All other paths g
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from ..auth import bearer
-from ..errors import ApiError, error_headers
+from ..errors import ApiError, error_for, error_headers
 from ..runtime import Runtime
-
-log = logging.getLogger(__name__)
 
 PATH = "/api/v1/answers"
 
@@ -43,16 +38,9 @@ async def handle_save(runtime: Runtime | None, scope: Scope, receive: Receive, s
         who = runtime.tokens.require_session(bearer(headers.get(b"authorization")))
         body = await _body(receive, headers, runtime.settings.max_save_bytes)
         status, reply, extra = 200, await runtime.saves.receive(who, body), []
-    except ApiError as exc:
-        status, reply, extra = exc.status, exc.to_body(), error_headers(exc)
-    except RedisError as exc:
-        log.warning("Redis unavailable: %s", exc)
-        error = ApiError(503, "redis_unavailable", "the live-state store is unavailable; retry")
+    except Exception as exc:
+        error = error_for(exc, "a save")
         status, reply, extra = error.status, error.to_body(), error_headers(error)
-    except Exception:
-        log.exception("unhandled error in a save")
-        error = ApiError(500, "internal_error", "an internal error occurred")
-        status, reply, extra = error.status, error.to_body(), []
     data = json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode()
     await send(
         {

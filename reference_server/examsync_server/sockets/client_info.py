@@ -32,9 +32,20 @@ def browser_info(user_agent: str) -> str:
 
 
 def client_info(conn: ServerConnection) -> dict[str, Any]:
-    """`ipAddress` and `browserInfo` (seed 004), plus the raw `userAgent` for the curious."""
+    """`ipAddress` and `browserInfo` (seed 004), plus the raw `userAgent` for the curious and
+    the `transport` (`websocket`; `http` for a client that polls: polling.py)."""
     request = conn.request
-    user_agent = (request.headers.get("User-Agent", "") if request else "")[:MAX_USER_AGENT]
+    user_agent = request.headers.get("User-Agent", "") if request else ""
     address = conn.remote_address
     ip = str(address[0]) if isinstance(address, tuple) and address else ""
-    return {"ipAddress": ip, "browserInfo": browser_info(user_agent), "userAgent": user_agent}
+    return describe(ip, user_agent, "websocket")
+
+
+def describe(ip: str, user_agent: str, transport: str) -> dict[str, Any]:
+    user_agent = user_agent[:MAX_USER_AGENT]
+    return {
+        "ipAddress": ip,
+        "browserInfo": browser_info(user_agent),
+        "userAgent": user_agent,
+        "transport": transport,
+    }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ApiError
+
 EXAM_END_MESSAGE = "시험이 종료되었습니다."
 
 
@@ -15,3 +17,12 @@ def exam_end(plan_id: str, timestamp: str | None) -> dict[str, Any]:
         "timestamp": timestamp,
         "planId": plan_id,
     }
+
+
+def error_frame(error: ApiError, request_id: str | None = None) -> dict[str, Any]:
+    """`{"type": "error", "error": {...}}`; answering a save, with its `id` and HTTP status."""
+    frame: dict[str, Any] = {"type": "error", **error.to_body()}
+    if request_id is not None:
+        frame["id"] = request_id
+        frame["status"] = error.status
+    return frame

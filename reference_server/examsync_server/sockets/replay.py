@@ -55,9 +55,13 @@ async def check(redis: Redis, last: str) -> None:
         raise CannotReplay(UNKNOWN)
     if mine < position(info.get("max-deleted-entry-id", "0-0")):
         raise CannotReplay(TOO_OLD)  # an entry after it was deleted
-    # Trimming is not recorded as such: if anything was ever removed (Redis 6.2 does not
-    # count, so assume it), what preceded the first entry left may have followed `last`.
-    removed = info.get("entries-added", info["length"] + 1) > info["length"]
+    # Trimming is not recorded as such: if anything was ever removed, what preceded the first
+    # entry left may have followed `last`. Redis 7 counts entries added; where that count does
+    # not reach us (Redis 6.2, and redis-py 8.1 parses XINFO without it), our own rule tells:
+    # entries are only trimmed away by MAXLEN, so a stream shorter than that lost none.
+    length = info["length"]
+    added = info.get("entries-added")
+    removed = added > length if added is not None else length >= keys.STREAM_MAXLEN
     first = info.get("first-entry")
     if removed and mine < (position(first[0]) if first else newest):
         raise CannotReplay(TOO_OLD)

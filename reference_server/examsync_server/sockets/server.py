@@ -1,14 +1,15 @@
 """The socket server: token auth on the handshake, app-level heartbeat, events out.
 
-Connect to `{socketUrl}?token=<session token>`. The server greets with
-`{"type": "welcome", "socketId", "role", "planId", "serverTime", "pingInterval",
-"pingTimeout"}`, pings every socket every `ping_interval` (`{"type": "ping", "ts"}`, answered
-with `{"type": "pong", "ts"}`) and drops one that stays silent `ping_timeout` longer (close
-code 4408), answers a client's `{"type": "ping"}` with a pong, and pushes events (exam_end,
-stage_changed, examinee_connected/disconnected), each with its stream `position`; a socket that
-connects with `&lastPosition=` first gets what it missed (replay.py). Bad frames get an
-`{"type": "error", "error": {"code", "message"}}` reply; oversized frames close the socket
-(1009).
+Connect to `{socketUrl}?token=<session token>`. The server greets with `{"type": "welcome",
+"socketId", "role", "planId", "serverTime", "pingInterval", "pingTimeout", "features"}`, pings
+every socket every `ping_interval` (`{"type": "ping", "ts"}`, answered with `{"type": "pong",
+"ts"}`) and drops one that stays silent `ping_timeout` longer (close code 4408), answers a
+client's `{"type": "ping"}` with a pong, and pushes events (exam_end, stage_changed,
+examinee_connected/disconnected), each with its stream `position`; a socket that connects with
+`&lastPosition=` first gets what it missed (replay.py). A candidate's `{"type": "save", "id",
+"payload"}` takes the HTTP save path (saves.py) and is answered with `save_ack` or an `error`
+frame carrying its `id`. Bad frames get an `{"type": "error", "error": {"code", "message",
+"details"}}` reply; oversized frames close the socket (1009).
 
 A candidate's socket publishes seed 004's `connection_status` when it opens (CONNECTED, with
 clientInfo) and when it closes (DISCONNECTED, reason SOCKET_CLOSED or PING_TIMEOUT); the state
@@ -35,14 +36,22 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from examsync.exceptions import RemoteProtocolError
+from examsync.protocol import decode_json
+
 from ..auth import Principal, Tokens
 from ..clock import iso, utc_now
 from ..errors import ApiError
+from ..saves import SaveService
 from ..store import keys
-from . import events, replay
+from . import events, replay, sync_reports
+from .admission import HandshakeGate
 from .client_info import client_info
 from .heartbeat import Heartbeat
 from .registry import Registry
+from .saves import FEATURE as SAVE_FEATURE
+from .saves import SocketSaves
+from .saves import request_id as saves_request_id
 from .status import (
     CONNECTED,
     DISCONNECTED,
@@ -66,9 +75,15 @@ class _Socket:
     gone: bool = False  # its DISCONNECTED is published
 
 
-def _json_response(status: HTTPStatus, code: str, message: str) -> Response:
-    body = json.dumps({"error": {"code": code, "message": message, "details": {}}}).encode()
+def _json_response(
+    status: HTTPStatus, code: str, message: str, retry_after: int | None = None
+) -> Response:
+    details = {} if retry_after is None else {"retryAfter": retry_after}
+    error = {"error": {"code": code, "message": message, "details": details}}
+    body = json.dumps(error).encode()
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return Response(status.value, status.phrase, headers, body)
 
 
@@ -84,6 +99,9 @@ class SocketServer:
         node_id: str = "",
         ping_interval: float = 10.0,
         ping_timeout: float = 5.0,
+        saves: SaveService | None = None,
+        handshake_limit: int = 200,
+        handshake_window: float = 1.0,
     ) -> None:
         self.reuse_port = reuse_port
         self.redis = redis
@@ -93,11 +111,16 @@ class SocketServer:
         self.node_id = node_id or secrets.token_hex(4)
         self.registry = Registry()
         self.heartbeat: Heartbeat[ServerConnection] = Heartbeat(ping_interval, ping_timeout)
+        self.gate = HandshakeGate(handshake_limit, handshake_window)
+        self.refused = 0  # handshakes turned away by the gate, for logs and tests
         self.publisher: StatusPublisher | None = None
         if redis is not None:
             self.publisher = StatusPublisher(
                 redis, self.node_id, presence_ttl=3 * ping_interval + ping_timeout
             )
+        # Candidates' saves over the socket, offered in the welcome when given.
+        self.saves = SocketSaves(saves) if saves is not None else None
+        self.sync_reports = sync_reports.SyncReports(redis) if redis is not None else None
         self._server: Server | None = None
         # principal and lastPosition, from the handshake to the handler
         self._who: dict[ServerConnection, tuple[Principal, str | None]] = {}
@@ -110,7 +133,7 @@ class SocketServer:
             self.host,
             self.requested_port,
             process_request=self._authenticate,
-            max_size=MAX_FRAME_BYTES,
+            max_size=max(MAX_FRAME_BYTES, self.saves.max_frame_bytes if self.saves else 0),
             reuse_port=self.reuse_port,
             # The app-level heartbeat below decides when a peer is dead (and reports why);
             # the protocol's own pings would only race it.
@@ -124,6 +147,8 @@ class SocketServer:
         self._spawn(self._beat(), "heartbeat")
         if self.publisher is not None:
             self._spawn(self.publisher.run(), "status-publisher")
+        if self.sync_reports is not None:
+            self._spawn(self.sync_reports.run(), "sync-reports")
 
     @property
     def port(self) -> int:
@@ -138,6 +163,8 @@ class SocketServer:
         if self.publisher is not None:
             await self.publisher.flush(timeout=2.0)
             await self.publisher.leave()
+        if self.sync_reports is not None:
+            await self.sync_reports.flush()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -151,6 +178,16 @@ class SocketServer:
         url = urlsplit(request.path)
         if url.path != PATH:
             return _json_response(HTTPStatus.NOT_FOUND, "not_found", f"connect to {PATH}")
+        # Before the token check: a storm is turned away at the least cost.
+        wait = self.gate.admit(asyncio.get_running_loop().time())
+        if wait is not None:
+            self.refused += 1
+            return _json_response(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "too_many_connections",
+                "too many connections at once; retry after the given seconds",
+                retry_after=wait,
+            )
         token = parse_qs(url.query).get("token", [None])[0]
         if not token:
             return _json_response(
@@ -175,6 +212,7 @@ class SocketServer:
             "serverTime": iso(utc_now()),
             "pingInterval": self.heartbeat.interval,
             "pingTimeout": self.heartbeat.timeout,
+            "features": self._features(who),
         }
         if last_position is None:
             # Live from here: the welcome says from which position, for a later resume.
@@ -189,7 +227,7 @@ class SocketServer:
                 await self._resume(conn, sock, last_position)
             async for frame in conn:
                 self.heartbeat.seen(conn)
-                reply = self._reply(frame)
+                reply = self._reply(conn, who, frame)
                 if reply is not None:
                     await conn.send(json.dumps(reply, ensure_ascii=False))
         except ConnectionClosed:
@@ -198,6 +236,8 @@ class SocketServer:
             self.registry.remove(conn)
             self.heartbeat.remove(conn)
             del self._sockets[conn]
+            if self.saves is not None:
+                self.saves.closed(conn)
             self._publish(sock, DISCONNECTED, reason=SOCKET_CLOSED)
 
     async def _beat(self) -> None:
@@ -300,11 +340,32 @@ class SocketServer:
         if plan[0] == "completed":
             await conn.send(json.dumps(events.exam_end(who.plan_id, plan[1]), ensure_ascii=False))
 
-    def _reply(self, frame: str | bytes) -> dict[str, Any] | None:
+    def _features(self, who: Principal) -> list[str]:
+        """What the welcome offers: saves and sync reports are a candidate's."""
+        if who.role != "candidate":
+            return []
+        offered = [SAVE_FEATURE] if self.saves is not None else []
+        return offered + ([sync_reports.FEATURE] if self.sync_reports is not None else [])
+
+    def _sync_state(self, who: Principal, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Note a candidate's report (written with others shortly); nothing is answered."""
+        assert self.sync_reports is not None
         try:
-            message = json.loads(frame)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error("invalid_json", "frames must be JSON objects")
+            if who.role != "candidate":
+                raise ApiError(403, "candidates_only", "only candidates report their sync state")
+            self.sync_reports.note(who, *sync_reports.parse(message))
+        except ApiError as exc:
+            return events.error_frame(exc)
+        return None
+
+    def _reply(
+        self, conn: ServerConnection, who: Principal, frame: str | bytes
+    ) -> dict[str, Any] | None:
+        try:
+            # Strict (no NaN, no duplicate keys): a save's payload is read as HTTP reads it.
+            message = decode_json(frame)
+        except RemoteProtocolError:
+            return _unreadable(frame)
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
             return _error("invalid_message", "frames must be JSON objects with a string 'type'")
         kind = message["type"]
@@ -312,8 +373,27 @@ class SocketServer:
             return {"type": "pong", "ts": message.get("ts"), "serverTime": iso(utc_now())}
         if kind == "pong":
             return None
+        if kind == "save" and self.saves is not None:
+            return self.saves.take(conn, who, message)
+        if kind == "sync_state" and self.sync_reports is not None:
+            return self._sync_state(who, message)
         return _error("unknown_type", f"unknown message type {kind[:40]!r}")
 
 
 def _error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "error": {"code": code, "message": message}}
+    return events.error_frame(ApiError(400, code, message))
+
+
+def _unreadable(frame: str | bytes) -> dict[str, Any]:
+    """`invalid_json`; for a save, with its id when a lenient read finds one, so the client
+    hears which save was refused (HTTP answers the same body with a 400)."""
+    error = ApiError(
+        400, "invalid_json", "frames must be JSON objects (strict: no NaN, no duplicate keys)"
+    )
+    try:
+        message = json.loads(frame)
+    except (ValueError, RecursionError):
+        return events.error_frame(error)
+    if isinstance(message, dict) and message.get("type") == "save":
+        return events.error_frame(error, saves_request_id(message))
+    return events.error_frame(error)

@@ -25,7 +25,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..clock import parse_iso
 from ..store import keys
+from ..workers import cancel_requested
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ CONNECTED = "CONNECTED"
 DISCONNECTED = "DISCONNECTED"
 SOCKET_CLOSED = "SOCKET_CLOSED"
 PING_TIMEOUT = "PING_TIMEOUT"
+SERVER_LOST = "SERVER_LOST"  # its server process died without reporting it (the sweeper)
 STATUSES = (CONNECTED, DISCONNECTED)
 
 
@@ -48,7 +51,7 @@ class ConnectionStatus:
     socket_id: str
     status: str
     timestamp: str
-    reason: str | None = None  # DISCONNECTED: SOCKET_CLOSED or PING_TIMEOUT
+    reason: str | None = None  # DISCONNECTED: SOCKET_CLOSED, PING_TIMEOUT or SERVER_LOST
     client_info: Mapping[str, Any] | None = None  # CONNECTED: ipAddress, browserInfo, ...
 
     def data(self) -> dict[str, Any]:
@@ -94,6 +97,12 @@ class ConnectionStatus:
             if not isinstance(value, str) or not value:
                 raise InvalidStatus(f"data.{name} must be a non-empty string")
             text[name] = value
+        try:
+            moment = parse_iso(text["timestamp"])
+        except ValueError:
+            raise InvalidStatus("data.timestamp must be ISO 8601") from None
+        if moment.utcoffset() is None:
+            raise InvalidStatus("data.timestamp must have an offset")
         if text["status"] not in STATUSES:
             raise InvalidStatus(f"data.status must be one of {STATUSES}")
         reason = data.get("reason")
@@ -113,9 +122,23 @@ class ConnectionStatus:
         )
 
 
+POLL_TIMEOUT = "POLL_TIMEOUT"  # an HTTP poller stopped polling (polling.py)
+POLL_NODE_PREFIX = "http~"
+
+
 def node_of(socket_id: str) -> str:
-    """The process a socket id was issued by ("" when it does not say)."""
+    """The process a socket id was issued by ("" when it does not say). An HTTP poller is a
+    node of its own (`http~{planId}~{examineeId}`), alive while it polls."""
     return socket_id.rpartition("-")[0]
+
+
+def poll_node(plan_id: str, examinee_id: str) -> str:
+    return f"{POLL_NODE_PREFIX}{plan_id}~{examinee_id}"
+
+
+def lost_reason(node: str) -> str:
+    """Why a node's sockets are reported closed when its presence key is gone."""
+    return POLL_TIMEOUT if node.startswith(POLL_NODE_PREFIX) else SERVER_LOST
 
 
 @dataclass
@@ -141,7 +164,7 @@ class StatusPublisher:
         refresh = self.presence_ttl / 3
         next_presence = 0.0
         loop = asyncio.get_running_loop()
-        while True:
+        while not cancel_requested():
             try:
                 if loop.time() >= next_presence:
                     await self.redis.set(

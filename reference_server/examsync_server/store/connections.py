@@ -15,17 +15,23 @@ Messages may be handled out of order (several processes consume the queue) and m
   `plan:{planId}:examinee:{examineeId}:sockets`), so a late DISCONNECTED of an old socket cannot
   mark an examinee who has reconnected on a new one;
 - a socket whose server process died (its presence key expired) never says goodbye: it is
-  dropped from that set the next time the examinee's state is decided.
+  dropped from that set the next time the examinee's state is decided, and the sweeper
+  (workers/sweeper.py) reports it DISCONNECTED (`SERVER_LOST`) for the examinee who does not
+  come back. For that sweeper, the sockets held CONNECTED are indexed by their process:
+  `socket_node:{node}:sockets` (members `[planId, examineeId, socketId]` as JSON) and the set of
+  processes that have any, `socket_nodes`.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
 from redis.asyncio import Redis
 
+from ..clock import iso, parse_iso, utc_now
 from ..sockets.status import CONNECTED, ConnectionStatus, node_of
 from . import keys
 
@@ -35,10 +41,13 @@ CLOSED_SOCKET_TTL_MS = 24 * 3600 * 1000
 
 _APPLY = """
 -- KEYS  1 socket hash, 2 progress hash, 3 live-sockets set, 4 socket_queue,
---       5.. hashes of sockets whose process died
+--       5 the socket's process's socket index, 6 the set of processes with sockets,
+--       7 the disconnected examinees (by time), 8.. hashes of sockets whose process died
 -- ARGV  1 status, 2 socketId, 3 examineeId, 4 timestamp, 5 closed-socket TTL (ms),
 --       6 event type, 7 planId, 8 groupId, 9 event JSON, 10 stream maxlen,
---       11.. socket ids of KEYS 5..
+--       11 the socket's index member ('' when its id names no process), 12 its process,
+--       13 timestamp in epoch ms, 14 the examinee's member in KEYS 7,
+--       15.. socket ids of KEYS 8..
 -- Everything is read before anything is written: a key of the wrong type fails the call
 -- before it has changed anything.
 local status, now = ARGV[1], ARGV[4]
@@ -47,13 +56,24 @@ if redis.call('HGET', KEYS[1], 'status') == 'DISCONNECTED' then
 end
 local progress = redis.call('HMGET', KEYS[2], 'connStatusCode', 'lastActiveTime')
 redis.call('SCARD', KEYS[3])
+redis.call('SCARD', KEYS[5])
+redis.call('SCARD', KEYS[6])
+redis.call('ZCARD', KEYS[7])
 redis.call('HSET', KEYS[1], 'examineeId', ARGV[3], 'status', status, 'lastHeartbeat', now)
-for i = 5, #KEYS do
+if ARGV[11] ~= '' then
+  if status == 'CONNECTED' then
+    redis.call('SADD', KEYS[5], ARGV[11])
+    redis.call('SADD', KEYS[6], ARGV[12])
+  else
+    redis.call('SREM', KEYS[5], ARGV[11])
+  end
+end
+for i = 8, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     redis.call('HSET', KEYS[i], 'status', 'DISCONNECTED')
     redis.call('PEXPIRE', KEYS[i], ARGV[5])
   end
-  redis.call('SREM', KEYS[3], ARGV[i + 6])
+  redis.call('SREM', KEYS[3], ARGV[i + 7])
 end
 if status == 'CONNECTED' then
   redis.call('SADD', KEYS[3], ARGV[2])
@@ -63,6 +83,9 @@ else
   if redis.call('SCARD', KEYS[3]) > 0 then
     return 1
   end
+  if progress[1] == 'LOST' then
+    return 1  -- lost is disconnected, and more: it stays lost until the examinee is back
+  end
 end
 redis.call('HSET', KEYS[2], 'connStatusCode', status)
 if not progress[2] or now > progress[2] then
@@ -71,10 +94,37 @@ end
 if progress[1] == status then
   return 1
 end
+if status == 'CONNECTED' then
+  redis.call('ZREM', KEYS[7], ARGV[14])
+else
+  redis.call('ZADD', KEYS[7], ARGV[13], ARGV[14])
+end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'type', ARGV[6], 'planId', ARGV[7],
   'candidateId', ARGV[3], 'groupId', ARGV[8], 'audience', 'supervisors', 'data', ARGV[9])
 return 2
 """
+
+
+_LOSE = """
+-- KEYS  1 the disconnected examinees, 2 the examinee's progress hash, 3 socket_queue
+-- ARGV  1 the examinee's member, 2 cutoff (epoch ms), 3 event JSON, 4 stream maxlen,
+--       5 planId, 6 examineeId, 7 groupId
+-- Once per examinee, whichever process gets there first: the member leaves the set here.
+local since = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not since or tonumber(since) > tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HGET', KEYS[2], 'connStatusCode') ~= 'DISCONNECTED' then
+  return 0
+end
+redis.call('HSET', KEYS[2], 'connStatusCode', 'LOST')
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'examinee_lost', 'planId',
+  ARGV[5], 'candidateId', ARGV[6], 'groupId', ARGV[7], 'audience', 'supervisors', 'data', ARGV[3])
+return 1
+"""
+
+LOST = "LOST"
 
 
 class Applied(IntEnum):
@@ -101,20 +151,35 @@ def supervisor_event(status: ConnectionStatus, group_id: str | None) -> dict[str
     return event
 
 
+def examinee_member(plan_id: str, examinee_id: str, group_id: str | None) -> str:
+    """An examinee's entry among the disconnected (the lost watch reads who and whose)."""
+    return json.dumps([plan_id, examinee_id, group_id or ""], ensure_ascii=False)
+
+
+def node_member(status: ConnectionStatus) -> str:
+    """A socket's entry in its process's index: enough to report it closed."""
+    return json.dumps([status.plan_id, status.examinee_id, status.socket_id], ensure_ascii=False)
+
+
 class ConnectionState:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._apply = redis.register_script(_APPLY)
+        self._lose = redis.register_script(_LOSE)
 
     async def apply(self, status: ConnectionStatus, group_id: str | None) -> Applied:
         dead = await self._sockets_of_dead_processes(status)
         event = supervisor_event(status, group_id)
+        node = node_of(status.socket_id)
         result = await self._apply(
             keys=[
                 keys.examinee_socket(status.plan_id, status.socket_id),
                 keys.examinee_progress(status.plan_id, status.examinee_id),
                 keys.examinee_sockets(status.plan_id, status.examinee_id),
                 keys.SOCKET_STREAM,
+                keys.node_sockets(node),
+                keys.SOCKET_NODES,
+                keys.DISCONNECTED_EXAMINEES,
                 *(keys.examinee_socket(status.plan_id, s) for s in dead),
             ],
             args=[
@@ -128,10 +193,59 @@ class ConnectionState:
                 group_id or "",
                 json.dumps(event, ensure_ascii=False),
                 keys.STREAM_MAXLEN,
+                node_member(status) if node else "",
+                node,
+                int(parse_iso(status.timestamp).timestamp() * 1000),
+                examinee_member(status.plan_id, status.examinee_id, group_id),
                 *dead,
             ],
         )
         return Applied(int(result))
+
+    async def mark_lost(self, lost_after: float, limit: int = 500) -> int:
+        """Examinees DISCONNECTED for `lost_after` seconds become LOST, each announced once
+        (`examinee_lost` to their group's supervisors); returns how many."""
+        now = utc_now()
+        cutoff = int((now.timestamp() - lost_after) * 1000)
+        due: Any = await self.redis.zrangebyscore(
+            keys.DISCONNECTED_EXAMINEES, "-inf", cutoff, start=0, num=limit, withscores=True
+        )
+        lost = 0
+        for member, since in due:
+            try:
+                plan_id, examinee_id, group_id = json.loads(member)
+            except (ValueError, TypeError):
+                await self.redis.zrem(keys.DISCONNECTED_EXAMINEES, member)
+                continue
+            event = {
+                "type": "examinee_lost",
+                "planId": plan_id,
+                "examineeId": examinee_id,
+                "groupId": group_id or None,
+                "status": LOST,
+                "timestamp": iso(now),
+                "disconnectedAt": iso(datetime.fromtimestamp(since / 1000, UTC)),
+                "lostAfter": lost_after,
+            }
+            lost += int(
+                await self._lose(
+                    keys=[
+                        keys.DISCONNECTED_EXAMINEES,
+                        keys.examinee_progress(plan_id, examinee_id),
+                        keys.SOCKET_STREAM,
+                    ],
+                    args=[
+                        member,
+                        cutoff,
+                        json.dumps(event, ensure_ascii=False),
+                        keys.STREAM_MAXLEN,
+                        plan_id,
+                        examinee_id,
+                        group_id,
+                    ],
+                )
+            )
+        return lost
 
     async def _sockets_of_dead_processes(self, status: ConnectionStatus) -> list[str]:
         """The examinee's other sockets whose process no longer vouches for them. Only a

@@ -71,9 +71,30 @@ def examinee_sockets(plan_id: str, examinee_id: str) -> str:
     return f"plan:{plan_id}:examinee:{examinee_id}:sockets"
 
 
+def examinee_sync(plan_id: str, examinee_id: str) -> str:
+    """Hash: pending, oldestPendingAge, reportedAt — what the examinee's SDK last said about its
+    unacknowledged answers (ours: the `sync_state` frame), for the supervisors' snapshot."""
+    return f"plan:{plan_id}:examinee:{examinee_id}:sync"
+
+
 def socket_node(node_id: str) -> str:
     """String with a TTL: this socket-server process is alive (refreshed by its heartbeat)."""
     return f"socket_node:{node_id}"
+
+
+def node_sockets(node_id: str) -> str:
+    """Set: the sockets of one process that the state manager holds CONNECTED (ours), as JSON
+    `[planId, examineeId, socketId]`; the sweeper reports them when the process is gone."""
+    return f"socket_node:{node_id}:sockets"
+
+
+# Set: the processes that have sockets in a `node_sockets` index (ours, for the sweeper).
+SOCKET_NODES = "socket_nodes"
+
+
+# Sorted set: examinees DISCONNECTED (every socket gone), scored by when (epoch ms), as JSON
+# `[planId, examineeId, groupId]`; one left there `lost_after_seconds` becomes LOST (ours).
+DISCONNECTED_EXAMINEES = "examinees_disconnected"
 
 
 # The plan's queues, created by `prepare` (seed 000 "큐 서버 생성"; seed 002's 답안/미디어/로그 큐).

@@ -19,6 +19,7 @@ from ..sockets import events
 from ..sockets.audience import Audience, event_frame
 from ..sockets.registry import Registry
 from ..store import keys
+from . import cancel_requested
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def deliver(registry: Registry, stream: str, entry_id: str, fields: dict[str, st
 
 async def run_fanout(redis: Redis, registry: Registry, ready: asyncio.Event | None = None) -> None:
     positions: dict[str, str] | None = None
-    while True:
+    while not cancel_requested():
         try:
             if positions is None:
                 # Kept in the registry: a socket added now gets live what comes after these.

@@ -32,6 +32,7 @@ from ..store import keys
 from ..store.dead_letters import DeadLetters
 from ..store.sqlite import Checkpointer, connect_sync, write_transaction
 from ..store.streams import Entry, GroupConsumer, MissingGroup
+from . import cancel_requested
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class Persister:
 
     async def _run(self, plans_of_interest: Callable[[], Awaitable[list[str]]]) -> None:
         next_refresh = next_claim = 0.0
-        while True:
+        while not cancel_requested():
             try:
                 now = time.monotonic()
                 if now >= next_refresh:

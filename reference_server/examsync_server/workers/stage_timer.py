@@ -13,13 +13,14 @@ from redis.exceptions import RedisError
 from ..clock import utc_now
 from ..errors import ApiError
 from ..lifecycle import Lifecycle
+from . import cancel_requested
 
 log = logging.getLogger(__name__)
 
 
 async def run_stage_timer(lifecycle: Lifecycle, tick_seconds: float, repair_seconds: float) -> None:
     since_repair = repair_seconds  # repair once at start-up: Redis may have restarted
-    while True:
+    while not cancel_requested():
         try:
             if since_repair >= repair_seconds:
                 since_repair = 0.0

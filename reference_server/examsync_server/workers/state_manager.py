@@ -27,6 +27,7 @@ from ..store.connections import ConnectionState
 from ..store.dead_letters import DeadLetters
 from ..store.sqlite import Database
 from ..store.streams import Entry, GroupConsumer, MissingGroup, ensure_group
+from . import cancel_requested
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class StateManager:
     async def run(self, ready: asyncio.Event | None = None) -> None:
         have_group = retry_pending = False
         next_claim = 0.0
-        while True:
+        while not cancel_requested():
             try:
                 if not have_group:
                     await ensure_group(self.redis, STREAM, keys.STATE_MANAGER_GROUP)

@@ -7,50 +7,24 @@ disk. Everything else, the loop included, is :class:`~examsync.driver.client.Bas
 from __future__ import annotations
 
 import asyncio
-import platform
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
-from ..connection import ConnectionConfig
 from ..driver.client import BaseExamClient, ClientEvent
 from ..driver.interfaces import SessionStore, Socket, Verifier
 from ..events import StorageState
 from ..exceptions import ExamSyncError
-from ..messages import Device
 from ..storage import Storage
 from ._local import SessionCache, package_dir, store_path
+from .config import ClientConfig, default_device
 from .receipts import Ed25519Verifier, cryptography_available
 from .storage import SQLiteStorage
 from .transport import HttpTransport, Package, SocketTransport
 
-__all__ = ["ClientConfig", "ClientEvent", "ExamClient", "default_device"]
-
-
-def default_device() -> Device:
-    return Device(
-        type="PC", browser="python-examsync", os=f"{platform.system()} {platform.release()}"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ClientConfig:
-    base_url: str  # the HTTP API, e.g. http://127.0.0.1:8000
-    plan_id: str
-    exam_code: str
-    store_dir: Path  # local answers, the package cache, the session cache
-    device: Device = field(default_factory=default_device)
-    connection: ConnectionConfig = field(default_factory=ConnectionConfig)
-    request_timeout: float = 30.0  # a save with no answer by then is retried
-    max_batch: int = 100
-    verify_receipts: bool = True  # needs `cryptography`; False keeps receipts unverified
-    lock_timeout: float = 5.0  # wait this long for another client to let go of the store
-    open_timeout: float = 10.0  # socket handshake
-    restore_on_start: bool = True
+__all__ = ["ClientConfig", "ClientEvent", "ExamClient", "default_device"]  # (re-exported)
 
 
 class ExamClient(BaseExamClient):
@@ -109,8 +83,10 @@ class ExamClient(BaseExamClient):
         assert isinstance(storage, SQLiteStorage)
         storage.close()
 
-    async def _connect_socket(self, url: str, token: str) -> Socket:
-        return await SocketTransport.connect(url, token, open_timeout=self.config.open_timeout)
+    async def _connect_socket(self, url: str, token: str, last_position: str | None) -> Socket:
+        return await SocketTransport.connect(
+            url, token, last_position=last_position, open_timeout=self.config.open_timeout
+        )
 
     def _new_verifier(self, keys: Mapping[str, bytes]) -> Verifier:
         return Ed25519Verifier(keys)

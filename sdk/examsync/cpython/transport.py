@@ -87,12 +87,19 @@ class SocketTransport:
 
     @classmethod
     async def connect(
-        cls, url: str, token: str, *, open_timeout: float = 10.0, max_size: int = 1 << 20
+        cls,
+        url: str,
+        token: str,
+        *,
+        last_position: str | None = None,
+        open_timeout: float = 10.0,
+        max_size: int = 1 << 20,
     ) -> SocketTransport:
-        """Open the socket; raises TransportError, or ServerError when the handshake is refused."""
+        """Open the socket (resuming after ``last_position`` when given); raises
+        TransportError, or ServerError when the handshake is refused."""
         try:
             ws = await connect(
-                socket_url_with_token(url, token),
+                socket_url_with_token(url, token, last_position),
                 open_timeout=open_timeout,
                 ping_interval=None,
                 close_timeout=1.0,
@@ -105,7 +112,11 @@ class SocketTransport:
                 body = decode_json(bytes(exc.response.body or b""))
             except RemoteProtocolError:
                 pass
-            raise parse_error(exc.response.status_code, body) from exc
+            error = parse_error(exc.response.status_code, body)
+            header = exc.response.headers.get("Retry-After", "")
+            if header.isdigit() and error.retry_after is None:
+                error.details = {**error.details, "retryAfter": int(header)}
+            raise error from exc
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise TransportError(
                 f"socket connect: {type(exc).__name__}: {exc}",

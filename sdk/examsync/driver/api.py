@@ -102,10 +102,14 @@ def error_for(response: Response) -> ServerError:
     return parse_error(response.status, body)
 
 
-def socket_url_with_token(url: str, token: str) -> str:
-    """``url`` with ``token=`` set in its query (other query parameters kept)."""
+def socket_url_with_token(url: str, token: str, last_position: str | None = None) -> str:
+    """``url`` with ``token=`` (and ``lastPosition=``, to resume) set in its query; other query
+    parameters are kept."""
+    ours = {"token": token}
+    if last_position is not None:
+        ours["lastPosition"] = last_position
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "token"] + [("token", token)]
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ours] + list(ours.items())
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
@@ -151,6 +155,13 @@ class HttpApi(ABC):
     @staticmethod
     def _expired(response: Response) -> bool:
         return response.status == 401 and error_for(response).code == "token_expired"
+
+    async def renew(self) -> bool:
+        """Log in again as the first login did (the session expired); False without one."""
+        if self._credentials is None:
+            return False
+        await self._relogin(self._credentials)
+        return True
 
     async def _relogin(self, credentials: bytes) -> None:
         """Log in again with the credentials of the first login; keep the new token."""
@@ -200,6 +211,20 @@ class HttpApi(ABC):
                 "POST", f"/api/v1/captures?{query}", body=upload.body, headers=headers
             )
         return await self._request("POST", "/api/v1/logs", body=upload.body, headers=digest)
+
+    async def me(self) -> Mapping[str, Any]:
+        """The candidate's progress now (``GET /api/v1/me``: status, current stage, deadline),
+        as the session's ``progress`` had it at login."""
+        return require_object(await self._json("GET", "/api/v1/me"), "")
+
+    async def events(self, after: str | None) -> bytes:
+        """The raw answer of ``GET /api/v1/events`` (the core parses it); non-2xx raises
+        ServerError."""
+        query = f"?{urlencode({'after': after})}" if after is not None else ""
+        response = await self._request("GET", f"/api/v1/events{query}")
+        if not response.is_success:
+            raise error_for(response)
+        return response.content
 
     async def restore(self, exam_code: str) -> bytes:
         """The raw restore body (the engine validates it); non-2xx raises ServerError."""

@@ -34,11 +34,12 @@ from ..connection import (
     ConnectionChanged,
     ConnectionState,
     Drop,
+    Poll,
     SaveChannel,
     Send,
 )
 from ..engine import Engine, EngineConfig, SaveRequest
-from ..events import Alert, Event, RestoreReport, StorageState, SyncState
+from ..events import Alert, Event, ProgressReloaded, RestoreReport, StorageState, SyncState
 from ..exceptions import (
     ExamSyncError,
     ReceiptError,
@@ -46,14 +47,24 @@ from ..exceptions import (
     ServerError,
     TransportError,
 )
-from ..frames import ErrorFrame, ExamEnded, SaveAckFrame, StageChanged, UnknownFrame, save_frame
-from ..messages import Receipt, SaveAck
-from ..protocol import decode_json
-from ..receipts import receipts_in
+from ..frames import (
+    ErrorFrame,
+    ExamEnded,
+    Frame,
+    ReloadState,
+    Resumed,
+    SaveAckFrame,
+    StageChanged,
+    UnknownFrame,
+)
+from ..messages import Receipt
 from ..storage import LocalAnswer, Storage
 from ..uploads import UploadOutcome, UploadQueue
 from .api import HttpApi, Session
 from .interfaces import ClientSettings, SessionStore, Socket, Verifier
+from .publisher import Publisher
+from .receipt_check import ReceiptCheck
+from .socket_link import SocketLink
 from .timing import wait_woken
 from .uploads import Uploader
 
@@ -66,6 +77,9 @@ ClientEvent = (
     | ConnectionChanged
     | ExamEnded
     | StageChanged
+    | Resumed
+    | ReloadState
+    | ProgressReloaded
     | UnknownFrame
     | Alert
     | StorageState
@@ -92,24 +106,32 @@ class BaseExamClient(ABC):
         self._settings = config
         self._http = http
         self._rng, self._clock, self._mono = rng, clock, monotonic
-        self._verifier: Verifier | None = None
+        self._receipts = ReceiptCheck(http.keys, self._new_verifier)
         self._session: Session | None = None
         self._storage: Storage | None = None
         self._storage_state: StorageState | None = None
         self._engine: Engine | None = None
         self._uploader: Uploader | None = None
         self._conn = Connection(config.connection, rng)
-        self._socket: Socket | None = None
-        self._channel: SaveChannel | None = None  # the save channel the engine was last given
-        self._ws_pending: dict[str, int] = {}  # socket request id -> engine batch id
         self._wake = asyncio.Event()
+        self._channel: SaveChannel | None = None  # the save channel the engine was last given
+        self._link = SocketLink(
+            self._conn,
+            self._open_socket,
+            monotonic=monotonic,
+            spawn=self._spawn,
+            wake=self._wake.set,
+            on_frame=self._route,
+            publish=self._publish,
+            save_failed=self._save_failed,
+        )
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._listeners: list[Callable[[ClientEvent], None]] = []
-        self._queues: list[asyncio.Queue[ClientEvent]] = []
+        self._publisher: Publisher[ClientEvent] = Publisher()
         self._sync_waiters: list[asyncio.Future[None]] = []
         self._closing = False
         self.exam_ended: ExamEnded | None = None
+        self._progress: Mapping[str, Any] = {}
 
     # --- what an adapter provides ----------------------------------------------------------------
 
@@ -132,8 +154,9 @@ class BaseExamClient(ABC):
         """Release the store (after the loop stopped)."""
 
     @abstractmethod
-    async def _connect_socket(self, url: str, token: str) -> Socket:
-        """Open the socket; TransportError, or ServerError when the handshake is refused."""
+    async def _connect_socket(self, url: str, token: str, last_position: str | None) -> Socket:
+        """Open the socket, resuming after ``last_position`` when given; TransportError, or
+        ServerError when the handshake is refused."""
 
     @abstractmethod
     def _new_verifier(self, keys: Mapping[str, bytes]) -> Verifier:
@@ -192,6 +215,8 @@ class BaseExamClient(ABC):
             await self._close_storage(storage)
             raise
         self._storage, self._session = storage, session
+        progress = session.raw.get("progress")
+        self._progress = progress if isinstance(progress, Mapping) else {}
         self._uploader = Uploader(
             UploadQueue(storage, self._rng),
             self._http,
@@ -246,6 +271,12 @@ class BaseExamClient(ABC):
     @property
     def session(self) -> Session | None:
         return self._session
+
+    @property
+    def progress(self) -> Mapping[str, Any]:
+        """The candidate's status and stage as the server last said: the session's
+        ``progress`` at login, fetched again after a ``reload_state`` (ProgressReloaded)."""
+        return self._progress
 
     @property
     def answers(self) -> Mapping[str, LocalAnswer]:
@@ -320,18 +351,11 @@ class BaseExamClient(ABC):
 
     def add_listener(self, callback: Callable[[ClientEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every event (on the loop's thread); returns its remover."""
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback)
+        return self._publisher.add_listener(callback)
 
-    async def events(self) -> AsyncIterator[ClientEvent]:
+    def events(self) -> AsyncIterator[ClientEvent]:
         """Every event from now on, as an async iterator."""
-        queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
-        self._queues.append(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._queues.remove(queue)
+        return self._publisher.events()
 
     # --- stop ------------------------------------------------------------------------------------
 
@@ -349,9 +373,7 @@ class BaseExamClient(ABC):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._socket is not None:
-            await self._socket.close()
-            self._socket = None
+        await self._link.close()
         await self._http.aclose()
         if self._storage is not None:
             await self._close_storage(self._storage)
@@ -399,6 +421,10 @@ class BaseExamClient(ABC):
         if request is not None:
             channel = self._conn.save_channel
             self._spawn(self._send_save(request, channel), "save")
+        if self._link.reports_sync:
+            report = self._link.reporter.due(engine.sync_state(now), self._mono())
+            if report is not None:
+                self._link.send(report)
         self._publish([*changes, *engine.events_received()])
         if not engine.outbox:
             for waiter in self._sync_waiters:
@@ -412,115 +438,101 @@ class BaseExamClient(ABC):
             delays.append(deadline - self._clock())
         if (deadline := self._conn.next_deadline()) is not None:
             delays.append(deadline - self._mono())
+        if self._link.reports_sync:
+            state = engine.sync_state(self._clock())
+            if (deadline := self._link.reporter.next_deadline(state)) is not None:
+                delays.append(deadline - self._mono())
         return max(0.0, min(delays)) if delays else None
 
     def _do_actions(self) -> None:
         for action in self._conn.actions_to_do():
             if isinstance(action, Connect):
-                self._spawn(self._connect(), "socket")
+                self._spawn(self._link.connect(action.last_position), "socket")
             elif isinstance(action, Send):
-                if self._socket is not None:
-                    self._spawn(self._send_frame(self._socket, action.frame), "socket")
+                self._link.send(action.frame)
             elif isinstance(action, Drop):
-                self._drop_socket(TransportError(f"socket dropped: {action.reason}"))
+                self._link.drop(TransportError(f"socket dropped: {action.reason}"))
+            elif isinstance(action, Poll):
+                self._spawn(self._poll(action), "poll")
 
     # --- socket ----------------------------------------------------------------------------------
 
-    async def _connect(self) -> None:
+    async def _open_socket(self, last_position: str | None) -> Socket:
         session = self._session
         assert session is not None
+        # The API's token, renewed there when a request met the session's expiry; a handshake
+        # refused for it renews it too.
+        url = session.socket_url
         try:
-            # the API's token: renewed there when the session expired (HttpApi._request)
-            socket = await self._connect_socket(session.socket_url, self._http.token or "")
-        except ExamSyncError as exc:
-            if isinstance(exc, ServerError) and not exc.retryable:  # a bad token...: say so
-                self._publish([Alert(exc, "socket")])
-            self._conn.connect_failed(str(exc), self._mono())
-            self._wake.set()
-            return
-        if self._closing or self._conn.state is not ConnectionState.CONNECTING:
-            await socket.close()
-            return
-        self._socket = socket
-        self._conn.connection_made(self._mono())
-        self._spawn(self._read(socket), "socket")
-        self._wake.set()
+            return await self._connect_socket(url, self._http.token or "", last_position)
+        except ServerError as exc:
+            if exc.code != "token_expired" or not await self._http.renew():
+                raise
+        return await self._connect_socket(url, self._http.token or "", last_position)
 
-    async def _read(self, socket: Socket) -> None:
-        while True:
-            try:
-                data = await socket.recv()
-            except TransportError as exc:
-                if socket is self._socket:  # not dropped by us: the peer or network closed it
-                    self._socket = None
-                    self._conn.connection_lost(str(exc), self._mono())
-                    self._fail_socket_saves(exc)
-                self._wake.set()
-                return
-            try:
-                frame = self._conn.receive_frame(data, self._mono())
-            except RemoteProtocolError as exc:
-                self._publish([Alert(exc, "socket")])
-                continue
-            finally:
-                self._wake.set()  # a frame may have queued a pong or changed the channel
-            if isinstance(frame, SaveAckFrame):
-                batch = self._ws_pending.pop(frame.request_id, None)
-                if batch is not None:
-                    self._spawn(self._deliver(batch, 200, dict(frame.body)), "save")
-            elif isinstance(frame, ErrorFrame):
-                batch = self._ws_pending.pop(frame.request_id or "", None)
-                if batch is not None:
-                    engine = self._require_engine()
-                    engine.receive_save_response(
-                        batch, frame.status, dict(frame.body), self._clock()
-                    )
-                else:
-                    error = ServerError(
-                        str(frame.body.get("error")), code="socket_error", status=frame.status
-                    )
-                    self._publish([Alert(error, "socket")])
-            elif isinstance(frame, ExamEnded):
-                self.exam_ended = frame
-                self._publish([frame])
+    def _route(self, frame: Frame) -> None:
+        """Act on a frame from the socket or from a poll."""
+        if isinstance(frame, SaveAckFrame):
+            batch = self._link.answered(frame.request_id)
+            if batch is not None:
+                self._spawn(self._deliver(batch, 200, dict(frame.body)), "save")
+        elif isinstance(frame, ErrorFrame):
+            batch = self._link.answered(frame.request_id)
+            if batch is not None:
                 engine = self._require_engine()
-                if engine.online:  # push whatever is still pending now, not after a backoff
-                    engine.connection_restored(self._clock())
-            elif isinstance(frame, StageChanged | UnknownFrame):
-                self._publish([frame])
+                engine.receive_save_response(batch, frame.status, dict(frame.body), self._clock())
+            else:
+                error = ServerError(
+                    str(frame.body.get("error")), code="socket_error", status=frame.status
+                )
+                self._publish([Alert(error, "socket")])
+        elif isinstance(frame, ExamEnded):
+            if self.exam_ended is not None:
+                return  # heard already (a poll carries it every time, a socket after its welcome)
+            self.exam_ended = frame
+            self._publish([frame])
+            engine = self._require_engine()
+            if engine.online:  # push whatever is still pending now, not after a backoff
+                engine.connection_restored(self._clock())
+        elif isinstance(frame, ReloadState):
+            self._publish([frame])
+            self._spawn(self._reload_progress(), "reload")
+        elif isinstance(frame, StageChanged | Resumed | UnknownFrame):
+            self._publish([frame])
 
-    async def _send_frame(self, socket: Socket, frame: str) -> None:
+    async def _poll(self, action: Poll) -> None:
+        """In fallback: the events over HTTP, routed as the socket's would be."""
         try:
-            await socket.send(frame)
-        except TransportError:
-            pass  # the reader sees the closed socket and reports it once
+            body = await self._http.events(action.last_position)
+        except ExamSyncError as exc:
+            self._conn.poll_failed(str(exc), self._mono())
+            return
+        try:
+            frames = self._conn.poll_answered(body, self._mono())
+        except RemoteProtocolError as exc:
+            self._publish([Alert(exc, "poll")])
+            return
+        for frame in frames:
+            self._route(frame)
 
-    def _drop_socket(self, error: TransportError) -> None:
-        socket, self._socket = self._socket, None
-        if socket is not None:
-            socket.abort()
-        self._fail_socket_saves(error)
+    async def _reload_progress(self) -> None:
+        """Events were missed that no replay can bring back: fetch the candidate's progress
+        afresh, as the login did. (Answers do not travel as events: acks settle them.)"""
+        self._progress = await self._http.me()
+        self._publish([ProgressReloaded(self._progress)])
 
-    def _fail_socket_saves(self, error: TransportError) -> None:
-        pending, self._ws_pending = self._ws_pending, {}
+    def _save_failed(self, batch_id: int, error: TransportError) -> None:
         if self._engine is not None:
-            for batch in pending.values():
-                self._engine.send_failed(batch, error, self._clock())
+            self._engine.send_failed(batch_id, error, self._clock())
 
     # --- saves and receipts ----------------------------------------------------------------------
 
     async def _send_save(self, request: SaveRequest, channel: SaveChannel | None) -> None:
         engine = self._require_engine()
-        socket = self._socket
-        if channel is SaveChannel.SOCKET and socket is not None:
-            request_id = str(request.batch_id)
-            self._ws_pending[request_id] = request.batch_id
-            try:
-                await socket.send(save_frame(request_id, request.body))
-            except TransportError as exc:
-                self._ws_pending.pop(request_id, None)
-                engine.send_failed(request.batch_id, exc, self._clock())
-            return  # the ack comes through _read
+        if channel is SaveChannel.SOCKET and await self._link.send_save(
+            request.batch_id, request.body
+        ):
+            return  # the ack comes as a frame, to _route
         try:
             status, body = await self._http.save(request.body)
         except TransportError as exc:
@@ -533,27 +545,13 @@ class BaseExamClient(ABC):
         engine = self._require_engine()
         if self._settings.verify_receipts and 200 <= status < 300:
             try:
-                ack = SaveAck.from_wire(decode_json(body) if isinstance(body, bytes) else body)
-            except RemoteProtocolError:
-                pass  # malformed: the engine refuses it and reports why
-            else:
-                try:
-                    await self._verify(receipts_in(ack))
-                except ExamSyncError as exc:
-                    if isinstance(exc, ReceiptError):
-                        self._publish([Alert(exc, "save")])
-                    engine.send_failed(batch_id, exc, self._clock())
-                    return
+                await self._receipts.check(body)
+            except ExamSyncError as exc:
+                if isinstance(exc, ReceiptError):
+                    self._publish([Alert(exc, "save")])
+                engine.send_failed(batch_id, exc, self._clock())
+                return
         engine.receive_save_response(batch_id, status, body, self._clock())
-
-    async def _verify(self, receipts: Mapping[str, Receipt]) -> None:
-        if not receipts:
-            return
-        verifier = self._verifier
-        if verifier is None or not all(verifier.knows(r.key_id) for r in receipts.values()):
-            # First use, or the server rotated its key: fetch the published keys again.
-            verifier = self._verifier = self._new_verifier(await self._http.keys())
-        await verifier.verify_many(receipts)
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -580,14 +578,7 @@ class BaseExamClient(ABC):
         self._publish([Alert(error, where)])
 
     def _publish(self, events: list[Any]) -> None:
-        for event in events:
-            for queue in self._queues:
-                queue.put_nowait(event)
-            for callback in list(self._listeners):
-                try:
-                    callback(event)
-                except Exception:  # a front-end bug must not stop the sync
-                    log.exception("examsync: event listener failed")
+        self._publisher.publish(events)
 
     def _set_storage_state(self, state: StorageState) -> None:
         """Record and publish a change of the store's state (adapters call it on a change)."""

@@ -155,8 +155,10 @@ class ExamClient(BaseExamClient):
         if isinstance(self._storage, IndexedDBStorage):
             await self._storage.flush()
 
-    async def _connect_socket(self, url: str, token: str) -> Socket:
-        return await WebSocketTransport.connect(url, token, open_timeout=self.config.open_timeout)
+    async def _connect_socket(self, url: str, token: str, last_position: str | None) -> Socket:
+        return await WebSocketTransport.connect(
+            url, token, last_position=last_position, open_timeout=self.config.open_timeout
+        )
 
     def _new_verifier(self, keys: Mapping[str, bytes]) -> Verifier:
         return WebCryptoVerifier(keys)

@@ -75,11 +75,12 @@ class WebSocketTransport:
 
     @classmethod
     async def connect(
-        cls, url: str, token: str, *, open_timeout: float = 10.0
+        cls, url: str, token: str, *, last_position: str | None = None, open_timeout: float = 10.0
     ) -> WebSocketTransport:
-        """Open the socket; TransportError if it does not open within ``open_timeout``."""
+        """Open the socket (resuming after ``last_position`` when given); TransportError if it
+        does not open within ``open_timeout``."""
         try:
-            ws = js.WebSocket.new(socket_url_with_token(url, token))
+            ws = js.WebSocket.new(socket_url_with_token(url, token, last_position))
         except JsException as exc:  # a malformed URL (SyntaxError)
             raise TransportError(f"socket connect: {error_name(exc)}: {exc}") from exc
         ws.binaryType = "arraybuffer"

@@ -79,8 +79,9 @@ async def test_answers_sync_with_webcrypto_verified_receipts_and_stay_in_indexed
     client = await logged_in(ExamClient(config(e2e, prefix)), e2e)
     assert client.storage_state == StorageState("indexeddb", durable=True)
     await until(lambda: client.connection_state is ConnectionState.OPEN)
-    # The reference server does not take saves over its socket (no "save" in its welcome).
-    assert client.save_channel is SaveChannel.HTTP
+    # The reference server takes saves over its socket ("save" in its welcome): acks and their
+    # receipts come back as frames (the HTTP path: test_saves_go_over_fetch_when_no_socket_opens).
+    assert client.save_channel is SaveChannel.SOCKET
     v1 = await client.set_answer("Q001", "정답 ①")
     v2 = await client.set_answer("Q002", "주말에는 책을 읽습니다.")
     assert await client.wait_synced(10)
@@ -99,7 +100,7 @@ async def test_answers_sync_with_webcrypto_verified_receipts_and_stay_in_indexed
 class NoSocketClient(ExamClient):
     """A client whose sockets never open (a proxy that blocks WebSockets)."""
 
-    async def _connect_socket(self, url: str, token: str) -> Any:
+    async def _connect_socket(self, url: str, token: str, last_position: str | None) -> Any:
         raise examsync.TransportError("test: WebSockets are blocked here")
 
 
