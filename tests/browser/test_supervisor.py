@@ -1,7 +1,8 @@
 """The supervisor page follows the group's examinees live, and everyone hears the exam end.
 
 - A candidate's page closed shows as disconnected on the supervisor's page; reopened, as
-  connected again (seed 004 events through the socket server).
+  connected again (seed 004 events through the socket server); the answers the server holds
+  are counted as they come (the snapshot, read again).
 - The admin page's "End" reaches the candidate's and the supervisor's pages within a second
   (seed 001's exam_end over the socket server).
 """
@@ -15,7 +16,7 @@ from playwright.sync_api import BrowserContext, Page
 
 from integration.conftest import ADMIN_TOKEN, ServerProcess
 
-from .conftest import PLAN_ID, open_candidate, screenshot
+from .conftest import PLAN_ID, answer, open_candidate, screenshot
 
 # Both GROUP01 (the sample plan alternates groups), which SUP202301 supervises.
 CANDIDATE, CODE = "CAND202301", "AUTH1234"
@@ -52,9 +53,14 @@ def test_supervisor_sees_a_closed_page_disconnect_and_come_back(
     connection(supervisor, CANDIDATE, "DISCONNECTED")
     assert "SOCKET_CLOSED" in supervisor.inner_text(f'[data-examinee="{CANDIDATE}"]')
 
-    open_candidate(context, exam, CANDIDATE, CODE)
+    again = open_candidate(context, exam, CANDIDATE, CODE)
     connection(supervisor, CANDIDATE, "CONNECTED")
     assert other.is_visible("#questions")
+    answer(again, "Q001", "1")
+    answer(again, "Q003", "25")
+    supervisor.wait_for_selector(
+        f'[data-examinee="{CANDIDATE}"] [data-answered="2"]', timeout=20_000
+    )
     screenshot(supervisor, "supervisor")
 
 

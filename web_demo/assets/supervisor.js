@@ -1,12 +1,14 @@
 // The supervisor page: the group's examinees, live, from the socket server's events.
 //
-// Where the list comes from: GET /api/v1/supervisor/snapshot when the server has it (then
-// live events from the position it names); otherwise the socket replays the event stream
-// from its start (`lastPosition=0-0`: every examinee_connected/disconnected, stage change and
-// alert of this group), so examinees who connected before this page opened are listed too.
+// Where the list comes from: GET /api/v1/supervisor/snapshot (each examinee's connection,
+// stage, answers held by the server, answers still only on the device, last save), then live
+// events from the position it names, so nothing between the two is missed. Answer counts are
+// not events: they are read again from the snapshot every COUNTS_EVERY_MS. If the snapshot
+// cannot be had, the socket replays the event stream from its start (`lastPosition=0-0`).
 import { $, api, both, clock, el, show, timeOfDay } from "./common.js";
 
 const LOGIN_KEY = "examsync-demo:supervisor";
+const COUNTS_EVERY_MS = 5000;
 const state = {
   session: null,
   examinees: new Map(), // examineeId -> row
@@ -61,6 +63,7 @@ async function signIn(creds) {
   await loadSnapshot();
   connect();
   render();
+  setInterval(refreshCounts, COUNTS_EVERY_MS);
 }
 
 async function loadSnapshot() {
@@ -85,6 +88,27 @@ async function loadSnapshot() {
     log(`snapshot: ${error.message}`);
     state.position ??= "0-0"; // no snapshot: rebuild the list from the whole event stream
     $("#source").textContent = both("실시간 이벤트로 구성한 목록", "List built from live events");
+  }
+}
+
+// Only the counts: a connection state in a later snapshot may be older than a live event
+// already shown (the event reached this page before the snapshot was read).
+async function refreshCounts() {
+  if (state.ended) return;
+  try {
+    const snapshot = await api("GET", "/api/v1/supervisor/snapshot", {
+      token: state.session.token,
+    });
+    for (const item of snapshot.examinees) {
+      row(item.examineeId, {
+        answered: item.answered,
+        pending: item.pending,
+        lastSave: item.lastSaveTime,
+      });
+    }
+    render();
+  } catch (error) {
+    console.info("examsync: snapshot refresh", error);
   }
 }
 
@@ -251,6 +275,7 @@ function examineeRow(examinee) {
     el("td", { text: examinee.stage }),
     el("td", {
       class: "num",
+      "data-answered": examinee.answered ?? "",
       text: (examinee.answered ?? "—") + (examinee.pending ? ` (+${examinee.pending})` : ""),
       title: examinee.pending ? both("기기에만 있는 답안", "answers still only on the device") : "",
     }),

@@ -1,0 +1,122 @@
+"""Reconnect storm (issue 5): N sockets cut at once come back at once.
+
+A fresh `examsync serve` gets a plan of N candidates and their N sockets (opened 100 at a
+time). Then every socket is cut at the same instant (the client aborts its TCP connection, as a
+network blip or a server restart would) and all N reconnect at once, as SDKs do: a refused
+handshake (`503 too_many_connections`) waits its `Retry-After` plus up to 1 s of jitter (the
+SDK's backoff jitter is larger) and tries again. Printed: the time until every socket is back
+(p50 / p99 / max of the per-socket times), how many handshakes were refused on the way, and how
+many sockets never came back within `--give-up` seconds ("refused for good").
+
+    python bench/reconnect.py [--sockets 10000] [--processes 1] [--give-up 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import peers
+from benchlib import (
+    bounded,
+    candidate_login,
+    latency_line,
+    logins,
+    machine_line,
+    open_socket,
+    raise_fd_limit,
+    run,
+    scratch_dir,
+    start_server,
+    started_plan,
+    stop_server,
+)
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from examsync_server.demo.sample import sample_package, sample_plan
+
+
+class Storm:
+    def __init__(self) -> None:
+        self.back_ms: list[float] = []
+        self.refused = 0
+        self.failures: Counter[str] = Counter()
+        self.sockets: list[ClientConnection] = []
+
+
+async def come_back(session: dict[str, Any], started: float, until: float, storm: Storm) -> None:
+    url = f"{session['socketUrl']}?token={session['token']}"
+    while time.perf_counter() < until:
+        try:
+            ws = await connect(url, ping_interval=None, open_timeout=30)
+            await ws.recv()  # welcome
+        except InvalidStatus as exc:
+            if exc.response.status_code != 503:
+                storm.failures[str(exc.response.status_code)] += 1
+                return
+            storm.refused += 1
+            wait = float(exc.response.headers.get("Retry-After", "1"))
+            await asyncio.sleep(wait + random.random())
+            continue
+        except (OSError, TimeoutError) as exc:  # a full accept queue: back off as the SDK does
+            storm.failures[type(exc).__name__] += 1
+            await asyncio.sleep(0.5 + random.random())
+            continue
+        storm.back_ms.append((time.perf_counter() - started) * 1000)
+        storm.sockets.append(ws)
+        return
+    storm.failures["gave up"] += 1
+
+
+async def main(args: argparse.Namespace) -> None:
+    raise_fd_limit(2 * args.sockets + 200)
+    with scratch_dir() as scratch:
+        await measure(scratch / "var", args)
+
+
+async def measure(data: Path, args: argparse.Namespace) -> None:
+    server, base = start_server(
+        data,
+        "--processes",
+        str(args.processes),
+        env={"EXAMSYNC_PING_INTERVAL": str(peers.IDLE_HEARTBEAT)},
+    )
+    storm = Storm()
+    try:
+        plan = sample_plan(candidates=args.sockets)
+        (await asyncio.to_thread(started_plan, base, plan, sample_package())).close()
+        sessions = await logins(base, [candidate_login(i) for i in range(args.sockets)])
+        first = await bounded(args.sockets, lambda i: open_socket(sessions[i]), 100)
+        await asyncio.sleep(2)
+        for ws in first:
+            ws.transport.abort()  # all cut in the same instant
+        started = time.perf_counter()
+        until = started + args.give_up
+        await asyncio.gather(*(come_back(s, started, until, storm) for s in sessions))
+        print(machine_line() + f"; {args.processes} socket-server process(es), same cores")
+        print(f"{args.sockets} sockets cut at once, all reconnecting at once")
+        print(
+            f"back: {len(storm.back_ms)} of {args.sockets};"
+            f" handshakes refused on the way (503 + Retry-After): {storm.refused};"
+            f" other failures: {dict(storm.failures) or 0}"
+        )
+        print(latency_line("  time until back", storm.back_ms))
+        never = args.sockets - len(storm.back_ms)
+        print(f"refused for good (not back within {args.give_up:.0f} s): {never}")
+    finally:
+        await bounded(len(storm.sockets), lambda i: storm.sockets[i].close(), 200)
+        stop_server(server)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sockets", type=int, default=10_000)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--give-up", type=float, default=60)
+    run(main(parser.parse_args()))
