@@ -68,6 +68,9 @@ MAX_FRAME_BYTES = 64 * 1024
 PING_TIMEOUT_CLOSE = 4408  # ours (4000-4999 are the application's): "you did not answer"
 
 
+LISTEN_BACKLOG = 4096  # pending connections the kernel queues for accept()
+
+
 @dataclass(slots=True)
 class _Socket:
     socket_id: str
@@ -143,6 +146,10 @@ class SocketServer:
             # would compress once per socket instead of encoding once, for frames of a few
             # hundred bytes.
             compression=None,
+            # A room reconnecting at once: with asyncio's default of 100, the kernel drops the
+            # SYNs beyond it and clients retry after 1, 3, 7, 15 s (bench/reconnect.py saw
+            # 30 s timeouts). The kernel caps it at net.core.somaxconn.
+            backlog=LISTEN_BACKLOG,
         )
         self._spawn(self._beat(), "heartbeat")
         if self.publisher is not None:
