@@ -26,6 +26,7 @@ import peers
 from benchlib import (
     bounded,
     candidate_login,
+    cpu_by_role,
     latency_line,
     logins,
     machine_line,
@@ -111,9 +112,16 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
         await asyncio.sleep(2)
         for ws in first.sockets:
             ws.transport.abort()  # all cut in the same instant
+        server_cpu = cpu_by_role(server.pid)
+        client_cpu = time.process_time()
         started = time.perf_counter()
         until = started + args.give_up
         await asyncio.gather(*(come_back(s, started, until, storm) for s in sessions))
+        client_cpu = time.process_time() - client_cpu
+        server_cpu = {
+            role: seconds - server_cpu.get(role, 0.0)
+            for role, seconds in cpu_by_role(server.pid).items()
+        }
         gate = args.handshake_limit or "default"
         print(
             machine_line() + f"; {args.processes} socket-server process(es), same cores;"
@@ -130,6 +138,10 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
             f" other failures: {dict(storm.failures) or 0}"
         )
         print(latency_line("  time until back", storm.back_ms))
+        print(
+            f"  CPU while they came back: load generator {client_cpu:.1f} s, "
+            + ", ".join(f"{role} {sec:.1f} s" for role, sec in sorted(server_cpu.items()))
+        )
         never = args.sockets - len(storm.back_ms)
         print(f"refused for good (not back within {args.give_up:.0f} s): {never}")
     finally:

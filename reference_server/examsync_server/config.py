@@ -57,7 +57,7 @@ class Settings:
     lost_after_seconds: float = 60.0
     # Reconnect storms: each socket-server process takes at most `handshake_limit` handshakes
     # per `handshake_window_seconds`; the rest get 503 with Retry-After (sockets/admission.py).
-    handshake_limit: int = 2000
+    handshake_limit: int = 5000
     handshake_window_seconds: float = 1.0
     # How often each process compares Redis with SQLite and repairs what is behind.
     repair_interval_seconds: float = 5.0

@@ -17,6 +17,7 @@ from websockets.exceptions import InvalidStatus
 
 from examsync_server.demo.sample import PLAN_ID
 from examsync_server.runtime import Runtime
+from examsync_server.store import keys
 
 from .conftest import load_plan, login, other_plan
 
@@ -177,6 +178,28 @@ async def test_a_socket_connecting_after_the_end_hears_of_it_at_once(
         message = await next_of(ws, "exam_end", timeout=1.0)
     assert message["message"] == "시험이 종료되었습니다."
     assert (message["planId"], message["timestamp"]) == (PLAN_ID, ended["endedAt"])
+
+
+async def test_a_socket_after_an_end_this_process_broadcast_hears_of_it_without_redis(
+    client: Client, admin: dict[str, str], runtime: Runtime
+) -> None:
+    """Redis is asked once per plan: after it said "running", the process's own fan-out notes
+    the end, and later sockets learn of it from that note (here with the plan's Redis hash
+    gone, so only the note can tell)."""
+    await load_plan(client, admin)
+    await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
+    body = {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
+    first, second = await login(client, body), await login(client, body)
+    async with socket(runtime, first["token"]) as ws:
+        with pytest.raises(TimeoutError):
+            await next_of(ws, "exam_end", timeout=0.3)  # asked Redis: running
+        await client.post(f"/api/v1/admin/plans/{PLAN_ID}/end", headers=admin)
+        heard = await next_of(ws, "exam_end", timeout=1.0)
+    assert runtime.redis is not None
+    await runtime.redis.delete(keys.plan(PLAN_ID))
+    async with socket(runtime, second["token"]) as ws:
+        later = await next_of(ws, "exam_end", timeout=1.0)
+    assert later["timestamp"] == heard["timestamp"]
 
 
 async def test_a_socket_of_a_running_exam_gets_no_exam_end(

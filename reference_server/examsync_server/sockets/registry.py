@@ -35,6 +35,8 @@ class Registry:
     )
     # stream → id of the last entry fan-out has delivered to this process's sockets
     delivered: dict[str, str] = field(default_factory=dict)
+    # plan → end timestamp, for the plans whose exam_end fan-out delivered in this process
+    ended: dict[str, str | None] = field(default_factory=dict)
 
     def add(self, conn: ServerConnection, who: Principal) -> None:
         self._principals[conn] = who

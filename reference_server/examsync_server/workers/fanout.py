@@ -39,8 +39,10 @@ async def latest_ids(redis: Redis) -> dict[str, str]:
 def deliver(registry: Registry, stream: str, entry_id: str, fields: dict[str, str]) -> int:
     """Send one stream entry to the sockets it is for; returns how many sockets."""
     if stream == keys.EXAM_END_STREAM:
-        message: dict[str, Any] = events.exam_end(fields.get("examId", ""), fields.get("timestamp"))
-        targets = list(registry.plan(fields.get("examId", "")))
+        plan_id = fields.get("examId", "")
+        message: dict[str, Any] = events.exam_end(plan_id, fields.get("timestamp"))
+        registry.ended[plan_id] = fields.get("timestamp")  # for sockets that come later
+        targets = list(registry.plan(plan_id))
     else:
         message = event_frame(entry_id, fields)
         targets = list(registry.targets(Audience.of(fields)))
