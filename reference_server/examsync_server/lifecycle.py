@@ -284,20 +284,18 @@ class Lifecycle:
                 now,
             )
             await plans.audit(conn, "plan_ended", plan_id, now)
-            candidate_ids = [
-                r["candidate_id"]
-                for r in await plans.rows(
-                    conn, "SELECT candidate_id FROM exam_candidate WHERE plan_id = ?", (plan_id,)
-                )
-            ]
 
         async def propagate() -> None:
             await self.state.set_plan_fields(plan_id, {"status": "completed", "end_datetime": now})
             # exam_end first: every socket should hear it within a second, and the candidate
-            # hashes (one per examinee, thousands) can follow it.
+            # hashes (one per examinee, thousands) can follow it — read after it, too, so that
+            # fetching 10,000 ids does not hold up the broadcast.
             await outbox.relay(self.db, self.redis)
+            rows = await self.db.fetch_all(
+                "SELECT candidate_id FROM exam_candidate WHERE plan_id = ?", (plan_id,)
+            )
             await self.state.set_candidates(
-                candidate_ids, {"status": "completed", "last_active_time": now}
+                [r["candidate_id"] for r in rows], {"status": "completed", "last_active_time": now}
             )
 
         await self.after_commit(propagate())
