@@ -5,6 +5,11 @@ process on its channel `acks:{node_id}` (Redis pub/sub), or, when the save was r
 own process, resolves the waiting request directly. An acknowledgement that never comes (a
 process died mid-way) ends in a timeout: the client retries, and the version rules make the
 retry a harmless `duplicate`.
+
+An acknowledgement travels as the JSON bytes the client receives, encoded once by the
+persister: the receiving process sends them on as they are (the HTTP body, or spliced into a
+`save_ack` frame) instead of decoding and encoding each again. On the channel a message holds
+one `<request id> <ack JSON>` line per acknowledgement (ids are hex; JSON escapes newlines).
 """
 
 from __future__ import annotations
@@ -26,33 +31,50 @@ def channel(node_id: str) -> str:
     return f"acks:{node_id}"
 
 
+def encode_ack(ack: Mapping[str, Any]) -> bytes:
+    """The acknowledgement as the client receives it."""
+    return json.dumps(ack, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_message(data: str | bytes) -> list[tuple[str, bytes]]:
+    """(request id, ack JSON) for each line of a channel message; malformed lines skipped."""
+    raw = data.encode() if isinstance(data, str) else data
+    found = []
+    for line in raw.split(b"\n"):
+        rid, _, ack = line.partition(b" ")
+        if rid and ack.startswith(b"{"):
+            found.append((rid.decode("ascii", "replace"), ack))
+    return found
+
+
 class AckHub:
     def __init__(self, redis: Redis, node_id: str) -> None:
         self.redis = redis
         self.node_id = node_id
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
 
-    def expect(self, rid: str) -> asyncio.Future[dict[str, Any]]:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    def expect(self, rid: str) -> asyncio.Future[bytes]:
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = future
         return future
 
     def forget(self, rid: str) -> None:
         self._waiting.pop(rid, None)
 
-    def resolve(self, rid: str, ack: dict[str, Any]) -> None:
+    def resolve(self, rid: str, ack: bytes) -> None:
         future = self._waiting.pop(rid, None)
         if future is not None and not future.done():
             future.set_result(ack)
 
-    def publish_remote(self, acks: Mapping[str, Mapping[str, Any]], pipe: Pipeline) -> None:
-        """`{node: {rid: ack}}`: queue other processes' acks on `pipe`, to go out when its
+    def publish_remote(self, acks: Mapping[str, Mapping[str, bytes]], pipe: Pipeline) -> None:
+        """`{node: {rid: ack JSON}}`: queue other processes' acks on `pipe`, to go out when its
         owner executes it (with the XACKs that must precede them, in one round trip)."""
         for node, by_rid in acks.items():
             if node != self.node_id:
-                pipe.publish(channel(node), json.dumps(by_rid, ensure_ascii=False))
+                lines = b"\n".join(rid.encode() + b" " + ack for rid, ack in by_rid.items())
+                pipe.publish(channel(node), lines)
 
-    def resolve_local(self, acks: Mapping[str, Mapping[str, Any]]) -> None:
+    def resolve_local(self, acks: Mapping[str, Mapping[str, bytes]]) -> None:
         for rid, ack in acks.get(self.node_id, {}).items():
             self.resolve(rid, ack)
 
@@ -65,7 +87,7 @@ class AckHub:
                     if ready is not None:
                         ready.set()
                     async for message in pubsub.listen():
-                        for rid, ack in json.loads(message["data"]).items():
+                        for rid, ack in parse_message(message["data"]):
                             self.resolve(rid, ack)
             except asyncio.CancelledError:
                 raise

@@ -17,7 +17,6 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -130,7 +129,7 @@ class CaptureService:
         self.queue = queue
         self._take_slot = redis.register_script(_TAKE_SLOT)
 
-    async def receive(self, who: Principal, request: CaptureRequest, data: bytes) -> dict[str, Any]:
+    async def receive(self, who: Principal, request: CaptureRequest, data: bytes) -> bytes:
         if who.role != "candidate":
             raise ApiError(403, "candidates_only", "only candidates upload captures")
         rule = RULES[request.kind]

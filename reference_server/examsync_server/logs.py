@@ -71,7 +71,7 @@ class LogService:
         self.files = files
         self.queue = queue
 
-    async def receive(self, who: Principal, data: bytes, declared: str | None) -> dict[str, Any]:
+    async def receive(self, who: Principal, data: bytes, declared: str | None) -> bytes:
         if who.role != "candidate":
             raise ApiError(403, "candidates_only", "only candidates upload logs")
         sha256 = verified_sha256(data, declared, "log batch")

@@ -12,7 +12,6 @@ import asyncio
 import secrets
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -54,8 +53,8 @@ class PlanQueue:
 
     async def submit(
         self, who: Principal, kind: str, fields: dict[str, str], made_before: MadeBefore
-    ) -> dict[str, Any]:
-        """Queue the entry on the plan's `kind` stream; return its ack once committed."""
+    ) -> bytes:
+        """Queue the entry on the plan's `kind` stream; return its ack (JSON) once committed."""
         rid = secrets.token_hex(8)
         waiting = self.hub.expect(rid)  # before queueing: the ack may beat us back
         try:

@@ -11,7 +11,6 @@ stores, and this request answers only once the persister has committed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from examsync.exceptions import ChecksumMismatch, RemoteProtocolError
 from examsync.messages import SavePayload
@@ -37,8 +36,8 @@ class SaveService:
         self.queue = queue
         self.settings = settings
 
-    async def receive(self, who: Principal, body: bytes) -> dict[str, Any]:
-        """Validate and queue a save; return the save ack once it is committed."""
+    async def receive(self, who: Principal, body: bytes) -> bytes:
+        """Validate and queue a save; return the save ack (JSON) once it is committed."""
         save = await self.validate(who, body)
         fields = {"exam": save.parsed.test_code, "p": save.text}
         edits = all_before(e.updated for e in save.parsed.answers.values())

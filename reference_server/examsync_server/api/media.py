@@ -25,14 +25,14 @@ async def capture() -> Any:
         request.headers.get("X-Content-SHA256"),
     )
     data = await read_body(MAX_CAPTURE_BYTES)
-    return jsonify(await rt.captures.receive(who, upload, data))
+    return _json(await rt.captures.receive(who, upload, data))
 
 
 @blueprint.post("/logs")
 async def logs() -> Any:
     rt, who = require_session()
     data = await read_body(MAX_LOG_BATCH_BYTES)
-    return jsonify(await rt.logs.receive(who, data, request.headers.get("X-Content-SHA256")))
+    return _json(await rt.logs.receive(who, data, request.headers.get("X-Content-SHA256")))
 
 
 @blueprint.get("/admin/plans/<plan_id>/candidates/<candidate_id>/captures")
@@ -81,3 +81,8 @@ async def capture_blob(plan_id: str, candidate_id: str, capture_id: str) -> Any:
     # off the event loop: a capture may be megabytes (audio), and requests share the loop
     data = await asyncio.to_thread(rt.files.read, rt.files.root / row["path"])
     return Response(data, content_type=row["content_type"])
+
+
+def _json(ack: bytes) -> Response:
+    """An acknowledgement as the persister encoded it (acks.py)."""
+    return Response(ack, content_type="application/json")

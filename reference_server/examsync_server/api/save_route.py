@@ -37,11 +37,11 @@ async def handle_save(runtime: Runtime | None, scope: Scope, receive: Receive, s
         headers = _headers(scope)
         who = runtime.tokens.require_session(bearer(headers.get(b"authorization")))
         body = await _body(receive, headers, runtime.settings.max_save_bytes)
-        status, reply, extra = 200, await runtime.saves.receive(who, body), []
+        status, data, extra = 200, await runtime.saves.receive(who, body), []  # the ack's JSON
     except Exception as exc:
         error = error_for(exc, "a save")
-        status, reply, extra = error.status, error.to_body(), error_headers(error)
-    data = json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode()
+        status, extra = error.status, error_headers(error)
+        data = json.dumps(error.to_body(), ensure_ascii=False, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",

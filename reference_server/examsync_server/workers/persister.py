@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..acks import AckHub
+from ..acks import AckHub, encode_ack
 from ..clock import iso, utc_now
 from ..store import keys
 from ..store.dead_letters import DeadLetters
@@ -254,9 +254,9 @@ class Persister:
     ) -> None:
         for kind, applied in committed.applied.items():
             await self._by_kind[kind].publish(applied)
-        by_node: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        by_node: dict[str, dict[str, bytes]] = defaultdict(dict)
         for (node, rid), ack in acks.items():
-            by_node[node][rid] = ack
+            by_node[node][rid] = encode_ack(ack)  # once: sent on as it is (acks.py)
         # XACK and XDEL, then the acks to other processes, in one round trip and that order;
         # the requests waiting in this process are answered once it is back.
         async with self.redis.pipeline(transaction=False) as pipe:
