@@ -144,6 +144,7 @@ _FIELD_TYPES: dict[str, Any] = {
     "max_json_body_bytes": int,
     "max_save_bytes": int,
     "ack_timeout_seconds": float,
+    "claim_idle_ms": int,
     "late_grace_seconds": int,
     "ping_interval": float,
     "ping_timeout": float,

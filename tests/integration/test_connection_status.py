@@ -24,14 +24,22 @@ from .conftest import ServerProcess, start_server
 from .sdk_process import client_config
 
 PING = 0.5
-PING_ENV = {"EXAMSYNC_PING_INTERVAL": str(PING), "EXAMSYNC_PING_TIMEOUT": str(PING)}
+# An entry a killed process had read but not acknowledged is claimed by the other after
+# CLAIM_IDLE_MS (30 s by default).
+CLAIM_IDLE_MS = 1000
+PING_ENV = {
+    "EXAMSYNC_PING_INTERVAL": str(PING),
+    "EXAMSYNC_PING_TIMEOUT": str(PING),
+    "EXAMSYNC_CLAIM_IDLE_MS": str(CLAIM_IDLE_MS),
+}
 CANDIDATE = {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}  # GROUP01
 PROGRESS = f"plan:{PLAN_ID}:examinee:CAND202301:progress"
 
 
-def assert_drained(live: Any, timeout: float = 5.0) -> None:
+def assert_drained(live: Any, timeout: float = CLAIM_IDLE_MS / 1000 + 5.0) -> None:
     """status_queue handled and emptied. The state manager deletes an entry just after the
-    Lua step that announced it, so a supervisor can hear of it a moment before."""
+    Lua step that announced it, so a supervisor can hear of it a moment before; and one that a
+    killed process had read is claimed by the other once it has been idle CLAIM_IDLE_MS."""
     deadline = time.monotonic() + timeout
     while live.xlen("status_queue") or live.xpending("status_queue", "state_managers")["pending"]:
         assert time.monotonic() < deadline, "status_queue not drained"
