@@ -304,6 +304,11 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def cpu_since(root: int, before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by role (see cpu_by_role) used since `before` was taken."""
+    return {role: s - before.get(role, 0.0) for role, s in sorted(cpu_by_role(root).items())}
+
+
 def cpu_by_role(root: int) -> dict[str, float]:
     """CPU seconds used so far by each process under `root`, summed by role: the `examsync`
     subcommand it runs (serve, persister) or the program (redis-server)."""

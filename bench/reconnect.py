@@ -27,6 +27,7 @@ from benchlib import (
     bounded,
     candidate_login,
     cpu_by_role,
+    cpu_since,
     latency_line,
     logins,
     machine_line,
@@ -118,10 +119,7 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
         until = started + args.give_up
         await asyncio.gather(*(come_back(s, started, until, storm) for s in sessions))
         client_cpu = time.process_time() - client_cpu
-        server_cpu = {
-            role: seconds - server_cpu.get(role, 0.0)
-            for role, seconds in cpu_by_role(server.pid).items()
-        }
+        server_cpu = cpu_since(server.pid, server_cpu)
         gate = args.handshake_limit or "default"
         print(
             machine_line() + f"; {args.processes} socket-server process(es), same cores;"
@@ -140,7 +138,7 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
         print(latency_line("  time until back", storm.back_ms))
         print(
             f"  CPU while they came back: load generator {client_cpu:.1f} s, "
-            + ", ".join(f"{role} {sec:.1f} s" for role, sec in sorted(server_cpu.items()))
+            + ", ".join(f"{role} {sec:.1f} s" for role, sec in server_cpu.items())
         )
         never = args.sockets - len(storm.back_ms)
         print(f"refused for good (not back within {args.give_up:.0f} s): {never}")

@@ -34,6 +34,7 @@ from benchlib import (
     candidate_id,
     candidate_login,
     cpu_by_role,
+    cpu_since,
     latency_line,
     logins,
     run,
@@ -236,6 +237,22 @@ async def raw_limit(redis_url: str, sqlite_path: Path, cands: list[Candidate], c
     return count / elapsed
 
 
+def lost_answers(sqlite_path: Path, *runs: Results) -> int:
+    """Acknowledged answers that SQLite does not hold at (at least) the acknowledged version."""
+    with sqlite3.connect(sqlite_path) as db:
+        stored = {
+            (r[0], r[1]): r[2]
+            for r in db.execute("SELECT candidate_id, quiz_code, version FROM answer")
+        }
+    return sum(
+        1
+        for results in runs
+        for who, sent in results.acked
+        for quiz, version in sent.items()
+        if stored.get((who, quiz), 0) < version
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     with scratch_dir() as scratch:
         await measure(scratch / "var", args)
@@ -261,22 +278,12 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
         through, elapsed = await closed_loop(base, cands, args.seconds, args.concurrency)
         cpu_before = cpu_by_role(server.pid)
         steady = await open_loop(base, cands, args.seconds, args.rate)
-        cpu_after = cpu_by_role(server.pid)
+        cpu_used = cpu_since(server.pid, cpu_before)
         raw = await raw_limit(
             f"unix://{data / 'redis' / 'redis.sock'}", data / "examsync.sqlite3", cands, 20_000
         )
 
-        with sqlite3.connect(data / "examsync.sqlite3") as db:
-            stored = {
-                (r[0], r[1]): r[2]
-                for r in db.execute("SELECT candidate_id, quiz_code, version FROM answer")
-            }
-        lost = sum(
-            1
-            for who, sent in through.acked + steady.acked
-            for quiz, version in sent.items()
-            if stored.get((who, quiz), 0) < version
-        )
+        lost = lost_answers(data / "examsync.sqlite3", through, steady)
         saves_per_s = len(through.latencies) / elapsed
         print(
             f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]};"
@@ -297,8 +304,7 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
         )
         print(latency_line("  ack latency (open loop)", steady.latencies))
         per_save = {
-            role: (cpu_after[role] - cpu_before.get(role, 0.0)) / max(1, len(steady.latencies))
-            for role in sorted(cpu_after)
+            role: seconds / max(1, len(steady.latencies)) for role, seconds in cpu_used.items()
         }
         print(
             "  server CPU per save at that rate: "

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import random
-import sqlite3
 import statistics
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from benchlib import (
     started_plan,
     stop_server,
 )
-from saves import Candidate, Results, bench_package, closed_loop, raw_limit
+from saves import Candidate, Results, bench_package, closed_loop, lost_answers, raw_limit
 from websockets.asyncio.client import ClientConnection
 
 from examsync.frames import save_frame
@@ -81,21 +80,6 @@ async def socket_loop(
 
     await asyncio.gather(*(worker(i) for i in range(len(sockets))))
     return results, time.perf_counter() - started
-
-
-def lost_answers(sqlite_path: Path, *runs: Results) -> int:
-    with sqlite3.connect(sqlite_path) as db:
-        stored = {
-            (r[0], r[1]): r[2]
-            for r in db.execute("SELECT candidate_id, quiz_code, version FROM answer")
-        }
-    return sum(
-        1
-        for results in runs
-        for who, sent in results.acked
-        for quiz, version in sent.items()
-        if stored.get((who, quiz), 0) < version
-    )
 
 
 async def main(args: argparse.Namespace) -> None:
