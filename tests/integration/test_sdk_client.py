@@ -578,18 +578,25 @@ def device_rows_raw(store_dir: Path, sql: str) -> list[Any]:
         return db.execute(sql).fetchall()
 
 
-async def test_an_expired_session_is_renewed_without_losing_a_save(
+async def short_sessions(
     tmp_path: Path, redis_url: str, servers: list[ServerProcess]
-) -> None:
-    """Sessions last 2 s here; the client logs in again by itself when the server says the
-    token expired, and the save that met the expiry is acknowledged all the same."""
-    server = await asyncio.to_thread(
+) -> ServerProcess:
+    """The exam on a server whose sessions last 2 s."""
+    return await asyncio.to_thread(
         serve_exam,
         tmp_path / "data",
         redis_url,
         servers,
         env={"EXAMSYNC_SESSION_TTL_SECONDS": "2"},
     )
+
+
+async def test_an_expired_session_is_renewed_without_losing_a_save(
+    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> None:
+    """Sessions last 2 s here; the client logs in again by itself when the server says the
+    token expired, and the save that met the expiry is acknowledged all the same."""
+    server = await short_sessions(tmp_path, redis_url, servers)
     config = client_config(server.base, tmp_path / "device")
     # Saves over HTTP: a socket authenticated at its handshake outlives the session.
     http_saves = replace(config, connection=replace(config.connection, socket_saves=False))
@@ -612,13 +619,7 @@ async def test_a_socket_reopened_after_the_session_expired_logs_in_again(
 ) -> None:
     """The handshake refuses the expired token (401 token_expired): the client renews the
     session and the socket opens, rather than alerting and falling back to HTTP."""
-    server = await asyncio.to_thread(
-        serve_exam,
-        tmp_path / "data",
-        redis_url,
-        servers,
-        env={"EXAMSYNC_SESSION_TTL_SECONDS": "2"},
-    )
+    server = await short_sessions(tmp_path, redis_url, servers)
     async with ExamClient(client_config(server.base, tmp_path / "device")) as client:
         seen = recorder(client)
         await login(client)
