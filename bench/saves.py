@@ -37,6 +37,7 @@ from benchlib import (
     cpu_since,
     latency_line,
     logins,
+    quiet_collector,
     run,
     scratch_dir,
     start_server,
@@ -124,16 +125,23 @@ class Results:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
+def error_code(reply: bytes) -> str:
+    try:
+        return str(json.loads(reply)["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return "?"
+
+
 async def send(http: RawHttp, cand: Candidate, results: Results) -> None:
     body, sent = cand.next_save()
     started = time.perf_counter()
     try:
-        status, _ = await http.post(cand.head, body)
+        status, reply = await http.post(cand.head, body)
     except HttpError as exc:
         results.error(str(exc))
         return
     if status != 200:
-        results.error(str(status))
+        results.error(f"{status} {error_code(reply)}")
         return
     results.latencies.append((time.perf_counter() - started) * 1000)
     results.acked.append((cand.id, sent))
@@ -275,9 +283,11 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
         for cand in cands:
             cand.prepare(per_candidate)
         await closed_loop(base, cands, 2, args.concurrency)  # warm-up
-        through, elapsed = await closed_loop(base, cands, args.seconds, args.concurrency)
+        with quiet_collector():
+            through, elapsed = await closed_loop(base, cands, args.seconds, args.concurrency)
         cpu_before = cpu_by_role(server.pid)
-        steady = await open_loop(base, cands, args.seconds, args.rate)
+        with quiet_collector():
+            steady = await open_loop(base, cands, args.seconds, args.rate)
         cpu_used = cpu_since(server.pid, cpu_before)
         raw = await raw_limit(
             f"unix://{data / 'redis' / 'redis.sock'}", data / "examsync.sqlite3", cands, 20_000

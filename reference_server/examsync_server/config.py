@@ -44,6 +44,10 @@ class Settings:
     late_grace_seconds: int = 300
     # A queue entry pending this long with a consumer is taken over (its process died).
     claim_idle_ms: int = 30_000
+    # Group commit: a batch of fewer than `persister.LINGER_BELOW` entries waits this long once
+    # for more before it commits. At 1,000 saves/s this halves the persister's CPU (a batch
+    # costs ~1.5 ms of CPU whatever its size) for ~2 ms more latency (bench/saves.py).
+    commit_linger_ms: float = 2.0
     # Attempts before a queue entry that cannot be handled (persisted, applied) goes to the
     # dead letters.
     max_persist_attempts: int = 5
@@ -145,6 +149,7 @@ _FIELD_TYPES: dict[str, Any] = {
     "max_save_bytes": int,
     "ack_timeout_seconds": float,
     "claim_idle_ms": int,
+    "commit_linger_ms": float,
     "late_grace_seconds": int,
     "ping_interval": float,
     "ping_timeout": float,

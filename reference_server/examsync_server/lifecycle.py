@@ -372,11 +372,23 @@ class Lifecycle:
     # -- resync ---------------------------------------------------------------------------------
 
     async def resync(self, plan_id: str) -> None:
-        """Rewrite a plan's Redis keys from SQLite (after a Redis loss or a failed write)."""
-        async with self.db.transaction() as conn:
-            snap = await plans.snapshot(conn, plan_id)
-        if snap.plan["status"] != "created":
-            await self.state.sync_plan(snap)
+        """Rewrite a plan's Redis keys from SQLite (after a Redis loss or a failed write).
+
+        A start or an end committed (and written to Redis) by another request while this
+        copied an older snapshot would be overwritten by it: the exam shown `ready` again, or
+        `in_progress` after its end, until the next repair. So the status is read again after
+        the copy, and a plan that moved on meanwhile is copied again.
+        """
+        while True:
+            async with self.db.transaction() as conn:
+                snap = await plans.snapshot(conn, plan_id)
+            if snap.plan["status"] != "created":
+                await self.state.sync_plan(snap)
+            now = await self.db.fetch_one(
+                "SELECT status FROM exam_plan WHERE plan_id = ?", (plan_id,)
+            )
+            if now is None or now["status"] == snap.plan["status"]:
+                return
 
     async def repair(self) -> int:
         """Resync every live plan whose Redis status differs from SQLite's; relay the outbox."""

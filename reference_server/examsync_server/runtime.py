@@ -174,6 +174,7 @@ class Runtime:
                 [AnswerSink(redis, signer), CaptureSink(redis), LogSink(redis)],
                 claim_idle_ms=settings.claim_idle_ms,
                 max_attempts=settings.max_persist_attempts,
+                linger_ms=settings.commit_linger_ms,
             )
             runtime.persister = persister
             runtime.closers.append(persister.close)

@@ -16,6 +16,7 @@ from examsync_server.app import create_app
 from examsync_server.config import Settings
 from examsync_server.demo.sample import PLAN_ID
 from examsync_server.embedded import EmbeddedRedis
+from examsync_server.runtime import Runtime
 
 from .conftest import ADMIN_TOKEN, eventually, load_plan
 
@@ -146,3 +147,29 @@ async def test_saves_during_a_redis_outage_get_503_and_store_nothing(
                 assert db.execute("SELECT version FROM answer").fetchone()[0] == 1
         finally:
             restarted.stop()
+
+
+async def test_a_resync_racing_a_start_leaves_the_started_plan(
+    client: Client, admin: dict[str, str], runtime: Runtime, sync_redis: Any
+) -> None:
+    """A repair copying the `ready` snapshot while the admin's start commits and writes Redis
+    must not leave `ready` in Redis (saves were refused `plan_not_started` until the next
+    repair: bench/saves.py saw thousands)."""
+    await load_plan(client, admin)
+    lifecycle = runtime.lifecycle
+    real_sync = lifecycle.state.sync_plan
+    copies: list[str] = []
+
+    async def start_meanwhile(snap: Any) -> None:
+        copies.append(snap.plan["status"])
+        if len(copies) == 1:  # the start lands between the snapshot and its copy
+            assert (await lifecycle.start(PLAN_ID))["status"] == "in_progress"
+        await real_sync(snap)
+
+    lifecycle.state.sync_plan = start_meanwhile  # type: ignore[method-assign]
+    try:
+        await lifecycle.resync(PLAN_ID)
+    finally:
+        lifecycle.state.sync_plan = real_sync  # type: ignore[method-assign]
+    assert copies == ["ready", "in_progress"]
+    assert sync_redis.hget(f"exam_plan:{PLAN_ID}", "status") == "in_progress"

@@ -28,6 +28,8 @@ _PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     # Several server processes may share the file; wait for a writer rather than fail.
     "PRAGMA busy_timeout=10000",
+    # When the WAL restarts from its beginning, the file is cut back to this size.
+    "PRAGMA journal_size_limit=67108864",
 )
 
 
@@ -107,26 +109,6 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-
-
-class Checkpointer:
-    """Copies the WAL into the database in the background (PASSIVE: never blocks a writer),
-    for a writer that turned its own automatic checkpoints off."""
-
-    def __init__(self, path: Path, every_seconds: float = 1.0) -> None:
-        self.conn = connect_sync(path)
-        self.every_seconds = every_seconds
-
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.every_seconds)
-            try:
-                await asyncio.to_thread(self.conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error as exc:
-                log.warning("checkpoint failed: %s; trying again", exc)
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def connect_sync(path: Path) -> sqlite3.Connection:
