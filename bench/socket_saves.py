@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import time
@@ -26,10 +27,13 @@ from benchlib import (
     candidate_id,
     candidate_login,
     close_all,
+    cpu_by_role,
+    cpu_since,
     latency_line,
     logins,
     machine_line,
     open_socket,
+    quiet_collector,
     raise_fd_limit,
     run,
     scratch_dir,
@@ -104,8 +108,13 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
         sockets = await bounded(args.sockets, lambda i: open_socket(sessions[i]), 50)
 
         await socket_loop(sockets, on_socket, 2)  # warm-up
-        over_socket, socket_elapsed = await socket_loop(sockets, on_socket, args.seconds)
-        over_http, http_elapsed = await closed_loop(base, on_socket, args.seconds, args.sockets)
+        cpu_before, own_before = cpu_by_role(server.pid), time.process_time()
+        with quiet_collector():
+            over_socket, socket_elapsed = await socket_loop(sockets, on_socket, args.seconds)
+        cpu = cpu_since(server.pid, cpu_before)
+        cpu["load generator"] = time.process_time() - own_before
+        with quiet_collector():
+            over_http, http_elapsed = await closed_loop(base, on_socket, args.seconds, args.sockets)
         await close_all(sockets)
         raw = await raw_limit(
             f"unix://{data / 'redis' / 'redis.sock'}", data / "examsync.sqlite3", cands, 20_000
@@ -124,6 +133,13 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
             f" errors {over_socket.errors or 0}"
         )
         print(latency_line("  save -> save_ack", over_socket.latencies))
+        per_save = {role: used / max(1, len(over_socket.latencies)) for role, used in cpu.items()}
+        total, cores = sum(per_save.values()), os.cpu_count() or 1
+        print(
+            "  CPU per save: "
+            + ", ".join(f"{role} {used * 1e6:.0f} µs" for role, used in per_save.items())
+            + f"; in all {total * 1e6:.0f} µs, so {cores} cores fit {cores / total:.0f} saves/s"
+        )
         print(
             f"over HTTP, {args.sockets} workers: {http_rate:.0f} durable saves/s,"
             f" errors {over_http.errors or 0}"

@@ -154,9 +154,10 @@ def _run(settings: Settings, demo: bool) -> None:
 
 async def _serve(settings: Settings, demo: bool) -> None:
     from .app import create_app
-    from .runtime import Runtime
+    from .runtime import Runtime, freeze_startup_heap
 
     runtime = await Runtime.start(settings)
+    freeze_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -251,9 +252,10 @@ def sockets(
 async def _run_alone(settings: Settings, banner: str) -> None:
     """A runtime with no HTTP server (the persister, the socket server) until a signal;
     `{socket_url}` in `banner` becomes where the socket server listens."""
-    from .runtime import Runtime
+    from .runtime import Runtime, freeze_startup_heap
 
     runtime = await Runtime.start(settings)
+    freeze_startup_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
