@@ -63,6 +63,22 @@ def latency_line(label: str, millis: list[float]) -> str:
     )
 
 
+def cpu_line(label: str, cpu_seconds: Mapping[str, float], saves: int, fit: bool = False) -> str:
+    """CPU per save by process (from cpu_since, plus any other role) and in all; with `fit`
+    (every process of the run counted, the load generator too), the saves/s the machine's
+    cores would fit if every process were busy all the time."""
+    per_save = {role: used / max(1, saves) for role, used in cpu_seconds.items()}
+    total, cores = sum(per_save.values()), os.cpu_count() or 1
+    line = (
+        f"{label}: "
+        + ", ".join(f"{role} {used * 1e6:.0f} µs" for role, used in per_save.items())
+        + f"; in all {total * 1e6:.0f} µs"
+    )
+    if fit and total:
+        line += f", so {cores} cores fit {cores / total:.0f} saves/s"
+    return line
+
+
 def machine_line() -> str:
     return f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}"
 

@@ -34,6 +34,7 @@ from benchlib import (
     candidate_id,
     candidate_login,
     cpu_by_role,
+    cpu_line,
     cpu_since,
     latency_line,
     logins,
@@ -313,13 +314,7 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
             f"fixed rate {args.rate:.0f}/s: achieved {achieved:.0f}/s, errors {steady.errors or 0}"
         )
         print(latency_line("  ack latency (open loop)", steady.latencies))
-        per_save = {
-            role: seconds / max(1, len(steady.latencies)) for role, seconds in cpu_used.items()
-        }
-        print(
-            "  server CPU per save at that rate: "
-            + ", ".join(f"{role} {seconds * 1e6:.0f} µs" for role, seconds in per_save.items())
-        )
+        print(cpu_line("  server CPU per save at that rate", cpu_used, len(steady.latencies)))
         print(f"raw limit (stream + group commit + cache, no HTTP): {raw:.0f} saves/s")
         print(f"ratio HTTP / raw: {saves_per_s / raw:.2f}")
         print(f"acknowledged answers missing from SQLite: {lost}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import time
@@ -28,6 +27,7 @@ from benchlib import (
     candidate_login,
     close_all,
     cpu_by_role,
+    cpu_line,
     cpu_since,
     latency_line,
     logins,
@@ -133,13 +133,7 @@ async def measure(data: Path, args: argparse.Namespace) -> None:
             f" errors {over_socket.errors or 0}"
         )
         print(latency_line("  save -> save_ack", over_socket.latencies))
-        per_save = {role: used / max(1, len(over_socket.latencies)) for role, used in cpu.items()}
-        total, cores = sum(per_save.values()), os.cpu_count() or 1
-        print(
-            "  CPU per save: "
-            + ", ".join(f"{role} {used * 1e6:.0f} µs" for role, used in per_save.items())
-            + f"; in all {total * 1e6:.0f} µs, so {cores} cores fit {cores / total:.0f} saves/s"
-        )
+        print(cpu_line("  CPU per save", cpu, len(over_socket.latencies), fit=True))
         print(
             f"over HTTP, {args.sockets} workers: {http_rate:.0f} durable saves/s,"
             f" errors {over_http.errors or 0}"

@@ -46,7 +46,8 @@ class Settings:
     claim_idle_ms: int = 30_000
     # Group commit: a batch of fewer than `persister.LINGER_BELOW` entries waits this long once
     # for more before it commits. At 1,000 saves/s this halves the persister's CPU (a batch
-    # costs ~1.5 ms of CPU whatever its size) for ~2 ms more latency (bench/saves.py).
+    # costs ~1.5 ms of CPU whatever its size) for at most that much more latency
+    # (bench/saves.py).
     commit_linger_ms: float = 2.0
     # Attempts before a queue entry that cannot be handled (persisted, applied) goes to the
     # dead letters.

@@ -384,10 +384,8 @@ class Lifecycle:
                 snap = await plans.snapshot(conn, plan_id)
             if snap.plan["status"] != "created":
                 await self.state.sync_plan(snap)
-            now = await self.db.fetch_one(
-                "SELECT status FROM exam_plan WHERE plan_id = ?", (plan_id,)
-            )
-            if now is None or now["status"] == snap.plan["status"]:
+            # Ends as soon as the plan held still during one copy: a plan moves a few times.
+            if (await self.get_plan(plan_id))["status"] == snap.plan["status"]:
                 return
 
     async def repair(self) -> int:

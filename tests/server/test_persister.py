@@ -204,7 +204,11 @@ async def test_a_full_database_acks_nothing_and_dead_letters_for_replay(
 
 
 async def test_the_wal_starts_over_while_saves_keep_coming(
-    client: Client, admin: dict[str, str], sync_redis: Any, settings: Settings
+    client: Client,
+    admin: dict[str, str],
+    sync_redis: Any,
+    db: sqlite3.Connection,
+    settings: Settings,
 ) -> None:
     """~9 MB of pages committed in 20 rounds: the WAL file stays near the persister's
     checkpoint size. (With a checkpointer beside the writer it never started over and held
@@ -218,11 +222,7 @@ async def test_the_wal_starts_over_while_saves_keep_coming(
             body = save_body({"Q001": (f"{version} " + "x" * 4000, version)})
             sync_redis.xadd(STREAM, queue_entry(body))
         await eventually(lambda: sync_redis.xlen(STREAM) == 0)
-    assert db_version(settings) == version
+    assert (
+        db.execute("SELECT version FROM answer WHERE quiz_code = 'Q001'").fetchone()[0] == version
+    )
     assert wal.stat().st_size < 4 * 1024 * 1024
-
-
-def db_version(settings: Settings) -> int:
-    with sqlite3.connect(settings.sqlite_path) as conn:
-        row = conn.execute("SELECT version FROM answer WHERE quiz_code = 'Q001'").fetchone()
-    return int(row[0])
