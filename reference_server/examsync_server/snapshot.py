@@ -103,7 +103,7 @@ class SnapshotService:
             "SELECT c.candidate_id, c.candidate_name, c.group_id, c.status,"
             " CASE WHEN p.conduct_type = 'simultaneous' THEN p.current_stage_id"
             " ELSE c.current_stage_id END AS current_stage,"
-            " (SELECT COUNT(*) FROM answer a WHERE a.candidate_id = c.candidate_id"
+            " (SELECT COUNT(*) FROM answer_latest a WHERE a.candidate_id = c.candidate_id"
             "  AND a.plan_id = c.plan_id) AS answered,"
             " (SELECT MAX(s.last_sync) FROM answer_sheet s WHERE s.candidate_id = c.candidate_id"
             "  AND s.plan_id = c.plan_id) AS last_save"

@@ -143,7 +143,7 @@ async def test_partial_restore_names_what_it_could_not_restore(
 ) -> None:
     auth = await started(client, admin)
     await save(client, auth, save_body({"Q001": ("2", 1), "Q002": ("1", 1)}))
-    db.execute("UPDATE answer SET value = 'tampered' WHERE quiz_code = 'Q002'")
+    db.execute("UPDATE answer_history SET value = 'tampered' WHERE quiz_code = 'Q002'")
     db.commit()
     sync_redis.delete(f"exam:{PLAN_ID}:test:{EXAM_CODE}:user:CAND202301")
     body = await (await client.get(f"/api/v1/answers/{EXAM_CODE}", headers=auth)).get_json()

@@ -101,7 +101,7 @@ async def test_a_poison_entry_is_dead_lettered_alerted_and_replayed(
     )
     # Make one value impossible to store, as a full disk or a broken row would.
     db.execute(
-        "CREATE TRIGGER poison BEFORE INSERT ON answer WHEN NEW.value = 'poison'"
+        "CREATE TRIGGER poison BEFORE INSERT ON answer_history WHEN NEW.value = 'poison'"
         " BEGIN SELECT RAISE(ABORT, 'cannot store this'); END"
     )
     db.commit()
@@ -189,7 +189,7 @@ async def test_a_full_database_acks_nothing_and_dead_letters_for_replay(
     conn = runtime.persister.conn  # idle: no save in flight
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full, as SQLite sees it
-    response = await save(client, auth, save_body({"Q001": ("x" * 3000, 1)}))
+    response = await save(client, auth, save_body({"Q005": ("가" * 5000, 1)}))  # 15 KB: pages
     assert response.status_code == 503
     assert (await response.get_json())["error"]["code"] == "ack_timeout"
     assert db.execute("SELECT COUNT(*) FROM answer").fetchone()[0] == 0

@@ -7,6 +7,9 @@ Version rules (DESIGN §4), per answer against the stored version v:
     sent > v, or nothing stored          accepted    stored as latest + history
     sent == v with the same value        duplicate   nothing stored (an idempotent repeat)
     sent == v with another value, < v    superseded  history only
+
+Values live in `answer_history` only; `answer_latest` names each answer's current history row
+and the `answer` view joins the two (migration 0005).
 """
 
 from __future__ import annotations
@@ -76,13 +79,14 @@ def apply_batch(
 
 Key = tuple[str, str, str]  # candidate, exam code, quiz code
 
-_UPSERT_ANSWER = (
-    "INSERT INTO answer (candidate_id, exam_code, quiz_code, plan_id, value, value_sha256,"
-    " version, updated, server_time, late) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# The value itself is written once, in history; the latest version names its history row
+# (migration 0005: a second copy of every value cost ~5 random pages per save).
+_UPSERT_LATEST = (
+    "INSERT INTO answer_latest (candidate_id, exam_code, quiz_code, plan_id, version,"
+    " value_sha256, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (candidate_id, exam_code, quiz_code) DO UPDATE SET"
-    " value = excluded.value, value_sha256 = excluded.value_sha256,"
-    " version = excluded.version, updated = excluded.updated,"
-    " server_time = excluded.server_time, late = excluded.late"
+    " plan_id = excluded.plan_id, version = excluded.version,"
+    " value_sha256 = excluded.value_sha256, message_id = excluded.message_id"
 )
 _INSERT_HISTORY = (
     "INSERT OR IGNORE INTO answer_history (candidate_id, exam_code, quiz_code, plan_id, value,"
@@ -116,8 +120,7 @@ def apply_saves(
             sha = value_sha256(value)
             if version > stored_version:
                 status = "accepted"
-                answers[pk] = (*pk, save.plan_id, value, sha, version, updated, server_time)
-                answers[pk] += (int(save.late),)
+                answers[pk] = (*pk, save.plan_id, version, sha, save.message_id)
                 latest[pk] = (version, sha)
                 sheet.answers[quiz_code] = {"value": value, "version": version, "updated": updated}
                 accepted_any = True
@@ -134,8 +137,8 @@ def apply_saves(
         outcomes.append(results)
         updates.setdefault(key, _SheetUpdate(save.plan_id)).add(save, accepted_any)
         sheet.navigation += _add_navigation(conn, save)
-    conn.executemany(_UPSERT_ANSWER, answers.values())
     conn.executemany(_INSERT_HISTORY, history)
+    conn.executemany(_UPSERT_LATEST, answers.values())
     for key, update in updates.items():
         sheets[key].meta = update.write(conn, *key, server_time)
     return BatchResult(outcomes, list(sheets.values()))
@@ -160,7 +163,7 @@ def _stored_versions(
             "WITH k(c, e, q) AS (VALUES "
             + ", ".join(["(?, ?, ?)"] * len(chunk))
             + ") SELECT a.candidate_id, a.exam_code, a.quiz_code, a.version, a.value_sha256"
-            " FROM k JOIN answer AS a"
+            " FROM k JOIN answer_latest AS a"
             " ON a.candidate_id = k.c AND a.exam_code = k.e AND a.quiz_code = k.q",
             [part for key in chunk for part in key],
         )
