@@ -154,10 +154,11 @@ def _run(settings: Settings, demo: bool) -> None:
 
 async def _serve(settings: Settings, demo: bool) -> None:
     from .app import create_app
-    from .runtime import Runtime, freeze_startup_heap
+    from .runtime import Runtime, freeze_startup_heap, lower_priority
 
     runtime = await Runtime.start(settings)
     freeze_startup_heap()
+    lower_priority(settings.nice)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -252,10 +253,11 @@ def sockets(
 async def _run_alone(settings: Settings, banner: str) -> None:
     """A runtime with no HTTP server (the persister, the socket server) until a signal;
     `{socket_url}` in `banner` becomes where the socket server listens."""
-    from .runtime import Runtime, freeze_startup_heap
+    from .runtime import Runtime, freeze_startup_heap, lower_priority
 
     runtime = await Runtime.start(settings)
     freeze_startup_heap()
+    lower_priority(settings.nice)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -81,6 +81,11 @@ class Settings:
     # The web demo's pages (examsync_server.web): "" or "off" none, "auto" the checkout's
     # web_demo/ (what `examsync demo` uses), or a path.
     web_dir: str = ""
+    # Added to the CPU niceness this process inherited (os.nice), from 0 to 19. The HTTP and
+    # socket children of `serve --processes N` / `sockets --processes N` take
+    # supervisor.YIELD_NICE, the persister none: every save waits for the persister, the one
+    # serial stage, so on busy cores it gets a core first (docs/server.md).
+    nice: int = 0
     # Names this process to the others (ack channel, persister consumer); random unless set.
     node_id: str = field(default_factory=lambda: secrets.token_hex(4))
 
@@ -91,6 +96,8 @@ class Settings:
                 f" {self.ping_interval}, {self.ping_timeout} and {self.lost_after_seconds}"
             )
 
+        if not 0 <= self.nice <= 19:
+            raise StartupError(f"nice must be from 0 to 19, not {self.nice}")
         if self.handshake_limit < 1 or self.handshake_window_seconds <= 0:
             raise StartupError(
                 f"handshake_limit must be >= 1 and handshake_window_seconds positive, not"
@@ -160,6 +167,7 @@ _FIELD_TYPES: dict[str, Any] = {
     "run_socket_server": _flag,
     "http_server": str,
     "processes": int,
+    "nice": int,
     "reuse_port": _flag,
     "run_persister": _flag,
     "node_id": str,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -260,6 +261,12 @@ def freeze_startup_heap() -> None:
     all, 20-60 ms with the requests waiting (the p99 of bench/saves.py)."""
     gc.collect()
     gc.freeze()
+
+
+def lower_priority(nice: int) -> None:
+    """Raise this process's niceness by `nice` (Settings.nice)."""
+    if nice:
+        os.nice(nice)
 
 
 async def _bounded(what: str, work: Awaitable[object], seconds: float = 5.0) -> None:
