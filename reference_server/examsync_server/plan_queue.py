@@ -9,6 +9,7 @@ whose content was made before the end is still taken within the grace window, fl
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -50,16 +51,21 @@ class PlanQueue:
         self.ack_timeout_seconds = ack_timeout_seconds
         self.late_grace_seconds = late_grace_seconds
         self._enqueue = ScriptBatch(redis, _ENQUEUE)
+        # Request ids (hex): unique to this process's life by the counter, and across
+        # processes and restarts by the random prefix; cheaper per save than random bytes.
+        self._rid_prefix = secrets.token_hex(4)
+        self._rids = itertools.count()
 
     async def submit(
         self, who: Principal, kind: str, fields: dict[str, str], made_before: MadeBefore
     ) -> bytes:
         """Queue the entry on the plan's `kind` stream; return its ack (JSON) once committed."""
-        rid = secrets.token_hex(8)
+        rid = f"{self._rid_prefix}{next(self._rids):x}"
         waiting = self.hub.expect(rid)  # before queueing: the ack may beat us back
         try:
             await self._queue(who, kind, rid, fields, made_before)
-            return await asyncio.wait_for(waiting, self.ack_timeout_seconds)
+            async with asyncio.timeout(self.ack_timeout_seconds):
+                return await waiting
         except TimeoutError:
             raise ApiError(
                 503,

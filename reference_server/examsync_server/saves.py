@@ -36,14 +36,17 @@ class SaveService:
         self.queue = queue
         self.settings = settings
 
-    async def receive(self, who: Principal, body: bytes) -> bytes:
-        """Validate and queue a save; return the save ack (JSON) once it is committed."""
-        save = await self.validate(who, body)
+    async def receive(self, who: Principal, body: bytes, decoded: object = None) -> bytes:
+        """Validate and queue a save; return the save ack (JSON) once it is committed.
+
+        `decoded`: `body` already decoded as strictly as `decode_json` does (a socket frame's
+        payload, its JSON text re-encoded), so it is not decoded a second time."""
+        save = await self.validate(who, body, decoded)
         fields = {"exam": save.parsed.test_code, "p": save.text}
         edits = all_before(e.updated for e in save.parsed.answers.values())
         return await self.queue.submit(who, "answers", fields, edits)
 
-    async def validate(self, who: Principal, body: bytes) -> ValidSave:
+    async def validate(self, who: Principal, body: bytes, decoded: object = None) -> ValidSave:
         if who.role != "candidate":
             raise ApiError(403, "candidates_only", "only candidates save answers")
         if len(body) > self.settings.max_save_bytes:
@@ -55,7 +58,7 @@ class SaveService:
             )
         try:
             text = body.decode("utf-8")
-            payload = decode_json(text)
+            payload = decode_json(text) if decoded is None else decoded
         except UnicodeDecodeError:
             raise ApiError(400, "invalid_json", "the body is not UTF-8") from None
         except RemoteProtocolError as exc:

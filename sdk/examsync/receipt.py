@@ -8,6 +8,7 @@ time, the proof from this receipt to the signed root (receipt_tree.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ._validate import get_int, get_object, get_str, get_timestamp, require_object
@@ -101,10 +102,10 @@ class Receipt:
             "keyId": self.key_id,
             "alg": self.alg,
             "payload": self.payload.to_wire(),
-            "signature": b64url_encode(self.signature),
+            "signature": _encoded(self.signature),
         }
         if self.proof is not None:
-            wire["proof"] = [[side, b64url_encode(sibling)] for side, sibling in self.proof]
+            wire["proof"] = [[side, _encoded(sibling)] for side, sibling in self.proof]
         return wire
 
     @classmethod
@@ -123,6 +124,14 @@ class Receipt:
             alg=alg,
             proof=_proof(m.get("proof"), f"{path}.proof"),
         )
+
+
+@lru_cache(maxsize=4096)
+def _encoded(raw: bytes) -> str:
+    """base64url of a signature or a hash, remembered: a batch's receipts share one signature
+    and most of their proof (an inner node is in the proof of every leaf beside it), so each
+    is encoded once, not once per receipt."""
+    return b64url_encode(raw)
 
 
 def _proof(obj: object, path: str) -> tuple[ProofStep, ...] | None:

@@ -76,11 +76,14 @@ class SocketSaves:
             )
             return error_frame(refusal, rid)
         # The payload was parsed strictly with the frame; re-encoded compactly it is what the
-        # SDK sent over HTTP, and the checksum is over its content either way. No payload is
-        # an empty body.
+        # SDK sent over HTTP (the size limit and the queue take that text), and the checksum is
+        # over its content either way, so it is validated as parsed, not decoded again. No
+        # payload is an empty body.
         payload = message.get("payload")
         body = b"" if payload is None else _encode(payload)
-        task = asyncio.create_task(self._save(conn, who, rid, body), name=f"socket-save-{rid}")
+        task = asyncio.create_task(
+            self._save(conn, who, rid, body, payload), name=f"socket-save-{rid}"
+        )
         waiting.add(task)
         task.add_done_callback(waiting.discard)
         return None
@@ -93,9 +96,11 @@ class SocketSaves:
     def in_flight(self, conn: ServerConnection) -> int:
         return len(self._waiting.get(conn, ()))
 
-    async def _save(self, conn: ServerConnection, who: Principal, rid: str, body: bytes) -> None:
+    async def _save(
+        self, conn: ServerConnection, who: Principal, rid: str, body: bytes, payload: object
+    ) -> None:
         try:
-            text = save_ack_frame(rid, await self.service.receive(who, body))
+            text = save_ack_frame(rid, await self.service.receive(who, body, payload))
         except Exception as exc:
             frame = error_frame(error_for(exc, "a socket save"), rid)
             text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
