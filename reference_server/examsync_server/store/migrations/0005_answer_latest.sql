@@ -1,8 +1,8 @@
 -- Each answer's value is written once, into its history row; the latest version of an answer
 -- only points at that row. Before, `answer` held a second copy of every value: rows of ~1-2 KB
 -- in a WITHOUT ROWID table spill onto overflow pages, so each save rewrote ~5 random pages
--- (~1,100 WAL pages per batch of 230 saves, half of the persister's time). Now a batch appends
--- history rows and touches one small page per candidate (~450 WAL pages per batch).
+-- (1,261 WAL pages per batch of 230 saves, bench/commit.py: half of the persister's time).
+-- Now a batch appends history rows and touches small pages per candidate (650 WAL pages).
 --
 -- History stays idempotent: the unique key leads with the stream message id, which only grows,
 -- so its inserts append instead of landing on a random page. A message persisted twice (a crash
