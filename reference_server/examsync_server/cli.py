@@ -156,9 +156,9 @@ async def _serve(settings: Settings, demo: bool) -> None:
     from .app import create_app
     from .runtime import Runtime, freeze_startup_heap, lower_priority
 
+    lower_priority(settings.nice)  # before any thread starts: niceness is per thread
     runtime = await Runtime.start(settings)
     freeze_startup_heap()
-    lower_priority(settings.nice)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -255,9 +255,9 @@ async def _run_alone(settings: Settings, banner: str) -> None:
     `{socket_url}` in `banner` becomes where the socket server listens."""
     from .runtime import Runtime, freeze_startup_heap, lower_priority
 
+    lower_priority(settings.nice)  # before any thread starts: niceness is per thread
     runtime = await Runtime.start(settings)
     freeze_startup_heap()
-    lower_priority(settings.nice)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -25,6 +25,7 @@ __all__ = [
     "canonical_json",
     "checksum",
     "decode_json",
+    "finite_float",
     "format_timestamp",
     "parse_timestamp",
     "value_sha256",
@@ -85,6 +86,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def finite_float(text: str) -> float:
+    """A JSON number as a float, refused when out of range: `1e999` is valid JSON that Python
+    would read as infinity, which canonical JSON cannot write (a `parse_float` for json)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
 # Our messages nest 6 deep. The bound matters in Pyodide: there, deep nesting overflows the
 # JavaScript stack and kills the interpreter outright instead of raising RecursionError.
 MAX_JSON_DEPTH = 32
@@ -121,7 +131,12 @@ def decode_json(data: bytes | str) -> Any:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         if _too_deep(text):
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH}")
-        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=_reject_constant)
+        return json.loads(
+            text,
+            object_pairs_hook=no_duplicates,
+            parse_constant=_reject_constant,
+            parse_float=finite_float,
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RemoteProtocolError(f"malformed JSON: {exc}") from exc
 

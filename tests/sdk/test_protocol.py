@@ -120,7 +120,15 @@ def test_value_sha256() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{", b"\xff", '{"a": NaN}', '{"a": Infinity}', '{"a": 1, "a": 2}', "[" * 100_000],
+    [
+        b"{",
+        b"\xff",
+        '{"a": NaN}',
+        '{"a": Infinity}',
+        '{"a": -1e999}',  # valid JSON, but no finite number: canonical JSON could not write it
+        '{"a": 1, "a": 2}',
+        "[" * 100_000,
+    ],
 )
 def test_decode_json_refuses_malformed_input(raw: bytes | str) -> None:
     with pytest.raises(RemoteProtocolError):

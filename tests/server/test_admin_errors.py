@@ -211,6 +211,7 @@ NOT_JSON_CASES = [
     pytest.param(raw("{} {}"), 400, "invalid_json", id="trailing-data"),
     pytest.param(b'{"exam_name": "\xff\xfe"}', 400, "invalid_json", id="not-utf8"),
     pytest.param(raw('{"exam_plan": NaN}'), 400, "invalid_json", id="nan"),
+    pytest.param(raw('{"exam_plan": 1e999}'), 400, "invalid_json", id="out-of-range"),
     pytest.param(raw('{"exam_plan": -Infinity}'), 400, "invalid_json", id="infinity"),
     pytest.param(raw("[" * 100_000 + "]" * 100_000), 400, "invalid_json", id="deeply-nested"),
     pytest.param(raw('{"exam_plan": ' + "9" * 5000 + "}"), 400, "invalid_json", id="huge-int"),

@@ -7,6 +7,7 @@ import hashlib
 import sqlite3
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from quart.typing import TestClientProtocol as Client
 
@@ -138,12 +139,19 @@ async def test_restore_from_redis_then_from_sqlite_after_redis_loss(
     assert third.answers == first.answers
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "UPDATE answer_history SET value = 'tampered' WHERE quiz_code = 'Q002'",
+        "DELETE FROM answer_history WHERE quiz_code = 'Q002'",  # the value itself is gone
+    ],
+)
 async def test_partial_restore_names_what_it_could_not_restore(
-    client: Client, admin: dict[str, str], db: sqlite3.Connection, sync_redis: Any
+    client: Client, admin: dict[str, str], db: sqlite3.Connection, sync_redis: Any, damage: str
 ) -> None:
     auth = await started(client, admin)
     await save(client, auth, save_body({"Q001": ("2", 1), "Q002": ("1", 1)}))
-    db.execute("UPDATE answer_history SET value = 'tampered' WHERE quiz_code = 'Q002'")
+    db.execute(damage)
     db.commit()
     sync_redis.delete(f"exam:{PLAN_ID}:test:{EXAM_CODE}:user:CAND202301")
     body = await (await client.get(f"/api/v1/answers/{EXAM_CODE}", headers=auth)).get_json()

@@ -48,6 +48,7 @@ BAD_SAVES = [
     ("checksum", tampered(), 422, "checksum_mismatch"),
     ("not-json", b"{not json", 400, "invalid_json"),
     ("nan", b'{"x": NaN}', 400, "invalid_json"),
+    ("out-of-range", b'{"x": 1e999}', 400, "invalid_json"),  # valid JSON, read as infinity
     ("list", b"[1, 2]", 422, "invalid_request"),
     ("missing-answers", with_body(answers=None), 422, "invalid_request"),
     (

@@ -118,6 +118,9 @@ async def test_saves_that_cannot_be_taken_are_refused_clearly(
         assert {e["error"]["code"] for e in errors} == {"invalid_message"}
         await p.ws.send('{"type":"save","id":"none"}')  # no payload: an empty body
         assert (await answer_to(p, "none"))["error"]["code"] == "invalid_json"
+        # JSON, but a number no canonical JSON can write (Python reads it as infinity)
+        await p.ws.send('{"type":"save","id":"inf","payload":{"x":1e999}}')
+        assert (await answer_to(p, "inf"))["error"]["code"] == "invalid_json"
     async with peer(url, sup) as s:
         assert s.welcome["features"] == []
         await s.ws.send(save_frame("s1", good))

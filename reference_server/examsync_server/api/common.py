@@ -7,6 +7,8 @@ from typing import Any
 
 from quart import current_app, request
 
+from examsync.protocol import finite_float
+
 from ..auth import Principal, bearer
 from ..errors import ApiError
 from ..runtime import Runtime
@@ -59,7 +61,7 @@ async def json_body(*, optional: bool = False) -> Any:
     if not data:
         raise ApiError(400, "empty_body", "the request needs a JSON body")
     try:
-        return json.loads(data, parse_constant=_not_json)
+        return json.loads(data, parse_constant=_not_json, parse_float=finite_float)
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
@@ -69,7 +71,8 @@ async def json_body(*, optional: bool = False) -> Any:
         raise ApiError(
             400,
             "invalid_json",
-            "the body is not acceptable JSON: NaN/Infinity, a number too long or nesting too deep",
+            "the body is not acceptable JSON: NaN/Infinity, a number too long or too large, or"
+            " nesting too deep",
         ) from None
 
 

@@ -267,7 +267,7 @@ def read_sheet(rows: Iterable[Any], sheet: Any, navigation: Iterable[Any]) -> St
     answers: dict[str, dict[str, Any]] = {}
     damaged: list[str] = []
     for row in rows:
-        if value_sha256(row["value"]) != row["value_sha256"]:
+        if row["value"] is None or value_sha256(row["value"]) != row["value_sha256"]:
             damaged.append(row["quiz_code"])
             continue
         answers[row["quiz_code"]] = {
