@@ -13,34 +13,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import time
 from pathlib import Path
 
 from benchlib import machine_line, scratch_dir
-from saves import Candidate
+from saves import Candidate, stream_fields
 
-from examsync_server.demo.sample import EXAM_CODE, PLAN_ID
 from examsync_server.store.answers import QueuedSave, apply_saves
 from examsync_server.store.sqlite import Database, connect_sync, write_transaction
+from examsync_server.workers.answer_sink import parse_entry
 from examsync_server.workers.persister import WAL_PAGES
 
 SERVER_TIME = "2026-01-01T00:00:00.000Z"
 
 
 def batch_of(cands: list[Candidate], size: int, rng: random.Random, first: int) -> list[QueuedSave]:
-    saves = []
-    for n in range(size):
-        cand = cands[rng.randrange(len(cands))]
-        payload = json.loads(cand.build()[0])
-        saves.append(
-            QueuedSave(
-                f"{first + n}-0", "r", "n", PLAN_ID, cand.id, EXAM_CODE, SERVER_TIME, False, payload
-            )
-        )
-    return saves
+    """`size` saves as the persister reads them off the stream, with message ids from `first`."""
+    return [
+        parse_entry(f"{first + n}-0", stream_fields(str(n), rng.choice(cands).build()[0]))
+        for n in range(size)
+    ]
 
 
 def wal_frames(path: Path) -> int:

@@ -126,6 +126,21 @@ class Results:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
+def stream_fields(rid: str, body: bytes) -> dict[str, str]:
+    """A save's entry on the answer stream, the fields the server queues (plan_queue.py), for
+    the persister's own parse_entry to read."""
+    payload = json.loads(body)
+    return {
+        "rid": rid,
+        "node": "bench",
+        "plan": PLAN_ID,
+        "cand": payload["userId"],
+        "exam": payload["testCode"],
+        "at": payload["timestamp"],
+        "p": body.decode(),
+    }
+
+
 def error_code(reply: bytes) -> str:
     try:
         return str(json.loads(reply)["error"]["code"])
@@ -200,41 +215,26 @@ async def raw_limit(redis_url: str, sqlite_path: Path, cands: list[Candidate], c
 
     from examsync_server.store import keys
     from examsync_server.store.answer_cache import AnswerCache
-    from examsync_server.store.answers import QueuedSave, apply_batch
+    from examsync_server.store.answers import apply_batch
     from examsync_server.store.sqlite import connect_sync
+    from examsync_server.workers.answer_sink import parse_entry
 
     redis = Redis.from_url(redis_url, decode_responses=True)
     stream = f"bench-raw:{os.getpid()}"
     await redis.xgroup_create(stream, "raw", id="0", mkstream=True)
-    bodies = [cands[n % len(cands)].next_save()[0] for n in range(count)]
+    entries = [stream_fields(str(n), cands[n % len(cands)].next_save()[0]) for n in range(count)]
     conn = connect_sync(sqlite_path)
     cache = AnswerCache(redis)
     started = time.perf_counter()
     async with redis.pipeline(transaction=False) as pipe:
-        for n, body in enumerate(bodies):
-            pipe.xadd(stream, {"rid": str(n), "p": body.decode()})
+        for fields in entries:
+            pipe.xadd(stream, fields)  # type: ignore[arg-type]  # (its dict type is invariant)
         await pipe.execute()
     done = 0
     while done < count:
         reply: Any = await redis.xreadgroup("raw", "c", {stream: ">"}, count=500)
-        entries = reply[0][1]
-        saves = []
-        for mid, fields in entries:
-            payload = json.loads(fields["p"])
-            saves.append(
-                QueuedSave(
-                    mid,
-                    fields["rid"],
-                    "n",
-                    PLAN_ID,
-                    payload["userId"],
-                    EXAM_CODE,
-                    payload["timestamp"],
-                    False,
-                    payload,
-                )
-            )
-        result = await asyncio.to_thread(apply_batch, conn, saves, payload["timestamp"])
+        saves = [parse_entry(mid, fields) for mid, fields in reply[0][1]]
+        result = await asyncio.to_thread(apply_batch, conn, saves, saves[-1].received_at)
         await cache.apply(result.sheets)
         await redis.xack(stream, "raw", *[s.message_id for s in saves])
         await redis.xdel(stream, *[s.message_id for s in saves])

@@ -18,7 +18,7 @@ import httpx
 
 from .config import Settings, load_or_create_secret, settings_from_env
 from .errors import StartupError
-from .runtime import check_data_dir
+from .runtime import Runtime, check_data_dir, freeze_startup_heap, lower_priority
 from .serving import HTTP_SERVERS, event_loop_runner, serve_http
 
 
@@ -152,13 +152,18 @@ def _run(settings: Settings, demo: bool) -> None:
     event_loop_runner(settings)(_serve(settings, demo))
 
 
-async def _serve(settings: Settings, demo: bool) -> None:
-    from .app import create_app
-    from .runtime import Runtime, freeze_startup_heap, lower_priority
-
+async def _start_process(settings: Settings) -> Runtime:
+    """The runtime of a server process of its own (not of an app under test)."""
     lower_priority(settings.nice)  # before any thread starts: niceness is per thread
     runtime = await Runtime.start(settings)
     freeze_startup_heap()
+    return runtime
+
+
+async def _serve(settings: Settings, demo: bool) -> None:
+    from .app import create_app
+
+    runtime = await _start_process(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -253,11 +258,7 @@ def sockets(
 async def _run_alone(settings: Settings, banner: str) -> None:
     """A runtime with no HTTP server (the persister, the socket server) until a signal;
     `{socket_url}` in `banner` becomes where the socket server listens."""
-    from .runtime import Runtime, freeze_startup_heap, lower_priority
-
-    lower_priority(settings.nice)  # before any thread starts: niceness is per thread
-    runtime = await Runtime.start(settings)
-    freeze_startup_heap()
+    runtime = await _start_process(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -28,6 +28,7 @@ __all__ = [
     "finite_float",
     "format_timestamp",
     "parse_timestamp",
+    "reject_constant",
     "value_sha256",
     "verify_checksum",
 ]
@@ -82,7 +83,9 @@ def value_sha256(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-def _reject_constant(name: str) -> Any:
+def reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); Python's parser would take them (a
+    `parse_constant` for json)."""
     raise ValueError(f"{name} is not JSON")
 
 
@@ -134,7 +137,7 @@ def decode_json(data: bytes | str) -> Any:
         return json.loads(
             text,
             object_pairs_hook=no_duplicates,
-            parse_constant=_reject_constant,
+            parse_constant=reject_constant,
             parse_float=finite_float,
         )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

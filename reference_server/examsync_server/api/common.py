@@ -7,7 +7,7 @@ from typing import Any
 
 from quart import current_app, request
 
-from examsync.protocol import finite_float
+from examsync.protocol import finite_float, reject_constant
 
 from ..auth import Principal, bearer
 from ..errors import ApiError
@@ -61,7 +61,7 @@ async def json_body(*, optional: bool = False) -> Any:
     if not data:
         raise ApiError(400, "empty_body", "the request needs a JSON body")
     try:
-        return json.loads(data, parse_constant=_not_json, parse_float=finite_float)
+        return json.loads(data, parse_constant=reject_constant, parse_float=finite_float)
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
@@ -74,8 +74,3 @@ async def json_body(*, optional: bool = False) -> Any:
             "the body is not acceptable JSON: NaN/Infinity, a number too long or too large, or"
             " nesting too deep",
         ) from None
-
-
-def _not_json(constant: str) -> Any:
-    """NaN and Infinity are not JSON (RFC 8259); Python's parser would take them."""
-    raise ValueError(f"{constant} is not JSON")
