@@ -45,11 +45,20 @@ def get_str(m: Mapping[str, Any], key: str, path: str) -> str:
     return value
 
 
+# The largest integer a browser's numbers hold exactly (Number.MAX_SAFE_INTEGER); beyond it
+# Python reads JSON integers exactly, but JavaScript and SQLite's 64-bit INTEGER do not.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
 def get_int(m: Mapping[str, Any], key: str, path: str, *, minimum: int | None = None) -> int:
     value = _get(m, key, path)
     # bool is an int in Python but not a number on the wire.
     if not isinstance(value, int) or isinstance(value, bool):
         raise RemoteProtocolError("expected an integer", path=_join(path, key))
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise RemoteProtocolError(
+            f"expected an integer within ±{MAX_SAFE_INTEGER}", path=_join(path, key)
+        )
     if minimum is not None and value < minimum:
         raise RemoteProtocolError(f"expected an integer >= {minimum}", path=_join(path, key))
     return value

@@ -103,6 +103,7 @@ def finite_float(text: str) -> float:
 MAX_JSON_DEPTH = 32
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _too_deep(text: str) -> bool:
@@ -117,7 +118,8 @@ def _too_deep(text: str) -> bool:
 
 
 def decode_json(data: bytes | str) -> Any:
-    """Parse JSON from the peer strictly (UTF-8, no NaN/Infinity, no duplicate keys).
+    """Parse JSON from the peer strictly (UTF-8, no NaN/Infinity, no duplicate keys, no lone
+    surrogates).
 
     Nesting deeper than :data:`MAX_JSON_DEPTH` is refused before parsing.
     """
@@ -134,13 +136,18 @@ def decode_json(data: bytes | str) -> Any:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         if _too_deep(text):
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH}")
-        return json.loads(
+        decoded = json.loads(
             text,
             object_pairs_hook=no_duplicates,
             parse_constant=reject_constant,
             parse_float=finite_float,
         )
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        if _SURROGATE_ESCAPE.search(text):
+            # `"\ud800"` is valid JSON for a lone surrogate: not Unicode, it has no UTF-8
+            # spelling, so it could never be stored, hashed or checksummed. Escaped pairs are fine.
+            json.dumps(decoded, ensure_ascii=False).encode("utf-8")
+        return decoded
+    except (UnicodeError, ValueError, RecursionError) as exc:
         raise RemoteProtocolError(f"malformed JSON: {exc}") from exc
 
 

@@ -98,6 +98,9 @@ def resign(wire: dict[str, Any]) -> dict[str, Any]:
         (lambda w: w["answers"]["Q001"].__setitem__("version", 0), "answers.Q001.version"),
         (lambda w: w["answers"]["Q001"].__setitem__("version", True), "answers.Q001.version"),
         (lambda w: w["answers"]["Q001"].__setitem__("version", 1.5), "answers.Q001.version"),
+        # Past 2**53 - 1 a browser's numbers are not exact, past 2**63 SQLite cannot store it.
+        (lambda w: w["answers"]["Q001"].__setitem__("version", 2**53), "answers.Q001.version"),
+        (lambda w: w["metadata"]["behavior"].__setitem__("focusTime", 10**20), "focusTime"),
         (lambda w: w["answers"]["Q001"].__setitem__("value", 7), "answers.Q001.value"),
         (lambda w: w["answers"]["Q001"].__setitem__("updated", "09:00"), "answers.Q001.updated"),
         (lambda w: w["answers"].__setitem__("Q001", []), "answers.Q001"),

@@ -128,11 +128,17 @@ def test_value_sha256() -> None:
         '{"a": -1e999}',  # valid JSON, but no finite number: canonical JSON could not write it
         '{"a": 1, "a": 2}',
         "[" * 100_000,
+        '{"a": "x\\ud800"}',  # a lone surrogate: valid JSON, not Unicode
+        '["\\udc00\\ud83d"]',  # a pair in the wrong order is two lone ones
     ],
 )
 def test_decode_json_refuses_malformed_input(raw: bytes | str) -> None:
     with pytest.raises(RemoteProtocolError):
         decode_json(raw)
+
+
+def test_decode_json_takes_escaped_surrogate_pairs() -> None:
+    assert decode_json('"\\ud83d\\ude00 \\\\ud800"') == "\U0001f600 \\ud800"
 
 
 def test_decode_json_bounds_nesting_outside_strings_only() -> None:

@@ -145,6 +145,21 @@ async def test_a_poison_entry_is_dead_lettered_alerted_and_replayed(
     assert again.status_code == 404
 
 
+async def test_an_entry_sqlite_cannot_bind_is_dead_lettered_not_retried_forever(
+    client: Client, admin: dict[str, str], sync_redis: Any, db: sqlite3.Connection
+) -> None:
+    """Not an sqlite3.Error: binding 2**63 raises OverflowError. Validation refuses such a
+    version now; an entry queued before it did must still not block the stream behind it."""
+    auth = await started(client, admin)
+    sync_redis.xadd(STREAM, queue_entry(save_body({"Q001": ("2", 2**63)})))
+    response = await save(client, auth, save_body({"Q002": ("3", 1)}))
+    assert response.status_code == 200
+    await eventually(lambda: db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0] == 1)
+    assert "too large" in db.execute("SELECT error FROM dead_letter").fetchone()[0]
+    rows = db.execute("SELECT quiz_code, version FROM answer").fetchall()
+    assert [tuple(r) for r in rows] == [("Q002", 1)]
+
+
 async def test_an_unreadable_entry_goes_straight_to_the_dead_letters(
     client: Client, admin: dict[str, str], sync_redis: Any, db: sqlite3.Connection
 ) -> None:

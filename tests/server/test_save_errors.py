@@ -15,7 +15,7 @@ from examsync_server.clock import iso, utc_now
 from examsync_server.config import Settings
 from examsync_server.demo.sample import EXAM_CODE, PLAN_ID
 
-from .answer_helpers import encoded, save_body
+from .answer_helpers import T0, encoded, save_body
 from .conftest import load_plan, login
 from .test_answers import save, started
 
@@ -89,6 +89,31 @@ BAD_SAVES = [
         "invalid_request",
     ),
     ("no-offset", with_body(timestamp="2024-01-15T09:00:00"), 422, "invalid_request"),
+    # Not Unicode: no UTF-8 spelling to store, checksum or hash it with.
+    (
+        "lone-surrogate",
+        encoded(save_body({"Q001": ("2", 1)})).replace(b'"value":"2"', b'"value":"\\ud800"'),
+        400,
+        "invalid_json",
+    ),
+    (
+        # Beyond what a browser's numbers hold exactly, and what SQLite's INTEGER holds.
+        "huge-version",
+        with_body(answers={"Q001": {"value": "2", "version": 2**63, "updated": T0}}),
+        422,
+        "invalid_request",
+    ),
+    (
+        "huge-counter",
+        with_body(
+            metadata={
+                "device": {"type": "PC", "browser": "Chrome 120", "os": "Windows 11"},
+                "behavior": {"focusTime": 10**20, "editCount": 1, "keystrokes": 0},
+            }
+        ),
+        422,
+        "invalid_request",
+    ),
     ("huge", b'{"a": "' + b"x" * (1024 * 1024 + 10) + b'"}', 413, "payload_too_large"),
 ]
 

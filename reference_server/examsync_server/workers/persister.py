@@ -208,7 +208,9 @@ class Persister:
             return
         try:
             committed = await self._commit_in_writer(batch)
-        except sqlite3.Error as exc:
+        except Exception as exc:  # whatever stops a batch must not stop its stream
+            # Not only sqlite3.Error: a value SQLite cannot bind (OverflowError), or a bug, would
+            # otherwise fail the same batch forever; counted, such an entry is dead-lettered.
             await self.settle()
             await self._failed(batch, exc)
             return
@@ -274,7 +276,7 @@ class Persister:
             await pipe.execute()
         self.hub.resolve_local(by_node)
 
-    async def _failed(self, batch: list[Queued], exc: sqlite3.Error) -> None:
+    async def _failed(self, batch: list[Queued], exc: Exception) -> None:
         """Count an attempt for each entry; one that has failed too often is tried alone and,
         failing again, dead-lettered, so a poison entry cannot block its whole stream."""
         log.warning("persisting %d entries failed: %s", len(batch), exc)
@@ -285,7 +287,7 @@ class Persister:
                 continue
             try:
                 committed = await self._commit_in_writer([queued])
-            except sqlite3.Error as alone:
+            except Exception as alone:  # as in persist()
                 await self.dead_letters.add(
                     queued.stream, queued.message_id, queued.fields, str(alone), attempts
                 )
