@@ -15,7 +15,6 @@ one `<request id> <ack JSON>` line per acknowledgement (ids are hex; JSON escape
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
+
+from . import fast_json
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def channel(node_id: str) -> str:
 
 def encode_ack(ack: Mapping[str, Any]) -> bytes:
     """The acknowledgement as the client receives it."""
-    return json.dumps(ack, ensure_ascii=False, separators=(",", ":")).encode()
+    return fast_json.dumps(ack)
 
 
 def parse_message(data: str | bytes) -> list[tuple[str, bytes]]:

@@ -70,7 +70,7 @@ class ReceiptSigner:
         receipt carries its proof, so it still verifies alone (examsync.receipt_tree)."""
         if not payloads:
             return []
-        leaves = [leaf_hash(canonical_json(p.to_wire())) for p in payloads]
+        leaves = [leaf_hash(canonical_json(p.to_wire(), string_keys=True)) for p in payloads]
         root, proofs = build(leaves)
         signature = self.keys[self.current].sign(root_statement(root))
         return [

@@ -37,13 +37,15 @@ __all__ = [
 # --- canonical JSON and checksum (the one definition both sides use) ---------------------------
 
 
-def canonical_json(obj: Any) -> bytes:
+def canonical_json(obj: Any, *, string_keys: bool = False) -> bytes:
     """``obj`` as canonical JSON: UTF-8, keys sorted, separators ``,`` ``:``, no ASCII escaping.
 
     NaN and infinities are refused (JSON has no spelling for them); so are non-string keys,
-    which ``json`` would otherwise silently turn into strings.
+    which ``json`` would otherwise silently turn into strings. ``string_keys=True`` skips that
+    walk when the caller knows every key is a string: JSON it decoded, a dict it spelled out.
     """
-    _check_keys(obj)
+    if not string_keys:
+        _check_keys(obj)
     try:
         text = json.dumps(
             obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -64,15 +66,18 @@ def _check_keys(obj: Any) -> None:
             _check_keys(item)
 
 
-def checksum(payload: Mapping[str, Any]) -> str:
+def checksum(payload: Mapping[str, Any], *, string_keys: bool = False) -> str:
     """SHA-256, lowercase hex, of the canonical JSON of ``payload`` without its ``checksum``."""
     body = {key: value for key, value in payload.items() if key != "checksum"}
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+    return hashlib.sha256(canonical_json(body, string_keys=string_keys)).hexdigest()
 
 
 def verify_checksum(payload: Mapping[str, Any]) -> None:
-    """Raise :class:`ChecksumMismatch` unless ``payload["checksum"]`` matches its content."""
-    expected = checksum(payload)
+    """Raise :class:`ChecksumMismatch` unless ``payload["checksum"]`` matches its content.
+
+    ``payload`` is decoded JSON (its keys are strings): the server checks every save this way.
+    """
+    expected = checksum(payload, string_keys=True)
     actual = payload.get("checksum")
     if actual != expected:
         raise ChecksumMismatch(expected=expected, actual=actual)

@@ -21,6 +21,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from .. import fast_json
 from ..auth import Principal
 from ..errors import ApiError, error_for
 from ..saves import SaveService
@@ -119,4 +120,4 @@ def save_ack_frame(rid: str, ack: bytes) -> str:
 
 
 def _encode(payload: Any) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return fast_json.dumps(payload)

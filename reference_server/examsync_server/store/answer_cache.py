@@ -17,36 +17,50 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from .. import fast_json
 from . import keys
 from .answers import SheetChange, StoredSheet
 
 NAV_KEPT = 500
 TTL_SECONDS = 7 * 24 * 3600
 
-# KEYS: one cache hash per change. ARGV[1]: the changes as a JSON array, in KEYS' order.
+# KEYS: one cache hash per change. ARGV[1], ARGV[2]: navigation steps kept, TTL. Then per key,
+# in KEYS' order: the answer count n, n times (field, version, answer JSON); the meta's version
+# and JSON ('' '' for none); the new navigation steps as a JSON array.
+# Answers and meta arrive encoded and are stored as they are; a stored version is read off its
+# JSON text, which cannot hold `"version":` but as its own key (a quote inside a string is
+# escaped): decoding ~1 KB of answer per save only to compare versions cost Redis its CPU.
 _UPDATE = """
-local changes = cjson.decode(ARGV[1])
-local keep = tonumber(ARGV[2])
-for i, change in ipairs(changes) do
-  local key = KEYS[i]
-  for quiz, answer in pairs(change.answers) do
-    local field = 'a:' .. quiz
+local function stored_version(text)
+  return tonumber(string.match(text, '"version":([-0-9.eE+]+)'))
+end
+local keep = tonumber(ARGV[1])
+local at = 3
+for _, key in ipairs(KEYS) do
+  local count = tonumber(ARGV[at])
+  at = at + 1
+  for _ = 1, count do
+    local field, version, answer = ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2]
+    at = at + 3
     local current = redis.call('HGET', key, field)
-    if (not current) or cjson.decode(current).version < answer.version then
-      redis.call('HSET', key, field, cjson.encode(answer))
+    if (not current) or (stored_version(current) or 0) < version then
+      redis.call('HSET', key, field, answer)
     end
   end
-  if change.meta and change.meta.version then
+  local meta_version, meta = ARGV[at], ARGV[at + 1]
+  local steps = ARGV[at + 2]
+  at = at + 3
+  if meta_version ~= '' then
     local current = redis.call('HGET', key, 'meta')
-    if (not current) or cjson.decode(current).version <= change.meta.version then
-      redis.call('HSET', key, 'meta', cjson.encode(change.meta))
+    if (not current) or (stored_version(current) or 0) <= tonumber(meta_version) then
+      redis.call('HSET', key, 'meta', meta)
     end
   end
-  if #change.navigation > 0 then
+  if steps ~= '[]' then
     local nav = {}
     local current = redis.call('HGET', key, 'nav')
     if current then nav = cjson.decode(current) end
-    for _, step in ipairs(change.navigation) do table.insert(nav, step) end
+    for _, step in ipairs(cjson.decode(steps)) do table.insert(nav, step) end
     if #nav > keep then
       local trimmed = {}
       for j = #nav - keep + 1, #nav do table.insert(trimmed, nav[j]) end
@@ -54,13 +68,26 @@ for i, change in ipairs(changes) do
     end
     redis.call('HSET', key, 'nav', cjson.encode(nav))
   end
-  redis.call('EXPIRE', key, ARGV[3])
+  redis.call('EXPIRE', key, ARGV[2])
 end
-return #changes
+return #KEYS
 """
 # One script call carries this many sheets: a batch's worth in a few calls, each short enough
 # not to hold Redis (single-threaded) for long.
 CHANGES_PER_CALL = 100
+
+
+def _arguments(change: SheetChange) -> list[str | int | bytes]:
+    """One change's part of the script's ARGV."""
+    args: list[str | int | bytes] = [len(change.answers)]
+    for quiz_code, answer in change.answers.items():
+        args += ["a:" + quiz_code, answer["version"], fast_json.dumps(answer)]
+    if change.meta and "version" in change.meta:
+        args += [change.meta["version"], fast_json.dumps(change.meta)]
+    else:
+        args += ["", ""]
+    args.append(fast_json.dumps(change.navigation))
+    return args
 
 
 class AnswerCache:
@@ -75,17 +102,11 @@ class AnswerCache:
         async with self.redis.pipeline(transaction=False) as pipe:
             for i in range(0, len(changes), CHANGES_PER_CALL):
                 part = changes[i : i + CHANGES_PER_CALL]
-                body = json.dumps(
-                    [
-                        {"answers": c.answers, "meta": c.meta, "navigation": c.navigation}
-                        for c in part
-                    ],
-                    ensure_ascii=False,
-                )
                 cache_keys = [
                     keys.answer_cache(c.plan_id, c.exam_code, c.candidate_id) for c in part
                 ]
-                pipe.eval(_UPDATE, len(part), *cache_keys, body, NAV_KEPT, TTL_SECONDS)
+                args = [arg for change in part for arg in _arguments(change)]
+                pipe.eval(_UPDATE, len(part), *cache_keys, NAV_KEPT, TTL_SECONDS, *args)
             await pipe.execute()
 
     async def fill(

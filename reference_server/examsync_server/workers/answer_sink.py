@@ -7,7 +7,6 @@ new versions (newest wins), before any ack leaves, so a restore right after an a
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from typing import Any
@@ -17,6 +16,7 @@ from redis.exceptions import RedisError
 
 from examsync.messages import AckStatus, AnswerResult, ReceiptPayload, SaveAck
 
+from .. import fast_json
 from ..receipts import ReceiptSigner
 from ..store import keys
 from ..store.answer_cache import AnswerCache
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def parse_entry(message_id: str, fields: dict[str, str]) -> QueuedSave:
-    payload = json.loads(fields["p"])
+    payload = fast_json.loads(fields["p"])  # validated before it was queued
     if not isinstance(payload, dict) or not isinstance(payload.get("answers"), dict):
         raise ValueError("payload is not a save")
     return QueuedSave(
