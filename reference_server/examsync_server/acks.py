@@ -15,6 +15,7 @@ one `<request id> <ack JSON>` line per acknowledgement (ids are hex; JSON escape
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -53,14 +54,37 @@ class AckHub:
         self.redis = redis
         self.node_id = node_id
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
+        # Every request's deadline in one heap, one timer for the first due: a timer per
+        # request, as asyncio.timeout sets and cancels, cost each save ~5 µs.
+        self._deadlines: list[tuple[float, str]] = []
+        self._timer: asyncio.TimerHandle | None = None
 
-    def expect(self, rid: str) -> asyncio.Future[bytes]:
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    def expect(self, rid: str, timeout: float) -> asyncio.Future[bytes]:
+        """A future for `rid`'s ack; it fails with TimeoutError if none comes in `timeout` s."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
         self._waiting[rid] = future
+        deadline = loop.time() + timeout
+        heapq.heappush(self._deadlines, (deadline, rid))
+        if self._timer is None or deadline < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(deadline, self._expire)
         return future
 
     def forget(self, rid: str) -> None:
-        self._waiting.pop(rid, None)
+        future = self._waiting.pop(rid, None)
+        if future is not None and future.done() and not future.cancelled():
+            future.exception()  # a timeout nobody awaited (queueing failed first) is no error
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time() + 0.001  # the loop may run a timer a hair early
+        while self._deadlines and self._deadlines[0][0] <= now:
+            future = self._waiting.get(heapq.heappop(self._deadlines)[1])
+            if future is not None and not future.done():
+                future.set_exception(TimeoutError())
+        self._timer = loop.call_at(self._deadlines[0][0], self._expire) if self._deadlines else None
 
     def resolve(self, rid: str, ack: bytes) -> None:
         future = self._waiting.pop(rid, None)

@@ -8,7 +8,6 @@ whose content was made before the end is still taken within the grace window, fl
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import secrets
 from collections.abc import Callable, Iterable
@@ -61,11 +60,11 @@ class PlanQueue:
     ) -> bytes:
         """Queue the entry on the plan's `kind` stream; return its ack (JSON) once committed."""
         rid = f"{self._rid_prefix}{next(self._rids):x}"
-        waiting = self.hub.expect(rid)  # before queueing: the ack may beat us back
+        # Before queueing: the ack may beat us back. The timeout counts from here.
+        waiting = self.hub.expect(rid, self.ack_timeout_seconds)
         try:
             await self._queue(who, kind, rid, fields, made_before)
-            async with asyncio.timeout(self.ack_timeout_seconds):
-                return await waiting
+            return await waiting
         except TimeoutError:
             raise ApiError(
                 503,

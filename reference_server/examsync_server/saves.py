@@ -16,6 +16,7 @@ from examsync.exceptions import ChecksumMismatch, RemoteProtocolError
 from examsync.messages import SavePayload
 from examsync.protocol import decode_json
 
+from . import fast_json
 from .auth import Principal
 from .catalog import Catalog
 from .config import Settings
@@ -64,7 +65,7 @@ class SaveService:
         except RemoteProtocolError as exc:
             raise ApiError(400, "invalid_json", str(exc)) from None
         try:
-            parsed = SavePayload.from_wire(payload)
+            parsed = SavePayload.from_wire(payload, quick=fast_json.canonical)
         except ChecksumMismatch as exc:
             raise ApiError(
                 422,

@@ -31,7 +31,7 @@ from .exceptions import (
     RemoteProtocolError,
     ServerError,
 )
-from .protocol import checksum, verify_checksum
+from .protocol import CanonicalEncoder, checksum, verify_checksum
 from .receipt import Receipt, ReceiptPayload
 
 __all__ = [
@@ -201,11 +201,12 @@ class SavePayload:
         return wire
 
     @classmethod
-    def from_wire(cls, obj: object) -> SavePayload:
-        """Validate a received payload, its checksum first (over exactly what was received)."""
+    def from_wire(cls, obj: object, *, quick: CanonicalEncoder | None = None) -> SavePayload:
+        """Validate a received payload, its checksum first (over exactly what was received;
+        ``quick``: as :func:`~examsync.protocol.verify_checksum`)."""
         m = require_object(obj, "")
         get_str(m, "checksum", "")
-        verify_checksum(m)
+        verify_checksum(m, quick=quick)
         answers = get_object(m, "answers", "")
         return cls(
             exam_id=get_str(m, "examId", ""),

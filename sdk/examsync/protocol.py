@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,13 +72,28 @@ def checksum(payload: Mapping[str, Any], *, string_keys: bool = False) -> str:
     return hashlib.sha256(canonical_json(body, string_keys=string_keys)).hexdigest()
 
 
-def verify_checksum(payload: Mapping[str, Any]) -> None:
+# Another encoder of canonical JSON (the server's, compiled): the same bytes for nearly all
+# input; it may raise TypeError or ValueError for what it cannot encode.
+CanonicalEncoder = Callable[[Any], bytes]
+
+
+def verify_checksum(payload: Mapping[str, Any], *, quick: CanonicalEncoder | None = None) -> None:
     """Raise :class:`ChecksumMismatch` unless ``payload["checksum"]`` matches its content.
 
     ``payload`` is decoded JSON (its keys are strings): the server checks every save this way.
+    ``quick`` is tried first; only when its digest does not match does :func:`canonical_json`,
+    the definition, decide. (A digest over a faithful spelling of the same content proves it
+    intact either way; they can differ only in how some floats are spelled.)
     """
-    expected = checksum(payload, string_keys=True)
     actual = payload.get("checksum")
+    if quick is not None:
+        body = {key: value for key, value in payload.items() if key != "checksum"}
+        try:
+            if hashlib.sha256(quick(body)).hexdigest() == actual:
+                return
+        except (TypeError, ValueError):
+            pass
+    expected = checksum(payload, string_keys=True)
     if actual != expected:
         raise ChecksumMismatch(expected=expected, actual=actual)
 
@@ -122,6 +137,17 @@ def _too_deep(text: str) -> bool:
     return False
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)  # at C speed; a key seen twice makes it shorter
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+    return result
+
+
 def decode_json(data: bytes | str) -> Any:
     """Parse JSON from the peer strictly (UTF-8, no NaN/Infinity, no duplicate keys, no lone
     surrogates).
@@ -129,21 +155,13 @@ def decode_json(data: bytes | str) -> Any:
     Nesting deeper than :data:`MAX_JSON_DEPTH` is refused before parsing.
     """
 
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in result:
-                raise ValueError(f"duplicate key {key!r}")
-            result[key] = value
-        return result
-
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         if _too_deep(text):
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH}")
         decoded = json.loads(
             text,
-            object_pairs_hook=no_duplicates,
+            object_pairs_hook=_no_duplicates,
             parse_constant=reject_constant,
             parse_float=finite_float,
         )

@@ -1,11 +1,16 @@
 """Acknowledgements travel as the JSON the client receives (acks.py): encoded once by the
-persister, split off the channel message and spliced into a socket frame without a decode."""
+persister, split off the channel message and spliced into a socket frame without a decode.
+A request waits for its ack until its own timeout, whatever the others' timeouts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
-from examsync_server.acks import encode_ack, parse_message
+import pytest
+
+from examsync_server.acks import AckHub, encode_ack, parse_message
 from examsync_server.sockets.saves import save_ack_frame
 
 ACK = {"results": {"Q001": {"status": "stored", "version": 3}}, "serverTime": "…", "late": True}
@@ -27,3 +32,24 @@ def test_a_save_ack_frame_is_the_ack_with_type_and_id() -> None:
     frame = json.loads(save_ack_frame("7", encode_ack(ACK)))
     assert frame == {"type": "save_ack", "id": "7", **ACK}
     assert json.loads(save_ack_frame("8", b"{}")) == {"type": "save_ack", "id": "8"}
+
+
+async def test_each_wait_ends_at_its_own_timeout_or_its_ack() -> None:
+    hub = AckHub(redis=None, node_id="n")  # type: ignore[arg-type]  # no Redis used here
+    started = time.monotonic()
+    slow, fast, answered = hub.expect("slow", 0.4), hub.expect("fast", 0.1), hub.expect("a", 0.1)
+    hub.resolve("a", b"{}")
+    with pytest.raises(TimeoutError):
+        await fast
+    assert 0.09 < time.monotonic() - started < 0.3 and not slow.done()
+    assert await answered == b"{}"
+    with pytest.raises(TimeoutError):
+        await slow
+    assert time.monotonic() - started >= 0.39
+    hub.forget("slow")
+    hub.forget("fast")
+    # A timeout nobody awaited (the queueing failed first) is forgotten without a warning.
+    hub.expect("unawaited", 0.01)
+    await asyncio.sleep(0.05)
+    hub.forget("unawaited")
+    assert not hub._waiting and not hub._deadlines and hub._timer is None
