@@ -1,10 +1,11 @@
 """JSON the server writes for itself or reads back from itself: acks, the answer cache, queued
 payloads. orjson, 5-10× the standard library on these (bench/socket_saves.py spends it per save).
 
-Not for what a checksum or a signature covers: canonical JSON is examsync.protocol's, standard
-library only, so that client and server spell it byte for byte alike. Not for parsing a peer's
-JSON either: examsync.protocol.decode_json is the strict one (duplicate keys, depth, NaN).
-`canonical` is there to check checksums quickly, never to make one.
+Canonical JSON, what checksums and signatures cover, is examsync.protocol's (standard library
+only, the one definition client and server share). `canonical` spells the same bytes for JSON
+without floats (tests/server/test_fast_json.py): it encodes receipt payloads (strings and an
+integer) and checks checksums quickly, leaving the definition to decide on a miss. Not for
+parsing a peer's JSON: examsync.protocol.decode_json is the strict one (duplicates, depth, NaN).
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ def dumps(obj: Any) -> bytes:
 
 
 def canonical(obj: Any) -> bytes:
-    """examsync.protocol.canonical_json's bytes for any decoded JSON without floats (orjson
-    spells some floats, 1e-07 for one, otherwise): for verify_checksum's `quick`, which lets
-    the definition decide whenever the two could differ."""
+    """examsync.protocol.canonical_json's bytes for any JSON value without floats (orjson
+    spells some floats otherwise: 1e-7 for 1e-07)."""
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 

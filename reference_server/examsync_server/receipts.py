@@ -22,6 +22,8 @@ from examsync.messages import Receipt, ReceiptPayload
 from examsync.protocol import b64url_encode, canonical_json
 from examsync.receipt_tree import build, leaf_hash, root_statement
 
+from . import fast_json
+
 
 def _raw_public(private: Ed25519PrivateKey) -> bytes:
     return private.public_key().public_bytes(
@@ -70,7 +72,9 @@ class ReceiptSigner:
         receipt carries its proof, so it still verifies alone (examsync.receipt_tree)."""
         if not payloads:
             return []
-        leaves = [leaf_hash(canonical_json(p.to_wire(), string_keys=True)) for p in payloads]
+        # orjson's canonical bytes: the same as canonical_json's for strings and integers,
+        # all a receipt's payload holds (tests/server/test_fast_json.py).
+        leaves = [leaf_hash(fast_json.canonical(p.to_wire())) for p in payloads]
         root, proofs = build(leaves)
         signature = self.keys[self.current].sign(root_statement(root))
         return [
