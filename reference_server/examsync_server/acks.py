@@ -57,7 +57,8 @@ class AckHub:
         # Every request's deadline in one heap, one timer for the first due: a timer per
         # request, as asyncio.timeout sets and cancels, cost each save ~5 µs.
         self._deadlines: list[tuple[float, str]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None  # uvloop's handles may lack when()
+        self._timer_at = 0.0
 
     def expect(self, rid: str, timeout: float) -> asyncio.Future[bytes]:
         """A future for `rid`'s ack; it fails with TimeoutError if none comes in `timeout` s."""
@@ -66,11 +67,14 @@ class AckHub:
         self._waiting[rid] = future
         deadline = loop.time() + timeout
         heapq.heappush(self._deadlines, (deadline, rid))
-        if self._timer is None or deadline < self._timer.when():
+        if self._timer is None or deadline < self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = loop.call_at(deadline, self._expire)
+            self._schedule(loop, deadline)
         return future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        self._timer, self._timer_at = loop.call_at(deadline, self._expire), deadline
 
     def forget(self, rid: str) -> None:
         future = self._waiting.pop(rid, None)
@@ -84,7 +88,9 @@ class AckHub:
             future = self._waiting.get(heapq.heappop(self._deadlines)[1])
             if future is not None and not future.done():
                 future.set_exception(TimeoutError())
-        self._timer = loop.call_at(self._deadlines[0][0], self._expire) if self._deadlines else None
+        self._timer = None
+        if self._deadlines:
+            self._schedule(loop, self._deadlines[0][0])
 
     def resolve(self, rid: str, ack: bytes) -> None:
         future = self._waiting.pop(rid, None)

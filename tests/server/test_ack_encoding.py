@@ -9,6 +9,7 @@ import json
 import time
 
 import pytest
+import uvloop
 
 from examsync_server.acks import AckHub, encode_ack, parse_message
 from examsync_server.sockets.saves import save_ack_frame
@@ -34,7 +35,12 @@ def test_a_save_ack_frame_is_the_ack_with_type_and_id() -> None:
     assert json.loads(save_ack_frame("8", b"{}")) == {"type": "save_ack", "id": "8"}
 
 
-async def test_each_wait_ends_at_its_own_timeout_or_its_ack() -> None:
+def test_each_wait_ends_at_its_own_timeout_or_its_ack_on_either_loop() -> None:
+    asyncio.run(waits_end_in_time())
+    uvloop.run(waits_end_in_time())  # the server's loop: its timer handles differ
+
+
+async def waits_end_in_time() -> None:
     hub = AckHub(redis=None, node_id="n")  # type: ignore[arg-type]  # no Redis used here
     started = time.monotonic()
     slow, fast, answered = hub.expect("slow", 0.4), hub.expect("fast", 0.1), hub.expect("a", 0.1)
@@ -52,4 +58,15 @@ async def test_each_wait_ends_at_its_own_timeout_or_its_ack() -> None:
     hub.expect("unawaited", 0.01)
     await asyncio.sleep(0.05)
     hub.forget("unawaited")
+    # Many deadlines a hair apart, coming due while others are being set.
+    waits = []
+    for i in range(300):
+        waits.append(hub.expect(f"r{i}", 0.002 * (i % 7)))
+        if i % 10 == 0:
+            await asyncio.sleep(0.001)
+    assert all(
+        isinstance(e, TimeoutError) for e in await asyncio.gather(*waits, return_exceptions=True)
+    )
+    for i in range(300):
+        hub.forget(f"r{i}")
     assert not hub._waiting and not hub._deadlines and hub._timer is None
