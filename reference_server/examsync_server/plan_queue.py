@@ -22,14 +22,23 @@ from .errors import ApiError
 from .store import keys
 from .store.script_batch import ScriptBatch
 
-# KEYS: plan hash, plan stream. ARGV: 'late' or '', then the entry's field/value pairs.
-# Appends only while the plan is in progress (or when the caller vouches for a late entry).
+# KEYS: plan hash, plan stream. ARGV, per entry (ScriptBatch groups them): its count n, then
+# n arguments: 'late' or '', and the entry's field/value pairs. Appends each entry only while
+# the plan is in progress (or when the caller vouches for a late entry); one reply per entry.
 _ENQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'in_progress' and ARGV[1] ~= 'late' then
-  return {status or '', redis.call('HGET', KEYS[1], 'end_datetime') or ''}
+local replies, at = {}, 1
+while at <= #ARGV do
+  local n = tonumber(ARGV[at])
+  if status == 'in_progress' or ARGV[at + 1] == 'late' then
+    local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, at + 2, at + n))
+    replies[#replies + 1] = {'queued', id}
+  else
+    replies[#replies + 1] = {status or '', redis.call('HGET', KEYS[1], 'end_datetime') or ''}
+  end
+  at = at + n + 1
 end
-return {'queued', redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))}
+return replies
 """
 
 # Given the plan's end, whether everything in the entry was made before it.

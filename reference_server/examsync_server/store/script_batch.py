@@ -1,9 +1,11 @@
-"""One Lua script called by many requests at once, sent as one pipeline per round trip.
+"""One Lua script called by many requests at once: one script call per key set per round trip.
 
-Every save runs the enqueue script once. Called one by one, redis-py spends ~130 µs of this
+Every save runs the enqueue script. Called one by one, redis-py spends ~130 µs of this
 process's CPU per call (connection checkout, packing, parsing, wake-ups); in a pipeline of a few
-dozen, ~25 µs (bench/saves.py, docs/server.md). So callers queue here; while one pipeline is
-in flight, the next callers gather for the following one. Each caller gets its own reply or
+dozen, ~25 µs (bench/saves.py, docs/server.md). So callers queue here; while one round trip is
+in flight, the next callers gather for the following one, and the calls on the same keys (the
+saves of one plan) become one script call: the script takes its ARGV as groups, each its
+count then its arguments, and answers one reply per group. Each caller gets its own reply or
 its own error, as if it had called alone.
 """
 
@@ -13,7 +15,7 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 Call = tuple[list[str], list[Any], "asyncio.Future[Any]"]
 
@@ -63,8 +65,24 @@ class ScriptBatch:
         return replies
 
     async def _pipeline(self, calls: list[Call]) -> list[Any]:
+        by_keys: dict[tuple[str, ...], list[int]] = {}
+        for i, (keys, _, _) in enumerate(calls):
+            by_keys.setdefault(tuple(keys), []).append(i)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in calls:
-                pipe.execute_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
+            for key_set, members in by_keys.items():
+                grouped = [arg for i in members for arg in (len(calls[i][1]), *calls[i][1])]
+                pipe.execute_command("EVALSHA", self.script.sha, len(key_set), *key_set, *grouped)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+        answers: list[Any] = [None] * len(calls)
+        for members, reply in zip(by_keys.values(), replies, strict=True):
+            if isinstance(reply, Exception):
+                for i in members:
+                    answers[i] = reply
+            elif len(reply) != len(members):
+                error = RedisError(f"the script answered {len(reply)} of {len(members)} calls")
+                for i in members:
+                    answers[i] = error
+            else:
+                for i, answer in zip(members, reply, strict=True):
+                    answers[i] = answer
+        return answers
