@@ -15,8 +15,8 @@ one `<request id> <ack JSON>` line per acknowledgement (ids are hex; JSON escape
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,31 +50,26 @@ def parse_message(data: str | bytes) -> list[tuple[str, bytes]]:
 
 
 class AckHub:
-    def __init__(self, redis: Redis, node_id: str) -> None:
+    def __init__(self, redis: Redis, node_id: str, timeout: float) -> None:
         self.redis = redis
         self.node_id = node_id
+        self.timeout = timeout  # how long a request waits for its ack
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
-        # Every request's deadline in one heap, one timer for the first due: a timer per
-        # request, as asyncio.timeout sets and cancels, cost each save ~5 µs.
-        self._deadlines: list[tuple[float, str]] = []
-        self._timer: asyncio.Handle | None = None  # uvloop's handles may lack when()
-        self._timer_at = 0.0
+        # Deadlines in the order they were set, which is the order they come due (one timeout
+        # for all), and one timer for the first: a timer per request, as asyncio.timeout sets
+        # and cancels, cost each save ~5 µs.
+        self._deadlines: deque[tuple[float, str]] = deque()
+        self._timer: asyncio.Handle | None = None
 
-    def expect(self, rid: str, timeout: float) -> asyncio.Future[bytes]:
-        """A future for `rid`'s ack; it fails with TimeoutError if none comes in `timeout` s."""
+    def expect(self, rid: str) -> asyncio.Future[bytes]:
+        """A future for `rid`'s ack; it fails with TimeoutError if none comes in time."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
         self._waiting[rid] = future
-        deadline = loop.time() + timeout
-        heapq.heappush(self._deadlines, (deadline, rid))
-        if self._timer is None or deadline < self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._schedule(loop, deadline)
+        self._deadlines.append((loop.time() + self.timeout, rid))
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadlines[0][0], self._expire)
         return future
-
-    def _schedule(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        self._timer, self._timer_at = loop.call_at(deadline, self._expire), deadline
 
     def forget(self, rid: str) -> None:
         future = self._waiting.pop(rid, None)
@@ -85,12 +80,10 @@ class AckHub:
         loop = asyncio.get_running_loop()
         now = loop.time() + 0.001  # the loop may run a timer a hair early
         while self._deadlines and self._deadlines[0][0] <= now:
-            future = self._waiting.get(heapq.heappop(self._deadlines)[1])
+            future = self._waiting.get(self._deadlines.popleft()[1])
             if future is not None and not future.done():
                 future.set_exception(TimeoutError())
-        self._timer = None
-        if self._deadlines:
-            self._schedule(loop, self._deadlines[0][0])
+        self._timer = loop.call_at(self._deadlines[0][0], self._expire) if self._deadlines else None
 
     def resolve(self, rid: str, ack: bytes) -> None:
         future = self._waiting.pop(rid, None)

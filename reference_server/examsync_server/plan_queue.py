@@ -52,11 +52,8 @@ def all_before(timestamps: Iterable[str]) -> MadeBefore:
 
 
 class PlanQueue:
-    def __init__(
-        self, redis: Redis, hub: AckHub, ack_timeout_seconds: float, late_grace_seconds: int
-    ) -> None:
-        self.hub = hub
-        self.ack_timeout_seconds = ack_timeout_seconds
+    def __init__(self, redis: Redis, hub: AckHub, late_grace_seconds: int) -> None:
+        self.hub = hub  # its timeout is how long a request waits for the commit
         self.late_grace_seconds = late_grace_seconds
         self._enqueue = ScriptBatch(redis, _ENQUEUE)
         # Request ids (hex): unique to this process's life by the counter, and across
@@ -70,7 +67,7 @@ class PlanQueue:
         """Queue the entry on the plan's `kind` stream; return its ack (JSON) once committed."""
         rid = f"{self._rid_prefix}{next(self._rids):x}"
         # Before queueing: the ack may beat us back. The timeout counts from here.
-        waiting = self.hub.expect(rid, self.ack_timeout_seconds)
+        waiting = self.hub.expect(rid)
         try:
             await self._queue(who, kind, rid, fields, made_before)
             return await waiting

@@ -118,9 +118,9 @@ class Runtime:
         files = FileStore(settings.files_dir)
         lifecycle = Lifecycle(settings, db, redis, files)
         catalog = Catalog(db, files)
-        hub = AckHub(redis, settings.node_id)
+        hub = AckHub(redis, settings.node_id, settings.ack_timeout_seconds)
         signer = await asyncio.to_thread(ReceiptSigner.load, settings.data_dir / "receipt_keys")
-        queue = PlanQueue(redis, hub, settings.ack_timeout_seconds, settings.late_grace_seconds)
+        queue = PlanQueue(redis, hub, settings.late_grace_seconds)
         runtime = cls(
             settings=settings,
             redis=redis,

@@ -148,6 +148,12 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# One decoder for every call: json.loads with hooks builds a new decoder each time.
+_STRICT = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=reject_constant, parse_float=finite_float
+)
+
+
 def decode_json(data: bytes | str) -> Any:
     """Parse JSON from the peer strictly (UTF-8, no NaN/Infinity, no duplicate keys, no lone
     surrogates).
@@ -159,12 +165,7 @@ def decode_json(data: bytes | str) -> Any:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         if _too_deep(text):
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH}")
-        decoded = json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_constant=reject_constant,
-            parse_float=finite_float,
-        )
+        decoded = _STRICT.decode(text)
         if _SURROGATE_ESCAPE.search(text):
             # `"\ud800"` is valid JSON for a lone surrogate: not Unicode, it has no UTF-8
             # spelling, so it could never be stored, hashed or checksummed. Escaped pairs are fine.
