@@ -255,12 +255,21 @@ class Runtime:
         log.info("stopped")
 
 
+# Container allocations between two collections of the youngest generation (CPython: 700).
+# A server keeps tens of thousands of objects alive for the requests in flight; at 700, the
+# second generation, which holds them, was walked every ~7,000 allocations: 5-20% of the
+# CPU per socket save in six alternating pairs of bench/socket_saves.py runs.
+GC_YOUNG_THRESHOLD = 50_000
+
+
 def freeze_startup_heap() -> None:
     """In a server process, once started: the ~80,000 objects of start-up (modules, the app,
     plans) leave the cycle collector's view (`gc.freeze`). Each full collection had walked them
-    all, 20-60 ms with the requests waiting (the p99 of bench/saves.py)."""
+    all, 20-60 ms with the requests waiting (the p99 of bench/saves.py). From then on the
+    youngest generation is collected every GC_YOUNG_THRESHOLD allocations."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def lower_priority(nice: int) -> None:
