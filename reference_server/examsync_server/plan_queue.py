@@ -93,7 +93,8 @@ class PlanQueue:
         }
         pairs = [part for item in entry.items() for part in item]
         stream_keys = [keys.plan(who.plan_id), keys.plan_stream(who.plan_id, kind)]
-        status, detail = await self._enqueue(stream_keys, ["", "late", "0", *pairs])
+        # An entry is on time unless it says `late 1` (the sinks read a missing flag as 0).
+        status, detail = await self._enqueue(stream_keys, ["", *pairs])
         if status == "queued":
             return
         if status == "completed" and self._late_allowed(made_before, detail):
