@@ -160,6 +160,36 @@ async def test_an_entry_sqlite_cannot_bind_is_dead_lettered_not_retried_forever(
     assert [tuple(r) for r in rows] == [("Q002", 1)]
 
 
+@pytest.mark.parametrize("settings_overrides", [{"ack_timeout_seconds": 1.0}])
+async def test_acks_that_fail_once_do_not_stop_later_batches_acks(
+    client: Client,
+    admin: dict[str, str],
+    db: sqlite3.Connection,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch committed but whose acks could not be made (a bug) stays pending and is read
+    again; the batches after it are acknowledged as before (each awaits the one before)."""
+    auth = await started(client, admin)
+    assert runtime.persister is not None
+    make_acks = runtime.persister._acks
+    failures = iter([ValueError("a bug")])
+
+    def failing_once(committed: Any) -> Any:
+        for failure in failures:
+            raise failure
+        return make_acks(committed)
+
+    monkeypatch.setattr(runtime.persister, "_acks", failing_once)
+    first = await save(client, auth, save_body({"Q001": ("2", 1)}))
+    assert first.status_code == 503  # committed, but its ack never came: the client retries
+    again = await save(client, auth, save_body({"Q001": ("2", 1)}))
+    assert (await again.get_json())["results"]["Q001"]["status"] == "duplicate"
+    later = await save(client, auth, save_body({"Q002": ("3", 1)}))
+    assert (await later.get_json())["results"]["Q002"]["status"] == "accepted"
+    assert db.execute("SELECT COUNT(*) FROM answer").fetchone()[0] == 2
+
+
 async def test_an_unreadable_entry_goes_straight_to_the_dead_letters(
     client: Client, admin: dict[str, str], sync_redis: Any, db: sqlite3.Connection
 ) -> None:

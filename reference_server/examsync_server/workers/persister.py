@@ -226,16 +226,30 @@ class Persister:
             await self._finishing
 
     async def _finish(self, previous: asyncio.Task[None] | None, committed: Committed) -> None:
-        # Signing releases the GIL: in a thread it overlaps the next batch's commit.
-        acks = await asyncio.to_thread(self._acks, committed)
+        """Never raises: the next batch's _finish and settle() await this one. What fails
+        leaves its entries pending, to be read again: their acks then say `duplicate`."""
+        try:
+            # Signing releases the GIL: in a thread it overlaps the next batch's commit.
+            acks: dict[tuple[str, str], dict[str, Any]] | None = await asyncio.to_thread(
+                self._acks, committed
+            )
+        except Exception:  # a bug; it must not fail every later batch's acks
+            log.exception("making the acks of %d entries failed", len(committed.batch))
+            acks = None
         if previous is not None:
             await previous  # batches are acknowledged in the order they committed
+        if acks is None:
+            self._retry_pending = True
+            return
         try:
             await self._after_commit(committed, acks)
         except RedisError as exc:
             # Committed but not XACKed: the entries stay pending and are read again, and the
             # sinks make that a `duplicate` whose ack reaches a client that retried.
             log.warning("acknowledging %d entries failed: %s", len(committed.batch), exc)
+            self._retry_pending = True
+        except Exception:  # a bug: the same
+            log.exception("acknowledging %d entries failed", len(committed.batch))
             self._retry_pending = True
 
     async def _commit_in_writer(self, batch: list[Queued]) -> Committed:
