@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import math
@@ -37,15 +38,13 @@ __all__ = [
 # --- canonical JSON and checksum (the one definition both sides use) ---------------------------
 
 
-def canonical_json(obj: Any, *, string_keys: bool = False) -> bytes:
+def canonical_json(obj: Any) -> bytes:
     """``obj`` as canonical JSON: UTF-8, keys sorted, separators ``,`` ``:``, no ASCII escaping.
 
     NaN and infinities are refused (JSON has no spelling for them); so are non-string keys,
-    which ``json`` would otherwise silently turn into strings. ``string_keys=True`` skips that
-    walk when the caller knows every key is a string: JSON it decoded, a dict it spelled out.
+    which ``json`` would otherwise silently turn into strings.
     """
-    if not string_keys:
-        _check_keys(obj)
+    _check_keys(obj)
     try:
         text = json.dumps(
             obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -66,10 +65,17 @@ def _check_keys(obj: Any) -> None:
             _check_keys(item)
 
 
-def checksum(payload: Mapping[str, Any], *, string_keys: bool = False) -> str:
+def checksum(payload: Mapping[str, Any]) -> str:
     """SHA-256, lowercase hex, of the canonical JSON of ``payload`` without its ``checksum``."""
-    body = {key: value for key, value in payload.items() if key != "checksum"}
-    return hashlib.sha256(canonical_json(body, string_keys=string_keys)).hexdigest()
+    return _sha256_hex(canonical_json(_without_checksum(payload)))
+
+
+def _without_checksum(payload: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in payload.items() if key != "checksum"}
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 # Another encoder of canonical JSON (the server's, compiled): the same bytes for nearly all
@@ -80,27 +86,24 @@ CanonicalEncoder = Callable[[Any], bytes]
 def verify_checksum(payload: Mapping[str, Any], *, quick: CanonicalEncoder | None = None) -> None:
     """Raise :class:`ChecksumMismatch` unless ``payload["checksum"]`` matches its content.
 
-    ``payload`` is decoded JSON (its keys are strings): the server checks every save this way.
     ``quick`` is tried first; only when its digest does not match does :func:`canonical_json`,
     the definition, decide. (A digest over a faithful spelling of the same content proves it
     intact either way; they can differ only in how some floats are spelled.)
     """
     actual = payload.get("checksum")
+    body = _without_checksum(payload)
     if quick is not None:
-        body = {key: value for key, value in payload.items() if key != "checksum"}
-        try:
-            if hashlib.sha256(quick(body)).hexdigest() == actual:
+        with contextlib.suppress(TypeError, ValueError):
+            if _sha256_hex(quick(body)) == actual:
                 return
-        except (TypeError, ValueError):
-            pass
-    expected = checksum(payload, string_keys=True)
+    expected = _sha256_hex(canonical_json(body))
     if actual != expected:
         raise ChecksumMismatch(expected=expected, actual=actual)
 
 
 def value_sha256(value: str) -> str:
     """The ``valueSha256`` a receipt carries for an answer value: SHA-256 hex of its UTF-8."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+    return _sha256_hex(value.encode("utf-8"))
 
 
 def reject_constant(name: str) -> Any:

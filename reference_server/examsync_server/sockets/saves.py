@@ -81,7 +81,7 @@ class SocketSaves:
         # over its content either way, so it is validated as parsed, not decoded again. No
         # payload is an empty body.
         payload = message.get("payload")
-        body = b"" if payload is None else _encode(payload)
+        body = b"" if payload is None else fast_json.dumps(payload)
         task = asyncio.create_task(
             self._save(conn, who, rid, body, payload), name=f"socket-save-{rid}"
         )
@@ -117,7 +117,3 @@ def save_ack_frame(rid: str, ack: bytes) -> str:
     fields = ack.decode()[1:-1]  # the ack is one JSON object
     head = '{"type":"save_ack","id":' + json.dumps(rid)
     return head + ("," + fields if fields else "") + "}"
-
-
-def _encode(payload: Any) -> bytes:
-    return fast_json.dumps(payload)
