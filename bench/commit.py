@@ -21,10 +21,10 @@ from pathlib import Path
 from benchlib import machine_line, scratch_dir
 from saves import Candidate, stream_fields
 
+from examsync_server.answers.sink import parse_entry
+from examsync_server.pipeline.persister import WAL_PAGES
 from examsync_server.store.answers import QueuedSave, apply_saves
 from examsync_server.store.sqlite import Database, connect_sync, write_transaction
-from examsync_server.workers.answer_sink import parse_entry
-from examsync_server.workers.persister import WAL_PAGES
 
 SERVER_TIME = "2026-01-01T00:00:00.000Z"
 

@@ -213,11 +213,11 @@ async def raw_limit(redis_url: str, sqlite_path: Path, cands: list[Candidate], c
     server's own group commit, cache update and XACK, in this one process."""
     from redis.asyncio import Redis
 
+    from examsync_server.answers.sink import parse_entry
     from examsync_server.store import keys
     from examsync_server.store.answer_cache import AnswerCache
     from examsync_server.store.answers import apply_batch
     from examsync_server.store.sqlite import connect_sync
-    from examsync_server.workers.answer_sink import parse_entry
 
     redis = Redis.from_url(redis_url, decode_responses=True)
     stream = f"bench-raw:{os.getpid()}"

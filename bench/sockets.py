@@ -63,7 +63,7 @@ from benchlib import (
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
-from examsync_server.clock import iso, utc_now
+from examsync_server.base.clock import iso, utc_now
 from examsync_server.demo.sample import PLAN_ID, sample_package, sample_plan
 from examsync_server.store import keys
 

@@ -20,7 +20,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     Started through the server's own embedded-Redis code. No binary is a failure, not a skip:
     CI installs Redis, and a silent skip would hide that nothing was tested.
     """
-    from examsync_server.embedded import EmbeddedRedis
+    from examsync_server.process.embedded_redis import EmbeddedRedis
 
     directory = Path(os.environ.get("EXAMSYNC_TEST_TMP", tmp_path_factory.mktemp("redis")))
     server = EmbeddedRedis.start_sync(directory, appendonly=False)

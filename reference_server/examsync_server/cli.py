@@ -18,8 +18,8 @@ import httpx
 
 from .config import Settings, load_or_create_secret, settings_from_env
 from .errors import StartupError
+from .process.http_server import HTTP_SERVERS, event_loop_runner, serve_http
 from .runtime import Runtime, check_data_dir, freeze_startup_heap, lower_priority
-from .serving import HTTP_SERVERS, event_loop_runner, serve_http
 
 
 def main() -> None:
@@ -140,7 +140,7 @@ def _run(settings: Settings, demo: bool) -> None:
     if prepare_assets(settings) is None:  # nothing to serve: the pages' URLs are not printed
         settings = settings.with_changes(web_dir="")
     if settings.processes > 1:
-        from .supervisor import supervise
+        from .process.supervision import supervise
 
         def ready(base: str) -> None:
             click.echo(f"examsync serving {base} with {settings.processes} processes")
@@ -246,7 +246,7 @@ def sockets(
     # Saves over the socket are committed by the HTTP servers' persister.
     settings = settings.with_changes(run_socket_server=True, run_persister=False)
     if settings.processes > 1:
-        from .supervisor import supervise_sockets
+        from .process.supervision import supervise_sockets
 
         def ready(url: str) -> None:
             click.echo(f"examsync sockets on {url} with {settings.processes} processes")

@@ -17,35 +17,35 @@ from urllib.parse import urlsplit
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from .acks import AckHub
-from .auth import Tokens
-from .captures import CaptureService
-from .catalog import Catalog
-from .clock import iso, utc_now
+from .access.login import SessionService
+from .access.tokens import Tokens
+from .answers.intake import SaveService
+from .answers.restore import RestoreService
+from .answers.signing import ReceiptSigner
+from .answers.sink import AnswerSink
+from .base.clock import iso, utc_now
 from .config import Settings, load_or_create_secret
-from .embedded import EmbeddedRedis
 from .errors import StartupError
-from .lifecycle import Lifecycle
-from .logs import LogService
-from .plan_queue import PlanQueue
-from .receipts import ReceiptSigner
-from .restores import RestoreService
-from .saves import SaveService
-from .sessions import SessionService
-from .snapshot import SnapshotService
+from .exam.catalog import Catalog
+from .exam.lifecycle import Lifecycle
+from .exam.stage_timer import run_stage_timer
+from .media.candidate_logs import LogService
+from .media.captures import CaptureService
+from .media.sinks import CaptureSink, LogSink
+from .pipeline.acks import AckHub
+from .pipeline.persister import Persister
+from .pipeline.plan_queue import PlanQueue
+from .presence.snapshot import SnapshotService
+from .presence.state_manager import StateManager
+from .presence.sweeper import run_sweeper
+from .process.embedded_redis import EmbeddedRedis
+from .sockets.fanout import run_fanout
 from .sockets.polling import EventPolling
 from .sockets.server import SocketServer
 from .store.answer_cache import AnswerCache
 from .store.dead_letters import DeadLetters
 from .store.files import FileStore
 from .store.sqlite import Database
-from .workers.answer_sink import AnswerSink
-from .workers.fanout import run_fanout
-from .workers.persister import Persister
-from .workers.record_sinks import CaptureSink, LogSink
-from .workers.stage_timer import run_stage_timer
-from .workers.state_manager import StateManager
-from .workers.sweeper import run_sweeper
 
 log = logging.getLogger(__name__)
 

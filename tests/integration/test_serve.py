@@ -19,7 +19,7 @@ import redis
 from websockets.asyncio.client import connect
 
 from examsync_server.demo.sample import PLAN_ID, sample_package, sample_plan
-from examsync_server.supervisor import YIELD_NICE
+from examsync_server.process.supervision import YIELD_NICE
 
 from .conftest import ADMIN_TOKEN, ServerProcess, examsync, start_server, write_json
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from examsync.messages import Receipt, ReceiptPayload
 from examsync.protocol import b64url_encode, value_sha256
-from examsync_server.receipts import ReceiptSigner
+from examsync_server.answers.signing import ReceiptSigner
 
 PATH = Path(__file__).parents[1] / "pyodide" / "suite" / "receipt_vectors.json"
 KEY_ID = "kvectors"

@@ -17,13 +17,13 @@ from itsdangerous.timed import TimestampSigner
 from quart.typing import TestAppProtocol
 from quart.typing import TestClientProtocol as Client
 
+from examsync_server.access.tokens import Principal, Tokens
 from examsync_server.app import RUNTIME_KEY, create_app
-from examsync_server.auth import Principal, Tokens
 from examsync_server.config import Settings
 from examsync_server.demo.sample import PLAN_ID, sample_package, sample_plan
+from examsync_server.presence.sweeper import LOCK as SWEEPER_LOCK
 from examsync_server.runtime import Runtime
 from examsync_server.store import keys
-from examsync_server.workers.sweeper import LOCK as SWEEPER_LOCK
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SECRET_KEY = "test-secret-key"

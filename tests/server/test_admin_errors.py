@@ -20,7 +20,7 @@ import pytest
 from pytest import Subtests
 from quart.typing import TestClientProtocol as Client
 
-from examsync_server.auth import Principal
+from examsync_server.access.tokens import Principal
 from examsync_server.demo.sample import PLAN_ID, sample_package, sample_plan
 
 from .conftest import (

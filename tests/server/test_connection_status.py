@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from examsync_server.clock import parse_iso
+from examsync_server.base.clock import parse_iso
 from examsync_server.demo.sample import PLAN_ID
 from examsync_server.runtime import Runtime
 from socket_peer import peer
@@ -296,7 +296,7 @@ async def test_a_supervisor_without_a_group_hears_of_every_group(
     client: Client, admin: dict[str, str], runtime: Runtime
 ) -> None:
     """The registry's rule, end to end: a plan-wide supervisor is addressed with each group."""
-    from examsync_server.auth import Principal
+    from examsync_server.access.tokens import Principal
 
     cand, _, _ = await tokens(client, admin)
     assert runtime.sockets is not None

@@ -13,8 +13,8 @@ from quart.typing import TestAppProtocol as App
 from quart.typing import TestClientProtocol as Client
 
 from examsync_server.api import save_route
-from examsync_server.embedded import find_redis_server
 from examsync_server.errors import StartupError
+from examsync_server.process.embedded_redis import find_redis_server
 
 
 async def test_openapi_lists_every_route(app: App, client: Client) -> None:

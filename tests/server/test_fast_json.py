@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from examsync.exceptions import ChecksumMismatch
 from examsync.protocol import canonical_json, checksum, verify_checksum
-from examsync_server import fast_json
+from examsync_server.base import fast_json
 
 # Decoded JSON without floats: what a save is made of. Text covers every code point but the
 # surrogates (decode_json refuses lone ones).

@@ -21,9 +21,9 @@ import pytest
 from pytest import Subtests
 from quart.typing import TestClientProtocol as Client
 
-from examsync_server import packages
 from examsync_server.config import Settings
 from examsync_server.demo.sample import PLAN_ID, sample_manifest, sample_package
+from examsync_server.exam import packages
 
 from .conftest import cases, error_of, load_plan, login, other_plan, package_headers, plan_with
 

@@ -15,7 +15,7 @@ from quart.typing import TestClientProtocol as Client
 from examsync_server.app import create_app
 from examsync_server.config import Settings
 from examsync_server.demo.sample import PLAN_ID
-from examsync_server.embedded import EmbeddedRedis
+from examsync_server.process.embedded_redis import EmbeddedRedis
 from examsync_server.runtime import Runtime
 
 from .conftest import ADMIN_TOKEN, eventually, load_plan

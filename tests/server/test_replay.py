@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from quart.typing import TestClientProtocol as Client
 
-from examsync_server.auth import Principal
+from examsync_server.access.tokens import Principal
 from examsync_server.demo.sample import PLAN_ID
 from examsync_server.runtime import Runtime
 from examsync_server.sockets.audience import Audience

@@ -11,7 +11,7 @@ import pytest
 from quart.typing import TestAppProtocol as App
 from quart.typing import TestClientProtocol as Client
 
-from examsync_server.clock import iso, utc_now
+from examsync_server.base.clock import iso, utc_now
 from examsync_server.config import Settings
 from examsync_server.demo.sample import EXAM_CODE, PLAN_ID
 

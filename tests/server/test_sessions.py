@@ -18,7 +18,7 @@ from pytest import Subtests
 from quart.typing import TestAppProtocol as App
 from quart.typing import TestClientProtocol as Client
 
-from examsync_server.auth import Principal, Tokens
+from examsync_server.access.tokens import Principal, Tokens
 from examsync_server.demo.sample import PLAN_ID
 from examsync_server.errors import ApiError
 from examsync_server.runtime import Runtime

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from examsync_server import stages
+from examsync_server.exam import stages
 
 STAGES: list[dict[str, Any]] = [
     {

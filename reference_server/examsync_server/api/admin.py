@@ -6,7 +6,7 @@ from typing import Any
 
 from quart import Blueprint, jsonify, request
 
-from ..models import check_id
+from ..exam.models import check_id
 from .common import json_body, read_body, require_admin
 
 blueprint = Blueprint("admin", __name__, url_prefix="/api/v1/admin")

@@ -7,7 +7,7 @@ from typing import Any
 from quart import Blueprint, jsonify, request
 
 from ..errors import invalid_request
-from ..models import check_id
+from ..exam.models import check_id
 from .common import json_body, require_admin
 
 blueprint = Blueprint("admin_answers", __name__, url_prefix="/api/v1/admin/plans/<plan_id>")

@@ -10,7 +10,7 @@ from typing import Any
 from quart import Blueprint, jsonify, request
 
 from ..errors import ApiError
-from ..models import check_id
+from ..exam.models import check_id
 from .common import require_session, runtime
 
 blueprint = Blueprint("answers", __name__, url_prefix="/api/v1")

@@ -9,7 +9,7 @@ from quart import current_app, request
 
 from examsync.protocol import finite_float, reject_constant
 
-from ..auth import Principal, bearer
+from ..access.tokens import Principal, bearer
 from ..errors import ApiError
 from ..runtime import Runtime
 

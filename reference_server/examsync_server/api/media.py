@@ -7,10 +7,10 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from ..captures import MAX_CAPTURE_BYTES, capture_request
 from ..errors import not_found
-from ..logs import MAX_LOG_BATCH_BYTES
-from ..models import check_id
+from ..exam.models import check_id
+from ..media.candidate_logs import MAX_LOG_BATCH_BYTES
+from ..media.captures import MAX_CAPTURE_BYTES, capture_request
 from .common import read_body, require_admin, require_session
 
 blueprint = Blueprint("media", __name__, url_prefix="/api/v1")

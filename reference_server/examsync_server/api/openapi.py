@@ -10,8 +10,8 @@ from typing import Any
 from quart import Blueprint, jsonify
 
 from .. import __version__
-from ..models import AdvanceRequest, PlanImport
-from ..sessions import KeyLogin, SupervisorLogin, WebLogin
+from ..access.login import KeyLogin, SupervisorLogin, WebLogin
+from ..exam.models import AdvanceRequest, PlanImport
 
 blueprint = Blueprint("openapi", __name__)
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ..auth import bearer
+from ..access.tokens import bearer
 from ..errors import ApiError, error_for, error_headers
 from ..runtime import Runtime
 

@@ -12,7 +12,7 @@ import zipfile
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..clock import iso, utc_now
+from ..base.clock import iso, utc_now
 
 PLAN_ID = "PLAN202401"
 EXAM_CODE = "EXAM202401"

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..auth import Principal
+from ..access.tokens import Principal
 
 
 @dataclass(frozen=True, slots=True)

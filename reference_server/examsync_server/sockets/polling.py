@@ -25,13 +25,13 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ..auth import Principal
-from ..clock import iso, utc_now
+from ..access.tokens import Principal
+from ..base.clock import iso, utc_now
 from ..errors import ApiError
+from ..presence.status import CONNECTED, ConnectionStatus, poll_node
 from ..store import keys
 from . import events, replay
 from .client_info import describe
-from .status import CONNECTED, ConnectionStatus, poll_node
 
 # KEYS 1 the poller's presence key, 2 status_queue. ARGV 1 a new pseudo-socket id, 2 TTL (ms),
 # 3 stream maxlen, 4.. the CONNECTED entry's field/value pairs. Renews a live session, or

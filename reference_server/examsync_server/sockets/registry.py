@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from websockets.asyncio.server import ServerConnection
 
-from ..auth import Principal
+from ..access.tokens import Principal
 from .audience import Audience
 
 K = TypeVar("K")

@@ -15,7 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ..auth import Principal
+from ..access.tokens import Principal
 from ..store import keys
 from .audience import Audience, event_frame
 

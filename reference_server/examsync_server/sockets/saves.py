@@ -21,10 +21,10 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from .. import fast_json
-from ..auth import Principal
+from ..access.tokens import Principal
+from ..answers.intake import SaveService
+from ..base import fast_json
 from ..errors import ApiError, error_for
-from ..saves import SaveService
 from .events import error_frame
 
 log = logging.getLogger(__name__)

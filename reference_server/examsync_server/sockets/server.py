@@ -39,10 +39,18 @@ from websockets.http11 import Request, Response
 from examsync.exceptions import RemoteProtocolError
 from examsync.protocol import decode_json
 
-from ..auth import Principal, Tokens
-from ..clock import iso, utc_now
+from ..access.tokens import Principal, Tokens
+from ..answers.intake import SaveService
+from ..base.clock import iso, utc_now
 from ..errors import ApiError
-from ..saves import SaveService
+from ..presence.status import (
+    CONNECTED,
+    DISCONNECTED,
+    PING_TIMEOUT,
+    SOCKET_CLOSED,
+    ConnectionStatus,
+    StatusPublisher,
+)
 from ..store import keys
 from . import events, replay, sync_reports
 from .admission import HandshakeGate
@@ -52,14 +60,6 @@ from .registry import Registry
 from .saves import FEATURE as SAVE_FEATURE
 from .saves import SocketSaves
 from .saves import request_id as saves_request_id
-from .status import (
-    CONNECTED,
-    DISCONNECTED,
-    PING_TIMEOUT,
-    SOCKET_CLOSED,
-    ConnectionStatus,
-    StatusPublisher,
-)
 
 log = logging.getLogger(__name__)
 

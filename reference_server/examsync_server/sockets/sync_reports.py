@@ -19,11 +19,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..auth import Principal
-from ..clock import iso, utc_now
+from ..access.tokens import Principal
+from ..base.clock import iso, utc_now
+from ..base.tasks import cancel_requested
 from ..errors import ApiError
 from ..store import keys
-from ..workers import cancel_requested
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from .. import fast_json
+from ..base import fast_json
 from . import keys
 from .answers import SheetChange, StoredSheet
 

@@ -31,8 +31,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from ..clock import iso, parse_iso, utc_now
-from ..sockets.status import CONNECTED, ConnectionStatus, node_of
+from ..base.clock import iso, parse_iso, utc_now
+from ..presence.status import CONNECTED, ConnectionStatus, node_of
 from . import keys
 
 # A closed socket's hash is kept this long (ms), then expires: long enough for any late

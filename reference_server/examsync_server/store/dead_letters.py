@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..clock import iso, utc_now
+from ..base.clock import iso, utc_now
 from ..errors import ApiError
 from . import keys
 from .sqlite import Database

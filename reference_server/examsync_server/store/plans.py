@@ -13,9 +13,9 @@ from typing import Any
 
 import aiosqlite
 
-from ..clock import iso
+from ..base.clock import iso
 from ..errors import ApiError, not_found
-from ..models import PlanImport
+from ..exam.models import PlanImport
 
 Row = dict[str, Any]
 

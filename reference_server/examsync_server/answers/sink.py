@@ -1,0 +1,102 @@
+"""What the persister does with the answer stream (seed 002 §3.1 steps 3-4).
+
+Saves are applied under the version rules (store/answers.py) inside the batch's transaction;
+each answer stored earns a signed receipt; after the commit the Redis answer cache learns the
+new versions (newest wins), before any ack leaves, so a restore right after an ack sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from examsync.messages import AckStatus, AnswerResult, ReceiptPayload, SaveAck
+
+from ..base import fast_json
+from ..store import keys
+from ..store.answer_cache import AnswerCache
+from ..store.answers import BatchResult, QueuedSave, apply_saves
+from .signing import ReceiptSigner
+
+log = logging.getLogger(__name__)
+
+
+def parse_entry(message_id: str, fields: dict[str, str]) -> QueuedSave:
+    payload = fast_json.loads(fields["p"])  # validated before it was queued
+    if not isinstance(payload, dict) or not isinstance(payload.get("answers"), dict):
+        raise ValueError("payload is not a save")
+    return QueuedSave(
+        message_id=message_id,
+        rid=fields["rid"],
+        node=fields["node"],
+        plan_id=fields["plan"],
+        candidate_id=fields["cand"],
+        exam_code=fields["exam"],
+        received_at=fields["at"],
+        late=fields.get("late") == "1",
+        payload=payload,
+    )
+
+
+class AnswerSink:
+    kind = "answers"
+
+    def __init__(self, redis: Redis, signer: ReceiptSigner) -> None:
+        self.redis = redis
+        self.signer = signer
+        self.cache = AnswerCache(redis)
+
+    def parse(self, message_id: str, fields: dict[str, str]) -> QueuedSave:
+        return parse_entry(message_id, fields)
+
+    def apply(
+        self, conn: sqlite3.Connection, saves: list[QueuedSave], server_time: str
+    ) -> BatchResult:
+        return apply_saves(conn, saves, server_time)
+
+    def acks(
+        self, saves: list[QueuedSave], result: BatchResult, server_time: str
+    ) -> list[dict[str, Any]]:
+        """Each save's ack, with a signed receipt for each answer stored (or already stored):
+        the whole batch is signed once (ReceiptSigner.sign_many)."""
+        payloads = [
+            ReceiptPayload(
+                save.plan_id,
+                save.candidate_id,
+                save.exam_code,
+                o.quiz_code,
+                o.version,
+                o.value_sha256,
+                server_time,
+            )
+            for save, outcomes in zip(saves, result.outcomes, strict=True)
+            for o in outcomes
+            if o.status != AckStatus.SUPERSEDED.value
+        ]
+        receipts = iter(self.signer.sign_many(payloads))
+        acks = []
+        for save, outcomes in zip(saves, result.outcomes, strict=True):
+            results = {}
+            for o in outcomes:
+                status = AckStatus(o.status)
+                receipt = None if status is AckStatus.SUPERSEDED else next(receipts)
+                results[o.quiz_code] = AnswerResult(status, o.version, o.current_version, receipt)
+            ack = SaveAck(results, server_time).to_wire()
+            if save.late:
+                ack["late"] = True
+            acks.append(ack)
+        return acks
+
+    async def publish(self, result: BatchResult) -> None:
+        try:
+            await self.cache.apply(result.sheets)
+        except RedisError as exc:
+            # The cache may now be behind SQLite: drop those entries so restore reads SQLite.
+            log.warning("answer cache update failed (%s); invalidating", exc)
+            await self.redis.delete(
+                *{keys.answer_cache(s.plan_id, s.exam_code, s.candidate_id) for s in result.sheets}
+            )

@@ -1,0 +1,141 @@
+"""The supervisor's snapshot: their group's examinees now, and where the event stream stands.
+
+`GET /api/v1/supervisor/snapshot` answers, for each examinee of the supervisor's group (every
+examinee of the plan for a supervisor with no group): the seed 004 connection state, the
+candidate's status and current stage, how many answers the server holds and when the last save
+was committed, and what the examinee's SDK last reported about answers still on the device
+(`pending`, `oldestPendingAge`: sockets/sync_reports.py). With it comes `position`, the
+`socket_queue` position at snapshot time: the dashboard opens its socket with
+`lastPosition=<position>` and gets every event after the snapshot, with no gap.
+
+Why no gap: the position and the connection keys are read in one MULTI, and the state manager
+writes those keys and queues their event in one Lua call, so the snapshot holds exactly the
+connection events up to `position`. Everything else is read from SQLite after that, and what
+it announces (stage changes) is committed before its event is queued (the outbox), so SQLite
+holds at least what the events up to `position` said. An event after `position` may already
+show in the snapshot; every event states a new value rather than a change, so applying it
+again is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+
+from ..access.tokens import Principal
+from ..base.clock import iso, parse_iso, utc_now
+from ..errors import ApiError
+from ..store import keys
+from ..store.sqlite import Database
+
+
+class SnapshotService:
+    def __init__(self, db: Database, redis: Redis) -> None:
+        self.db = db
+        self.redis = redis
+
+    async def take(self, who: Principal) -> dict[str, Any]:
+        if who.role != "supervisor":
+            raise ApiError(403, "supervisors_only", "only supervisors see the group's snapshot")
+        ids = await self._examinee_ids(who)
+        position, connections, reports = await self._live(who.plan_id, ids)
+        rows = await self._examinees(who)
+        now = utc_now()
+        examinees = []
+        for row in rows:
+            cid = row["candidate_id"]
+            conn = connections.get(cid, {})
+            report = reports.get(cid, {})
+            examinees.append(
+                {
+                    "examineeId": cid,
+                    "name": row["candidate_name"],
+                    "groupId": row["group_id"],
+                    "status": row["status"],
+                    "currentStage": row["current_stage"],
+                    "connStatusCode": conn.get("connStatusCode"),
+                    "lastActiveTime": conn.get("lastActiveTime"),
+                    "answered": row["answered"],
+                    "lastSaveTime": row["last_save"],
+                    **_sync(report, now),
+                }
+            )
+        return {
+            "planId": who.plan_id,
+            "groupId": who.group_id,
+            "position": position,
+            "serverTime": iso(now),
+            "examinees": examinees,
+        }
+
+    async def _examinee_ids(self, who: Principal) -> list[str]:
+        sql, params = _in_group(who)
+        found = await self.db.fetch_all(f"SELECT candidate_id FROM exam_candidate {sql}", params)
+        return [r["candidate_id"] for r in found]
+
+    async def _live(
+        self, plan_id: str, ids: Sequence[str]
+    ) -> tuple[str, dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+        """The stream position with the connection keys as of that position (one MULTI), and
+        the SDKs' sync reports."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xrevrange(keys.SOCKET_STREAM, count=1)
+            for cid in ids:
+                pipe.hgetall(keys.examinee_progress(plan_id, cid))
+            for cid in ids:
+                pipe.hgetall(keys.examinee_sync(plan_id, cid))
+            replies: list[Any] = await pipe.execute()
+        last, progress, sync = replies[0], replies[1 : len(ids) + 1], replies[len(ids) + 1 :]
+        position = last[0][0] if last else "0-0"
+        return (
+            position,
+            dict(zip(ids, progress, strict=True)),
+            dict(zip(ids, sync, strict=True)),
+        )
+
+    async def _examinees(self, who: Principal) -> list[Any]:
+        """Status, stage (the plan's clock in a simultaneous exam), answers held, last save."""
+        sql, params = _in_group(who, "c.")
+        return await self.db.fetch_all(
+            "SELECT c.candidate_id, c.candidate_name, c.group_id, c.status,"
+            " CASE WHEN p.conduct_type = 'simultaneous' THEN p.current_stage_id"
+            " ELSE c.current_stage_id END AS current_stage,"
+            " (SELECT COUNT(*) FROM answer_latest a WHERE a.candidate_id = c.candidate_id"
+            "  AND a.plan_id = c.plan_id) AS answered,"
+            " (SELECT MAX(s.last_sync) FROM answer_sheet s WHERE s.candidate_id = c.candidate_id"
+            "  AND s.plan_id = c.plan_id) AS last_save"
+            f" FROM exam_candidate c JOIN exam_plan p ON p.plan_id = c.plan_id {sql}"
+            " ORDER BY c.candidate_id",
+            params,
+        )
+
+
+def _in_group(who: Principal, prefix: str = "") -> tuple[str, list[str]]:
+    """The WHERE clause for the supervisor's examinees: their group, or the whole plan."""
+    if who.group_id is None:
+        return f"WHERE {prefix}plan_id = ?", [who.plan_id]
+    return f"WHERE {prefix}plan_id = ? AND {prefix}group_id = ?", [who.plan_id, who.group_id]
+
+
+def _sync(report: dict[str, str], now: datetime) -> dict[str, Any]:
+    """The SDK's last report, its oldest pending answer aged to now (the SDK reports on change
+    and every few seconds; the answer keeps waiting in between)."""
+    if not report:
+        return {"pending": None, "oldestPendingAge": None, "syncReportedAt": None}
+    reported_at = report.get("reportedAt", "")
+    age: float | None = None
+    if report.get("oldestPendingAge"):
+        age = float(report["oldestPendingAge"])
+        try:
+            age += max(timedelta(0), now - parse_iso(reported_at)).total_seconds()
+        except ValueError:
+            pass
+        age = round(age, 3)
+    return {
+        "pending": int(report.get("pending") or 0),
+        "oldestPendingAge": age,
+        "syncReportedAt": reported_at or None,
+    }
