@@ -127,8 +127,8 @@ class Results:
 
 
 def stream_fields(rid: str, body: bytes) -> dict[str, str]:
-    """A save's entry on the answer stream, the fields the server queues (plan_queue.py), for
-    the persister's own parse_entry to read."""
+    """A save's entry on the answer stream, the fields the server queues
+    (pipeline/plan_queue.py), for the persister's own parse_entry to read."""
     payload = json.loads(body)
     return {
         "rid": rid,

@@ -67,7 +67,7 @@ class Settings:
     # How often each process compares Redis with SQLite and repairs what is behind.
     repair_interval_seconds: float = 5.0
     # The ASGI server under the app: "uvicorn" (measured faster here: bench/saves.py) or
-    # "hypercorn", Quart's own; both are kept working (serving.py).
+    # "hypercorn", Quart's own; both are kept working (process/http_server.py).
     http_server: str = "uvicorn"
     # `serve --processes N` runs N processes on the same ports (SO_REUSEPORT); each child has
     # reuse_port set and processes = 1.

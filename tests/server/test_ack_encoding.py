@@ -1,4 +1,4 @@
-"""Acknowledgements travel as the JSON the client receives (acks.py): encoded once by the
+"""Acknowledgements travel as the JSON the client receives (pipeline/acks.py): encoded once by the
 persister, split off the channel message and spliced into a socket frame without a decode.
 A request waits for its ack until its own timeout, whatever the others' timeouts."""
 

@@ -32,7 +32,7 @@ def settings(settings: Settings) -> Settings:
 
 
 def queue_entry(body: dict[str, Any], rid: str = "") -> dict[str, str]:
-    """An entry as the web handler writes it (saves.py)."""
+    """An entry as the web handler writes it (answers/intake.py)."""
     return {
         "rid": rid or secrets.token_hex(8),
         "node": "gone-node",

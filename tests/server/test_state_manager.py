@@ -14,9 +14,9 @@ from quart.typing import TestClientProtocol as Client
 
 from examsync_server.config import Settings
 from examsync_server.demo.sample import PLAN_ID
+from examsync_server.presence.connections import Applied, ConnectionState
 from examsync_server.presence.status import ConnectionStatus
 from examsync_server.runtime import Runtime
-from examsync_server.store.connections import Applied, ConnectionState
 from socket_peer import peer
 
 from .conftest import eventually, load_plan, login, socket_url

@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 from examsync_server.demo.sample import PLAN_ID
+from examsync_server.presence.connections import ConnectionState
 from examsync_server.presence.status import ConnectionStatus
 from examsync_server.presence.sweeper import sweep
 from examsync_server.runtime import Runtime
-from examsync_server.store.connections import ConnectionState
 
 from .conftest import eventually
 

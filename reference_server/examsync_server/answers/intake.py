@@ -3,7 +3,7 @@
 The checks, in order: the body decodes and its checksum holds (before anything else is read);
 the shape is seed 002 §4.1; the caller is the candidate the save names, in the plan it names;
 `testCode` is one of the plan's exam codes, every `quizCode` is a question of that exam and
-every value fits the question. Then the plan queue (plan_queue.py) appends it to the plan's
+every value fits the question. Then the plan queue (pipeline/plan_queue.py) appends it to the plan's
 answer stream if the plan is in progress. Nothing is stored by this module: the persister
 stores, and this request answers only once the persister has committed.
 """

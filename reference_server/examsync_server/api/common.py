@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quart import current_app, request
 
@@ -11,7 +11,9 @@ from examsync.protocol import finite_float, reject_constant
 
 from ..access.tokens import Principal, bearer
 from ..errors import ApiError
-from ..runtime import Runtime
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 
 def runtime() -> Runtime:

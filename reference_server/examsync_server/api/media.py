@@ -84,5 +84,5 @@ async def capture_blob(plan_id: str, candidate_id: str, capture_id: str) -> Any:
 
 
 def _json(ack: bytes) -> Response:
-    """An acknowledgement as the persister encoded it (acks.py)."""
+    """An acknowledgement as the persister encoded it (pipeline/acks.py)."""
     return Response(ack, content_type="application/json")

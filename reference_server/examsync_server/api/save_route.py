@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..access.tokens import bearer
 from ..errors import ApiError, error_for, error_headers
-from ..runtime import Runtime
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 PATH = "/api/v1/answers"
 

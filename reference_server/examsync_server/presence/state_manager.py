@@ -4,7 +4,7 @@ Each process runs one, as a consumer of the `state_managers` group on `status_qu
 `connection_status` message is handled once across processes. A message is applied to the
 seed 004 §10.5 keys, and an examinee whose state changed is announced to the supervisors of
 their group (`examinee_connected` / `examinee_disconnected` on `socket_queue`, which fan-out
-delivers to supervisors only: `audience=supervisors`); store/connections.py holds the rules
+delivers to supervisors only: `audience=supervisors`); presence/connections.py holds the rules
 that make late and repeated messages harmless. Messages a dead consumer left pending are
 claimed after `claim_idle_ms`. A message that keeps failing is retried `max_attempts` times,
 then dead-lettered with an admin alert; one that cannot be read is dead-lettered at once.
@@ -23,10 +23,10 @@ from redis.exceptions import RedisError, ResponseError
 
 from ..base.tasks import cancel_requested
 from ..store import keys
-from ..store.connections import ConnectionState
 from ..store.dead_letters import DeadLetters
 from ..store.sqlite import Database
 from ..store.streams import Entry, GroupConsumer, MissingGroup, ensure_group
+from .connections import ConnectionState
 from .status import ConnectionStatus, InvalidStatus
 
 log = logging.getLogger(__name__)

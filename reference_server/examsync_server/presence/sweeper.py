@@ -2,8 +2,8 @@
 
 A socket-server process that is SIGKILLed (or loses power) reports none of its sockets closed,
 and an examinee who never comes back would show CONNECTED for ever. Each process keeps its
-presence key `socket_node:{node}` alive (sockets/status.py); the state manager indexes the
-sockets it holds CONNECTED by process (store/connections.py). Every `interval` seconds the
+presence key `socket_node:{node}` alive (presence/status.py); the state manager indexes the
+sockets it holds CONNECTED by process (presence/connections.py). Every `interval` seconds the
 sweeper looks for indexed processes whose presence key has expired and publishes, for each of
 their sockets, a seed 004 `connection_status` DISCONNECTED with reason `SERVER_LOST` (an
 HTTP poller that stopped polling, whose presence key is its own: `POLL_TIMEOUT`) on
@@ -13,7 +13,7 @@ rules (an examinee who reconnected elsewhere stays CONNECTED) and tells the supe
 An examinee DISCONNECTED for `lost_after` seconds (no socket, no HTTP poll) becomes LOST
 (seed 004 §10.5 "재연결 최대 시도 횟수 초과": the server cannot count a client's failed attempts,
 so it counts the time they add up to): `connStatusCode` LOST and `examinee_lost` to the
-group's supervisors, once (store/connections.py).
+group's supervisors, once (presence/connections.py).
 
 Every process runs one; a lock that its holder renews keeps one sweeping at a time (another
 takes over within two ticks of its death), and a message published twice is harmless (a
@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from ..base.clock import iso, utc_now
 from ..base.tasks import cancel_requested
 from ..store import keys
-from ..store.connections import ConnectionState
+from .connections import ConnectionState
 from .status import DISCONNECTED, ConnectionStatus, lost_reason
 
 log = logging.getLogger(__name__)

@@ -113,7 +113,7 @@ class SocketSaves:
 
 def save_ack_frame(rid: str, ack: bytes) -> str:
     """`{"type": "save_ack", "id": rid, ...the ack's fields}`, the ack's JSON spliced in as the
-    persister encoded it (acks.py)."""
+    persister encoded it (pipeline/acks.py)."""
     fields = ack.decode()[1:-1]  # the ack is one JSON object
     head = '{"type":"save_ack","id":' + json.dumps(rid)
     return head + ("," + fields if fields else "") + "}"

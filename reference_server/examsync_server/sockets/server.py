@@ -7,13 +7,13 @@ every socket every `ping_interval` (`{"type": "ping", "ts"}`, answered with `{"t
 client's `{"type": "ping"}` with a pong, and pushes events (exam_end, stage_changed,
 examinee_connected/disconnected), each with its stream `position`; a socket that connects with
 `&lastPosition=` first gets what it missed (replay.py). A candidate's `{"type": "save", "id",
-"payload"}` takes the HTTP save path (saves.py) and is answered with `save_ack` or an `error`
+"payload"}` takes the HTTP save path (answers/intake.py), answered with `save_ack` or an `error`
 frame carrying its `id`. Bad frames get an `{"type": "error", "error": {"code", "message",
 "details"}}` reply; oversized frames close the socket (1009).
 
 A candidate's socket publishes seed 004's `connection_status` when it opens (CONNECTED, with
 clientInfo) and when it closes (DISCONNECTED, reason SOCKET_CLOSED or PING_TIMEOUT); the state
-manager (workers/state_manager.py) takes it from there.
+manager (presence/state_manager.py) takes it from there.
 """
 
 from __future__ import annotations

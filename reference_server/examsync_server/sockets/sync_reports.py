@@ -1,7 +1,7 @@
 """What candidates' SDKs report about their unacknowledged answers: `sync_state` frames.
 
 `{"type": "sync_state", "pending": <answers not yet acknowledged>, "oldestPendingAge": <seconds
-the oldest has waited, or null>}`. The supervisors' snapshot shows it (snapshot.py): an
+the oldest has waited, or null>}`. The supervisors' snapshot shows it (presence/snapshot.py): an
 examinee whose answers pile up on the device is visible before anything is lost.
 
 A frame is not a Redis write: the latest report per examinee waits here, and one task writes

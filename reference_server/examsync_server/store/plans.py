@@ -9,13 +9,15 @@ import json
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
 from ..base.clock import iso
 from ..errors import ApiError, not_found
-from ..exam.models import PlanImport
+
+if TYPE_CHECKING:
+    from ..exam.models import PlanImport
 
 Row = dict[str, Any]
 

@@ -16,7 +16,7 @@ Messages may be handled out of order (several processes consume the queue) and m
   mark an examinee who has reconnected on a new one;
 - a socket whose server process died (its presence key expired) never says goodbye: it is
   dropped from that set the next time the examinee's state is decided, and the sweeper
-  (workers/sweeper.py) reports it DISCONNECTED (`SERVER_LOST`) for the examinee who does not
+  (presence/sweeper.py) reports it DISCONNECTED (`SERVER_LOST`) for the examinee who does not
   come back. For that sweeper, the sockets held CONNECTED are indexed by their process:
   `socket_node:{node}:sockets` (members `[planId, examineeId, socketId]` as JSON) and the set of
   processes that have any, `socket_nodes`.
@@ -32,8 +32,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ..base.clock import iso, parse_iso, utc_now
-from ..presence.status import CONNECTED, ConnectionStatus, node_of
-from . import keys
+from ..store import keys
+from .status import CONNECTED, ConnectionStatus, node_of
 
 # A closed socket's hash is kept this long (ms), then expires: long enough for any late
 # message about that socket to find it final.
