@@ -79,9 +79,10 @@ async def test_answers_sync_with_webcrypto_verified_receipts_and_stay_in_indexed
     client = await logged_in(ExamClient(config(e2e, prefix)), e2e)
     assert client.storage_state == StorageState("indexeddb", durable=True)
     await until(lambda: client.connection_state is ConnectionState.OPEN)
-    # The reference server takes saves over its socket ("save" in its welcome): acks and their
-    # receipts come back as frames (the HTTP path: test_saves_go_over_fetch_when_no_socket_opens).
-    assert client.save_channel is SaveChannel.SOCKET
+    # The reference server takes saves over its socket ("save" in its welcome, which may come a
+    # moment after the socket opens): acks and their receipts come back as frames (the HTTP
+    # path: test_saves_go_over_fetch_when_no_socket_opens).
+    await until(lambda: client.save_channel is SaveChannel.SOCKET)
     v1 = await client.set_answer("Q001", "정답 ①")
     v2 = await client.set_answer("Q002", "주말에는 책을 읽습니다.")
     assert await client.wait_synced(10)
