@@ -231,7 +231,7 @@ async def test_a_full_database_acks_nothing_and_dead_letters_for_replay(
 ) -> None:
     auth = await started(client, admin)
     assert runtime.persister is not None
-    conn = runtime.persister.conn  # idle: no save in flight
+    conn = runtime.persister.writer.conn  # idle: no save in flight
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full, as SQLite sees it
     response = await save(client, auth, save_body({"Q005": ("가" * 5000, 1)}))  # 15 KB: pages
