@@ -143,6 +143,11 @@ async def test_a_poison_entry_is_dead_lettered_alerted_and_replayed(
         headers=admin,
     )
     assert again.status_code == 404
+    assert (await again.get_json())["error"] == {
+        "code": "dead_letter_not_found",
+        "message": "some ids are not unreplayed dead letters of this plan",
+        "details": {"ids": [letter["id"]]},
+    }
 
 
 async def test_an_entry_sqlite_cannot_bind_is_dead_lettered_not_retried_forever(
