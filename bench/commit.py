@@ -22,9 +22,9 @@ from benchlib import machine_line, scratch_dir
 from saves import Candidate, stream_fields
 
 from examsync_server.answers.sink import parse_entry
-from examsync_server.pipeline.persister import WAL_PAGES
 from examsync_server.store.answers import QueuedSave, apply_saves
-from examsync_server.store.sqlite import Database, connect_sync, write_transaction
+from examsync_server.store.persisting import BatchWriter
+from examsync_server.store.sqlite import Database
 
 SERVER_TIME = "2026-01-01T00:00:00.000Z"
 
@@ -46,14 +46,13 @@ def measure(path: Path, args: argparse.Namespace) -> None:
     asyncio.run(_migrate(path))
     rng = random.Random(7)
     cands = [Candidate(f"CAND{i:05d}", "", rng) for i in range(args.candidates)]
-    conn = connect_sync(path)
-    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+    writer = BatchWriter(path)  # the persister's connection, checkpoint interval included
     apply_ms, commit_ms, cpu_ms = [], [], []
     warm = args.batches // 10
     for b in range(args.batches):
         saves = batch_of(cands, args.batch, rng, b * args.batch)
         started, cpu = time.perf_counter(), time.process_time()
-        with write_transaction(conn):
+        with writer.transaction() as conn:
             apply_saves(conn, saves, SERVER_TIME)
             applied = time.perf_counter()
         done = time.perf_counter()  # the commit, and the checkpoint when one is due
@@ -62,17 +61,17 @@ def measure(path: Path, args: argparse.Namespace) -> None:
             commit_ms.append((done - applied) * 1000)
             cpu_ms.append((time.process_time() - cpu) * 1000)
     # Then a few batches without checkpoints, to count the pages one writes.
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.execute("PRAGMA wal_autocheckpoint=0")
+    writer.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    writer.conn.execute("PRAGMA wal_autocheckpoint=0")
     frames = []
     for b in range(5):
         before = wal_frames(path)
-        with write_transaction(conn):
+        with writer.transaction() as conn:
             apply_saves(
                 conn, batch_of(cands, args.batch, rng, (args.batches + b) * args.batch), SERVER_TIME
             )
         frames.append(wal_frames(path) - before)
-    conn.close()
+    writer.close()
     apply, commit = statistics.median(apply_ms), statistics.median(commit_ms)
     print(machine_line())
     print(

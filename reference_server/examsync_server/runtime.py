@@ -43,8 +43,12 @@ from .sockets.fanout import run_fanout
 from .sockets.polling import EventPolling
 from .sockets.server import SocketServer
 from .store.answer_cache import AnswerCache
+from .store.answers import StoredAnswers
 from .store.dead_letters import DeadLetters
 from .store.files import FileStore
+from .store.media import MediaRecords
+from .store.persisting import live_plans
+from .store.roster import Roster
 from .store.sqlite import Database
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,8 @@ class Runtime:
     captures: CaptureService
     logs: LogService
     files: FileStore
+    media_records: MediaRecords
+    roster: Roster
     restores: RestoreService
     snapshots: SnapshotService
     polling: EventPolling
@@ -121,6 +127,7 @@ class Runtime:
         hub = AckHub(redis, settings.node_id, settings.ack_timeout_seconds)
         signer = await asyncio.to_thread(ReceiptSigner.load, settings.data_dir / "receipt_keys")
         queue = PlanQueue(redis, hub, settings.late_grace_seconds)
+        roster = Roster(db)
         runtime = cls(
             settings=settings,
             redis=redis,
@@ -132,8 +139,10 @@ class Runtime:
             captures=CaptureService(redis, catalog, files, queue),
             logs=LogService(files, queue),
             files=files,
-            restores=RestoreService(db, AnswerCache(redis), catalog),
-            snapshots=SnapshotService(db, redis),
+            media_records=MediaRecords(db),
+            roster=roster,
+            restores=RestoreService(StoredAnswers(db), AnswerCache(redis), catalog),
+            snapshots=SnapshotService(roster, redis),
             polling=EventPolling(redis, settings.ping_interval + settings.ping_timeout),
             dead_letters=DeadLetters(db, redis),
             signer=signer,
@@ -186,7 +195,7 @@ class Runtime:
         if settings.run_workers:
             state_manager = StateManager(
                 redis,
-                db,
+                roster,
                 runtime.dead_letters,
                 settings.node_id,
                 claim_idle_ms=settings.claim_idle_ms,
@@ -217,13 +226,7 @@ class Runtime:
 
     async def live_plans(self) -> list[str]:
         """Plans whose answer streams may hold saves: started, or ended within a day."""
-        since = iso(utc_now() - timedelta(days=1))
-        rows = await self.db.fetch_all(
-            "SELECT plan_id FROM exam_plan WHERE status = 'in_progress'"
-            " OR (status = 'completed' AND ended_at > ?)",
-            (since,),
-        )
-        return [row["plan_id"] for row in rows]
+        return await live_plans(self.db, iso(utc_now() - timedelta(days=1)))
 
     def socket_url(self, request_host: str | None) -> str:
         """The URL clients should open: configured, else this request's host on our port."""

@@ -143,6 +143,11 @@ async def test_a_poison_entry_is_dead_lettered_alerted_and_replayed(
         headers=admin,
     )
     assert again.status_code == 404
+    assert (await again.get_json())["error"] == {
+        "code": "dead_letter_not_found",
+        "message": "some ids are not unreplayed dead letters of this plan",
+        "details": {"ids": [letter["id"]]},
+    }
 
 
 async def test_an_entry_sqlite_cannot_bind_is_dead_lettered_not_retried_forever(
@@ -231,7 +236,7 @@ async def test_a_full_database_acks_nothing_and_dead_letters_for_replay(
 ) -> None:
     auth = await started(client, admin)
     assert runtime.persister is not None
-    conn = runtime.persister.conn  # idle: no save in flight
+    conn = runtime.persister.writer.conn  # idle: no save in flight
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full, as SQLite sees it
     response = await save(client, auth, save_body({"Q005": ("가" * 5000, 1)}))  # 15 KB: pages

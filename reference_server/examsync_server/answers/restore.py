@@ -25,15 +25,14 @@ from ..base.clock import iso, utc_now
 from ..errors import ApiError
 from ..exam.catalog import Catalog
 from ..store.answer_cache import AnswerCache
-from ..store.answers import StoredSheet, read_sheet
-from ..store.sqlite import Database
+from ..store.answers import StoredAnswers, StoredSheet
 
 log = logging.getLogger(__name__)
 
 
 class RestoreService:
-    def __init__(self, db: Database, cache: AnswerCache, catalog: Catalog) -> None:
-        self.db = db
+    def __init__(self, stored: StoredAnswers, cache: AnswerCache, catalog: Catalog) -> None:
+        self.stored = stored
         self.cache = cache
         self.catalog = catalog
 
@@ -77,55 +76,30 @@ class RestoreService:
             cached = await self.cache.read(plan_id, exam_code, candidate_id)
         except RedisError as exc:
             log.warning("restore reads SQLite: Redis unavailable (%s)", exc)
-            return await self.from_sqlite(candidate_id, exam_code)
+            return await self.stored.sheet(candidate_id, exam_code)
         if cached is not None and not cached[1]:
             return cached[0]
-        sheet = await self.from_sqlite(candidate_id, exam_code)
+        sheet = await self.stored.sheet(candidate_id, exam_code)
         try:
             await self.cache.fill(plan_id, exam_code, candidate_id, sheet)
         except RedisError as exc:
             log.warning("answer cache not refilled: %s", exc)
         return sheet
 
-    async def from_sqlite(self, candidate_id: str, exam_code: str) -> StoredSheet:
-        key = (candidate_id, exam_code)
-        answers = await self.db.fetch_all(
-            "SELECT quiz_code, value, value_sha256, version, updated FROM answer"
-            " WHERE candidate_id = ? AND exam_code = ?",
-            key,
-        )
-        sheet = await self.db.fetch_one(
-            "SELECT * FROM answer_sheet WHERE candidate_id = ? AND exam_code = ?", key
-        )
-        navigation = await self.db.fetch_all(
-            "SELECT at, from_quiz, to_quiz FROM answer_navigation WHERE candidate_id = ?"
-            " AND exam_code = ? ORDER BY at",
-            key,
-        )
-        return read_sheet(answers, sheet, navigation)
-
     async def history(
         self, plan_id: str, candidate_id: str, exam_code: str, quiz_code: str | None
     ) -> list[dict[str, Any]]:
         """Every stored version (seed 002 §5.2 이전 버전 조회), oldest first."""
-        sql = (
-            "SELECT quiz_code, value, version, updated, server_time, result, late"
-            " FROM answer_history WHERE plan_id = ? AND candidate_id = ? AND exam_code = ?"
-        )
-        params: list[Any] = [plan_id, candidate_id, exam_code]
-        if quiz_code is not None:
-            sql += " AND quiz_code = ?"
-            params.append(quiz_code)
-        rows = await self.db.fetch_all(sql + " ORDER BY quiz_code, version, history_id", params)
+        found = await self.stored.history(plan_id, candidate_id, exam_code, quiz_code)
         return [
             {
-                "quizCode": r["quiz_code"],
-                "value": r["value"],
-                "version": r["version"],
-                "updated": r["updated"],
-                "serverTime": r["server_time"],
-                "result": r["result"],
-                "late": bool(r["late"]),
+                "quizCode": h.quiz_code,
+                "value": h.value,
+                "version": h.version,
+                "updated": h.updated,
+                "serverTime": h.server_time,
+                "result": h.result,
+                "late": h.late,
             }
-            for r in rows
+            for h in found
         ]

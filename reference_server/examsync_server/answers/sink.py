@@ -8,7 +8,6 @@ new versions (newest wins), before any ack leaves, so a restore right after an a
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
 from redis.asyncio import Redis
@@ -20,6 +19,7 @@ from ..base import fast_json
 from ..store import keys
 from ..store.answer_cache import AnswerCache
 from ..store.answers import BatchResult, QueuedSave, apply_saves
+from ..store.persisting import BatchConnection
 from .signing import ReceiptSigner
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class AnswerSink:
         return parse_entry(message_id, fields)
 
     def apply(
-        self, conn: sqlite3.Connection, saves: list[QueuedSave], server_time: str
+        self, conn: BatchConnection, saves: list[QueuedSave], server_time: str
     ) -> BatchResult:
         return apply_saves(conn, saves, server_time)
 

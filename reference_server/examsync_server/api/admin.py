@@ -83,9 +83,4 @@ async def candidates(plan_id: str) -> Any:
     """Candidates with their credentials, for the operator to hand out."""
     rt = require_admin()
     await rt.lifecycle.get_plan(_plan_id(plan_id))
-    rows = await rt.db.fetch_all(
-        "SELECT candidate_id, candidate_name, group_id, candidate_auth_code, access_key, status,"
-        " current_stage_id FROM exam_candidate WHERE plan_id = ? ORDER BY candidate_id",
-        (plan_id,),
-    )
-    return jsonify({"planId": plan_id, "candidates": [dict(r) for r in rows]})
+    return jsonify({"planId": plan_id, "candidates": await rt.roster.credentials(plan_id)})

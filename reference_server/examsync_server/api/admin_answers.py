@@ -6,8 +6,9 @@ from typing import Any
 
 from quart import Blueprint, jsonify, request
 
-from ..errors import invalid_request
+from ..errors import ApiError, invalid_request
 from ..exam.models import check_id
+from ..store.dead_letters import DeadLetterNotFound
 from .common import json_body, require_admin
 
 blueprint = Blueprint("admin_answers", __name__, url_prefix="/api/v1/admin/plans/<plan_id>")
@@ -56,5 +57,13 @@ async def replay(plan_id: str) -> Any:
         )
     ):
         raise invalid_request('the body is {} or {"ids": [integers]}')
-    replayed = await rt.dead_letters.replay(plan_id, ids)
+    try:
+        replayed = await rt.dead_letters.replay(plan_id, ids)
+    except DeadLetterNotFound as exc:
+        raise ApiError(
+            404,
+            "dead_letter_not_found",
+            "some ids are not unreplayed dead letters of this plan",
+            {"ids": exc.ids},
+        ) from exc
     return jsonify({"planId": plan_id, "replayed": replayed})

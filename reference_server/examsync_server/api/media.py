@@ -40,25 +40,23 @@ async def list_captures(plan_id: str, candidate_id: str) -> Any:
     """A candidate's captures, newest first (`?limit=`, at most 500)."""
     rt = require_admin()
     limit = min(500, max(1, request.args.get("limit", 100, type=int) or 100))
-    rows = await rt.db.fetch_all(
-        "SELECT capture_id, kind, content_type, size, sha256, captured_at, stored_at, late"
-        " FROM capture WHERE plan_id = ? AND candidate_id = ? ORDER BY captured_at DESC LIMIT ?",
-        (check_id(plan_id, "plan_id"), check_id(candidate_id, "candidate_id"), limit),
+    found = await rt.media_records.captures(
+        check_id(plan_id, "plan_id"), check_id(candidate_id, "candidate_id"), limit
     )
     return jsonify(
         {
             "captures": [
                 {
-                    "captureId": r["capture_id"],
-                    "kind": r["kind"],
-                    "contentType": r["content_type"],
-                    "size": r["size"],
-                    "sha256": r["sha256"],
-                    "capturedAt": r["captured_at"],
-                    "storedAt": r["stored_at"],
-                    "late": bool(r["late"]),
+                    "captureId": c.capture_id,
+                    "kind": c.kind,
+                    "contentType": c.content_type,
+                    "size": c.size,
+                    "sha256": c.sha256,
+                    "capturedAt": c.captured_at,
+                    "storedAt": c.stored_at,
+                    "late": c.late,
                 }
-                for r in rows
+                for c in found
             ]
         }
     )
@@ -67,20 +65,16 @@ async def list_captures(plan_id: str, candidate_id: str) -> Any:
 @blueprint.get("/admin/plans/<plan_id>/candidates/<candidate_id>/captures/<capture_id>")
 async def capture_blob(plan_id: str, candidate_id: str, capture_id: str) -> Any:
     rt = require_admin()
-    row = await rt.db.fetch_one(
-        "SELECT content_type, path FROM capture WHERE plan_id = ? AND candidate_id = ?"
-        " AND capture_id = ?",
-        (
-            check_id(plan_id, "plan_id"),
-            check_id(candidate_id, "candidate_id"),
-            check_id(capture_id, "captureId"),
-        ),
+    found = await rt.media_records.capture_file(
+        check_id(plan_id, "plan_id"),
+        check_id(candidate_id, "candidate_id"),
+        check_id(capture_id, "captureId"),
     )
-    if row is None:
+    if found is None:
         raise not_found("capture", captureId=capture_id)
     # off the event loop: a capture may be megabytes (audio), and requests share the loop
-    data = await asyncio.to_thread(rt.files.read, rt.files.root / row["path"])
-    return Response(data, content_type=row["content_type"])
+    data = await asyncio.to_thread(rt.files.read, rt.files.root / found.path)
+    return Response(data, content_type=found.content_type)
 
 
 def _json(ack: bytes) -> Response:

@@ -9,7 +9,6 @@ latest log entries), which is trimmed by age as new entries arrive.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from ..store import keys
+from ..store.media import MediaTable, insert_new
+from ..store.persisting import BatchConnection
 
 WINDOW_SECONDS = 300
 # A window nobody writes to any more expires a while after its newest entry.
@@ -45,7 +46,7 @@ class _RecordSink:
     """The shared steps; a subclass names its stream kind, columns and window entries."""
 
     kind: str
-    table: str
+    table: MediaTable
     name_field: str  # the entry field holding the client's name for the upload
     name_column: str
     answer_name: str  # the ack's key for that name
@@ -75,10 +76,9 @@ class _RecordSink:
         """The entries the upload adds to the candidate's 5-minute window."""
         raise NotImplementedError
 
-    def apply(self, conn: sqlite3.Connection, uploads: list[Upload], server_time: str) -> Applied:
-        stored = []
-        for upload in uploads:
-            row = {
+    def apply(self, conn: BatchConnection, uploads: list[Upload], server_time: str) -> Applied:
+        rows = [
+            {
                 "candidate_id": upload.candidate_id,
                 self.name_column: upload.name,
                 "plan_id": upload.plan_id,
@@ -87,13 +87,9 @@ class _RecordSink:
                 "stored_at": server_time,
                 "late": int(upload.late),
             }
-            cursor = conn.execute(
-                f"INSERT OR IGNORE INTO {self.table} ({', '.join(row)})"
-                f" VALUES ({', '.join('?' * len(row))})",
-                list(row.values()),
-            )
-            stored.append(cursor.rowcount == 1)
-        return Applied(uploads, stored)
+            for upload in uploads
+        ]
+        return Applied(uploads, insert_new(conn, self.table, rows))
 
     def acks(
         self, uploads: list[Upload], applied: Applied, server_time: str

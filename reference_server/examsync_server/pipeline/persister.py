@@ -1,20 +1,19 @@
 """The persister (seed 002 §3.1 steps 3-4): plan streams → SQLite (group commit) → Redis → ack.
 
 A consumer of the `persisters` group on every live plan's streams: answers, media and logs,
-each with its sink (answer_sink.py, record_sink.py) that knows how to apply its entries. One
-batch, of whatever kinds, is one SQLite transaction; only after its commit does Redis learn
-what changed (the answer cache, the recent-media window), are the entries XACKed (and
-deleted), and are the waiting requests answered. A batch that fails is retried; an entry that
-keeps failing on its own goes to the dead letters. Entries left pending by a process that died
-are claimed (XAUTOCLAIM) after `claim_idle_ms` and persisted then; every sink makes a second
-application of the same entry a no-op.
+each with its sink (answers/sink.py, media/sinks.py) that knows how to apply its entries. One
+batch, of whatever kinds, is one SQLite transaction (store/persisting.py); only after its
+commit does Redis learn what changed (the answer cache, the recent-media window), are the
+entries XACKed (and deleted), and are the waiting requests answered. A batch that fails is
+retried; an entry that keeps failing on its own goes to the dead letters. Entries left pending
+by a process that died are claimed (XAUTOCLAIM) after `claim_idle_ms` and persisted then;
+every sink makes a second application of the same entry a no-op.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,7 +29,8 @@ from ..base.clock import iso, utc_now
 from ..base.tasks import cancel_requested
 from ..store import keys
 from ..store.dead_letters import DeadLetters
-from ..store.sqlite import connect_sync, write_transaction
+from ..store.persisting import BatchConnection, BatchWriter
+from ..store.sqlite import StoreError
 from ..store.streams import Entry, GroupConsumer, MissingGroup
 from .acks import AckHub, encode_ack
 
@@ -41,8 +41,6 @@ BATCH = 500
 # batch costs about the same CPU whatever its size (round trips, a thread hand-off, an fsync),
 # so at a steady low rate, two saves per batch cost twice the CPU of four.
 LINGER_BELOW = 50
-# ~2 MB of WAL (4 KiB pages), ~100 saves: checkpoints of a few ms, the WAL stays small.
-WAL_PAGES = 500
 
 
 class Sink(Protocol):
@@ -53,7 +51,7 @@ class Sink(Protocol):
     def parse(self, message_id: str, fields: dict[str, str]) -> Any:
         """The entry as the sink's item; KeyError, ValueError or TypeError if unreadable."""
 
-    def apply(self, conn: sqlite3.Connection, items: list[Any], server_time: str) -> Any:
+    def apply(self, conn: BatchConnection, items: list[Any], server_time: str) -> Any:
         """Write the items inside the batch's transaction (in the writer thread)."""
 
     def acks(self, items: list[Any], applied: Any, server_time: str) -> list[dict[str, Any]]:
@@ -110,20 +108,14 @@ class Persister:
         self.group = GroupConsumer(
             self.redis, keys.PERSISTER_GROUP, self.consumer, self.claim_idle_ms
         )
-        self.conn: sqlite3.Connection = connect_sync(self.sqlite_path)
-        # The writer checkpoints itself, right after the commit that takes the WAL past
-        # WAL_PAGES: nothing can commit in between, so the next transaction starts the WAL
-        # over. A checkpointer beside it never let the WAL restart (it grew by every page
-        # ever written, ~1 GB after 40,000 saves, and each read searched all of it); small
-        # checkpoints delay a batch by a few ms, bench/saves.py's p99 included them.
-        self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+        self.writer = BatchWriter(self.sqlite_path)
         # One thread owns the write connection: SQLite and fsync run there without the GIL
         # while the event loop reads the next batch and sends the last one's acks.
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="persister-sqlite")
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="persister-sqlite")
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
-        self.conn.close()
+        self._thread.shutdown(wait=True)
+        self.writer.close()
 
     async def run(self, plans_of_interest: Callable[[], Awaitable[list[str]]]) -> None:
         """Forever: read batches from the live plans' streams and persist them."""
@@ -165,7 +157,7 @@ class Persister:
                     await self.persist(entries)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, sqlite3.Error, OSError) as exc:
+            except (RedisError, StoreError, OSError) as exc:
                 log.warning("persister: %s; retrying in 0.5 s", exc)
                 await asyncio.sleep(0.5)
             except Exception:  # a bug must not stop every save's commit: log it, go on
@@ -209,7 +201,7 @@ class Persister:
         try:
             committed = await self._commit_in_writer(batch)
         except Exception as exc:  # whatever stops a batch must not stop its stream
-            # Not only sqlite3.Error: a value SQLite cannot bind (OverflowError), or a bug, would
+            # Not only a StoreError: a value SQLite cannot bind (OverflowError), or a bug, would
             # otherwise fail the same batch forever; counted, such an entry is dead-lettered.
             await self.settle()
             await self._failed(batch, exc)
@@ -253,16 +245,16 @@ class Persister:
             self._retry_pending = True
 
     async def _commit_in_writer(self, batch: list[Queued]) -> Committed:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, self._commit, batch)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._commit, batch)
 
     def _commit(self, batch: list[Queued]) -> Committed:
         """One transaction for the whole batch, every kind in it (in the writer thread)."""
         server_time = iso(utc_now())
         applied: dict[str, Any] = {}
-        with write_transaction(self.conn):
+        with self.writer.transaction() as conn:
             for kind, queued in _by_kind(batch).items():
                 items = [q.item for q in queued]
-                applied[kind] = self._by_kind[kind].apply(self.conn, items, server_time)
+                applied[kind] = self._by_kind[kind].apply(conn, items, server_time)
         return Committed(batch, applied, server_time)
 
     def _acks(self, committed: Committed) -> dict[tuple[str, str], dict[str, Any]]:

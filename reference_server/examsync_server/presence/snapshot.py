@@ -29,37 +29,37 @@ from ..access.tokens import Principal
 from ..base.clock import iso, parse_iso, utc_now
 from ..errors import ApiError
 from ..store import keys
-from ..store.sqlite import Database
+from ..store.roster import Roster
 
 
 class SnapshotService:
-    def __init__(self, db: Database, redis: Redis) -> None:
-        self.db = db
+    def __init__(self, roster: Roster, redis: Redis) -> None:
+        self.roster = roster
         self.redis = redis
 
     async def take(self, who: Principal) -> dict[str, Any]:
         if who.role != "supervisor":
             raise ApiError(403, "supervisors_only", "only supervisors see the group's snapshot")
-        ids = await self._examinee_ids(who)
+        ids = await self.roster.examinee_ids(who.plan_id, who.group_id)
         position, connections, reports = await self._live(who.plan_id, ids)
-        rows = await self._examinees(who)
+        rows = await self.roster.examinees(who.plan_id, who.group_id)
         now = utc_now()
         examinees = []
         for row in rows:
-            cid = row["candidate_id"]
+            cid = row.candidate_id
             conn = connections.get(cid, {})
             report = reports.get(cid, {})
             examinees.append(
                 {
                     "examineeId": cid,
-                    "name": row["candidate_name"],
-                    "groupId": row["group_id"],
-                    "status": row["status"],
-                    "currentStage": row["current_stage"],
+                    "name": row.name,
+                    "groupId": row.group_id,
+                    "status": row.status,
+                    "currentStage": row.current_stage,
                     "connStatusCode": conn.get("connStatusCode"),
                     "lastActiveTime": conn.get("lastActiveTime"),
-                    "answered": row["answered"],
-                    "lastSaveTime": row["last_save"],
+                    "answered": row.answered,
+                    "lastSaveTime": row.last_save,
                     **_sync(report, now),
                 }
             )
@@ -70,11 +70,6 @@ class SnapshotService:
             "serverTime": iso(now),
             "examinees": examinees,
         }
-
-    async def _examinee_ids(self, who: Principal) -> list[str]:
-        sql, params = _in_group(who)
-        found = await self.db.fetch_all(f"SELECT candidate_id FROM exam_candidate {sql}", params)
-        return [r["candidate_id"] for r in found]
 
     async def _live(
         self, plan_id: str, ids: Sequence[str]
@@ -95,29 +90,6 @@ class SnapshotService:
             dict(zip(ids, progress, strict=True)),
             dict(zip(ids, sync, strict=True)),
         )
-
-    async def _examinees(self, who: Principal) -> list[Any]:
-        """Status, stage (the plan's clock in a simultaneous exam), answers held, last save."""
-        sql, params = _in_group(who, "c.")
-        return await self.db.fetch_all(
-            "SELECT c.candidate_id, c.candidate_name, c.group_id, c.status,"
-            " CASE WHEN p.conduct_type = 'simultaneous' THEN p.current_stage_id"
-            " ELSE c.current_stage_id END AS current_stage,"
-            " (SELECT COUNT(*) FROM answer_latest a WHERE a.candidate_id = c.candidate_id"
-            "  AND a.plan_id = c.plan_id) AS answered,"
-            " (SELECT MAX(s.last_sync) FROM answer_sheet s WHERE s.candidate_id = c.candidate_id"
-            "  AND s.plan_id = c.plan_id) AS last_save"
-            f" FROM exam_candidate c JOIN exam_plan p ON p.plan_id = c.plan_id {sql}"
-            " ORDER BY c.candidate_id",
-            params,
-        )
-
-
-def _in_group(who: Principal, prefix: str = "") -> tuple[str, list[str]]:
-    """The WHERE clause for the supervisor's examinees: their group, or the whole plan."""
-    if who.group_id is None:
-        return f"WHERE {prefix}plan_id = ?", [who.plan_id]
-    return f"WHERE {prefix}plan_id = ? AND {prefix}group_id = ?", [who.plan_id, who.group_id]
 
 
 def _sync(report: dict[str, str], now: datetime) -> dict[str, Any]:

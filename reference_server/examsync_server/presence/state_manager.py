@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field
 
@@ -24,7 +23,8 @@ from redis.exceptions import RedisError, ResponseError
 from ..base.tasks import cancel_requested
 from ..store import keys
 from ..store.dead_letters import DeadLetters
-from ..store.sqlite import Database
+from ..store.roster import Roster
+from ..store.sqlite import StoreError
 from ..store.streams import Entry, GroupConsumer, MissingGroup, ensure_group
 from .connections import ConnectionState
 from .status import ConnectionStatus, InvalidStatus
@@ -38,7 +38,7 @@ STREAM = keys.STATUS_STREAM
 @dataclass
 class StateManager:
     redis: Redis
-    db: Database
+    roster: Roster
     dead_letters: DeadLetters
     consumer: str
     claim_idle_ms: int = 30_000
@@ -81,7 +81,7 @@ class StateManager:
                 raise
             except MissingGroup:
                 have_group = False  # Redis lost the stream: make it again
-            except (RedisError, sqlite3.Error, OSError) as exc:
+            except (RedisError, StoreError, OSError) as exc:
                 log.warning("state manager: %s; retrying in 0.5 s", exc)
                 retry_pending = True
                 await asyncio.sleep(0.5)
@@ -99,8 +99,9 @@ class StateManager:
         if not statuses:
             return False
         try:
-            groups = await self._groups([s for _, s in statuses])
-        except sqlite3.Error as exc:
+            # the examinees' groups, whose supervisors hear of them
+            groups = await self.roster.groups({s.examinee_id for _, s in statuses})
+        except StoreError as exc:
             return await self._failed([(entry, str(exc)) for entry, _ in statuses])
         handled: list[tuple[str, str]] = []
         failed: list[tuple[Entry, str]] = []
@@ -114,16 +115,6 @@ class StateManager:
                 handled.append((entry[0], entry[1]))
         await self.group.done(handled)
         return await self._failed(failed)
-
-    async def _groups(self, statuses: list[ConnectionStatus]) -> dict[tuple[str, str], str | None]:
-        """The examinees' groups, whose supervisors hear of them (candidate ids are global)."""
-        ids = sorted({s.examinee_id for s in statuses})
-        rows = await self.db.fetch_all(
-            "SELECT plan_id, candidate_id, group_id FROM exam_candidate"
-            f" WHERE candidate_id IN ({','.join('?' * len(ids))})",
-            ids,
-        )
-        return {(r["plan_id"], r["candidate_id"]): r["group_id"] for r in rows}
 
     async def _failed(self, failures: list[tuple[Entry, str]]) -> bool:
         """Count an attempt for each; dead-letter those that have had their last."""

@@ -1,4 +1,5 @@
-"""Answers in SQLite: applying a batch of saves under the version rules, and reading them back.
+"""Answers in SQLite: applying a batch of saves under the version rules, and reading them back
+(a candidate's sheet for restore, every stored version for history).
 
 Synchronous on purpose: the persister runs `apply_batch` whole, one transaction per batch
 (group commit), so a batch of hundreds of answers costs one fsync.
@@ -20,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sqlite import write_transaction
+from .sqlite import Database, write_transaction
 
 
 def value_sha256(value: str) -> str:
@@ -289,3 +290,66 @@ def read_sheet(rows: Iterable[Any], sheet: Any, navigation: Iterable[Any]) -> St
         }
     steps = [{"from": n["from_quiz"], "to": n["to_quiz"], "timestamp": n["at"]} for n in navigation]
     return StoredSheet(answers, meta, steps, sorted(damaged))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One stored version of an answer, as it arrived."""
+
+    quiz_code: str
+    value: str
+    version: int
+    updated: str
+    server_time: str
+    result: str  # accepted | superseded
+    late: bool
+
+
+class StoredAnswers:
+    """The committed answers, read from SQLite (the reader connection: committed data only)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def sheet(self, candidate_id: str, exam_code: str) -> StoredSheet:
+        key = (candidate_id, exam_code)
+        answers = await self.db.fetch_all(
+            "SELECT quiz_code, value, value_sha256, version, updated FROM answer"
+            " WHERE candidate_id = ? AND exam_code = ?",
+            key,
+        )
+        sheet = await self.db.fetch_one(
+            "SELECT * FROM answer_sheet WHERE candidate_id = ? AND exam_code = ?", key
+        )
+        navigation = await self.db.fetch_all(
+            "SELECT at, from_quiz, to_quiz FROM answer_navigation WHERE candidate_id = ?"
+            " AND exam_code = ? ORDER BY at",
+            key,
+        )
+        return read_sheet(answers, sheet, navigation)
+
+    async def history(
+        self, plan_id: str, candidate_id: str, exam_code: str, quiz_code: str | None
+    ) -> list[HistoryEntry]:
+        """Every stored version of the exam's answers (or of one), oldest first."""
+        sql = (
+            "SELECT quiz_code, value, version, updated, server_time, result, late"
+            " FROM answer_history WHERE plan_id = ? AND candidate_id = ? AND exam_code = ?"
+        )
+        params: list[Any] = [plan_id, candidate_id, exam_code]
+        if quiz_code is not None:
+            sql += " AND quiz_code = ?"
+            params.append(quiz_code)
+        rows = await self.db.fetch_all(sql + " ORDER BY quiz_code, version, history_id", params)
+        return [
+            HistoryEntry(
+                r["quiz_code"],
+                r["value"],
+                r["version"],
+                r["updated"],
+                r["server_time"],
+                r["result"],
+                bool(r["late"]),
+            )
+            for r in rows
+        ]

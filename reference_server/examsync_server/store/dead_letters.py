@@ -17,13 +17,21 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..base.clock import iso, utc_now
-from ..errors import ApiError
 from . import keys
 from .sqlite import Database
 
 log = logging.getLogger(__name__)
 
 ALERT_STREAM = "queue:alerts"
+
+
+class DeadLetterNotFound(LookupError):
+    """Some ids asked for are not unreplayed dead letters of the plan."""
+
+    def __init__(self, plan_id: str, ids: list[int]) -> None:
+        super().__init__(f"not unreplayed dead letters of plan {plan_id}: {ids}")
+        self.plan_id = plan_id
+        self.ids = ids  # the ids not found, sorted
 
 
 def dead_stream(plan_id: str) -> str:
@@ -121,7 +129,8 @@ class DeadLetters:
         ]
 
     async def replay(self, plan_id: str, ids: list[int] | None) -> list[int]:
-        """Put dead letters back on their streams (all unreplayed ones when ids is None)."""
+        """Put dead letters back on their streams (all unreplayed ones when ids is None);
+        DeadLetterNotFound, and nothing replayed, if some of the ids are not among them."""
         rows = await self.db.fetch_all(
             "SELECT dead_letter_id, stream, fields FROM dead_letter WHERE plan_id = ?"
             " AND replayed_at IS NULL ORDER BY dead_letter_id",
@@ -129,11 +138,8 @@ class DeadLetters:
         )
         chosen = [r for r in rows if ids is None or r["dead_letter_id"] in ids]
         if ids is not None and len(chosen) != len(set(ids)):
-            raise ApiError(
-                404,
-                "dead_letter_not_found",
-                "some ids are not unreplayed dead letters of this plan",
-                {"ids": sorted(set(ids) - {r["dead_letter_id"] for r in chosen})},
+            raise DeadLetterNotFound(
+                plan_id, sorted(set(ids) - {r["dead_letter_id"] for r in chosen})
             )
         replayed = []
         for row in chosen:

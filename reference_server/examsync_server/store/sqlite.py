@@ -22,6 +22,10 @@ from ..errors import StartupError
 
 log = logging.getLogger(__name__)
 
+# The driver's error under the store's name: the rooms above catch it without importing the
+# driver (aiosqlite raises the same classes).
+StoreError = sqlite3.Error
+
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
@@ -97,11 +101,12 @@ class Database:
 
 
 @contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction on a plain sqlite3 connection (autocommit mode, as connect_sync)."""
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction on a plain sqlite3 connection (autocommit mode, as connect_sync);
+    yields the connection."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        yield
+        yield conn
         conn.execute("COMMIT")  # inside: a failed COMMIT must not leave the transaction open
     except BaseException:
         # SQLite rolls back by itself on some errors (SQLITE_FULL, say); a second ROLLBACK
