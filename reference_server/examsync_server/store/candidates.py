@@ -44,29 +44,33 @@ class Candidates:
 
     async def by_auth_code(self, plan_id: str, candidate_id: str) -> Credential | None:
         """The candidate and their auth code (web login)."""
-        row = await self.db.fetch_one(
+        return await self._credential(
             "SELECT candidate_id, group_id, candidate_auth_code FROM exam_candidate"
             " WHERE candidate_id = ? AND plan_id = ?",
-            (candidate_id, plan_id),
+            candidate_id,
+            plan_id,
         )
-        return Credential(*row) if row is not None else None
 
     async def by_key(self, plan_id: str, key: str) -> Credential | None:
         """The candidate holding `key` (key login), with it as their secret."""
-        row = await self.db.fetch_one(
+        return await self._credential(
             "SELECT candidate_id, group_id, access_key FROM exam_candidate"
             " WHERE access_key = ? AND plan_id = ?",
-            (key, plan_id),
+            key,
+            plan_id,
         )
-        return Credential(*row) if row is not None else None
 
     async def supervisor(self, plan_id: str, supervisor_id: str) -> Credential | None:
         """A supervisor of the plan and their auth code."""
-        row = await self.db.fetch_one(
+        return await self._credential(
             "SELECT supervisor_id, group_id, supervisor_auth_code FROM exam_supervisor"
             " WHERE supervisor_id = ? AND plan_id = ?",
-            (supervisor_id, plan_id),
+            supervisor_id,
+            plan_id,
         )
+
+    async def _credential(self, sql: str, *params: str) -> Credential | None:
+        row = await self.db.fetch_one(sql, params)
         return Credential(*row) if row is not None else None
 
     # -- writes across a plan, inside the caller's transaction ------------------------------------
