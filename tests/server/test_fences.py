@@ -7,6 +7,7 @@ type, not a dependency, and is not counted.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,9 +53,10 @@ def _type_checking_lines(tree: ast.Module) -> set[int]:
     return lines
 
 
-def imports(path: Path) -> Iterator[Import]:
+def imports(path: Path, type_checking: bool = False) -> Iterator[Import]:
+    """The imports of one module; those under `if TYPE_CHECKING:` only when `type_checking`."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skip = _type_checking_lines(tree)
+    skip = set() if type_checking else _type_checking_lines(tree)
     package = module_name(path)
     if path.name != "__init__.py":
         package = package.rpartition(".")[0]
@@ -167,3 +169,82 @@ def test_nothing_below_reaches_the_front_doors(room_name: str) -> None:
         and room(module_name(i.source)) not in allowed
     ]
     assert wrong == []
+
+
+# -- the exam room ----------------------------------------------------------------------------
+
+PLAN_STATUS = PACKAGE / "exam" / "plan_status.py"
+STATUS_WORDS = frozenset({"created", "ready", "in_progress", "completed"})
+# A status quoted inside SQL or Lua text: status = 'in_progress', IN ('ready', ...)
+QUOTED_STATUS = re.compile(r"""(['"])(created|ready|in_progress|completed)\1""")
+SQL = re.compile(r"\b(SELECT\b.+\bFROM|INSERT\s+INTO|UPDATE\b.+\bSET|DELETE\s+FROM)\b", re.S)
+
+
+def string_constants(path: Path) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.lineno, node.value
+
+
+def test_status_words_are_spelt_only_in_plan_status() -> None:
+    """Plan and examinee statuses come from PlanStatus / CandidateStatus (and SQL or Lua get
+    them as parameters or written in from the enums), so the table in plan_status.py is the
+    only place a status is named. The migrations, history, keep their CHECK constraints;
+    test_plan_status.py checks those against the enums."""
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {text[:60]!r}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path != PLAN_STATUS
+        for line, text in string_constants(path)
+        if text in STATUS_WORDS or QUOTED_STATUS.search(text)
+    ]
+    assert wrong == []
+
+
+def test_the_status_fence_sees_what_it_should() -> None:
+    assert QUOTED_STATUS.search("UPDATE exam_plan SET status = 'in_progress'")
+    assert QUOTED_STATUS.search("if status == 'completed' then")
+    assert not QUOTED_STATUS.search("the exam has completed")
+    assert SQL.search("SELECT *\n FROM exam_plan") and SQL.search("DELETE FROM x")
+    assert not SQL.search("select the plan to update and set it aside")
+
+
+@pytest.mark.parametrize("room_name", ["exam", "access"])
+def test_rooms_without_sql(room_name: str) -> None:
+    """Their SQL lives in store/, behind Plans, Candidates and Clocks: not a statement here,
+    and no SQL driver imported, not even for a type (a transaction is store.sqlite.Tx)."""
+    files = sorted((PACKAGE / room_name).rglob("*.py"))
+    wrong = [
+        where(i)
+        for path in files
+        for i in imports(path, type_checking=True)
+        if i.target.split(".")[0] in SQL_DRIVERS
+    ]
+    wrong += [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {text[:60]!r}"
+        for path in files
+        for line, text in string_constants(path)
+        if SQL.search(text)
+    ]
+    assert wrong == []
+
+
+def test_no_module_circles_in_the_exam_room() -> None:
+    """Within exam/, modules import one way, TYPE_CHECKING imports included: lifecycle and
+    stage_moves share what both need from modules below them, never each other."""
+    modules = {module_name(p): p for p in (PACKAGE / "exam").glob("*.py")}
+    edges = {
+        name: {i.target for i in imports(path, type_checking=True) if i.target in modules}
+        for name, path in modules.items()
+    }
+
+    def reaches(start: str, goal: str, seen: frozenset[str]) -> bool:
+        return any(
+            nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt}))
+            for nxt in edges[start]
+        )
+
+    circles = sorted(f"{a} -> {b}" for a in edges for b in edges[a] if reaches(b, a, frozenset()))
+    assert circles == []
+    lifecycle, moves = "examsync_server.exam.lifecycle", "examsync_server.exam.stage_moves"
+    assert moves not in edges[lifecycle] and lifecycle not in edges[moves]

@@ -126,7 +126,7 @@ _NOT_OPEN = Refused("plan_not_started", "the exam has not started", ())
 
 RULES: Mapping[Action, Rule] = {
     Action.REPLACE: Rule(
-        "`PUT /plans/{id}` (a new id is always created)",
+        "`PUT /plans/{id}` (replace)",
         {
             _C: Goes(_C),
             _R: Goes(_C),
