@@ -16,7 +16,7 @@ from ..store.plans import Row
 from . import stages
 from .live_state import LiveState
 from .models import AdvanceRequest, parse
-from .plan_status import Action, CandidateStatus, PlanStatus, allows, refusal
+from .plan_status import Action, CandidateStatus, PlanStatus, allows, require
 from .stage_clocks import StageClocks
 from .stages import INDIVIDUAL, SIMULTANEOUS
 from .transactions import transaction
@@ -66,8 +66,7 @@ class StageMoves:
         now = iso(moment)
         async with transaction(self.db) as tx:
             plan = await self.plans.get(tx, plan_id)
-            if not allows(plan["status"], Action.START_EXAMINEE):
-                raise refusal(Action.START_EXAMINEE, plan_id, plan["status"])
+            require(Action.START_EXAMINEE, plan_id, plan["status"])
             cand = await self.views.candidate_row(plan_id, candidate_id, tx)
             if plan["conduct_type"] == INDIVIDUAL and cand["status"] == CandidateStatus.READY:
                 stage_rows = await self.plans.stages(plan_id, tx)
@@ -150,8 +149,7 @@ class StageMoves:
     async def _moving_plan(self, plan_id: str) -> Row:
         """The plan, as committed, if its stages may move now; else the 409 of its status."""
         plan = await self.views.plan(plan_id)
-        if not allows(plan["status"], Action.MOVE_STAGE):
-            raise refusal(Action.MOVE_STAGE, plan_id, plan["status"])
+        require(Action.MOVE_STAGE, plan_id, plan["status"])
         return plan
 
     @staticmethod
