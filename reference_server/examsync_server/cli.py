@@ -18,6 +18,7 @@ import httpx
 
 from .config import Settings, load_or_create_secret, settings_from_env
 from .errors import StartupError
+from .exam.plan_status import Action, allows
 from .process.http_server import HTTP_SERVERS, event_loop_runner, serve_http
 from .runtime import Runtime, check_data_dir, freeze_startup_heap, lower_priority
 
@@ -290,7 +291,7 @@ def _load_demo(base: str, token: str, pages: bool) -> None:
 
     admin = AdminClient(base, token)
     status = admin.request("GET", f"/api/v1/admin/plans/{PLAN_ID}", ok=(200, 404))
-    if status.get("status") in ("in_progress", "completed"):
+    if "status" in status and not allows(status["status"], Action.REPLACE):
         click.echo(f"Demo plan {PLAN_ID} is {status['status']}; left as it is.")
     else:
         admin.request("PUT", f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan())

@@ -28,6 +28,8 @@ from .config import Settings, load_or_create_secret
 from .errors import StartupError
 from .exam.catalog import Catalog
 from .exam.lifecycle import Lifecycle
+from .exam.plan_status import PlanStatus
+from .exam.stage_moves import StageMoves
 from .exam.stage_timer import run_stage_timer
 from .media.candidate_logs import LogService
 from .media.captures import CaptureService
@@ -47,7 +49,6 @@ from .store.answers import StoredAnswers
 from .store.dead_letters import DeadLetters
 from .store.files import FileStore
 from .store.media import MediaRecords
-from .store.persisting import live_plans
 from .store.roster import Roster
 from .store.sqlite import Database
 
@@ -70,6 +71,7 @@ class Runtime:
     db: Database
     tokens: Tokens
     lifecycle: Lifecycle
+    moves: StageMoves
     sessions: SessionService
     saves: SaveService
     captures: CaptureService
@@ -134,6 +136,7 @@ class Runtime:
             db=db,
             tokens=tokens,
             lifecycle=lifecycle,
+            moves=StageMoves(lifecycle.views, lifecycle.live),
             sessions=SessionService(db, tokens, lifecycle),
             saves=SaveService(catalog, queue, settings),
             captures=CaptureService(redis, catalog, files, queue),
@@ -217,7 +220,10 @@ class Runtime:
             runtime.tasks.append(
                 asyncio.create_task(
                     run_stage_timer(
-                        lifecycle, settings.stage_tick_seconds, settings.repair_interval_seconds
+                        lifecycle,
+                        runtime.moves,
+                        settings.stage_tick_seconds,
+                        settings.repair_interval_seconds,
                     ),
                     name="stage-timer",
                 )
@@ -226,7 +232,11 @@ class Runtime:
 
     async def live_plans(self) -> list[str]:
         """Plans whose answer streams may hold saves: started, or ended within a day."""
-        return await live_plans(self.db, iso(utc_now() - timedelta(days=1)))
+        since = iso(utc_now() - timedelta(days=1))
+        found = await self.lifecycle.plans.with_status(
+            (PlanStatus.IN_PROGRESS,), PlanStatus.COMPLETED, since
+        )
+        return [plan_id for plan_id, _ in found]
 
     def socket_url(self, request_host: str | None) -> str:
         """The URL clients should open: configured, else this request's host on our port."""

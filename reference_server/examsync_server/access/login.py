@@ -16,9 +16,12 @@ from ..base.clock import iso, utc_now
 from ..errors import ApiError, invalid_request
 from ..exam.lifecycle import Lifecycle
 from ..exam.models import Id, parse
+from ..exam.plan_status import Action, require
 from ..exam.views import public_plan, public_stage
+from ..store.candidates import Candidates, Credential
+from ..store.plans import Plans, Row
 from ..store.sqlite import Database
-from .tokens import Principal, Tokens
+from .tokens import Principal, Role, Tokens
 
 Code = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -52,6 +55,10 @@ class SessionService:
     tokens: Tokens
     lifecycle: Lifecycle
 
+    def __post_init__(self) -> None:
+        self.plans = Plans(self.db)
+        self.people = Candidates(self.db)
+
     async def login(self, body: Any, socket_url: str) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise invalid_request("the body must be a JSON object")
@@ -62,9 +69,7 @@ class SessionService:
         else:
             principal = await self._candidate_by_code(parse(WebLogin, body))
         plan = await self.lifecycle.get_plan(principal.plan_id)
-        stage_rows = await self.db.fetch_all(
-            "SELECT * FROM exam_stage WHERE plan_id = ? ORDER BY stage_order", (plan["plan_id"],)
-        )
+        stage_rows = await self.plans.stages(plan["plan_id"])
         now = utc_now()
         body_out: dict[str, Any] = {
             "token": self.tokens.issue(principal),
@@ -75,7 +80,7 @@ class SessionService:
             "groupId": principal.group_id,
             "socketUrl": socket_url,
             "plan": public_plan(plan),
-            "stages": [public_stage(dict(s)) for s in stage_rows],
+            "stages": [public_stage(s) for s in stage_rows],
             "serverTime": iso(now),
         }
         if principal.role == "candidate":
@@ -87,53 +92,32 @@ class SessionService:
             body_out["supervisorId"] = principal.subject_id
         return body_out
 
-    async def _open_plan(self, plan_id: str) -> dict[str, Any]:
-        row = await self.db.fetch_one("SELECT * FROM exam_plan WHERE plan_id = ?", (plan_id,))
-        if row is None:
+    async def _open_plan(self, plan_id: str) -> Row:
+        plan = await self.plans.find(plan_id)
+        if plan is None:
             raise _bad_credentials()
-        if row["status"] == "created":
-            raise ApiError(
-                409, "plan_not_prepared", "this exam is not open yet", {"plan_id": plan_id}
-            )
-        return dict(row)
+        require(Action.SIGN_IN, plan_id, plan["status"])
+        return plan
 
     async def _candidate_by_code(self, login: WebLogin) -> Principal:
         plan = await self._open_plan(login.planId)
         self._method(plan, "web")
-        row = await self.db.fetch_one(
-            "SELECT candidate_id, group_id, candidate_auth_code FROM exam_candidate"
-            " WHERE candidate_id = ? AND plan_id = ?",
-            (login.candidateId, login.planId),
-        )
-        if row is None or not _same(row["candidate_auth_code"], login.authCode):
-            raise _bad_credentials()
-        return Principal("candidate", login.planId, row["candidate_id"], row["group_id"])
+        found = await self.people.by_auth_code(login.planId, login.candidateId)
+        return _principal("candidate", login.planId, found, login.authCode)
 
     async def _candidate_by_key(self, login: KeyLogin) -> Principal:
         plan = await self._open_plan(login.planId)
         self._method(plan, "key")
-        row = await self.db.fetch_one(
-            "SELECT candidate_id, group_id, access_key FROM exam_candidate"
-            " WHERE access_key = ? AND plan_id = ?",
-            (login.key, login.planId),
-        )
-        if row is None or not _same(row["access_key"], login.key):
-            raise _bad_credentials()
-        return Principal("candidate", login.planId, row["candidate_id"], row["group_id"])
+        found = await self.people.by_key(login.planId, login.key)
+        return _principal("candidate", login.planId, found, login.key)
 
     async def _supervisor(self, login: SupervisorLogin) -> Principal:
         await self._open_plan(login.planId)
-        row = await self.db.fetch_one(
-            "SELECT supervisor_id, group_id, supervisor_auth_code FROM exam_supervisor"
-            " WHERE supervisor_id = ? AND plan_id = ?",
-            (login.supervisorId, login.planId),
-        )
-        if row is None or not _same(row["supervisor_auth_code"], login.authCode):
-            raise _bad_credentials()
-        return Principal("supervisor", login.planId, row["supervisor_id"], row["group_id"])
+        found = await self.people.supervisor(login.planId, login.supervisorId)
+        return _principal("supervisor", login.planId, found, login.authCode)
 
     @staticmethod
-    def _method(plan: dict[str, Any], method: str) -> None:
+    def _method(plan: Row, method: str) -> None:
         if plan["login_method"] != method:
             raise ApiError(
                 403,
@@ -143,5 +127,8 @@ class SessionService:
             )
 
 
-def _same(stored: str, given: str) -> bool:
-    return hmac.compare_digest(stored.encode(), given.encode())
+def _principal(role: Role, plan_id: str, found: Credential | None, given: str) -> Principal:
+    """Who signed in, if `found` holds the secret `given` (compared in constant time)."""
+    if found is None or not hmac.compare_digest(found.secret.encode(), given.encode()):
+        raise _bad_credentials()
+    return Principal(role, plan_id, found.subject_id, found.group_id)

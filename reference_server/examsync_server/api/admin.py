@@ -60,7 +60,7 @@ async def advance(plan_id: str) -> Any:
     """Move the stage clock on by hand: the plan's (simultaneous) or one candidate's."""
     rt = require_admin()
     return jsonify(
-        await rt.lifecycle.moves.advance_by_admin(_plan_id(plan_id), await json_body(optional=True))
+        await rt.moves.advance_by_admin(_plan_id(plan_id), await json_body(optional=True))
     )
 
 

@@ -45,7 +45,7 @@ async def me() -> Any:
 async def start() -> Any:
     rt, who = require_session()
     _candidate_only(who.role)
-    return jsonify(await rt.lifecycle.moves.start_candidate(who.plan_id, who.subject_id))
+    return jsonify(await rt.moves.start_candidate(who.plan_id, who.subject_id))
 
 
 @blueprint.post("/me/advance")
@@ -53,7 +53,7 @@ async def advance() -> Any:
     """An examinee of an individual exam finishes their stage early."""
     rt, who = require_session()
     _candidate_only(who.role)
-    return jsonify(await rt.lifecycle.moves.advance_by_candidate(who.plan_id, who.subject_id))
+    return jsonify(await rt.moves.advance_by_candidate(who.plan_id, who.subject_id))
 
 
 @blueprint.get("/plans/<plan_id>/package")

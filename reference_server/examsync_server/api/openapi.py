@@ -91,14 +91,14 @@ def document() -> dict[str, Any]:
         "/healthz": {
             "get": _op(
                 "liveness and readiness of Redis and SQLite",
-                {200: "ready", 503: "a store is unavailable"},
+                {200: "Redis and SQLite are ready", 503: "a store is unavailable"},
             )
         },
         "/api/v1/openapi.json": {"get": _op("this document", {200: "OpenAPI 3.1"})},
         "/api/v1/admin/plans/{plan_id}": {
             "put": _op(
                 "create or replace a plan (seed 003 tables)",
-                {200: "replaced", 201: "created", **ADMIN_ERRORS},
+                {200: "replaced", 201: "a new plan", **ADMIN_ERRORS},
                 body=_json("PlanImport"),
                 admin=True,
                 params=plan,

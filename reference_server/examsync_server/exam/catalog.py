@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from ..errors import ApiError
 from ..store.files import FileStore
+from ..store.plans import Plans
 from ..store.sqlite import Database
 from .packages import read_manifest
+from .plan_status import locked
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +31,7 @@ class PlanCatalog:
 
 class Catalog:
     def __init__(self, db: Database, files: FileStore) -> None:
-        self.db = db
+        self.plans = Plans(db)
         self.files = files
         self._plans: dict[str, PlanCatalog] = {}
 
@@ -37,21 +39,12 @@ class Catalog:
         found = self._plans.get(plan_id)
         if found is not None:
             return found
-        plan = await self.db.fetch_one(
-            "SELECT plan_id, status, conduct_type, package_sha256, requires_camera,"
-            " allows_mobile_camera, camera_capture_interval FROM exam_plan WHERE plan_id = ?",
-            (plan_id,),
-        )
+        plan = await self.plans.find(plan_id)
         if plan is None:
             raise ApiError(404, "plan_not_found", "no such plan", {"plan_id": plan_id})
-        stage_codes = {
-            r["exam_code"]
-            for r in await self.db.fetch_all(
-                "SELECT exam_code FROM exam_stage WHERE plan_id = ? AND exam_code IS NOT NULL",
-                (plan_id,),
-            )
+        limits: dict[str, dict[str, int]] = {
+            code: {} for code in await self.plans.exam_codes(plan_id)
         }
-        limits: dict[str, dict[str, int]] = {code: {} for code in stage_codes}
         if plan["package_sha256"]:
             path = self.files.package_path(plan_id, plan["package_sha256"])
             manifest = await asyncio.to_thread(read_manifest, path.read_bytes())
@@ -68,6 +61,6 @@ class Catalog:
             bool(plan["allows_mobile_camera"]),
             plan["camera_capture_interval"],
         )
-        if plan["status"] in ("in_progress", "completed"):
+        if locked(plan["status"]):
             self._plans[plan_id] = catalog  # frozen from here on
         return catalog

@@ -1,8 +1,10 @@
 """The exam lifecycle of seeds 000 and 001: import, package, prepare, start, stages, end.
 
-Every change is one SQLite transaction (with the events it announces, in the outbox); Redis is
-written after the commit, and a Redis failure there is reported as 503 with `committed: true`:
-the stage worker's resync repairs Redis and relays the events once Redis is back.
+Which action a plan's status allows, and what it leads to, is plan_status.py's table. Every
+change is one SQLite transaction (with the events it announces, in the outbox); Redis is
+written after the commit (live_state.py), and a Redis failure there is reported as 503 with
+`committed: true`: the stage worker's resync repairs Redis and relays the events once Redis is
+back.
 
     created ──prepare──▶ ready ──start──▶ in_progress ──end──▶ completed
        ▲                   │
@@ -13,29 +15,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from ..base.clock import iso, utc_now
 from ..base.digests import verified_sha256
 from ..config import Settings
 from ..errors import ApiError, invalid_request
-from ..store import keys, outbox, plans
+from ..store import keys, outbox
+from ..store.candidates import Candidates
 from ..store.files import FileStore
+from ..store.plans import Plans, PlanSnapshot, Row
 from ..store.sqlite import Database
 from ..store.state import RedisState
 from . import packages, stages
+from .live_state import LiveState
 from .models import PlanImport, parse
-from .plan_status import state_error
-from .stage_moves import StageMoves
-from .views import deadline_iso, public_plan, public_stage
+from .plan_status import Action, CandidateStatus, PlanStatus, Repeat, require, transition
+from .stage_clocks import StageClocks
+from .transactions import transaction
+from .views import Views
 
 log = logging.getLogger(__name__)
+
+# Plans whose Redis keys the repair keeps in line: from prepared until a week after the end.
+_LIVE = (PlanStatus.READY, PlanStatus.IN_PROGRESS)
+_ENDED_LIVE_FOR = timedelta(days=7)
 
 
 @dataclass
@@ -47,7 +55,11 @@ class Lifecycle:
 
     def __post_init__(self) -> None:
         self.state = RedisState(self.redis)
-        self.moves = StageMoves(self)
+        self.plans = Plans(self.db)
+        self.candidates = Candidates(self.db)
+        self.views = Views(self.db, self.plans, self.candidates, self.state, self.redis)
+        self.live = LiveState(self.db, self.redis, self.state, self.candidates)
+        self.clocks = StageClocks(self.db)
 
     # -- import and package -------------------------------------------------------------------
 
@@ -62,29 +74,24 @@ class Lifecycle:
                 body=data.exam_plan.plan_id,
             )
         now = iso(utc_now())
-        try:
-            async with self.db.transaction() as conn:
-                old = await plans.replace_plan(conn, plan_id, data, now)
-                await plans.audit(
-                    conn,
-                    "plan_replaced" if old else "plan_created",
-                    plan_id,
-                    now,
-                    candidates=len(data.candidates),
-                    stages=len(data.stages),
-                )
-        except sqlite3.IntegrityError as exc:
-            # Rolled back. What the checks before the insert cannot see: a key this plan
-            # already issued (kept on replace) given to another of its candidates.
-            column = str(exc).rpartition(".")[2]
-            raise ApiError(
-                409,
-                "id_conflict",
-                f"{column} is already in use",
-                {"field": column, "ids": []},  # never the values: keys are secrets
-            ) from None
+        to = PlanStatus.CREATED  # a new plan
+        old: PlanSnapshot | None = None
+        async with transaction(self.db) as tx:
+            previous = await self.plans.find(plan_id, tx)
+            if previous is not None:
+                to = transition(Action.REPLACE, plan_id, previous["status"])
+                old = await self.plans.snapshot(tx, plan_id)
+            await self.plans.replace(tx, plan_id, data, to, now, old)
+            await self.plans.audit(
+                tx,
+                "plan_replaced" if old else "plan_created",
+                plan_id,
+                now,
+                candidates=len(data.candidates),
+                stages=len(data.stages),
+            )
         if old is not None:
-            await self.after_commit(
+            await self.live.after_commit(
                 self.state.forget_plan(
                     plan_id,
                     [s["stage_id"] for s in old.stages],
@@ -95,7 +102,7 @@ class Lifecycle:
             )
         summary = {
             "planId": plan_id,
-            "status": "created",
+            "status": to,
             "counts": {
                 "stages": len(data.stages),
                 "groups": len(data.groups),
@@ -110,13 +117,7 @@ class Lifecycle:
     ) -> dict[str, Any]:
         actual = verified_sha256(data, declared_sha256, "package")
         plan = await self.get_plan(plan_id)
-        if plan["status"] not in ("created", "ready"):
-            raise ApiError(
-                409,
-                "plan_locked",
-                f"plan {plan_id} is {plan['status']}; its package can no longer change",
-                {"plan_id": plan_id, "status": plan["status"]},
-            )
+        require(Action.UPLOAD_PACKAGE, plan_id, plan["status"])
         limits = packages.PackageLimits(
             self.settings.max_package_members, self.settings.max_package_unpacked_bytes
         )
@@ -127,18 +128,15 @@ class Lifecycle:
         # never sees a half-written package or a row pointing at the wrong bytes.
         await asyncio.to_thread(self.files.put, self.files.package_path(plan_id, actual), data)
         now = iso(utc_now())
-        async with self.db.transaction() as conn:
-            plan = await plans.get_plan(conn, plan_id)
-            if plan["status"] not in ("created", "ready"):
-                raise state_error(plan, "replace the package of")
-            await conn.execute(
-                "UPDATE exam_plan SET package_sha256 = ?, package_size = ?, status = 'created',"
-                " updated_at = ? WHERE plan_id = ?",
-                (actual, len(data), now, plan_id),
+        async with transaction(self.db) as tx:
+            plan = await self.plans.get(tx, plan_id)
+            to = transition(Action.UPLOAD_PACKAGE, plan_id, plan["status"])
+            await self.plans.set_package(tx, plan_id, actual, len(data), to, now)
+            await self.plans.audit(
+                tx, "package_uploaded", plan_id, now, sha256=actual, size=len(data)
             )
-            await plans.audit(conn, "package_uploaded", plan_id, now, sha256=actual, size=len(data))
-        if plan["status"] == "ready":
-            await self.after_commit(self.state.set_plan_fields(plan_id, {"status": "created"}))
+        if plan["status"] != to:
+            await self.live.after_commit(self.state.set_plan_fields(plan_id, {"status": to}))
         return {
             "planId": plan_id,
             "sha256": actual,
@@ -146,10 +144,10 @@ class Lifecycle:
             "exams": [
                 {"examCode": e.examCode, "questions": len(e.questions)} for e in manifest.exams
             ],
-            "status": "created",
+            "status": to,
         }
 
-    def package_bytes(self, plan: dict[str, Any]) -> bytes | None:
+    def package_bytes(self, plan: Row) -> bytes | None:
         if not plan["package_sha256"]:
             return None
         path = self.files.package_path(plan["plan_id"], plan["package_sha256"])
@@ -159,30 +157,25 @@ class Lifecycle:
 
     async def prepare(self, plan_id: str) -> dict[str, Any]:
         plan = await self.get_plan(plan_id)
-        if plan["status"] in ("in_progress", "completed"):
-            raise state_error(plan, "prepare")
+        require(Action.PREPARE, plan_id, plan["status"])
         await self._check_package(plan)
         now = iso(utc_now())
-        async with self.db.transaction() as conn:
-            plan = await plans.get_plan(conn, plan_id)
-            if plan["status"] in ("in_progress", "completed"):
-                raise state_error(plan, "prepare")
-            await conn.execute(
-                "UPDATE exam_plan SET status = 'ready', updated_at = ? WHERE plan_id = ?",
-                (now, plan_id),
-            )
-            await plans.audit(conn, "plan_prepared", plan_id, now, again=plan["status"] == "ready")
-            snap = await plans.snapshot(conn, plan_id)
-        await self.after_commit(self.state.sync_plan(snap))
+        async with transaction(self.db) as tx:
+            plan = await self.plans.get(tx, plan_id)
+            to = transition(Action.PREPARE, plan_id, plan["status"])
+            await self.plans.set_status(tx, plan_id, to, now)
+            await self.plans.audit(tx, "plan_prepared", plan_id, now, again=plan["status"] == to)
+            snap = await self.plans.snapshot(tx, plan_id)
+        await self.live.after_commit(self.state.sync_plan(snap))
         return {
             "planId": plan_id,
-            "status": "ready",
+            "status": to,
             "message": "prepared",
             "queues": [keys.plan_stream(plan_id, k) for k in keys.PLAN_STREAM_KINDS],
             "counts": {"candidates": len(snap.candidates), "stages": len(snap.stages)},
         }
 
-    async def _check_package(self, plan: dict[str, Any]) -> None:
+    async def _check_package(self, plan: Row) -> None:
         data = await asyncio.to_thread(self.package_bytes, plan)
         if data is None:
             raise ApiError(
@@ -196,11 +189,7 @@ class Lifecycle:
 
     async def _check_exam_codes(self, plan_id: str, codes: set[str]) -> None:
         """Every stage's exam_code must name an exam of the package."""
-        stage_rows = await self.db.fetch_all(
-            "SELECT exam_code FROM exam_stage WHERE plan_id = ? AND exam_code IS NOT NULL",
-            (plan_id,),
-        )
-        missing = sorted({r["exam_code"] for r in stage_rows} - codes)
+        missing = sorted(await self.plans.exam_codes(plan_id) - codes)
         if missing:
             raise ApiError(
                 409,
@@ -209,165 +198,88 @@ class Lifecycle:
                 {"missing_exam_codes": missing},
             )
 
-    # -- start, stages, end -------------------------------------------------------------------
+    # -- start, end -----------------------------------------------------------------------------
 
     async def start(self, plan_id: str) -> dict[str, Any]:
         moment = utc_now()
         now = iso(moment)
-        async with self.db.transaction() as conn:
-            plan = await plans.get_plan(conn, plan_id)
-            if plan["status"] == "in_progress":
-                return {"planId": plan_id, "status": "in_progress", "alreadyStarted": True}
-            if plan["status"] != "ready":
-                raise state_error(plan, "start")
-            await conn.execute(
-                "UPDATE exam_plan SET status = 'in_progress', started_at = ?,"
-                " updated_at = ? WHERE plan_id = ?",
-                (now, now, plan_id),
-            )
-            await plans.audit(conn, "plan_started", plan_id, now)
+        async with transaction(self.db) as tx:
+            plan = await self.plans.get(tx, plan_id)
+            found = require(Action.START, plan_id, plan["status"])
+            if isinstance(found, Repeat):
+                return {"planId": plan_id, "status": plan["status"], found.flag: True}
+            await self.plans.set_started(tx, plan_id, found.to, now)
+            await self.plans.audit(tx, "plan_started", plan_id, now)
             clock = None
-            if plan["conduct_type"] == "simultaneous":
-                stage_rows = await plans.get_stages(conn, plan_id)
+            if plan["conduct_type"] == stages.SIMULTANEOUS:
+                stage_rows = await self.plans.stages(plan_id, tx)
                 clock = stages.enter(stage_rows, 0, moment)
-                await self.moves.set_plan_clock(conn, plan_id, clock, stage_rows, now)
-                await conn.execute(
-                    "UPDATE exam_candidate SET status = 'in_progress', started_at = ?"
-                    " WHERE plan_id = ? AND status = 'ready'",
-                    (now, plan_id),
+                await self.clocks.set_plan(tx, plan_id, clock, stage_rows, now)
+                await self.candidates.start_waiting(
+                    tx, plan_id, CandidateStatus.READY, CandidateStatus.IN_PROGRESS, now
                 )
-        await self.after_commit(
-            self.moves.sync_plan_clock(
-                plan_id, {"status": "in_progress", "started_at": now}, clock, now
-            )
+        await self.live.after_commit(
+            self.live.plan_clock(plan_id, {"status": found.to, "started_at": now}, clock, now)
         )
         return {
             "planId": plan_id,
-            "status": "in_progress",
+            "status": found.to,
             "startedAt": now,
             "currentStage": clock.stage_id if clock else None,
         }
 
     async def end(self, plan_id: str) -> dict[str, Any]:
         now = iso(utc_now())
-        async with self.db.transaction() as conn:
-            plan = await plans.get_plan(conn, plan_id)
-            if plan["status"] == "completed":
+        async with transaction(self.db) as tx:
+            plan = await self.plans.get(tx, plan_id)
+            found = require(Action.END, plan_id, plan["status"])
+            if isinstance(found, Repeat):
                 return {
                     "planId": plan_id,
-                    "status": "completed",
+                    "status": plan["status"],
                     "endedAt": plan["ended_at"],
-                    "alreadyCompleted": True,
+                    found.flag: True,
                 }
-            if plan["status"] != "in_progress":
-                raise state_error(plan, "end")
-            await conn.execute(
-                "UPDATE exam_plan SET status = 'completed', ended_at = ?, stage_deadline = NULL,"
-                " updated_at = ? WHERE plan_id = ?",
-                (now, now, plan_id),
-            )
-            await conn.execute(
-                "UPDATE exam_candidate SET status = 'completed', last_active_time = ?,"
-                " stage_deadline = NULL WHERE plan_id = ?",
-                (now, plan_id),
-            )
+            await self.plans.set_ended(tx, plan_id, found.to, now)
+            await self.candidates.finish_all(tx, plan_id, CandidateStatus.COMPLETED, now)
             # Seed 001 §3.2, to the letter.
             await outbox.add(
-                conn,
+                tx,
                 keys.EXAM_END_STREAM,
                 {
                     "type": "exam_end",
                     "examId": plan_id,
-                    "status": "completed",
+                    "status": found.to,
                     "timestamp": now,
                 },
                 now,
             )
-            await plans.audit(conn, "plan_ended", plan_id, now)
+            await self.plans.audit(tx, "plan_ended", plan_id, now)
 
         async def propagate() -> None:
-            await self.state.set_plan_fields(plan_id, {"status": "completed", "end_datetime": now})
+            await self.state.set_plan_fields(plan_id, {"status": found.to, "end_datetime": now})
             # exam_end first: every socket should hear it within a second, and the candidate
             # hashes (one per examinee, thousands) can follow it — read after it, too, so that
             # fetching 10,000 ids does not hold up the broadcast.
-            await outbox.relay(self.db, self.redis)
-            rows = await self.db.fetch_all(
-                "SELECT candidate_id FROM exam_candidate WHERE plan_id = ?", (plan_id,)
-            )
+            await self.live.relay()
             await self.state.set_candidates(
-                [r["candidate_id"] for r in rows], {"status": "completed", "last_active_time": now}
+                await self.candidates.ids(plan_id),
+                {"status": CandidateStatus.COMPLETED, "last_active_time": now},
             )
 
-        await self.after_commit(propagate())
-        return {"planId": plan_id, "status": "completed", "endedAt": now}
+        await self.live.after_commit(propagate())
+        return {"planId": plan_id, "status": found.to, "endedAt": now}
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def get_plan(self, plan_id: str) -> Row:
+        return await self.views.plan(plan_id)
 
     async def status(self, plan_id: str) -> dict[str, Any]:
-        plan = await self.get_plan(plan_id)
-        counts = {
-            r["status"]: r["n"]
-            for r in await self.db.fetch_all(
-                "SELECT status, COUNT(*) AS n FROM exam_candidate"
-                " WHERE plan_id = ? GROUP BY status",
-                (plan_id,),
-            )
-        }
-        stage_rows = await self.db.fetch_all(
-            "SELECT * FROM exam_stage WHERE plan_id = ? ORDER BY stage_order", (plan_id,)
-        )
-        supervisors = await self.db.fetch_one(
-            "SELECT COUNT(*) FROM exam_supervisor WHERE plan_id = ?", (plan_id,)
-        )
-        body: dict[str, Any] = {
-            "planId": plan_id,
-            "status": plan["status"],
-            "examName": plan["exam_name"],
-            "plan": public_plan(plan),
-            "startedAt": plan["started_at"],
-            "endedAt": plan["ended_at"],
-            "currentStage": plan["current_stage_id"],
-            "stageDeadline": deadline_iso(plan["stage_deadline"]),
-            "stages": [public_stage(dict(s)) for s in stage_rows],
-            "package": {"sha256": plan["package_sha256"], "size": plan["package_size"]}
-            if plan["package_sha256"]
-            else None,
-            "counts": {
-                "candidates": sum(counts.values()),
-                "candidatesByStatus": counts,
-                "supervisors": int(supervisors[0]) if supervisors else 0,
-            },
-            "outboxPending": await outbox.pending_count(self.db),
-            "deadLetters": await self._dead_letter_count(plan_id),
-        }
-        try:
-            body["redis"] = {"status": await self.state.plan_status(plan_id)}
-            body["queues"] = {
-                kind: await self.redis.xlen(keys.plan_stream(plan_id, kind))
-                for kind in keys.PLAN_STREAM_KINDS
-            }
-        except RedisError as exc:
-            body["redis"] = {"error": str(exc)}
-        return body
+        return await self.views.report(plan_id)
 
     async def candidate_view(self, plan_id: str, candidate_id: str) -> dict[str, Any]:
-        row = await self.db.fetch_one(
-            "SELECT * FROM exam_candidate WHERE plan_id = ? AND candidate_id = ?",
-            (plan_id, candidate_id),
-        )
-        if row is None:
-            raise ApiError(404, "candidate_not_found", "candidate not found")
-        plan = await self.get_plan(plan_id)
-        simultaneous = plan["conduct_type"] == "simultaneous"
-        source = plan if simultaneous else row
-        stage_id = source["current_stage_id"]
-        return {
-            "candidateId": candidate_id,
-            "status": row["status"],
-            "planStatus": plan["status"],
-            "currentStage": stage_id,
-            "stageStartedAt": source["stage_started_at"],
-            "stageDeadline": deadline_iso(source["stage_deadline"]),
-            "serverTime": iso(utc_now()),
-        }
+        return await self.views.candidate(plan_id, candidate_id)
 
     # -- resync ---------------------------------------------------------------------------------
 
@@ -380,9 +292,10 @@ class Lifecycle:
         the copy, and a plan that moved on meanwhile is copied again.
         """
         while True:
-            async with self.db.transaction() as conn:
-                snap = await plans.snapshot(conn, plan_id)
-            if snap.plan["status"] != "created":
+            async with transaction(self.db) as tx:
+                snap = await self.plans.snapshot(tx, plan_id)
+            # A plan not yet prepared has no live keys to write.
+            if snap.plan["status"] != PlanStatus.CREATED:
                 await self.state.sync_plan(snap)
             # Ends as soon as the plan held still during one copy: a plan moves a few times.
             if (await self.get_plan(plan_id))["status"] == snap.plan["status"]:
@@ -391,42 +304,11 @@ class Lifecycle:
     async def repair(self) -> int:
         """Resync every live plan whose Redis status differs from SQLite's; relay the outbox."""
         repaired = 0
-        for row in await self.db.fetch_all(
-            # Plans ended more than a week ago are history, not live state.
-            "SELECT plan_id, status FROM exam_plan WHERE status IN ('ready', 'in_progress')"
-            " OR (status = 'completed' AND ended_at > ?)",
-            (iso(utc_now() - timedelta(days=7)),),
-        ):
-            if await self.state.plan_status(row["plan_id"]) != row["status"]:
-                log.warning("Redis is behind SQLite for plan %s; resyncing", row["plan_id"])
-                await self.resync(row["plan_id"])
+        since = iso(utc_now() - _ENDED_LIVE_FOR)
+        for plan_id, status in await self.plans.with_status(_LIVE, PlanStatus.COMPLETED, since):
+            if await self.state.plan_status(plan_id) != status:
+                log.warning("Redis is behind SQLite for plan %s; resyncing", plan_id)
+                await self.resync(plan_id)
                 repaired += 1
-        await outbox.relay(self.db, self.redis)
+        await self.live.relay()
         return repaired
-
-    # -- helpers --------------------------------------------------------------------------------
-
-    async def _dead_letter_count(self, plan_id: str) -> int:
-        row = await self.db.fetch_one(
-            "SELECT COUNT(*) FROM dead_letter WHERE plan_id = ? AND replayed_at IS NULL",
-            (plan_id,),
-        )
-        return int(row[0]) if row else 0
-
-    async def get_plan(self, plan_id: str) -> dict[str, Any]:
-        row = await self.db.fetch_one("SELECT * FROM exam_plan WHERE plan_id = ?", (plan_id,))
-        if row is None:
-            raise ApiError(404, "plan_not_found", f"no plan {plan_id}", {"plan_id": plan_id})
-        return dict(row)
-
-    async def after_commit(self, work: Any) -> None:
-        try:
-            await work
-        except RedisError as exc:
-            log.warning("Redis write after commit failed: %s", exc)
-            raise ApiError(
-                503,
-                "redis_unavailable",
-                "saved, but Redis could not be updated; it will be repaired when Redis is back",
-                {"committed": True},
-            ) from None

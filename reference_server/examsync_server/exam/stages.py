@@ -16,6 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..base.clock import iso
+from .plan_status import CandidateStatus
+
+# exam_plan.conduct_type: one clock for the plan, or one per examinee.
+SIMULTANEOUS, INDIVIDUAL = "simultaneous", "individual"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,11 @@ class StageClock:
     stage_id: str | None  # None: past the last stage
     started_at: str | None
     deadline: datetime | None
+
+    @property
+    def candidate_status(self) -> CandidateStatus:
+        """An examinee on this clock is in progress; past the last stage, completed."""
+        return CandidateStatus.IN_PROGRESS if self.stage_id else CandidateStatus.COMPLETED
 
     @property
     def deadline_epoch(self) -> float | None:

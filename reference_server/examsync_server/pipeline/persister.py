@@ -30,7 +30,7 @@ from ..base.tasks import cancel_requested
 from ..store import keys
 from ..store.dead_letters import DeadLetters
 from ..store.persisting import BatchConnection, BatchWriter
-from ..store.sqlite import StoreError
+from ..store.sqlite import DatabaseError
 from ..store.streams import Entry, GroupConsumer, MissingGroup
 from .acks import AckHub, encode_ack
 
@@ -157,7 +157,7 @@ class Persister:
                     await self.persist(entries)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, StoreError, OSError) as exc:
+            except (RedisError, DatabaseError, OSError) as exc:
                 log.warning("persister: %s; retrying in 0.5 s", exc)
                 await asyncio.sleep(0.5)
             except Exception:  # a bug must not stop every save's commit: log it, go on
@@ -201,7 +201,7 @@ class Persister:
         try:
             committed = await self._commit_in_writer(batch)
         except Exception as exc:  # whatever stops a batch must not stop its stream
-            # Not only a StoreError: a value SQLite cannot bind (OverflowError), or a bug, would
+            # Not only a DatabaseError: a value SQLite cannot bind (OverflowError), or a bug, would
             # otherwise fail the same batch forever; counted, such an entry is dead-lettered.
             await self.settle()
             await self._failed(batch, exc)

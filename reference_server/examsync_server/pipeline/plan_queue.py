@@ -18,19 +18,23 @@ from redis.asyncio import Redis
 from ..access.tokens import Principal
 from ..base.clock import iso, parse_iso, utc_now
 from ..errors import ApiError
+from ..exam.plan_status import Action, PlanStatus, refusal, statuses_allowing
 from ..store import keys
 from ..store.script_batch import ScriptBatch
 from .acks import AckHub
 
 # KEYS: plan hash, plan stream. ARGV, per entry (ScriptBatch groups them): its count n, then
 # n arguments: 'late' or '', and the entry's field/value pairs. Appends each entry only while
-# the plan is in progress (or when the caller vouches for a late entry); one reply per entry.
+# the plan's status takes saves (or when the caller vouches for a late entry); one reply per
+# entry. The statuses that take saves come from plan_status.py's table, as a Lua set.
+_TAKING = ", ".join(f"['{status}'] = true" for status in statuses_allowing(Action.SAVE))
 _ENQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
+local taking = {TAKING}
 local replies, at = {}, 1
 while at <= #ARGV do
   local n = tonumber(ARGV[at])
-  if status == 'in_progress' or ARGV[at + 1] == 'late' then
+  if taking[status] or ARGV[at + 1] == 'late' then
     local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, at + 2, at + n))
     replies[#replies + 1] = {'queued', id}
   else
@@ -39,7 +43,9 @@ while at <= #ARGV do
   at = at + n + 1
 end
 return replies
-"""
+""".replace("{TAKING}", "{" + _TAKING + "}")
+
+_PLAN_STATUSES = frozenset(PlanStatus)
 
 # Given the plan's end, whether everything in the entry was made before it.
 MadeBefore = Callable[[datetime], bool]
@@ -97,14 +103,14 @@ class PlanQueue:
         status, detail = await self._enqueue(stream_keys, ["", *pairs])
         if status == "queued":
             return
-        if status == "completed" and self._late_allowed(made_before, detail):
+        if status not in _PLAN_STATUSES:  # no plan hash: Redis lost it, the repair brings it back
+            raise ApiError(503, "redis_unavailable", "the plan's live state is missing; retry")
+        if status != PlanStatus.COMPLETED:
+            raise refusal(Action.SAVE, who.plan_id, status)
+        if self._late_allowed(made_before, detail):
             await self._enqueue(stream_keys, ["late", "late", "1", *pairs])
             return
-        if status == "completed":
-            raise ApiError(409, "exam_completed", "the exam has ended", {"endedAt": detail})
-        if status in ("ready", "created"):
-            raise ApiError(409, "plan_not_started", "the exam has not started")
-        raise ApiError(503, "redis_unavailable", "the plan's live state is missing; retry")
+        raise refusal(Action.SAVE, who.plan_id, status, endedAt=detail)
 
     def _late_allowed(self, made_before: MadeBefore, ended: str) -> bool:
         """Late entries count if made before the end and arriving within the grace window

@@ -24,7 +24,7 @@ from ..base.tasks import cancel_requested
 from ..store import keys
 from ..store.dead_letters import DeadLetters
 from ..store.roster import Roster
-from ..store.sqlite import StoreError
+from ..store.sqlite import DatabaseError
 from ..store.streams import Entry, GroupConsumer, MissingGroup, ensure_group
 from .connections import ConnectionState
 from .status import ConnectionStatus, InvalidStatus
@@ -81,7 +81,7 @@ class StateManager:
                 raise
             except MissingGroup:
                 have_group = False  # Redis lost the stream: make it again
-            except (RedisError, StoreError, OSError) as exc:
+            except (RedisError, DatabaseError, OSError) as exc:
                 log.warning("state manager: %s; retrying in 0.5 s", exc)
                 retry_pending = True
                 await asyncio.sleep(0.5)
@@ -101,7 +101,7 @@ class StateManager:
         try:
             # the examinees' groups, whose supervisors hear of them
             groups = await self.roster.groups({s.examinee_id for _, s in statuses})
-        except StoreError as exc:
+        except DatabaseError as exc:
             return await self._failed([(entry, str(exc)) for entry, _ in statuses])
         handled: list[tuple[str, str]] = []
         failed: list[tuple[Entry, str]] = []

@@ -28,6 +28,7 @@ from redis.exceptions import ResponseError
 from ..access.tokens import Principal
 from ..base.clock import iso, utc_now
 from ..errors import ApiError
+from ..exam.plan_status import PlanStatus
 from ..presence.status import CONNECTED, ConnectionStatus, poll_node
 from ..store import keys
 from . import events, replay
@@ -76,7 +77,7 @@ class EventPolling:
             except ResponseError as exc:
                 raise ApiError(400, "invalid_position", str(exc)) from None
         plan: Any = await self.redis.hmget(keys.plan(who.plan_id), ["status", "end_datetime"])
-        if plan[0] == "completed":
+        if plan[0] == PlanStatus.COMPLETED:
             answer["events"].append(events.exam_end(who.plan_id, plan[1]))
         return answer
 

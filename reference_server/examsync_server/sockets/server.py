@@ -43,6 +43,7 @@ from ..access.tokens import Principal, Tokens
 from ..answers.intake import SaveService
 from ..base.clock import iso, utc_now
 from ..errors import ApiError
+from ..exam.plan_status import PlanStatus
 from ..presence.status import (
     CONNECTED,
     DISCONNECTED,
@@ -360,7 +361,7 @@ class SocketServer:
         except RedisError as exc:
             log.warning("socket catch-up skipped: %s", exc)
             return
-        if plan[0] == "completed":
+        if plan[0] == PlanStatus.COMPLETED:
             await self._send_end(conn, plan_id, plan[1])
         elif fanout_running:
             self._open_plans.add(plan_id)

@@ -1,6 +1,5 @@
 """What the persister (pipeline/persister.py) needs of SQLite: the write connection its one
-writer thread owns, a transaction per batch on it (group commit), and which plans' streams may
-still hold entries.
+writer thread owns, and a transaction per batch on it (group commit).
 
 The sinks write through the connection a batch's transaction yields (`BatchConnection`), with
 the statements of store/answers.py and store/media.py.
@@ -12,7 +11,7 @@ import sqlite3
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from .sqlite import Database, connect_sync, write_transaction
+from .sqlite import connect_sync, write_transaction
 
 # What a sink writes through inside a batch's transaction: the driver's type under a store name.
 BatchConnection = sqlite3.Connection
@@ -40,13 +39,3 @@ class BatchWriter:
 
     def close(self) -> None:
         self.conn.close()
-
-
-async def live_plans(db: Database, ended_since: str) -> list[str]:
-    """Plans in progress, or completed after `ended_since`."""
-    rows = await db.fetch_all(
-        "SELECT plan_id FROM exam_plan WHERE status = 'in_progress'"
-        " OR (status = 'completed' AND ended_at > ?)",
-        (ended_since,),
-    )
-    return [row["plan_id"] for row in rows]

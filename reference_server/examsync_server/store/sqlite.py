@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import aiosqlite
 
@@ -22,9 +22,13 @@ from ..errors import StartupError
 
 log = logging.getLogger(__name__)
 
-# The driver's error under the store's name: the rooms above catch it without importing the
-# driver (aiosqlite raises the same classes).
-StoreError = sqlite3.Error
+# A broken database (the driver's error) under the store's name, so the rooms above catch it
+# without importing the driver (aiosqlite raises the same classes).
+DatabaseError = sqlite3.Error
+
+# A write transaction's handle, as `Database.transaction()` yields it: callers outside store/
+# only pass it on to the store's functions, so a backend of another kind can yield its own.
+Tx: TypeAlias = aiosqlite.Connection
 
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -68,7 +72,7 @@ class Database:
         await self._writer.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Tx]:
         """One write transaction; commits on success, rolls back on any exception.
 
         BEGIN IMMEDIATE takes the write lock up front, so two processes never both read-then-write.

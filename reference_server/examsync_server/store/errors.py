@@ -1,0 +1,29 @@
+"""What the durable store refuses, in its own terms; the rooms above say it to clients.
+
+    StoreError
+     ├── NotFound   a row the caller named does not exist
+     └── Conflict   a value that must be unique is already taken
+
+Raised inside a transaction, they roll it back like any exception. A broken database raises
+the driver's own error, caught above as `store.sqlite.DatabaseError`.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Anything the store refuses (not a broken database: that is the driver's error)."""
+
+
+class NotFound(StoreError):
+    def __init__(self, what: str, **key: str) -> None:
+        super().__init__(f"{what.replace('_', ' ')} not found")
+        self.what = what  # "plan", "candidate"
+        self.key = key  # the ids it was looked up by, e.g. {"plan_id": "PLAN202401"}
+
+
+class Conflict(StoreError):
+    def __init__(self, field: str, ids: list[str], message: str) -> None:
+        super().__init__(message)
+        self.field = field  # the column, e.g. "candidate_id"
+        self.ids = ids  # the values taken; empty when they must not be shown (secrets)
