@@ -50,6 +50,7 @@ __all__ = [
     "RestoreResponse",
     "SaveAck",
     "SavePayload",
+    "judge_version",
     "parse_error",
 ]
 
@@ -231,6 +232,21 @@ class AckStatus(Enum):
     ACCEPTED = "accepted"  # stored; now the highest version
     DUPLICATE = "duplicate"  # this version with this value was already stored
     SUPERSEDED = "superseded"  # lower than (or equal with another value to) the stored version
+
+
+def judge_version(stored: tuple[int, str] | None, version: int, value_sha256: str) -> AckStatus:
+    """The version rule (DESIGN §4) for one answer sent at ``version`` whose value has the
+    digest ``value_sha256`` (:func:`~examsync.protocol.value_sha256`), against what is stored:
+    its version and value digest, or None when nothing is.
+
+    Written once for the reference server and every stand-in for it. Digests, not values, are
+    compared: the server holds the digest of its latest value beside its version.
+    """
+    if stored is None or version > stored[0]:
+        return AckStatus.ACCEPTED
+    if version == stored[0] and value_sha256 == stored[1]:
+        return AckStatus.DUPLICATE
+    return AckStatus.SUPERSEDED
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from examsync.messages import (
     RestoreResponse,
     SaveAck,
     SavePayload,
+    judge_version,
 )
 from examsync.protocol import b64url_encode, canonical_json, decode_json, value_sha256
 
@@ -142,13 +143,10 @@ class FakeApi:
         results: dict[str, AnswerResult] = {}
         for code, entry in payload.answers.items():
             current = self.answers.get(code)
-            if current is None or entry.version > current[1]:
+            stored = None if current is None else (current[1], value_sha256(current[0]))
+            status = judge_version(stored, entry.version, value_sha256(entry.value))
+            if status is AckStatus.ACCEPTED:
                 self.answers[code] = (entry.value, entry.version)
-                status = AckStatus.ACCEPTED
-            elif (entry.value, entry.version) == current:
-                status = AckStatus.DUPLICATE
-            else:
-                status = AckStatus.SUPERSEDED
             receipt = None if status is AckStatus.SUPERSEDED else self.sign(code, *entry_of(entry))
             results[code] = AnswerResult(status, entry.version, self.answers[code][1], receipt)
         return 200, SaveAck(results, SERVER_TIME).to_wire()
