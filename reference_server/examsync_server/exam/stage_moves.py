@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
+from examsync.frames import stage_changed_message
+
 from ..base.clock import iso, utc_now
 from ..errors import ApiError, invalid_request
 from ..store import keys, outbox, plans
@@ -261,14 +263,7 @@ class StageMoves:
         stage_rows: list[dict[str, Any]],
         now: str,
     ) -> None:
-        message = {
-            "type": "stage_changed",
-            "planId": plan_id,
-            **clock.as_event(stage_rows),
-            "timestamp": now,
-        }
-        if candidate_id:
-            message["candidateId"] = candidate_id
+        message = stage_changed_message(plan_id, clock.as_event(stage_rows), now, candidate_id)
         await outbox.add(
             conn,
             keys.SOCKET_STREAM,
