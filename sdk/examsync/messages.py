@@ -31,8 +31,8 @@ from .exceptions import (
     RemoteProtocolError,
     ServerError,
 )
-from .protocol import CanonicalEncoder, checksum, verify_checksum
-from .receipt import Receipt, ReceiptPayload
+from .protocol import CanonicalEncoder, checksum, decode_json, verify_checksum
+from .receipts import Receipt, ReceiptPayload
 
 __all__ = [
     "AckStatus",
@@ -52,6 +52,7 @@ __all__ = [
     "SavePayload",
     "judge_version",
     "parse_error",
+    "read_save_response",
 ]
 
 # --- the save payload (seed 002 §4.1) -----------------------------------------------------------
@@ -500,3 +501,15 @@ def parse_error(status: int, body: object) -> ServerError:
             details=details if isinstance(details, dict) else None,
         )
     return cls("response without an error object", code=f"http_{status}", status=status)
+
+
+def read_save_response(status: int, body: object) -> SaveAck:
+    """The answer to a save, read once for everyone who needs it (the receipt check, the
+    engine): the :class:`SaveAck` of a 2xx; for any other status its error, raised.
+
+    ``body`` is the raw bytes/str or the decoded JSON. Raises RemoteProtocolError if malformed.
+    """
+    decoded = decode_json(body) if isinstance(body, bytes | str) else body
+    if not 200 <= status < 300:
+        raise parse_error(status, decoded)
+    return SaveAck.from_wire(decoded)

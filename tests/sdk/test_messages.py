@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from examsync.messages import (
     SavePayload,
     judge_version,
     parse_error,
+    read_save_response,
 )
 from examsync.protocol import checksum, value_sha256
 
@@ -281,3 +283,16 @@ def test_the_version_rule(
 ) -> None:
     held = None if stored is None else (stored[0], value_sha256(stored[1]))
     assert judge_version(held, version, value_sha256(value)) is expected
+
+
+def test_a_save_answer_is_read_into_its_ack_or_its_error() -> None:
+    ack = SaveAck({"Q001": AnswerResult(AckStatus.SUPERSEDED, 1, 4, None)}, T0)
+    assert read_save_response(200, ack.to_wire()) == ack
+    assert read_save_response(200, json.dumps(ack.to_wire()).encode()) == ack
+    body = {"error": {"code": "rate_limited", "message": "slow down", "details": {}}}
+    with pytest.raises(RateLimitedError) as info:
+        read_save_response(429, json.dumps(body))
+    assert (info.value.code, info.value.status) == ("rate_limited", 429)
+    for status, malformed in ((200, b"<html>"), (200, {"results": []})):
+        with pytest.raises(RemoteProtocolError):
+            read_save_response(status, malformed)
