@@ -107,6 +107,7 @@ def apply_saves(
     sheets: dict[tuple[str, str], SheetChange] = {}
     updates: dict[tuple[str, str], _SheetUpdate] = {}
     outcomes: list[list[Outcome]] = []
+    accepted, duplicate = AckStatus.ACCEPTED, AckStatus.DUPLICATE  # an Enum lookup costs ~90 ns
     for save in saves:
         key = (save.candidate_id, save.exam_code)
         sheet = sheets.setdefault(key, SheetChange(save.plan_id, *key))
@@ -118,12 +119,12 @@ def apply_saves(
             sha = value_sha256(value)
             judged = judge_version(latest.get(pk), version, sha)
             status = judged.value
-            if judged is AckStatus.ACCEPTED:
+            if judged is accepted:
                 answers[pk] = (*pk, save.plan_id, version, sha, save.message_id)
                 latest[pk] = (version, sha)
                 sheet.answers[quiz_code] = {"value": value, "version": version, "updated": updated}
                 accepted_any = True
-            if judged is not AckStatus.DUPLICATE:
+            if judged is not duplicate:
                 history.append(
                     (*pk, save.plan_id, value, sha, version, updated, server_time, status)
                     + (int(save.late), save.message_id)
