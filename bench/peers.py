@@ -29,8 +29,8 @@ from benchlib import bounded, broadcast_times, close_all, deflate_negotiated, fr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from examsync.frames import exam_end_message as exam_end_frame
 from examsync_server.demo.sample import PLAN_ID
-from examsync_server.sockets import events
 
 RAW, SOCKETIO = "raw", "socketio"
 KINDS = (RAW, SOCKETIO)
@@ -41,7 +41,7 @@ MARKER = '"exam_end"'  # in every exam_end frame, and in no other frame the wait
 
 def exam_end_message() -> dict[str, object]:
     """The payload every server sends: examsync's own exam_end frame."""
-    return events.exam_end(PLAN_ID, "2024-01-16T18:00:00Z")
+    return exam_end_frame(PLAN_ID, "2024-01-16T18:00:00Z")
 
 
 # --- the servers ------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ async def save_over(ws: ClientConnection, cand: Candidate, n: int, results: Resu
     request_id = f"{cand.id}-{n}"
     started = time.perf_counter()
     await ws.send(save_frame(request_id, body))
-    # How the server starts this save's ack (sockets/saves.py save_ack_frame): the ack is
+    # How the server starts this save's ack (examsync.frames.save_ack_frame): the ack is
     # recognised without decoding its receipts, so the load generator's own JSON work does
     # not take CPU from the server it shares the cores with.
     acked = '{"type":"save_ack","id":' + json.dumps(request_id) + ","

@@ -10,6 +10,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from examsync import frames
+
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +31,10 @@ class ApiError(Exception):
 
     def to_body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+    def to_frame(self, request_id: str | None = None) -> dict[str, Any]:
+        """The socket's `error` frame; answering a save, with its `id` and HTTP status."""
+        return frames.error_message(self.to_body(), request_id, self.status)
 
 
 def error_headers(exc: ApiError) -> list[tuple[str, str]]:

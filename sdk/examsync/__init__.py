@@ -65,7 +65,7 @@ from .messages import (
     SavePayload,
 )
 from .protocol import canonical_json, checksum, verify_checksum
-from .receipts import ReceiptVerifier, parse_public_keys
+from .receipts import ReceiptKeys, ReceiptVerifier, parse_public_keys
 from .storage import Changes, LocalAnswer, MemoryStorage, OutboxEntry, Snapshot, Storage, Upload
 from .uploads import UploadOutcome, UploadQueue
 
@@ -105,6 +105,7 @@ __all__ = [
     "RateLimitedError",
     "Receipt",
     "ReceiptError",
+    "ReceiptKeys",
     "ReceiptPayload",
     "ReceiptVerifier",
     "ReloadState",

@@ -60,9 +60,9 @@ from .messages import (
     RestoreResponse,
     SaveAck,
     SavePayload,
-    parse_error,
+    read_save_response,
 )
-from .protocol import canonical_json, decode_json, format_timestamp, value_sha256
+from .protocol import canonical_json, decode_json, format_timestamp
 from .restore import merge_restore
 from .storage import Changes, LocalAnswer, OutboxEntry, Snapshot, Storage
 
@@ -339,15 +339,22 @@ class Engine:
         (question, version), so a duplicated, late or reordered answer is harmless. An answer
         that breaks the contract changes nothing and counts as a failed send.
         """
+        try:
+            ack = read_save_response(status, body)
+        except ExamSyncError as exc:
+            self.receive_save_error(batch_id, exc, now)
+            return
+        self.receive_save_ack(batch_id, ack, now)
+
+    def receive_save_ack(self, batch_id: int, ack: SaveAck, now: float) -> None:
+        """As :meth:`receive_save_response`, for an ack already read
+        (:func:`~examsync.messages.read_save_response`): a driver that checks the receipts
+        first hands on what it read."""
         self._observe_clock(now)
         batch = self._recent.get(batch_id)
         if batch is None:
             return  # too old to match, or never ours: nothing in it can be trusted
         try:
-            decoded = decode_json(body) if isinstance(body, bytes | str) else body
-            if not 200 <= status < 300:
-                raise parse_error(status, decoded)
-            ack = SaveAck.from_wire(decoded)
             self._check_ack(batch, ack)
             complete = self._apply_ack(batch, ack, now)
         except ExamSyncError as exc:
@@ -362,6 +369,15 @@ class Engine:
             else:  # the server skipped some answers: do not resend them in a tight loop
                 self._fail(batch, RemoteProtocolError("the ack left answers out"), now)
         self._settle(now)
+
+    def receive_save_error(self, batch_id: int, error: ExamSyncError, now: float) -> None:
+        """The server answered save ``batch_id`` with an error, or with an ack that does not
+        read (what :func:`~examsync.messages.read_save_response` raised): a failed send whose
+        batch may still be acknowledged by a later answer."""
+        self._observe_clock(now)
+        batch = self._recent.get(batch_id)
+        if batch is not None:
+            self._fail(batch, error, now)
 
     def send_failed(self, batch_id: int, error: ExamSyncError, now: float) -> None:
         """The driver could not get an answer for ``batch_id`` (network error, closed socket)."""
@@ -499,19 +515,14 @@ class Engine:
                     path=f"results.{code}.version",
                 )
             receipt = result.receipt
-            if receipt is None:
-                continue
-            expected = (
+            if receipt is not None and not receipt.payload.is_for(
                 self.config.plan_id,
                 self.config.candidate_id,
                 self.config.exam_code,
                 code,
                 version,
-                value_sha256(value),
-            )
-            p = receipt.payload
-            got = (p.plan_id, p.candidate_id, p.exam_code, p.quiz_code, p.version, p.value_sha256)
-            if got != expected:
+                value,
+            ):
                 raise RemoteProtocolError(
                     "receipt does not match the answer sent", path=f"results.{code}.receipt"
                 )

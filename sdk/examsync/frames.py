@@ -6,13 +6,18 @@ SDK does not know comes back as :class:`UnknownFrame` (reported, never fatal), s
 add types without breaking older clients. Malformed frames raise
 :class:`~examsync.exceptions.RemoteProtocolError`.
 
-The builders (:func:`ping_frame`, :func:`pong_frame`, :func:`save_frame`) return the text to send.
+Each frame's shape is written once, below its reader, for both ends: the ``*_message``
+functions return a frame as a JSON-ready ``dict`` (the sender picks the encoding, and may carry
+the frame inside another message: a poll's events, a stream entry); the ``*_frame`` functions
+return the text to send. The reference server builds every frame it sends with them, including
+the supervisors' events (``examinee_*``, ``alert``), which this SDK passes on as
+:class:`UnknownFrame`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +26,7 @@ from .exceptions import RemoteProtocolError
 from .protocol import decode_json
 
 __all__ = [
+    "EXAM_END_MESSAGE",
     "ErrorFrame",
     "ExamEnded",
     "Frame",
@@ -32,15 +38,28 @@ __all__ = [
     "StageChanged",
     "UnknownFrame",
     "Welcome",
+    "dead_letter_alert_message",
+    "error_message",
+    "exam_end_message",
+    "examinee_connection_message",
+    "examinee_lost_message",
     "parse_frame",
     "parse_poll",
     "ping_frame",
+    "ping_message",
     "pong_frame",
+    "pong_message",
     "position_of",
+    "reload_state_message",
+    "resumed_message",
+    "save_ack_frame",
     "save_frame",
+    "stage_changed_message",
+    "welcome_message",
 ]
 
 SAVE_FEATURE = "save"  # in welcome.features: the server takes saves over the socket
+EXAM_END_MESSAGE = "시험이 종료되었습니다."  # seed 001 §3.3, word for word
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,14 +265,191 @@ def _frame_of(m: Mapping[str, Any]) -> Frame:
     return UnknownFrame(kind, frozen_map(m))
 
 
+# --- building frames -----------------------------------------------------------------------------
+# Key order is part of each shape: senders compare and log frames as text.
+
+
+def welcome_message(
+    socket_id: str,
+    role: str,
+    plan_id: str,
+    server_time: str,
+    *,
+    ping_interval: float,
+    ping_timeout: float,
+    features: Sequence[str],
+    position: str | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """:class:`Welcome`. ``position`` says where live delivery starts; a socket that resumes
+    (``resume``) has none yet: its replay ends with ``resumed`` or ``reload_state``."""
+    message: dict[str, Any] = {
+        "type": "welcome",
+        "socketId": socket_id,
+        "role": role,
+        "planId": plan_id,
+        "serverTime": server_time,
+        "pingInterval": ping_interval,
+        "pingTimeout": ping_timeout,
+        "features": list(features),
+    }
+    if not resume:
+        message["position"] = position
+    return message
+
+
+def ping_message(ts: Any) -> dict[str, Any]:
+    """:class:`Ping`, from either end; the answer echoes ``ts``."""
+    return {"type": "ping", "ts": ts}
+
+
+def pong_message(ts: Any, server_time: str | None = None) -> dict[str, Any]:
+    """:class:`Pong`: echoes the ping's ``ts``; the server adds its time."""
+    message: dict[str, Any] = {"type": "pong", "ts": ts}
+    if server_time is not None:
+        message["serverTime"] = server_time
+    return message
+
+
+def exam_end_message(plan_id: str, timestamp: str | None) -> dict[str, Any]:
+    """:class:`ExamEnded`: seed 001 §3.3, plus the plan id so a client of several plans can
+    tell them apart."""
+    return {
+        "type": "exam_end",
+        "message": EXAM_END_MESSAGE,
+        "timestamp": timestamp,
+        "planId": plan_id,
+    }
+
+
+def stage_changed_message(
+    plan_id: str, stage: Mapping[str, Any], timestamp: str, candidate_id: str | None = None
+) -> dict[str, Any]:
+    """:class:`StageChanged` of the plan, or of one candidate: ``stage`` is the stage clock's
+    fields (stage id, deadline…), carried as they are."""
+    message: dict[str, Any] = {
+        "type": "stage_changed",
+        "planId": plan_id,
+        **stage,
+        "timestamp": timestamp,
+    }
+    if candidate_id:
+        message["candidateId"] = candidate_id
+    return message
+
+
+def resumed_message(position: str, replayed: int) -> dict[str, Any]:
+    """:class:`Resumed`."""
+    return {"type": "resumed", "position": position, "replayed": replayed}
+
+
+def reload_state_message(reason: str, position: str | None) -> dict[str, Any]:
+    """:class:`ReloadState`."""
+    return {"type": "reload_state", "reason": reason, "position": position}
+
+
+def error_message(
+    body: Mapping[str, Any], request_id: str | None = None, status: int = 0
+) -> dict[str, Any]:
+    """:class:`ErrorFrame`: ``body`` is what HTTP would answer (``{"error": {...}}``); a refused
+    save adds its ``id`` and the HTTP ``status`` of the same refusal."""
+    message: dict[str, Any] = {"type": "error", **body}
+    if request_id is not None:
+        message["id"] = request_id
+        message["status"] = status
+    return message
+
+
+def save_ack_frame(request_id: str, ack: bytes) -> str:
+    """:class:`SaveAckFrame` as text: ``{"type": "save_ack", "id": request_id, ...the ack's
+    fields}``. ``ack`` is the ack's JSON object, spliced in as it was encoded (no decode: the
+    server encodes a batch's acks once, off the socket's path)."""
+    fields = ack.decode()[1:-1]
+    head = '{"type":"save_ack","id":' + json.dumps(request_id)
+    return head + ("," + fields if fields else "") + "}"
+
+
+# The supervisors' events (seed 004 §10.3; the SDK passes them on as UnknownFrame).
+
+_CONNECTED = "CONNECTED"  # seed 004 connection status; any other is a disconnection
+
+
+def examinee_connection_message(
+    plan_id: str,
+    examinee_id: str,
+    group_id: str | None,
+    socket_id: str,
+    status: str,
+    timestamp: str,
+    *,
+    reason: str | None = None,
+    client_info: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``examinee_connected`` / ``examinee_disconnected``, by ``status``."""
+    message: dict[str, Any] = {
+        "type": "examinee_connected" if status == _CONNECTED else "examinee_disconnected",
+        "planId": plan_id,
+        "examineeId": examinee_id,
+        "groupId": group_id,
+        "socketId": socket_id,
+        "status": status,
+        "timestamp": timestamp,
+    }
+    if reason is not None:
+        message["reason"] = reason
+    if client_info is not None:
+        message["clientInfo"] = dict(client_info)
+    return message
+
+
+def examinee_lost_message(
+    plan_id: str,
+    examinee_id: str,
+    group_id: str | None,
+    timestamp: str,
+    disconnected_at: str,
+    lost_after: float,
+) -> dict[str, Any]:
+    """``examinee_lost``: disconnected since ``disconnected_at`` for ``lost_after`` seconds."""
+    return {
+        "type": "examinee_lost",
+        "planId": plan_id,
+        "examineeId": examinee_id,
+        "groupId": group_id,
+        "status": "LOST",
+        "timestamp": timestamp,
+        "disconnectedAt": disconnected_at,
+        "lostAfter": lost_after,
+    }
+
+
+def dead_letter_alert_message(
+    plan_id: str, candidate_id: str, stream: str, message_id: str, error: str, timestamp: str
+) -> dict[str, Any]:
+    """``alert`` of kind ``dead_letter``: a message of the candidate's failed for good."""
+    return {
+        "type": "alert",
+        "planId": plan_id,
+        "candidateId": candidate_id,
+        "stream": stream,
+        "messageId": message_id,
+        "error": error,
+        "timestamp": timestamp,
+        "kind": "dead_letter",
+    }
+
+
+# --- what the SDK sends ---------------------------------------------------------------------------
+
+
 def ping_frame(ts: Any) -> str:
     """Our heartbeat; the server answers ``{"type": "pong", "ts": ts}``."""
-    return json.dumps({"type": "ping", "ts": ts})
+    return json.dumps(ping_message(ts))
 
 
 def pong_frame(ts: Any) -> str:
     """The answer to the server's ping."""
-    return json.dumps({"type": "pong", "ts": ts})
+    return json.dumps(pong_message(ts))
 
 
 def save_frame(request_id: str, body: bytes) -> str:

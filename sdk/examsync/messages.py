@@ -31,8 +31,8 @@ from .exceptions import (
     RemoteProtocolError,
     ServerError,
 )
-from .protocol import CanonicalEncoder, checksum, verify_checksum
-from .receipt import Receipt, ReceiptPayload
+from .protocol import CanonicalEncoder, checksum, decode_json, verify_checksum
+from .receipts import Receipt, ReceiptPayload
 
 __all__ = [
     "AckStatus",
@@ -50,7 +50,9 @@ __all__ = [
     "RestoreResponse",
     "SaveAck",
     "SavePayload",
+    "judge_version",
     "parse_error",
+    "read_save_response",
 ]
 
 # --- the save payload (seed 002 §4.1) -----------------------------------------------------------
@@ -231,6 +233,26 @@ class AckStatus(Enum):
     ACCEPTED = "accepted"  # stored; now the highest version
     DUPLICATE = "duplicate"  # this version with this value was already stored
     SUPERSEDED = "superseded"  # lower than (or equal with another value to) the stored version
+
+
+def judge_version(stored: tuple[int, str] | None, version: int, value_sha256: str) -> AckStatus:
+    """The version rule (DESIGN §4) for one answer sent at ``version`` whose value has the
+    digest ``value_sha256`` (:func:`~examsync.protocol.value_sha256`), against what is stored:
+    its version and value digest, or None when nothing is.
+
+    Written once for the reference server and every stand-in for it. Digests, not values, are
+    compared: the server holds the digest of its latest value beside its version.
+    """
+    if stored is None or version > stored[0]:
+        return _ACCEPTED
+    if version == stored[0] and value_sha256 == stored[1]:
+        return _DUPLICATE
+    return _SUPERSEDED
+
+
+# The members by plain names: judged per answer on the server's hot path, and a member looked
+# up on its Enum class costs about as much again as the whole judgement.
+_ACCEPTED, _DUPLICATE, _SUPERSEDED = AckStatus.ACCEPTED, AckStatus.DUPLICATE, AckStatus.SUPERSEDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,3 +506,15 @@ def parse_error(status: int, body: object) -> ServerError:
             details=details if isinstance(details, dict) else None,
         )
     return cls("response without an error object", code=f"http_{status}", status=status)
+
+
+def read_save_response(status: int, body: object) -> SaveAck:
+    """The answer to a save, read once for everyone who needs it (the receipt check, the
+    engine): the :class:`SaveAck` of a 2xx; for any other status its error, raised.
+
+    ``body`` is the raw bytes/str or the decoded JSON. Raises RemoteProtocolError if malformed.
+    """
+    decoded = decode_json(body) if isinstance(body, bytes | str) else body
+    if not 200 <= status < 300:
+        raise parse_error(status, decoded)
+    return SaveAck.from_wire(decoded)

@@ -1,22 +1,210 @@
-"""The server's receipt keys (``GET /api/v1/keys``) and the verifier interface.
+"""Receipts: what the server signs for each answer it committed, and how one is verified
+(docs/protocol.md).
 
-The signature check itself needs Ed25519, which the standard library lacks: the adapters bring
-it (``cryptography`` on CPython, WebCrypto in the browser) behind :class:`ReceiptVerifier`.
+A receipt is the payload (plan, candidate, exam code, quiz code, version, the value's SHA-256,
+the server time), the key id, the Ed25519 signature, and, when the server signed a batch at a
+time, the proof from this receipt to the signed root (receipt_tree.py).
+
+The rules a receipt is held to are written here once: it must be for the answer that was sent
+(:meth:`ReceiptPayload.is_for`), its key id must be one of the server's published keys
+(``GET /api/v1/keys``, :func:`parse_public_keys`), and its signature must verify over
+:meth:`Receipt.signed_bytes` (:class:`ReceiptKeys`). The signature check itself needs Ed25519,
+which the standard library lacks: each adapter brings a :class:`ReceiptVerifier` that does only
+that (``cryptography`` on CPython, WebCrypto in the browser).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ._validate import frozen_map, get_object, require_object
-from .exceptions import RemoteProtocolError
-from .messages import Receipt, SaveAck
-from .protocol import b64url_decode, decode_json
+from ._validate import frozen_map, get_int, get_object, get_str, get_timestamp, require_object
+from .exceptions import ReceiptError, RemoteProtocolError
+from .protocol import b64url_decode, b64url_encode, canonical_json, decode_json, value_sha256
+from .receipt_tree import ProofStep, leaf_hash, root_from_proof, root_statement
 
-__all__ = ["ReceiptVerifier", "parse_public_keys", "receipts_in"]
+if TYPE_CHECKING:
+    from .messages import SaveAck
 
+__all__ = [
+    "Receipt",
+    "ReceiptKeys",
+    "ReceiptPayload",
+    "ReceiptVerifier",
+    "parse_public_keys",
+    "receipts_in",
+]
+
+_HEX = frozenset("0123456789abcdef")
 ED25519_PUBLIC_KEY_BYTES = 32
+
+
+# --- the receipt on the wire ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptPayload:
+    """What a receipt's signature covers (the canonical JSON of ``to_wire()``)."""
+
+    plan_id: str
+    candidate_id: str
+    exam_code: str
+    quiz_code: str
+    version: int
+    value_sha256: str
+    server_time: str
+
+    def is_for(
+        self,
+        plan_id: str,
+        candidate_id: str,
+        exam_code: str,
+        quiz_code: str,
+        version: int,
+        value: str,
+    ) -> bool:
+        """Whether this acknowledges exactly ``value`` sent as ``version`` of this answer."""
+        return (
+            self.plan_id,
+            self.candidate_id,
+            self.exam_code,
+            self.quiz_code,
+            self.version,
+            self.value_sha256,
+        ) == (plan_id, candidate_id, exam_code, quiz_code, version, value_sha256(value))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "planId": self.plan_id,
+            "candidateId": self.candidate_id,
+            "examCode": self.exam_code,
+            "quizCode": self.quiz_code,
+            "version": self.version,
+            "valueSha256": self.value_sha256,
+            "serverTime": self.server_time,
+        }
+
+    @classmethod
+    def from_wire(cls, obj: object, path: str) -> ReceiptPayload:
+        m = require_object(obj, path)
+        # The signature covers the payload byte for byte, so a field we would drop on the way
+        # through to_wire() would make every signature fail to verify: refuse it plainly.
+        unknown = sorted(set(m) - set(_RECEIPT_FIELDS))
+        if unknown:
+            raise RemoteProtocolError(f"unknown receipt fields {unknown}", path=path)
+        digest = get_str(m, "valueSha256", path)
+        if len(digest) != 64 or not set(digest) <= _HEX:
+            raise RemoteProtocolError("not a lowercase SHA-256 hex", path=f"{path}.valueSha256")
+        return cls(
+            plan_id=get_str(m, "planId", path),
+            candidate_id=get_str(m, "candidateId", path),
+            exam_code=get_str(m, "examCode", path),
+            quiz_code=get_str(m, "quizCode", path),
+            version=get_int(m, "version", path, minimum=1),
+            value_sha256=digest,
+            server_time=get_timestamp(m, "serverTime", path),
+        )
+
+
+_RECEIPT_FIELDS = (
+    "planId",
+    "candidateId",
+    "examCode",
+    "quizCode",
+    "version",
+    "valueSha256",
+    "serverTime",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The server's signed statement that it committed one answer version.
+
+    The core checks shape and content; :class:`ReceiptKeys` checks ``signature`` against the
+    server's public keys.
+    """
+
+    key_id: str
+    payload: ReceiptPayload
+    signature: bytes
+    alg: str = "Ed25519"
+    # Signed a batch at a time (receipt_tree.py): the path from this receipt to the signed root.
+    proof: tuple[ProofStep, ...] | None = None
+
+    def signed_bytes(self) -> bytes:
+        """The exact bytes the signature is over."""
+        payload = canonical_json(self.payload.to_wire())
+        if self.proof is None:
+            return payload
+        return root_statement(root_from_proof(leaf_hash(payload), self.proof))
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "keyId": self.key_id,
+            "alg": self.alg,
+            "payload": self.payload.to_wire(),
+            "signature": _encoded(self.signature),
+        }
+        if self.proof is not None:
+            wire["proof"] = [[side, _encoded(sibling)] for side, sibling in self.proof]
+        return wire
+
+    @classmethod
+    def from_wire(cls, obj: object, path: str = "receipt") -> Receipt:
+        m = require_object(obj, path)
+        alg = get_str(m, "alg", path)
+        if alg != "Ed25519":
+            raise RemoteProtocolError(f"unsupported algorithm {alg!r}", path=f"{path}.alg")
+        signature = b64url_decode(get_str(m, "signature", path))
+        if len(signature) != 64:
+            raise RemoteProtocolError("an Ed25519 signature is 64 bytes", path=f"{path}.signature")
+        return cls(
+            key_id=get_str(m, "keyId", path),
+            payload=ReceiptPayload.from_wire(get_object(m, "payload", path), f"{path}.payload"),
+            signature=signature,
+            alg=alg,
+            proof=_proof(m.get("proof"), f"{path}.proof"),
+        )
+
+
+@lru_cache(maxsize=4096)
+def _encoded(raw: bytes) -> str:
+    """base64url of a signature or a hash, remembered: a batch's receipts share one signature
+    and most of their proof (an inner node is in the proof of every leaf beside it), so each
+    is encoded once, not once per receipt."""
+    return b64url_encode(raw)
+
+
+def _proof(obj: object, path: str) -> tuple[ProofStep, ...] | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, list) or len(obj) > 64:
+        raise RemoteProtocolError("a proof is a list of at most 64 steps", path=path)
+    steps = []
+    for step in obj:
+        if not (
+            isinstance(step, list)
+            and len(step) == 2
+            and step[0] in ("L", "R")
+            and isinstance(step[1], str)
+        ):
+            raise RemoteProtocolError('a proof step is ["L" or "R", base64url]', path=path)
+        sibling = b64url_decode(step[1])
+        if len(sibling) != 32:
+            raise RemoteProtocolError("a proof hash is 32 bytes", path=path)
+        steps.append((step[0], sibling))
+    return tuple(steps)
+
+
+def receipts_in(ack: SaveAck) -> dict[str, Receipt]:
+    """The receipts an ack carries, by question code (what a verifier must check)."""
+    return {code: r.receipt for code, r in ack.results.items() if r.receipt is not None}
+
+
+# --- verifying ------------------------------------------------------------------------------------
 
 
 def parse_public_keys(body: object) -> Mapping[str, bytes]:
@@ -37,15 +225,47 @@ def parse_public_keys(body: object) -> Mapping[str, bytes]:
     return frozen_map(result)
 
 
-def receipts_in(ack: SaveAck) -> dict[str, Receipt]:
-    """The receipts an ack carries, by question code (what a verifier must check)."""
-    return {code: r.receipt for code, r in ack.results.items() if r.receipt is not None}
-
-
 @runtime_checkable
 class ReceiptVerifier(Protocol):
-    """Checks a receipt's signature against the server's published keys."""
+    """An Ed25519 signature check: all an adapter brings to verifying receipts."""
 
-    def verify(self, quiz_code: str, receipt: Receipt) -> None:
-        """Return if the signature verifies; raise ReceiptError otherwise (unknown key too)."""
+    async def verify_signature(self, public_key: bytes, signature: bytes, message: bytes) -> bool:
+        """Whether ``signature`` over ``message`` is ``public_key``'s (raw, 32 bytes).
+
+        Raise ExamSyncError only when the check cannot be made at all (no Ed25519 here).
+        """
         ...
+
+
+class ReceiptKeys:
+    """The server's published receipt keys (raw 32-byte keys by key id), and the rules a
+    receipt's signature is held to, with an adapter's :class:`ReceiptVerifier` doing the
+    Ed25519 arithmetic."""
+
+    def __init__(self, keys: Mapping[str, bytes], verifier: ReceiptVerifier) -> None:
+        self._keys = dict(keys)
+        self._verifier = verifier
+
+    def knows(self, key_id: str) -> bool:
+        return key_id in self._keys
+
+    async def verify(self, quiz_code: str, receipt: Receipt) -> None:
+        """Return if the signature verifies; raise ReceiptError otherwise (unknown key too)."""
+        key = self._keys.get(receipt.key_id)
+        if key is None:
+            raise ReceiptError(
+                f"unknown receipt key {receipt.key_id!r}",
+                quiz_code=quiz_code,
+                key_id=receipt.key_id,
+            )
+        if not await self._verifier.verify_signature(
+            key, receipt.signature, receipt.signed_bytes()
+        ):
+            raise ReceiptError(
+                "receipt signature does not verify", quiz_code=quiz_code, key_id=receipt.key_id
+            )
+
+    async def verify_many(self, receipts: Mapping[str, Receipt]) -> None:
+        """:meth:`verify` each, by question code; the first that fails raises."""
+        for quiz_code, receipt in receipts.items():
+            await self.verify(quiz_code, receipt)

@@ -19,6 +19,7 @@ from examsync.messages import (
     RestoreResponse,
     SaveAck,
     SavePayload,
+    judge_version,
 )
 from examsync.protocol import decode_json, format_timestamp, value_sha256
 
@@ -43,7 +44,7 @@ class StoredAnswer:
 
 @dataclass
 class FakeServer:
-    """Keeps the highest version per answer; equal version + same value is a duplicate."""
+    """Keeps the highest version per answer, by the server's rule (judge_version)."""
 
     plan_id: str = PLAN
     exam_code: str = EXAM
@@ -66,15 +67,12 @@ class FakeServer:
         results: dict[str, AnswerResult] = {}
         for code, entry in payload.answers.items():
             current = self.answers.get(code)
-            if current is None or entry.version > current.version:
+            stored = None if current is None else (current.version, value_sha256(current.value))
+            status = judge_version(stored, entry.version, value_sha256(entry.value))
+            if status is AckStatus.ACCEPTED:
                 self.answers[code] = StoredAnswer(entry.value, entry.version, entry.updated)
+            if status is not AckStatus.DUPLICATE:
                 self.history.append((code, entry.version, entry.value))
-                status = AckStatus.ACCEPTED
-            elif entry.version == current.version and entry.value == current.value:
-                status = AckStatus.DUPLICATE
-            else:
-                self.history.append((code, entry.version, entry.value))
-                status = AckStatus.SUPERSEDED
             receipt = None
             if status is not AckStatus.SUPERSEDED:
                 receipt = Receipt(

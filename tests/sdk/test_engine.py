@@ -23,7 +23,7 @@ from examsync.exceptions import (
     StorageError,
     TransportError,
 )
-from examsync.messages import AckStatus, SavePayload
+from examsync.messages import AckStatus, SavePayload, read_save_response
 from examsync.protocol import decode_json
 from examsync.storage import Changes, MemoryStorage
 
@@ -390,3 +390,24 @@ def test_navigation_and_behaviour_ride_along_and_persist() -> None:
 def test_invalid_config() -> None:
     with pytest.raises(ValueError):
         EngineConfig(plan_id=PLAN, exam_code=EXAM, candidate_id=CANDIDATE, max_batch=0)
+
+
+def test_an_answer_read_once_by_the_driver_is_taken_as_read() -> None:
+    """A driver that checks receipts reads the answer (read_save_response) and hands on the
+    ack it read, or the error: the same outcome as receive_save_response."""
+    engine, _, clock = make()
+    server = FakeServer()
+    engine.set_answer("Q1", "a", clock.now)
+    request = send(engine, clock)
+    ack = read_save_response(*server.save(request.body))
+    engine.receive_save_ack(request.batch_id, ack, clock.now)
+    assert not engine.outbox and engine.receipts["Q1"] == ack.results["Q1"].receipt
+    engine.set_answer("Q1", "b", clock.now)
+    request = send(engine, clock)
+    body = {"error": {"code": "unavailable", "message": "db down", "details": {}}}
+    with pytest.raises(ServerError) as refused:
+        read_save_response(503, body)
+    engine.receive_save_error(request.batch_id, refused.value, clock.now)
+    assert engine.state is OutboxState.BACKOFF and engine.outbox["Q1"].version == 2
+    failure = [e for e in engine.events_received() if isinstance(e, DeliveryFailure)][0]
+    assert failure.error is refused.value

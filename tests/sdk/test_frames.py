@@ -3,28 +3,44 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
-from examsync.exceptions import RemoteProtocolError
+from examsync.exceptions import RateLimitedError, RemoteProtocolError
 from examsync.frames import (
+    EXAM_END_MESSAGE,
     ErrorFrame,
     ExamEnded,
+    Frame,
     Ping,
+    Pong,
     ReloadState,
     Resumed,
     SaveAckFrame,
     StageChanged,
     UnknownFrame,
     Welcome,
+    dead_letter_alert_message,
+    error_message,
+    exam_end_message,
+    examinee_connection_message,
+    examinee_lost_message,
     parse_frame,
     parse_poll,
     ping_frame,
+    ping_message,
     pong_frame,
+    pong_message,
     position_of,
+    reload_state_message,
+    resumed_message,
+    save_ack_frame,
     save_frame,
+    stage_changed_message,
+    welcome_message,
 )
-from examsync.messages import parse_error
+from examsync.messages import AckStatus, AnswerResult, SaveAck, parse_error
 from examsync.protocol import canonical_json
 
 
@@ -157,3 +173,111 @@ def test_a_poll_answer_reads_as_the_frames_a_socket_would_have_sent() -> None:
     ):
         with pytest.raises(RemoteProtocolError):
             parse_poll(bad)
+
+
+# --- built here, read here: each frame's shape is written once (the server builds with these) ---
+
+T = "2024-01-01T09:00:00.000Z"
+
+
+def sent(message: dict[str, Any]) -> Frame:
+    """Read back as the server sends it: JSON text, non-ASCII as it is."""
+    return parse_frame(json.dumps(message, ensure_ascii=False))
+
+
+def test_the_frames_a_candidate_gets_read_back_as_built() -> None:
+    welcome = welcome_message(
+        "S1",
+        "candidate",
+        "P",
+        T,
+        ping_interval=10.0,
+        ping_timeout=5.0,
+        features=("save", "sync_state"),
+        position="4-0",
+    )
+    assert sent(welcome) == Welcome(
+        "S1", "candidate", "P", T, frozenset({"save", "sync_state"}), "4-0"
+    )
+    resuming = welcome_message(
+        "S1", "candidate", "P", T, ping_interval=10, ping_timeout=5, features=(), resume=True
+    )
+    assert "position" not in resuming
+    assert sent(resuming) == Welcome("S1", "candidate", "P", T, frozenset())
+    assert sent(ping_message(5)) == Ping(5)
+    assert parse_frame(ping_frame(5)) == Ping(5)
+    assert sent(pong_message("x", T)) == Pong("x") == parse_frame(pong_frame("x"))
+    assert sent(exam_end_message("P", T)) == ExamEnded("P", EXAM_END_MESSAGE, T)
+    stage = stage_changed_message("P", {"stageId": "S2", "stageDeadline": T}, T, "C1")
+    assert sent(stage) == StageChanged("P", T, stage)
+    assert sent(resumed_message("9-1", 3)) == Resumed("9-1", 3)
+    assert sent(reload_state_message("position_unknown", None)) == ReloadState(
+        "position_unknown", None
+    )
+
+
+def test_an_error_frame_reads_back_as_the_http_error_it_stands_for() -> None:
+    body = {"error": {"code": "too_many_saves", "message": "wait", "details": {"retryAfter": 1}}}
+    plain = error_message(body)
+    assert sent(plain) == ErrorFrame(None, 0, plain)
+    answering = error_message(body, "7", 429)
+    frame = sent(answering)
+    assert frame == ErrorFrame("7", 429, answering)
+    assert isinstance(frame, ErrorFrame)
+    error = parse_error(frame.status, dict(frame.body))
+    assert (type(error), error.code, error.details) == (
+        RateLimitedError,
+        "too_many_saves",
+        {"retryAfter": 1},
+    )
+
+
+def test_a_save_ack_frame_carries_the_ack_unchanged() -> None:
+    ack = SaveAck({"Q1": AnswerResult(AckStatus.SUPERSEDED, 1, 3)}, T)
+    frame = parse_frame(save_ack_frame("7", canonical_json(ack.to_wire())))
+    assert isinstance(frame, SaveAckFrame) and frame.request_id == "7"
+    assert SaveAck.from_wire(frame.body) == ack
+    assert parse_frame(save_ack_frame("8", b"{}")) == SaveAckFrame(
+        "8", {"type": "save_ack", "id": "8"}
+    )
+
+
+def test_the_supervisors_events_pass_through_as_built() -> None:
+    for message in (
+        examinee_connection_message(
+            "P", "E1", "G1", "S1", "CONNECTED", T, client_info={"transport": "socket"}
+        ),
+        examinee_connection_message("P", "E1", None, "S1", "DISCONNECTED", T, reason="PING"),
+        examinee_lost_message("P", "E1", "G1", T, T, 30.0),
+        dead_letter_alert_message("P", "E1", "exam_queue:P:answers", "1-0", "boom", T),
+    ):
+        assert sent(message) == UnknownFrame(message["type"], message)
+    connected, disconnected = (
+        examinee_connection_message("P", "E", None, "S", status, T)["type"]
+        for status in ("CONNECTED", "DISCONNECTED")
+    )
+    assert (connected, disconnected) == ("examinee_connected", "examinee_disconnected")
+
+
+def test_key_order_is_part_of_the_shape() -> None:
+    """Frames are compared and logged as text: the keys come in the order the seeds show."""
+    assert json.dumps(exam_end_message("P", T), ensure_ascii=False) == (
+        '{"type": "exam_end", "message": "시험이 종료되었습니다.", '
+        f'"timestamp": "{T}", "planId": "P"}}'
+    )
+    assert list(pong_message(1, T)) == ["type", "ts", "serverTime"]
+    assert list(error_message({"error": {}}, "7", 400)) == ["type", "error", "id", "status"]
+    assert list(dead_letter_alert_message("P", "C", "s", "1-0", "e", T)) == [
+        "type",
+        "planId",
+        "candidateId",
+        "stream",
+        "messageId",
+        "error",
+        "timestamp",
+        "kind",
+    ]
+    welcome = welcome_message(
+        "S", "candidate", "P", T, ping_interval=1, ping_timeout=1, features=[], position=None
+    )
+    assert list(welcome)[-1] == "position" and welcome["position"] is None

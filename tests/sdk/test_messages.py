@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -30,7 +31,9 @@ from examsync.messages import (
     RestoreResponse,
     SaveAck,
     SavePayload,
+    judge_version,
     parse_error,
+    read_save_response,
 )
 from examsync.protocol import checksum, value_sha256
 
@@ -263,3 +266,33 @@ def test_parse_error_without_an_error_object() -> None:
     error = parse_error(502, "<html>Bad gateway</html>")
     assert (error.code, error.status, error.retryable) == ("http_502", 502, True)
     assert parse_error(400, {"error": {"code": 1}}).code == "http_400"
+
+
+@pytest.mark.parametrize(
+    ("stored", "version", "value", "expected"),
+    [
+        (None, 1, "a", AckStatus.ACCEPTED),  # nothing stored
+        ((2, "a"), 3, "b", AckStatus.ACCEPTED),  # higher
+        ((2, "a"), 2, "a", AckStatus.DUPLICATE),  # the same version, the same value
+        ((2, "a"), 2, "b", AckStatus.SUPERSEDED),  # the same version, another value
+        ((2, "a"), 1, "a", AckStatus.SUPERSEDED),  # lower, even with the stored value
+    ],
+)
+def test_the_version_rule(
+    stored: tuple[int, str] | None, version: int, value: str, expected: AckStatus
+) -> None:
+    held = None if stored is None else (stored[0], value_sha256(stored[1]))
+    assert judge_version(held, version, value_sha256(value)) is expected
+
+
+def test_a_save_answer_is_read_into_its_ack_or_its_error() -> None:
+    ack = SaveAck({"Q001": AnswerResult(AckStatus.SUPERSEDED, 1, 4, None)}, T0)
+    assert read_save_response(200, ack.to_wire()) == ack
+    assert read_save_response(200, json.dumps(ack.to_wire()).encode()) == ack
+    body = {"error": {"code": "rate_limited", "message": "slow down", "details": {}}}
+    with pytest.raises(RateLimitedError) as info:
+        read_save_response(429, json.dumps(body))
+    assert (info.value.code, info.value.status) == ("rate_limited", 429)
+    for status, malformed in ((200, b"<html>"), (200, {"results": []})):
+        with pytest.raises(RemoteProtocolError):
+            read_save_response(status, malformed)

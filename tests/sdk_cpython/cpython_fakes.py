@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from examsync.exceptions import RemoteProtocolError
+from examsync.frames import error_message, pong_frame, save_ack_frame, welcome_message
 from examsync.messages import (
     AckStatus,
     AnswerResult,
@@ -34,6 +35,7 @@ from examsync.messages import (
     RestoreResponse,
     SaveAck,
     SavePayload,
+    judge_version,
 )
 from examsync.protocol import b64url_encode, canonical_json, decode_json, value_sha256
 
@@ -142,13 +144,10 @@ class FakeApi:
         results: dict[str, AnswerResult] = {}
         for code, entry in payload.answers.items():
             current = self.answers.get(code)
-            if current is None or entry.version > current[1]:
+            stored = None if current is None else (current[1], value_sha256(current[0]))
+            status = judge_version(stored, entry.version, value_sha256(entry.value))
+            if status is AckStatus.ACCEPTED:
                 self.answers[code] = (entry.value, entry.version)
-                status = AckStatus.ACCEPTED
-            elif (entry.value, entry.version) == current:
-                status = AckStatus.DUPLICATE
-            else:
-                status = AckStatus.SUPERSEDED
             receipt = None if status is AckStatus.SUPERSEDED else self.sign(code, *entry_of(entry))
             results[code] = AnswerResult(status, entry.version, self.answers[code][1], receipt)
         return 200, SaveAck(results, SERVER_TIME).to_wire()
@@ -218,8 +217,16 @@ class FakeSocketServer:
     async def _handle(self, conn: ServerConnection) -> None:
         self.connections += 1
         self.sockets.append(conn)
-        welcome = {"type": "welcome", "socketId": f"S{self.connections}", "role": "candidate"}
-        await conn.send(json.dumps({**welcome, "planId": PLAN, "features": list(self.features)}))
+        welcome = welcome_message(
+            f"S{self.connections}",
+            "candidate",
+            PLAN,
+            SERVER_TIME,
+            ping_interval=10.0,
+            ping_timeout=5.0,
+            features=self.features,
+        )
+        await conn.send(json.dumps(welcome))
         if self.resume_reply is not None and "lastPosition=" in self.paths[-1]:
             await conn.send(json.dumps(self.resume_reply))
         try:
@@ -228,14 +235,16 @@ class FakeSocketServer:
                     continue
                 frame = json.loads(data)
                 if frame["type"] == "ping":
-                    await conn.send(json.dumps({"type": "pong", "ts": frame.get("ts")}))
+                    await conn.send(pong_frame(frame.get("ts")))
                 elif frame["type"] == "sync_state":
                     self.reports.append(frame)
                 elif frame["type"] == "save":
                     self.api.socket_saves += 1
                     status, body = self.api.save(frame["payload"])
-                    kind = "save_ack" if status == 200 else "error"
-                    await conn.send(json.dumps({"type": kind, "id": frame["id"], **body}))
+                    if status == 200:
+                        await conn.send(save_ack_frame(frame["id"], json.dumps(body).encode()))
+                    else:
+                        await conn.send(json.dumps(error_message(body, frame["id"], status)))
         except ConnectionClosed:
             pass
         finally:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import uvloop
 
+from examsync.frames import save_ack_frame
 from examsync_server.pipeline.acks import AckHub, encode_ack, parse_message
-from examsync_server.sockets.saves import save_ack_frame
 
 ACK = {"results": {"Q001": {"status": "stored", "version": 3}}, "serverTime": "…", "late": True}
 

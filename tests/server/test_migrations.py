@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from examsync_server.store.answers import value_sha256
+from examsync.protocol import value_sha256
 from examsync_server.store.sqlite import Database, migrations
 
 

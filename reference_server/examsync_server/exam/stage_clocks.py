@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from examsync.frames import stage_changed_message
+
 from ..store import keys, outbox
 from ..store.clocks import Clocks
 from ..store.plans import Row
@@ -65,14 +67,7 @@ class StageClocks:
         stage_rows: list[Row],
         now: str,
     ) -> None:
-        message = {
-            "type": "stage_changed",
-            "planId": plan_id,
-            **clock.as_event(stage_rows),
-            "timestamp": now,
-        }
-        if candidate_id:
-            message["candidateId"] = candidate_id
+        message = stage_changed_message(plan_id, clock.as_event(stage_rows), now, candidate_id)
         await outbox.add(
             tx,
             keys.SOCKET_STREAM,

@@ -31,6 +31,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from examsync.frames import examinee_connection_message, examinee_lost_message
+
 from ..base.clock import iso, parse_iso, utc_now
 from ..store import keys
 from .status import CONNECTED, ConnectionStatus, node_of
@@ -124,8 +126,6 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'examinee_lost'
 return 1
 """
 
-LOST = "LOST"
-
 
 class Applied(IntEnum):
     LATE = 0  # the socket had already closed: nothing changed
@@ -135,20 +135,16 @@ class Applied(IntEnum):
 
 def supervisor_event(status: ConnectionStatus, group_id: str | None) -> dict[str, Any]:
     """`examinee_connected` / `examinee_disconnected` (seed 004 §10.3) as supervisors get it."""
-    event: dict[str, Any] = {
-        "type": "examinee_connected" if status.status == CONNECTED else "examinee_disconnected",
-        "planId": status.plan_id,
-        "examineeId": status.examinee_id,
-        "groupId": group_id,
-        "socketId": status.socket_id,
-        "status": status.status,
-        "timestamp": status.timestamp,
-    }
-    if status.reason is not None:
-        event["reason"] = status.reason
-    if status.client_info is not None:
-        event["clientInfo"] = dict(status.client_info)
-    return event
+    return examinee_connection_message(
+        status.plan_id,
+        status.examinee_id,
+        group_id,
+        status.socket_id,
+        status.status,
+        status.timestamp,
+        reason=status.reason,
+        client_info=status.client_info,
+    )
 
 
 def examinee_member(plan_id: str, examinee_id: str, group_id: str | None) -> str:
@@ -217,16 +213,14 @@ class ConnectionState:
             except (ValueError, TypeError):
                 await self.redis.zrem(keys.DISCONNECTED_EXAMINEES, member)
                 continue
-            event = {
-                "type": "examinee_lost",
-                "planId": plan_id,
-                "examineeId": examinee_id,
-                "groupId": group_id or None,
-                "status": LOST,
-                "timestamp": iso(now),
-                "disconnectedAt": iso(datetime.fromtimestamp(since / 1000, UTC)),
-                "lostAfter": lost_after,
-            }
+            event = examinee_lost_message(
+                plan_id,
+                examinee_id,
+                group_id or None,
+                iso(now),
+                iso(datetime.fromtimestamp(since / 1000, UTC)),
+                lost_after,
+            )
             lost += int(
                 await self._lose(
                     keys=[

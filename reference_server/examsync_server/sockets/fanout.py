@@ -16,9 +16,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from websockets.asyncio.server import broadcast
 
+from examsync.frames import exam_end_message
+
 from ..base.tasks import cancel_requested
 from ..store import keys
-from . import events
 from .audience import Audience, event_frame
 from .registry import Registry
 
@@ -40,7 +41,7 @@ def deliver(registry: Registry, stream: str, entry_id: str, fields: dict[str, st
     """Send one stream entry to the sockets it is for; returns how many sockets."""
     if stream == keys.EXAM_END_STREAM:
         plan_id = fields.get("examId", "")
-        message: dict[str, Any] = events.exam_end(plan_id, fields.get("timestamp"))
+        message = exam_end_message(plan_id, fields.get("timestamp"))
         registry.ended[plan_id] = fields.get("timestamp")  # for sockets that come later
         targets = list(registry.plan(plan_id))
     else:

@@ -25,13 +25,15 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from examsync.frames import exam_end_message
+
 from ..access.tokens import Principal
 from ..base.clock import iso, utc_now
 from ..errors import ApiError
 from ..exam.plan_status import PlanStatus
 from ..presence.status import CONNECTED, ConnectionStatus, poll_node
 from ..store import keys
-from . import events, replay
+from . import replay
 from .client_info import describe
 
 # KEYS 1 the poller's presence key, 2 status_queue. ARGV 1 a new pseudo-socket id, 2 TTL (ms),
@@ -78,7 +80,7 @@ class EventPolling:
                 raise ApiError(400, "invalid_position", str(exc)) from None
         plan: Any = await self.redis.hmget(keys.plan(who.plan_id), ["status", "end_datetime"])
         if plan[0] == PlanStatus.COMPLETED:
-            answer["events"].append(events.exam_end(who.plan_id, plan[1]))
+            answer["events"].append(exam_end_message(who.plan_id, plan[1]))
         return answer
 
     async def touch(self, who: Principal, ip: str, user_agent: str) -> str:

@@ -21,11 +21,12 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from examsync.frames import save_ack_frame
+
 from ..access.tokens import Principal
 from ..answers.intake import SaveService
 from ..base import fast_json
 from ..errors import ApiError, error_for
-from .events import error_frame
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,11 @@ class SocketSaves:
         """Start a save; return a frame to answer at once when it cannot start."""
         rid = request_id(message)
         if rid is None:
-            return error_frame(
-                ApiError(
-                    400,
-                    "invalid_message",
-                    f"a save needs an 'id': a string of 1 to {MAX_ID_CHARS} characters",
-                )
-            )
+            return ApiError(
+                400,
+                "invalid_message",
+                f"a save needs an 'id': a string of 1 to {MAX_ID_CHARS} characters",
+            ).to_frame()
         waiting = self._waiting.setdefault(conn, set())
         if len(waiting) >= self.per_socket:
             refusal = ApiError(
@@ -75,7 +74,7 @@ class SocketSaves:
                 f"at most {self.per_socket} saves may wait for their commit per socket",
                 {"retryAfter": 1},
             )
-            return error_frame(refusal, rid)
+            return refusal.to_frame(rid)
         # The payload was parsed strictly with the frame; re-encoded compactly it is what the
         # SDK sent over HTTP (the size limit and the queue take that text), and the checksum is
         # over its content either way, so it is validated as parsed, not decoded again. No
@@ -103,17 +102,9 @@ class SocketSaves:
         try:
             text = save_ack_frame(rid, await self.service.receive(who, body, payload))
         except Exception as exc:
-            frame = error_frame(error_for(exc, "a socket save"), rid)
+            frame = error_for(exc, "a socket save").to_frame(rid)
             text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
         try:
             await conn.send(text)
         except ConnectionClosed:
             log.info("save %s committed or refused after its socket closed", rid)
-
-
-def save_ack_frame(rid: str, ack: bytes) -> str:
-    """`{"type": "save_ack", "id": rid, ...the ack's fields}`, the ack's JSON spliced in as the
-    persister encoded it (pipeline/acks.py)."""
-    fields = ack.decode()[1:-1]  # the ack is one JSON object
-    head = '{"type":"save_ack","id":' + json.dumps(rid)
-    return head + ("," + fields if fields else "") + "}"

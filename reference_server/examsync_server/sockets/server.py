@@ -36,6 +36,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from examsync import frames
 from examsync.exceptions import RemoteProtocolError
 from examsync.protocol import decode_json
 
@@ -53,7 +54,7 @@ from ..presence.status import (
     StatusPublisher,
 )
 from ..store import keys
-from . import events, replay, sync_reports
+from . import replay, sync_reports
 from .admission import HandshakeGate
 from .client_info import client_info
 from .heartbeat import Heartbeat
@@ -216,20 +217,23 @@ class SocketServer:
         who, last_position = self._who.pop(conn)
         sock = _Socket(f"{self.node_id}-{secrets.token_hex(6)}", who)
         self._sockets[conn] = sock
-        welcome = {
-            "type": "welcome",
-            "socketId": sock.socket_id,
-            "role": who.role,
-            "planId": who.plan_id,
-            "serverTime": iso(utc_now()),
-            "pingInterval": self.heartbeat.interval,
-            "pingTimeout": self.heartbeat.timeout,
-            "features": self._features(who),
-        }
+        server_time = iso(utc_now())
+        position = None
         if last_position is None:
             # Live from here: the welcome says from which position, for a later resume.
             self.registry.add(conn, who)
-            welcome["position"] = self.registry.delivered.get(replay.STREAM)
+            position = self.registry.delivered.get(replay.STREAM)
+        welcome = frames.welcome_message(
+            sock.socket_id,
+            who.role,
+            who.plan_id,
+            server_time,
+            ping_interval=self.heartbeat.interval,
+            ping_timeout=self.heartbeat.timeout,
+            features=self._features(who),
+            position=position,
+            resume=last_position is not None,
+        )
         self.heartbeat.add(conn, asyncio.get_running_loop().time())
         self._publish(sock, CONNECTED, info=client_info(conn))
         try:
@@ -259,7 +263,7 @@ class SocketServer:
             await asyncio.sleep(self.heartbeat.tick)
             ping, dead = self.heartbeat.due(loop.time())
             if ping:
-                broadcast(ping, json.dumps({"type": "ping", "ts": int(time.time() * 1000)}))
+                broadcast(ping, frames.ping_frame(int(time.time() * 1000)))
             for conn in dead:
                 sock = self._sockets.get(conn)
                 if sock is None:
@@ -335,10 +339,10 @@ class SocketServer:
         self.registry.add(conn, sock.who)
         await self._ended_since(conn, sock.who)
         if reason is None:
-            await conn.send(json.dumps({"type": "resumed", "position": last, "replayed": sent}))
+            await conn.send(json.dumps(frames.resumed_message(last, sent)))
         else:
             now = self.registry.delivered.get(replay.STREAM)
-            await conn.send(json.dumps({"type": "reload_state", "reason": reason, "position": now}))
+            await conn.send(json.dumps(frames.reload_state_message(reason, now)))
 
     async def _catch_up(self, conn: ServerConnection, who: Principal) -> None:
         """A socket that (re)connects after the end hears of it at once: an exam_end broadcast
@@ -374,7 +378,7 @@ class SocketServer:
 
     @staticmethod
     async def _send_end(conn: ServerConnection, plan_id: str, ended_at: str | None) -> None:
-        await conn.send(json.dumps(events.exam_end(plan_id, ended_at), ensure_ascii=False))
+        await conn.send(json.dumps(frames.exam_end_message(plan_id, ended_at), ensure_ascii=False))
 
     def _features(self, who: Principal) -> list[str]:
         """What the welcome offers: saves and sync reports are a candidate's."""
@@ -391,7 +395,7 @@ class SocketServer:
                 raise ApiError(403, "candidates_only", "only candidates report their sync state")
             self.sync_reports.note(who, *sync_reports.parse(message))
         except ApiError as exc:
-            return events.error_frame(exc)
+            return exc.to_frame()
         return None
 
     def _reply(
@@ -406,7 +410,7 @@ class SocketServer:
             return _error("invalid_message", "frames must be JSON objects with a string 'type'")
         kind = message["type"]
         if kind == "ping":
-            return {"type": "pong", "ts": message.get("ts"), "serverTime": iso(utc_now())}
+            return frames.pong_message(message.get("ts"), iso(utc_now()))
         if kind == "pong":
             return None
         if kind == "save" and self.saves is not None:
@@ -417,7 +421,7 @@ class SocketServer:
 
 
 def _error(code: str, message: str) -> dict[str, Any]:
-    return events.error_frame(ApiError(400, code, message))
+    return ApiError(400, code, message).to_frame()
 
 
 def _unreadable(frame: str | bytes) -> dict[str, Any]:
@@ -429,7 +433,7 @@ def _unreadable(frame: str | bytes) -> dict[str, Any]:
     try:
         message = json.loads(frame)
     except (ValueError, RecursionError):
-        return events.error_frame(error)
+        return error.to_frame()
     if isinstance(message, dict) and message.get("type") == "save":
-        return events.error_frame(error, saves_request_id(message))
-    return events.error_frame(error)
+        return error.to_frame(saves_request_id(message))
+    return error.to_frame()

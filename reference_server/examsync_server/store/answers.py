@@ -4,7 +4,8 @@
 Synchronous on purpose: the persister runs `apply_batch` whole, one transaction per batch
 (group commit), so a batch of hundreds of answers costs one fsync.
 
-Version rules (DESIGN §4), per answer against the stored version v:
+Version rules (DESIGN §4, judged by `examsync.messages.judge_version`), per answer against the
+stored version v:
     sent > v, or nothing stored          accepted    stored as latest + history
     sent == v with the same value        duplicate   nothing stored (an idempotent repeat)
     sent == v with another value, < v    superseded  history only
@@ -15,17 +16,15 @@ and the `answer` view joins the two (migration 0005).
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from examsync.messages import AckStatus, judge_version
+from examsync.protocol import value_sha256
+
 from .sqlite import Database, write_transaction
-
-
-def value_sha256(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +108,7 @@ def apply_saves(
     sheets: dict[tuple[str, str], SheetChange] = {}
     updates: dict[tuple[str, str], _SheetUpdate] = {}
     outcomes: list[list[Outcome]] = []
+    accepted, duplicate = AckStatus.ACCEPTED, AckStatus.DUPLICATE  # an Enum lookup costs ~90 ns
     for save in saves:
         key = (save.candidate_id, save.exam_code)
         sheet = sheets.setdefault(key, SheetChange(save.plan_id, *key))
@@ -116,20 +116,16 @@ def apply_saves(
         accepted_any = False
         for quiz_code, entry in save.payload["answers"].items():
             pk = (save.candidate_id, save.exam_code, quiz_code)
-            stored_version, stored_sha = latest.get(pk, (0, ""))
             value, version, updated = entry["value"], entry["version"], entry["updated"]
             sha = value_sha256(value)
-            if version > stored_version:
-                status = "accepted"
+            judged = judge_version(latest.get(pk), version, sha)
+            status = judged.value
+            if judged is accepted:
                 answers[pk] = (*pk, save.plan_id, version, sha, save.message_id)
                 latest[pk] = (version, sha)
                 sheet.answers[quiz_code] = {"value": value, "version": version, "updated": updated}
                 accepted_any = True
-            elif version == stored_version and sha == stored_sha:
-                status = "duplicate"
-            else:
-                status = "superseded"
-            if status != "duplicate":
+            if judged is not duplicate:
                 history.append(
                     (*pk, save.plan_id, value, sha, version, updated, server_time, status)
                     + (int(save.late), save.message_id)

@@ -16,6 +16,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from examsync.frames import dead_letter_alert_message
+
 from ..base.clock import iso, utc_now
 from . import keys
 from .sqlite import Database
@@ -99,7 +101,10 @@ class DeadLetters:
                     "groupId": (group["group_id"] or "") if group else "",
                     "audience": "supervisors",
                     "data": json.dumps(
-                        {**alert, "type": "alert", "kind": "dead_letter"}, ensure_ascii=False
+                        dead_letter_alert_message(
+                            plan_id, candidate_id, stream, message_id, error[:500], now
+                        ),
+                        ensure_ascii=False,
                     ),
                 },
                 maxlen=keys.STREAM_MAXLEN,

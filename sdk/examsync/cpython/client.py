@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import httpx
 
 from ..driver.client import BaseExamClient, ClientEvent
-from ..driver.interfaces import SessionStore, Socket, Verifier
+from ..driver.interfaces import SessionStore, Socket
 from ..events import StorageState
 from ..exceptions import ExamSyncError
+from ..receipts import ReceiptVerifier
 from ..storage import Storage
 from ._local import SessionCache, package_dir, store_path
 from .config import ClientConfig, default_device
@@ -88,5 +89,5 @@ class ExamClient(BaseExamClient):
             url, token, last_position=last_position, open_timeout=self.config.open_timeout
         )
 
-    def _new_verifier(self, keys: Mapping[str, bytes]) -> Verifier:
-        return Ed25519Verifier(keys)
+    def _new_verifier(self) -> ReceiptVerifier:
+        return Ed25519Verifier()

@@ -1,16 +1,15 @@
-"""Ed25519 receipt verification with ``cryptography`` (optional: only this module needs it).
+"""The Ed25519 check of receipts with ``cryptography`` (optional: only this module needs it).
 
 ``cryptography`` is imported when a verifier is built, not when ``examsync.cpython`` is, so a
-client that turns verification off runs without it.
+client that turns verification off runs without it. The rules around the check (known key ids,
+what is signed) are the core's: :class:`examsync.receipts.ReceiptKeys`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from ..exceptions import ExamSyncError, ReceiptError
-from ..messages import Receipt
+from ..exceptions import ExamSyncError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -27,12 +26,9 @@ def cryptography_available() -> bool:
 
 
 class Ed25519Verifier:
-    """Verifies receipts against the server's public keys (raw 32-byte keys by key id).
+    """:class:`examsync.receipts.ReceiptVerifier` with ``cryptography``; keys are loaded once."""
 
-    Implements :class:`examsync.receipts.ReceiptVerifier`.
-    """
-
-    def __init__(self, keys: Mapping[str, bytes]) -> None:
+    def __init__(self) -> None:
         try:
             from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
         except ImportError as exc:
@@ -40,31 +36,17 @@ class Ed25519Verifier:
                 "verifying receipts needs the 'cryptography' package: install it, or turn"
                 " receipt verification off"
             ) from exc
-        self._keys: dict[str, Ed25519PublicKey] = {
-            key_id: Ed25519PublicKey.from_public_bytes(raw) for key_id, raw in keys.items()
-        }
+        self._load = Ed25519PublicKey.from_public_bytes
+        self._keys: dict[bytes, Ed25519PublicKey] = {}
 
-    def knows(self, key_id: str) -> bool:
-        return key_id in self._keys
-
-    async def verify_many(self, receipts: Mapping[str, Receipt]) -> None:
-        """:meth:`verify` each (the shape the shared client loop awaits)."""
-        for quiz_code, receipt in receipts.items():
-            self.verify(quiz_code, receipt)
-
-    def verify(self, quiz_code: str, receipt: Receipt) -> None:
+    async def verify_signature(self, public_key: bytes, signature: bytes, message: bytes) -> bool:
         from cryptography.exceptions import InvalidSignature
 
-        key = self._keys.get(receipt.key_id)
+        key = self._keys.get(public_key)
         if key is None:
-            raise ReceiptError(
-                f"unknown receipt key {receipt.key_id!r}",
-                quiz_code=quiz_code,
-                key_id=receipt.key_id,
-            )
+            key = self._keys[public_key] = self._load(public_key)
         try:
-            key.verify(receipt.signature, receipt.signed_bytes())
+            key.verify(signature, message)
         except InvalidSignature:
-            raise ReceiptError(
-                "receipt signature does not verify", quiz_code=quiz_code, key_id=receipt.key_id
-            ) from None
+            return False
+        return True

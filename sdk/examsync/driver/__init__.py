@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .api import CachedPackage, HttpApi, PackageCache, Response, Session, socket_url_with_token
 from .client import BaseExamClient, ClientEvent
-from .interfaces import ClientSettings, SessionStore, Socket, Verifier
+from .interfaces import ClientSettings, SessionStore, Socket
 
 __all__ = [
     "BaseExamClient",
@@ -22,6 +22,5 @@ __all__ = [
     "Session",
     "SessionStore",
     "Socket",
-    "Verifier",
     "socket_url_with_token",
 ]

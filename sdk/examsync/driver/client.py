@@ -57,11 +57,12 @@ from ..frames import (
     StageChanged,
     UnknownFrame,
 )
-from ..messages import Receipt
+from ..messages import Receipt, read_save_response
+from ..receipts import ReceiptVerifier
 from ..storage import LocalAnswer, Storage
 from ..uploads import UploadOutcome, UploadQueue
 from .api import HttpApi, Session
-from .interfaces import ClientSettings, SessionStore, Socket, Verifier
+from .interfaces import ClientSettings, SessionStore, Socket
 from .publisher import Publisher
 from .receipt_check import ReceiptCheck
 from .socket_link import SocketLink
@@ -159,8 +160,8 @@ class BaseExamClient(ABC):
         ServerError when the handshake is refused."""
 
     @abstractmethod
-    def _new_verifier(self, keys: Mapping[str, bytes]) -> Verifier:
-        """A verifier for the server's published keys (raw Ed25519 public keys by id)."""
+    def _new_verifier(self) -> ReceiptVerifier:
+        """This adapter's Ed25519 check (made when the first receipt is to be verified)."""
 
     async def _durable(self) -> None:  # noqa: B027 (a hook with a do-nothing default)
         """Return once every local write so far survives a crash (StorageError if it failed).
@@ -541,17 +542,23 @@ class BaseExamClient(ABC):
         await self._deliver(request.batch_id, status, body)
 
     async def _deliver(self, batch_id: int, status: int, body: bytes | dict[str, Any]) -> None:
-        """Verify an ack's receipts, then hand it to the engine; a bad receipt fails the send."""
+        """Read a save's answer once; verify the ack's receipts, then hand the ack to the
+        engine. A bad receipt fails the send."""
         engine = self._require_engine()
-        if self._settings.verify_receipts and 200 <= status < 300:
+        try:
+            ack = read_save_response(status, body)
+        except ExamSyncError as exc:
+            engine.receive_save_error(batch_id, exc, self._clock())
+            return
+        if self._settings.verify_receipts:
             try:
-                await self._receipts.check(body)
+                await self._receipts.check(ack)
             except ExamSyncError as exc:
                 if isinstance(exc, ReceiptError):
                     self._publish([Alert(exc, "save")])
                 engine.send_failed(batch_id, exc, self._clock())
                 return
-        engine.receive_save_response(batch_id, status, body, self._clock())
+        engine.receive_save_ack(batch_id, ack, self._clock())
 
     # --- helpers ---------------------------------------------------------------------------------
 

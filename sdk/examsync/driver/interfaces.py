@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Protocol
 
 from ..connection import ConnectionConfig
-from ..messages import Device, Receipt
+from ..messages import Device
 from .api import Session
 
-__all__ = ["ClientSettings", "SessionStore", "Socket", "Verifier"]
+__all__ = ["ClientSettings", "SessionStore", "Socket"]
 
 
 class ClientSettings(Protocol):
@@ -53,16 +52,6 @@ class Socket(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class Verifier(Protocol):
-    """Checks receipt signatures against the server's keys (cryptography, WebCrypto)."""
-
-    def knows(self, key_id: str) -> bool: ...
-
-    async def verify_many(self, receipts: Mapping[str, Receipt]) -> None:
-        """Return if every receipt verifies; raise ReceiptError (unknown key too) otherwise."""
-        ...
 
 
 class SessionStore(Protocol):

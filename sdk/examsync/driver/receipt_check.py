@@ -3,41 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
-from ..exceptions import RemoteProtocolError
 from ..messages import SaveAck
-from ..protocol import decode_json
-from ..receipts import receipts_in
-from .interfaces import Verifier
+from ..receipts import ReceiptKeys, ReceiptVerifier, receipts_in
 
 __all__ = ["ReceiptCheck"]
 
 
 class ReceiptCheck:
     """Verifies an ack's receipts with the server's published keys: fetched at first use, and
-    again when a receipt names a key not known yet (the server rotated its key)."""
+    again when a receipt names a key not known yet (the server rotated its key). The adapter's
+    verifier is made at first use too (a client that never checks never needs Ed25519)."""
 
     def __init__(
         self,
         fetch_keys: Callable[[], Awaitable[Mapping[str, bytes]]],
-        new_verifier: Callable[[Mapping[str, bytes]], Verifier],
+        new_verifier: Callable[[], ReceiptVerifier],
     ) -> None:
         self._fetch_keys = fetch_keys
         self._new_verifier = new_verifier
-        self._verifier: Verifier | None = None
+        self._verifier: ReceiptVerifier | None = None
+        self._keys: ReceiptKeys | None = None
 
-    async def check(self, body: bytes | Mapping[str, Any]) -> None:
-        """Raise ReceiptError (or the key fetch's error) unless every receipt in a 2xx ack
-        verifies. A malformed ack passes: the engine refuses it and reports why."""
-        try:
-            ack = SaveAck.from_wire(decode_json(body) if isinstance(body, bytes) else body)
-        except RemoteProtocolError:
-            return
+    async def check(self, ack: SaveAck) -> None:
+        """Raise ReceiptError (or the key fetch's error) unless every receipt in ``ack``
+        verifies."""
         receipts = receipts_in(ack)
         if not receipts:
             return
-        verifier = self._verifier
-        if verifier is None or not all(verifier.knows(r.key_id) for r in receipts.values()):
-            verifier = self._verifier = self._new_verifier(await self._fetch_keys())
-        await verifier.verify_many(receipts)
+        keys = self._keys
+        if keys is None or not all(keys.knows(r.key_id) for r in receipts.values()):
+            if self._verifier is None:
+                self._verifier = self._new_verifier()
+            keys = self._keys = ReceiptKeys(await self._fetch_keys(), self._verifier)
+        await keys.verify_many(receipts)

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..connection import ConnectionConfig
 from ..driver.api import CachedPackage, Session
 from ..driver.client import BaseExamClient, ClientEvent
-from ..driver.interfaces import SessionStore, Socket, Verifier
+from ..driver.interfaces import SessionStore, Socket
 from ..events import StorageState
 from ..exceptions import ExamSyncError
 from ..messages import Device
+from ..receipts import ReceiptVerifier
 from ..storage import Storage
 from ._js import js
 from ._local import PackageStore, PlanDatabase, answers_db_name
@@ -160,5 +161,5 @@ class ExamClient(BaseExamClient):
             url, token, last_position=last_position, open_timeout=self.config.open_timeout
         )
 
-    def _new_verifier(self, keys: Mapping[str, bytes]) -> Verifier:
-        return WebCryptoVerifier(keys)
+    def _new_verifier(self) -> ReceiptVerifier:
+        return WebCryptoVerifier()

@@ -1,18 +1,16 @@
-"""Ed25519 receipt verification with the browser's WebCrypto (``crypto.subtle``).
+"""The Ed25519 check of receipts with the browser's WebCrypto (``crypto.subtle``).
 
 Same inputs, same verdicts as :class:`examsync.cpython.receipts.Ed25519Verifier` (a shared
-known-answer vector pins both: tests/pyodide/suite/receipt_vectors.json). WebCrypto is
-asynchronous, so :meth:`WebCryptoVerifier.verify` is a coroutine; the client loop awaits
-:meth:`~WebCryptoVerifier.verify_many`.
+known-answer vector pins both: tests/pyodide/suite/receipt_vectors.json); the rules around the
+check are the core's (:class:`examsync.receipts.ReceiptKeys`). WebCrypto is asynchronous, as
+:meth:`~examsync.receipts.ReceiptVerifier.verify_signature` is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from ..exceptions import ExamSyncError, ReceiptError
-from ..messages import Receipt
+from ..exceptions import ExamSyncError
 from ._js import JsException, error_name, js, js_object, to_js
 
 __all__ = ["WebCryptoVerifier", "webcrypto_ed25519_available"]
@@ -45,44 +43,20 @@ async def webcrypto_ed25519_available() -> bool:
 
 
 class WebCryptoVerifier:
-    """Verifies receipts against the server's public keys (raw 32-byte keys by key id).
+    """:class:`examsync.receipts.ReceiptVerifier` with WebCrypto; each key is imported into
+    WebCrypto on first use and kept."""
 
-    Keys are imported into WebCrypto on first use and kept.
-    """
+    def __init__(self) -> None:
+        self._imported: dict[bytes, Any] = {}
 
-    def __init__(self, keys: Mapping[str, bytes]) -> None:
-        self._raw = dict(keys)
-        self._imported: dict[str, Any] = {}
-
-    def knows(self, key_id: str) -> bool:
-        return key_id in self._raw
-
-    async def verify(self, quiz_code: str, receipt: Receipt) -> None:
-        """Return if the signature verifies; raise ReceiptError otherwise (unknown key too)."""
-        raw = self._raw.get(receipt.key_id)
-        if raw is None:
-            raise ReceiptError(
-                f"unknown receipt key {receipt.key_id!r}",
-                quiz_code=quiz_code,
-                key_id=receipt.key_id,
-            )
+    async def verify_signature(self, public_key: bytes, signature: bytes, message: bytes) -> bool:
         try:
-            key = self._imported.get(receipt.key_id)
+            key = self._imported.get(public_key)
             if key is None:
-                key = self._imported[receipt.key_id] = await _import_key(raw)
+                key = self._imported[public_key] = await _import_key(public_key)
             valid = await _subtle().verify(
-                js_object(name="Ed25519"),
-                key,
-                to_js(receipt.signature),
-                to_js(receipt.signed_bytes()),
+                js_object(name="Ed25519"), key, to_js(signature), to_js(message)
             )
         except JsException as exc:  # no Ed25519 here, or a key WebCrypto refuses
             raise ExamSyncError(f"WebCrypto Ed25519: {error_name(exc)}: {exc}") from exc
-        if not valid:
-            raise ReceiptError(
-                "receipt signature does not verify", quiz_code=quiz_code, key_id=receipt.key_id
-            )
-
-    async def verify_many(self, receipts: Mapping[str, Receipt]) -> None:
-        for quiz_code, receipt in receipts.items():
-            await self.verify(quiz_code, receipt)
+        return bool(valid)

@@ -1,4 +1,5 @@
-"""WebCryptoVerifier against receipts signed on the CPython side (receipt_vectors.json).
+"""WebCryptoVerifier, under the core's rules (ReceiptKeys), against receipts signed on the
+CPython side (receipt_vectors.json).
 
 The same vectors go through the cryptography verifier in
 tests/sdk_cpython/test_cpython_receipt_vectors.py: both must give every case its verdict.
@@ -15,13 +16,13 @@ import pytest
 from examsync.exceptions import ReceiptError
 from examsync.messages import Receipt
 from examsync.pyodide import WebCryptoVerifier, webcrypto_ed25519_available
-from examsync.receipts import parse_public_keys
+from examsync.receipts import ReceiptKeys, parse_public_keys
 
 VECTORS = json.loads((Path(__file__).parent / "receipt_vectors.json").read_text("utf-8"))
 
 
-def verifier() -> WebCryptoVerifier:
-    return WebCryptoVerifier(parse_public_keys(VECTORS))
+def verifier() -> ReceiptKeys:
+    return ReceiptKeys(parse_public_keys(VECTORS), WebCryptoVerifier())
 
 
 async def test_node_webcrypto_has_ed25519() -> None:
