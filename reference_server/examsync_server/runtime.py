@@ -85,21 +85,25 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
-        check_data_dir(settings.data_dir)
-        secret, _ = load_or_create_secret(settings.data_dir, "secret_key", settings.secret_key)
-        admin, _ = load_or_create_secret(settings.data_dir, "admin_token", settings.admin_token)
+        check_data_dir(settings.storage.data_dir)
+        secret, _ = load_or_create_secret(
+            settings.storage.data_dir, "secret_key", settings.access.secret_key
+        )
+        admin, _ = load_or_create_secret(
+            settings.storage.data_dir, "admin_token", settings.access.admin_token
+        )
         embedded = None
-        url = settings.redis_url
+        url = settings.storage.redis_url
         if not url:
             # Started from this (the main) thread: its death signal is tied to the thread that
             # forked it, and a pool thread may end before the server does.
-            embedded = EmbeddedRedis.start_sync(settings.data_dir / "redis")
+            embedded = EmbeddedRedis.start_sync(settings.storage.data_dir / "redis")
             url = embedded.url
         # A blocking pool: a burst of requests waits for a free connection instead of failing
         # with "Too many connections" (seen at 256 concurrent saves with the default pool).
         pool = BlockingConnectionPool.from_url(
             url,
-            max_connections=settings.redis_max_connections,
+            max_connections=settings.storage.redis_max_connections,
             timeout=10,
             decode_responses=True,
             socket_timeout=10,
@@ -113,14 +117,16 @@ class Runtime:
             if embedded:
                 embedded.stop()
             raise StartupError(f"cannot reach Redis at {url}: {exc}") from None
-        db = await Database.open(settings.sqlite_path)
-        tokens = Tokens(secret, admin, settings.session_ttl_seconds)
-        files = FileStore(settings.files_dir)
+        db = await Database.open(settings.storage.sqlite_path)
+        tokens = Tokens(secret, admin, settings.access.session_ttl_seconds)
+        files = FileStore(settings.storage.files_dir)
         lifecycle = Lifecycle(settings, db, redis, files)
         catalog = Catalog(db, files)
-        hub = AckHub(redis, settings.node_id, settings.ack_timeout_seconds)
-        signer = await asyncio.to_thread(ReceiptSigner.load, settings.data_dir / "receipt_keys")
-        queue = PlanQueue(redis, hub, settings.late_grace_seconds)
+        hub = AckHub(redis, settings.process.node_id, settings.pipeline.ack_timeout_seconds)
+        signer = await asyncio.to_thread(
+            ReceiptSigner.load, settings.storage.data_dir / "receipt_keys"
+        )
+        queue = PlanQueue(redis, hub, settings.pipeline.late_grace_seconds)
         runtime = cls(
             settings=settings,
             redis=redis,
@@ -134,7 +140,9 @@ class Runtime:
             files=files,
             restores=RestoreService(db, AnswerCache(redis), catalog),
             snapshots=SnapshotService(db, redis),
-            polling=EventPolling(redis, settings.ping_interval + settings.ping_timeout),
+            polling=EventPolling(
+                redis, settings.connections.ping_interval + settings.connections.ping_timeout
+            ),
             dead_letters=DeadLetters(db, redis),
             signer=signer,
             hub=hub,
@@ -144,19 +152,19 @@ class Runtime:
         listening = asyncio.Event()
         runtime.tasks.append(asyncio.create_task(hub.listen(listening), name="acks"))
         await asyncio.wait_for(listening.wait(), timeout=10)
-        if settings.run_socket_server:
+        if settings.process.run_socket_server:
             runtime.sockets = SocketServer(
                 tokens,
-                settings.socket_host,
-                settings.socket_port,
-                settings.reuse_port,
+                settings.listen.socket_host,
+                settings.listen.socket_port,
+                settings.process.reuse_port,
                 redis,
-                node_id=settings.node_id,
-                ping_interval=settings.ping_interval,
-                ping_timeout=settings.ping_timeout,
+                node_id=settings.process.node_id,
+                ping_interval=settings.connections.ping_interval,
+                ping_timeout=settings.connections.ping_timeout,
                 saves=runtime.saves,
-                handshake_limit=settings.handshake_limit,
-                handshake_window=settings.handshake_window_seconds,
+                handshake_limit=settings.connections.handshake_limit,
+                handshake_window=settings.connections.handshake_window_seconds,
             )
             await runtime.sockets.start()
             ready = asyncio.Event()
@@ -166,31 +174,31 @@ class Runtime:
                 )
             )
             await asyncio.wait_for(ready.wait(), timeout=10)
-        if settings.run_workers and settings.run_persister:
+        if settings.process.run_workers and settings.process.run_persister:
             persister = Persister(
-                settings.sqlite_path,
+                settings.storage.sqlite_path,
                 redis,
                 hub,
                 runtime.dead_letters,
-                settings.node_id,
+                settings.process.node_id,
                 [AnswerSink(redis, signer), CaptureSink(redis), LogSink(redis)],
-                claim_idle_ms=settings.claim_idle_ms,
-                max_attempts=settings.max_persist_attempts,
-                linger_ms=settings.commit_linger_ms,
+                claim_idle_ms=settings.pipeline.claim_idle_ms,
+                max_attempts=settings.pipeline.max_persist_attempts,
+                linger_ms=settings.pipeline.commit_linger_ms,
             )
             runtime.persister = persister
             runtime.closers.append(persister.close)
             runtime.tasks.append(
                 asyncio.create_task(persister.run(runtime.live_plans), name="persister")
             )
-        if settings.run_workers:
+        if settings.process.run_workers:
             state_manager = StateManager(
                 redis,
                 db,
                 runtime.dead_letters,
-                settings.node_id,
-                claim_idle_ms=settings.claim_idle_ms,
-                max_attempts=settings.max_persist_attempts,
+                settings.process.node_id,
+                claim_idle_ms=settings.pipeline.claim_idle_ms,
+                max_attempts=settings.pipeline.max_persist_attempts,
             )
             ready = asyncio.Event()
             runtime.tasks.append(
@@ -200,7 +208,10 @@ class Runtime:
             runtime.tasks.append(
                 asyncio.create_task(
                     run_sweeper(
-                        redis, settings.node_id, settings.sweep_tick, settings.lost_after_seconds
+                        redis,
+                        settings.process.node_id,
+                        settings.connections.sweep_tick,
+                        settings.connections.lost_after_seconds,
                     ),
                     name="sweeper",
                 )
@@ -208,7 +219,9 @@ class Runtime:
             runtime.tasks.append(
                 asyncio.create_task(
                     run_stage_timer(
-                        lifecycle, settings.stage_tick_seconds, settings.repair_interval_seconds
+                        lifecycle,
+                        settings.timers.stage_tick_seconds,
+                        settings.timers.repair_interval_seconds,
                     ),
                     name="stage-timer",
                 )
@@ -227,13 +240,13 @@ class Runtime:
 
     def socket_url(self, request_host: str | None) -> str:
         """The URL clients should open: configured, else this request's host on our port."""
-        if self.settings.public_socket_url:
-            return self.settings.public_socket_url
+        if self.settings.listen.public_socket_url:
+            return self.settings.listen.public_socket_url
         if self.sockets is None:
             return ""
         host = (
             urlsplit(f"//{request_host}").hostname if request_host else None
-        ) or self.settings.socket_host
+        ) or self.settings.listen.socket_host
         if ":" in host:
             host = f"[{host}]"
         return f"ws://{host}:{self.sockets.port}/ws"
