@@ -42,7 +42,7 @@ class Listen:
     """Where this process listens, and the socket URL clients are told."""
 
     host: str = _setting(
-        "127.0.0.1", "HTTP address; `serve` uses it for the socket server too unless told", HTTP
+        "127.0.0.1", "HTTP address; the socket server's too unless `--socket-host` is given", HTTP
     )
     port: int = _setting(8000, "HTTP port", HTTP)
     # The socket server is its own component on its own port (DESIGN §3).
