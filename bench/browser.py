@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--saves", type=int, default=300)
     args = parser.parse_args()
-    prepare_assets(Settings(web_dir=str(WEB_DIR)))
+    prepare_assets(Settings().with_changes(web_dir=str(WEB_DIR)))
     with tempfile.TemporaryDirectory() as tmp:
         server, base = start_server(Path(tmp) / "data", "--web-dir", str(WEB_DIR))
         try:

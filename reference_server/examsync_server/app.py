@@ -47,7 +47,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Quart:
     app = ExamsyncApp("examsync_server")
     # Quart fixes a request's body limit when the request arrives, so the app-wide limit is the
     # largest body any route takes (a package); JSON routes hold theirs in `json_body()`.
-    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_json_body_bytes, settings.max_package_bytes)
+    app.config["MAX_CONTENT_LENGTH"] = max(
+        settings.limits.max_json_body_bytes, settings.limits.max_package_bytes
+    )
     app.config["examsync.settings"] = settings
     for blueprint in (
         health.blueprint,

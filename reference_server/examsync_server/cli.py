@@ -9,17 +9,24 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 import httpx
 
-from .config import Settings, load_or_create_secret, settings_from_env
+from .config import (
+    HTTP_SERVERS,
+    SETTINGS,
+    SettingInfo,
+    Settings,
+    load_or_create_secret,
+    settings_from_env,
+)
 from .errors import StartupError
 from .exam.plan_status import Action, allows
-from .process.http_server import HTTP_SERVERS, event_loop_runner, serve_http
+from .process.http_server import event_loop_runner, serve_http
 from .runtime import Runtime, check_data_dir, freeze_startup_heap, lower_priority
 
 
@@ -37,100 +44,71 @@ def cli() -> None:
     """examsync: answer sync for online exams (reference server and tools)."""
 
 
-def _server_options(command: Any) -> Any:
-    for option in reversed(
-        [
-            click.option("--host", default=None, help="HTTP address (default 127.0.0.1)."),
-            click.option("--port", type=int, default=None, help="HTTP port (default 8000)."),
-            click.option(
-                "--socket-port",
-                type=int,
-                default=None,
-                help="Socket-server port (default 8001; 0 picks a free one).",
-            ),
-            click.option(
-                "--data-dir",
-                type=click.Path(path_type=Path),
-                default=None,
-                help="SQLite file, files, private Redis (default ./var).",
-            ),
-            click.option(
-                "--redis-url",
-                default=None,
-                help="Use this Redis instead of starting a private one.",
-            ),
-            click.option(
-                "--processes",
-                type=click.IntRange(1, 64),
-                default=None,
-                help="Server processes sharing the ports (default 1; above 1 needs uvicorn).",
-            ),
-            click.option(
-                "--http-server",
-                type=click.Choice(HTTP_SERVERS),
-                default=None,
-                help="The ASGI server under the app (default: uvicorn).",
-            ),
-            click.option(
-                "--web-dir",
-                default=None,
-                help="Serve the web demo's pages from this folder; 'auto': the checkout's"
-                " web_demo/, 'off': none (default: off; demo: auto).",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
+def _setting_options(command_name: str) -> Callable[[Any], Any]:
+    """A flag for each setting that `command_name` takes (config.SETTINGS), default None:
+    given, it wins over the setting's `EXAMSYNC_*` variable."""
+
+    def decorate(command: Any) -> Any:
+        for info in reversed([i for i in SETTINGS if command_name in i.commands]):
+            command = _setting_option(info, command_name)(command)
+        return command
+
+    return decorate
 
 
-def _settings(
-    host: str | None,
-    port: int | None,
-    socket_port: int | None,
-    data_dir: Path | None,
-    redis_url: str | None,
-    processes: int | None,
-    http_server: str | None,
-    web_dir: str | None,
-    web_default: str = "",
-) -> Settings:
-    settings = settings_from_env(
-        host=host,
-        port=port,
-        socket_port=socket_port,
-        data_dir=data_dir,
-        redis_url=redis_url,
-        processes=processes,
-        http_server=http_server,
-        web_dir=web_dir,
+def _setting_option(info: SettingInfo, command_name: str) -> Callable[[Any], Any]:
+    help_text = (
+        f"{info.meaning[:1].upper()}{info.meaning[1:]} ({info.variable}; default"
+        f" {info.default_text})."
     )
-    if not settings.web_dir:
+    if info.kind is bool:
+        pair = f"{info.flag}/--no-{info.flag[2:]}"
+        return click.option(pair, info.name, default=None, help=help_text)
+    names = [info.flag]
+    if command_name == "sockets" and info.name == "socket_host":
+        names.append("--host")  # the sockets command's one address
+    kind: Any = {
+        "processes": click.IntRange(1, 64),
+        "http_server": click.Choice(HTTP_SERVERS),
+    }.get(info.name, click.Path(path_type=Path) if info.kind is Path else info.kind)
+    return click.option(*names, info.name, type=kind, default=None, help=help_text)
+
+
+def _settings(options: dict[str, Any], web_default: str = "") -> Settings:
+    """`serve` and `demo`: flags over variables; the admin token made if there is none."""
+    settings = settings_from_env(**options)
+    if not settings.process.web_dir:
         settings = settings.with_changes(web_dir=web_default)
-    if host and not os.environ.get("EXAMSYNC_SOCKET_HOST"):
+    host = options.get("host")
+    if host and not options.get("socket_host") and not os.environ.get("EXAMSYNC_SOCKET_HOST"):
         settings = settings.with_changes(socket_host=host)
-    check_data_dir(settings.data_dir)
-    admin, created = load_or_create_secret(settings.data_dir, "admin_token", settings.admin_token)
+    check_data_dir(settings.storage.data_dir)
+    admin, created = load_or_create_secret(
+        settings.storage.data_dir, "admin_token", settings.access.admin_token
+    )
     if created:
-        click.echo(f"Generated an admin token (kept in {settings.data_dir / 'admin_token'}).")
+        click.echo(
+            f"Generated an admin token (kept in {settings.storage.data_dir / 'admin_token'})."
+        )
     return settings.with_changes(admin_token=admin)
 
 
 @cli.command()
-@_server_options
+@_setting_options("serve")
 def serve(**options: Any) -> None:
     """Run the reference server (HTTP API and socket server)."""
-    settings = _settings(**options)
+    settings = _settings(options)
     _run(settings, demo=False)
 
 
 @cli.command()
-@_server_options
+@_setting_options("demo")
 def demo(**options: Any) -> None:
     """Run the server with the seeds' sample plan (PLAN202401) loaded and prepared, and the web
     demo's pages."""
     from .web import AUTO
 
-    settings = _settings(**options, web_default=AUTO)
+    settings = _settings(options, web_default=AUTO)
     _run(settings, demo=True)
 
 
@@ -140,14 +118,14 @@ def _run(settings: Settings, demo: bool) -> None:
 
     if prepare_assets(settings) is None:  # nothing to serve: the pages' URLs are not printed
         settings = settings.with_changes(web_dir="")
-    if settings.processes > 1:
+    if settings.process.processes > 1:
         from .process.supervision import supervise
 
         def ready(base: str) -> None:
-            click.echo(f"examsync serving {base} with {settings.processes} processes")
-            click.echo(f"admin token: {settings.admin_token}")
+            click.echo(f"examsync serving {base} with {settings.process.processes} processes")
+            click.echo(f"admin token: {settings.access.admin_token}")
             if demo:
-                _load_demo(base, settings.admin_token, bool(settings.web_dir))
+                _load_demo(base, settings.access.admin_token, bool(settings.process.web_dir))
 
         sys.exit(supervise(settings, ready))
     event_loop_runner(settings)(_serve(settings, demo))
@@ -155,7 +133,7 @@ def _run(settings: Settings, demo: bool) -> None:
 
 async def _start_process(settings: Settings) -> Runtime:
     """The runtime of a server process of its own (not of an app under test)."""
-    lower_priority(settings.nice)  # before any thread starts: niceness is per thread
+    lower_priority(settings.process.nice)  # before any thread starts: niceness is per thread
     runtime = await Runtime.start(settings)
     freeze_startup_heap()
     return runtime
@@ -169,88 +147,53 @@ async def _serve(settings: Settings, demo: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    base = f"http://{settings.host}:{settings.port}"
+    base = f"http://{settings.listen.host}:{settings.listen.port}"
     try:
         server = asyncio.create_task(serve_http(create_app(settings, runtime), settings, stop))
         await _wait_healthy(base, server)
         click.echo(f"examsync serving {base} (socket server {runtime.socket_url(None)})")
-        click.echo(f"admin token: {settings.admin_token}")
+        click.echo(f"admin token: {settings.access.admin_token}")
         if demo:
-            await asyncio.to_thread(_load_demo, base, settings.admin_token, bool(settings.web_dir))
+            await asyncio.to_thread(
+                _load_demo, base, settings.access.admin_token, bool(settings.process.web_dir)
+            )
         await server
     finally:
         await runtime.stop()
 
 
 @cli.command()
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The data dir the HTTP processes use (default ./var).",
-)
-@click.option("--redis-url", default=None, help="The Redis the HTTP processes use.")
-def persister(data_dir: Path | None, redis_url: str | None) -> None:
+@_setting_options("persister")
+def persister(**options: Any) -> None:
     """Run only the answer persister (what `serve --processes N` starts beside its HTTP
     processes, which then run with EXAMSYNC_RUN_PERSISTER=0)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = settings_from_env(data_dir=data_dir, redis_url=redis_url)
-    if not settings.redis_url:
+    settings = settings_from_env(**options)
+    if not settings.storage.redis_url:
         raise click.UsageError("the persister needs the servers' Redis: --redis-url")
     settings = settings.with_changes(run_socket_server=False, run_persister=True)
     event_loop_runner(settings)(
-        _run_alone(settings, f"examsync persister on {settings.sqlite_path}")
+        _run_alone(settings, f"examsync persister on {settings.storage.sqlite_path}")
     )
 
 
 @cli.command()
-@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
-@click.option(
-    "--socket-port",
-    type=int,
-    default=None,
-    help="Port to listen on (default 8001; 0 picks a free one, for one process only).",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The data dir the HTTP servers use (default ./var).",
-)
-@click.option("--redis-url", default=None, help="The Redis the HTTP servers use.")
-@click.option(
-    "--processes",
-    type=click.IntRange(1, 64),
-    default=None,
-    help="Socket-server processes sharing the port (default 1).",
-)
-def sockets(
-    host: str | None,
-    socket_port: int | None,
-    data_dir: Path | None,
-    redis_url: str | None,
-    processes: int | None,
-) -> None:
+@_setting_options("sockets")
+def sockets(**options: Any) -> None:
     """Run only the socket server (no HTTP), for scale beside `examsync serve` processes that
     run with EXAMSYNC_RUN_SOCKET_SERVER=0 and EXAMSYNC_PUBLIC_SOCKET_URL pointing here."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = settings_from_env(
-        socket_host=host,
-        socket_port=socket_port,
-        data_dir=data_dir,
-        redis_url=redis_url,
-        processes=processes,
-    )
-    if not settings.redis_url:
+    settings = settings_from_env(**options)
+    if not settings.storage.redis_url:
         raise click.UsageError("the socket server needs the HTTP servers' Redis: --redis-url")
-    check_data_dir(settings.data_dir)
+    check_data_dir(settings.storage.data_dir)
     # Saves over the socket are committed by the HTTP servers' persister.
     settings = settings.with_changes(run_socket_server=True, run_persister=False)
-    if settings.processes > 1:
+    if settings.process.processes > 1:
         from .process.supervision import supervise_sockets
 
         def ready(url: str) -> None:
-            click.echo(f"examsync sockets on {url} with {settings.processes} processes")
+            click.echo(f"examsync sockets on {url} with {settings.process.processes} processes")
 
         sys.exit(supervise_sockets(settings, ready))
     event_loop_runner(settings)(_run_alone(settings, "examsync sockets on {socket_url}"))

@@ -1,93 +1,156 @@
-"""Server settings: one frozen value object, filled from arguments or `EXAMSYNC_*` variables."""
+"""Server settings: small frozen value objects by concern, each setting settable by a flag and by
+an `EXAMSYNC_*` variable.
+
+A setting's name is unique across the groups and names both ways in: `pipeline.claim_idle_ms`
+is `--claim-idle-ms` and `EXAMSYNC_CLAIM_IDLE_MS`. `Settings().with_changes(claim_idle_ms=300)`
+takes the same names, so callers need not know the groups. Each setting carries its meaning and
+the commands whose flags take it: the CLI's options and the table in docs/server.md are made
+from them (tests/server/test_settings.py keeps the table true).
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from .errors import StartupError
 
 ENV_PREFIX = "EXAMSYNC_"
 
+# The commands whose flags take a setting (examsync serve | demo | sockets | persister).
+HTTP = frozenset({"serve", "demo"})
+SOCKETS = HTTP | {"sockets"}
+PERSISTER = HTTP | {"persister"}
+ALL = SOCKETS | PERSISTER
+COMMANDS = ("serve", "demo", "sockets", "persister")
+
+HTTP_SERVERS = ("hypercorn", "uvicorn")
+
+T = TypeVar("T")
+
+
+def _setting(default: T, meaning: str, commands: frozenset[str] = ALL) -> T:
+    """A field with its default, what it means to an operator, and which commands' flags take it."""
+    return field(default=default, metadata={"meaning": meaning, "commands": commands})
+
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    # The socket server is its own component on its own port (DESIGN §3); 0 picks a free port.
-    socket_host: str = "127.0.0.1"
-    socket_port: int = 8001
-    # What clients are told to connect to; derived from the request's host when empty.
-    public_socket_url: str = ""
-    data_dir: Path = Path("var")
-    # Empty means: start a private redis-server in the data dir (the zero-config default).
-    redis_url: str = ""
-    # Connections to Redis per process; requests beyond it wait for one to be free.
-    redis_max_connections: int = 64
-    admin_token: str = ""
-    secret_key: str = ""
-    session_ttl_seconds: int = 12 * 3600
-    max_package_bytes: int = 200 * 1024 * 1024
-    # A zip may not unpack to more than this (zip-bomb guard) nor hold more members.
-    max_package_unpacked_bytes: int = 1024 * 1024 * 1024
-    max_package_members: int = 10_000
+class Listen:
+    """Where this process listens, and the socket URL clients are told."""
+
+    host: str = _setting(
+        "127.0.0.1", "HTTP address; the socket server's too unless `--socket-host` is given", HTTP
+    )
+    port: int = _setting(8000, "HTTP port", HTTP)
+    # The socket server is its own component on its own port (DESIGN §3).
+    socket_host: str = _setting(
+        "127.0.0.1", "socket-server address (`examsync sockets`: also `--host`)", SOCKETS
+    )
+    socket_port: int = _setting(8001, "socket-server port; 0 picks a free one", SOCKETS)
+    public_socket_url: str = _setting(
+        "",
+        "the socket URL sessions tell clients; empty: the request's host on the socket port",
+        HTTP,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """Where the durable and the live state are kept."""
+
+    data_dir: Path = _setting(
+        Path("var"), "the SQLite file, the file store, generated secrets, the private Redis"
+    )
+    redis_url: str = _setting(
+        "",
+        "use this Redis; empty: start a private redis-server in the data dir"
+        " (`sockets` and `persister` need the servers' Redis)",
+    )
+    redis_max_connections: int = _setting(
+        64, "connections to Redis per process; requests beyond them wait for a free one"
+    )
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "examsync.sqlite3"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Tokens: the admin's, and the secret that signs session tokens."""
+
+    admin_token: str = _setting(
+        "", "the admin API's bearer token; empty: generated once into the data dir", HTTP
+    )
+    secret_key: str = _setting(
+        "", "signs session tokens; empty: generated once into the data dir", SOCKETS
+    )
+    session_ttl_seconds: int = _setting(12 * 3600, "how long a session token is valid", HTTP)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The largest inputs the server takes."""
+
     # A plan import of 100,000 candidates is ~40 MB of JSON.
-    max_json_body_bytes: int = 64 * 1024 * 1024
-    # Saves: the largest body, answers per save, how long a request waits for its commit, and
-    # how long after `end` a save of edits made before the end is still taken (flagged late).
-    max_save_bytes: int = 1024 * 1024
-    max_answers_per_save: int = 100
-    ack_timeout_seconds: float = 10.0
-    late_grace_seconds: int = 300
-    # A queue entry pending this long with a consumer is taken over (its process died).
-    claim_idle_ms: int = 30_000
-    # Group commit: a batch of fewer than `persister.LINGER_BELOW` entries waits this long once
-    # for more before it commits. At 1,000 saves/s this halves the persister's CPU (a batch
-    # costs ~1.5 ms of CPU whatever its size) for at most that much more latency
-    # (bench/saves.py).
-    commit_linger_ms: float = 2.0
-    # Attempts before a queue entry that cannot be handled (persisted, applied) goes to the
-    # dead letters.
-    max_persist_attempts: int = 5
-    stage_tick_seconds: float = 0.25
-    # The socket server's heartbeat (seed 004): a ping every `ping_interval` seconds; a socket
-    # that sends nothing back within `ping_timeout` is dropped and reported DISCONNECTED.
-    ping_interval: float = 10.0
-    ping_timeout: float = 5.0
-    # An examinee disconnected (no socket, no HTTP poll) this long is LOST: connStatusCode LOST
-    # and `examinee_lost` to the group's supervisors (seed 004 §10.5).
-    lost_after_seconds: float = 60.0
-    # Reconnect storms: each socket-server process takes at most `handshake_limit` handshakes
-    # per `handshake_window_seconds`; the rest get 503 with Retry-After (sockets/admission.py).
-    handshake_limit: int = 5000
-    handshake_window_seconds: float = 1.0
-    # How often each process compares Redis with SQLite and repairs what is behind.
-    repair_interval_seconds: float = 5.0
-    # The ASGI server under the app: "uvicorn" (measured faster here: bench/saves.py) or
-    # "hypercorn", Quart's own; both are kept working (process/http_server.py).
-    http_server: str = "uvicorn"
-    # `serve --processes N` runs N processes on the same ports (SO_REUSEPORT); each child has
-    # reuse_port set and processes = 1.
-    processes: int = 1
-    reuse_port: bool = False
-    run_workers: bool = True
-    run_socket_server: bool = True
-    # Off in the HTTP children of `serve --processes N`: one `examsync persister` process
-    # commits for all of them, so SQLite work never competes with requests for a GIL.
-    run_persister: bool = True
-    # The web demo's pages (examsync_server.web): "" or "off" none, "auto" the checkout's
-    # web_demo/ (what `examsync demo` uses), or a path.
-    web_dir: str = ""
-    # Added to the CPU niceness this process inherited (os.nice), from 0 to 19. The HTTP and
-    # socket children of `serve --processes N` / `sockets --processes N` take
-    # supervisor.YIELD_NICE, the persister none: every save waits for the persister, the one
-    # serial stage, so on busy cores it gets a core first (docs/server.md).
-    nice: int = 0
-    # Names this process to the others (ack channel, persister consumer); random unless set.
-    node_id: str = field(default_factory=lambda: secrets.token_hex(4))
+    max_json_body_bytes: int = _setting(64 * 1024 * 1024, "the largest JSON body", HTTP)
+    max_package_bytes: int = _setting(200 * 1024 * 1024, "the largest exam package", HTTP)
+    # Zip-bomb guards.
+    max_package_unpacked_bytes: int = _setting(
+        1024 * 1024 * 1024, "the most a package may unpack to", HTTP
+    )
+    max_package_members: int = _setting(10_000, "the most files a package may hold", HTTP)
+    max_save_bytes: int = _setting(1024 * 1024, "the largest save", SOCKETS)
+    max_answers_per_save: int = _setting(100, "the most answers in one save", SOCKETS)
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """Saves on their way from the queue to SQLite and back as acks."""
+
+    ack_timeout_seconds: float = _setting(
+        10.0, "how long a save waits for its commit before it times out", SOCKETS
+    )
+    late_grace_seconds: int = _setting(
+        300, "after `end`, how long saves of edits made before it are taken (flagged late)", SOCKETS
+    )
+    claim_idle_ms: int = _setting(
+        30_000, "a queue entry pending this long is taken over (its process died)"
+    )
+    # At 1,000 saves/s lingering halves the persister's CPU (a batch costs ~1.5 ms of CPU
+    # whatever its size) for at most that much more latency (bench/saves.py).
+    commit_linger_ms: float = _setting(
+        2.0,
+        "a small batch (group commit) waits this long once for more before it commits",
+        PERSISTER,
+    )
+    max_persist_attempts: int = _setting(
+        5, "attempts before an entry that cannot be handled goes to the dead letters"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Connections:
+    """The heartbeat (seed 004) and the gate against reconnect storms (sockets/admission.py)."""
+
+    ping_interval: float = _setting(10.0, "seconds between the socket server's pings")
+    ping_timeout: float = _setting(
+        5.0, "a socket silent this long after a ping is dropped (DISCONNECTED)"
+    )
+    lost_after_seconds: float = _setting(
+        60.0, "an examinee disconnected this long (no socket, no poll) is LOST (seed 004 §10.5)"
+    )
+    handshake_limit: int = _setting(
+        5000, "handshakes a socket-server process takes per window; the rest get 503", SOCKETS
+    )
+    handshake_window_seconds: float = _setting(1.0, "the handshake limit's window", SOCKETS)
 
     def __post_init__(self) -> None:
         if not (self.ping_interval > 0 and self.ping_timeout > 0 and self.lost_after_seconds > 0):
@@ -95,9 +158,6 @@ class Settings:
                 f"ping_interval, ping_timeout and lost_after_seconds must be positive, not"
                 f" {self.ping_interval}, {self.ping_timeout} and {self.lost_after_seconds}"
             )
-
-        if not 0 <= self.nice <= 19:
-            raise StartupError(f"nice must be from 0 to 19, not {self.nice}")
         if self.handshake_limit < 1 or self.handshake_window_seconds <= 0:
             raise StartupError(
                 f"handshake_limit must be >= 1 and handshake_window_seconds positive, not"
@@ -110,27 +170,174 @@ class Settings:
         about `ping_interval + ping_timeout` after its last poll."""
         return max(0.05, min(1.0, self.ping_interval / 5, self.ping_timeout / 5))
 
-    @property
-    def sqlite_path(self) -> Path:
-        return self.data_dir / "examsync.sqlite3"
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """How often the background loops look."""
+
+    stage_tick_seconds: float = _setting(0.25, "how often the stage timer moves stage clocks")
+    repair_interval_seconds: float = _setting(
+        5.0, "how often a process compares Redis with SQLite and repairs what is behind"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """What this process runs, beside how many of its kind, and under which name."""
+
+    # Both are kept working (process/http_server.py); uvicorn measured faster (bench/saves.py).
+    http_server: str = _setting(
+        "uvicorn", "the ASGI server under the app: uvicorn or hypercorn", HTTP
+    )
+    # Each child of `--processes N` runs with reuse_port set and processes = 1.
+    processes: int = _setting(
+        1, "processes sharing the ports (SO_REUSEPORT); above 1 needs uvicorn", SOCKETS
+    )
+    reuse_port: bool = _setting(
+        False, "listen with SO_REUSEPORT (the children of --processes)", SOCKETS
+    )
+    run_workers: bool = _setting(
+        True, "run the workers: state manager, sweeper, stage timer, persister", SOCKETS
+    )
+    run_socket_server: bool = _setting(
+        True, "run the socket server here; off when `examsync sockets` serves the sockets", HTTP
+    )
+    # Off in the HTTP children of `serve --processes N`: one `examsync persister` process
+    # commits for all of them, so SQLite work never competes with requests for a GIL.
+    run_persister: bool = _setting(
+        True, "commit saves here; off when an `examsync persister` commits them", HTTP
+    )
+    # The children of `--processes N` take supervisor.YIELD_NICE, the persister none: every
+    # save waits for the persister, the one serial stage, so on busy cores it gets one first.
+    nice: int = _setting(0, "added to the CPU niceness this process inherited, 0 to 19")
+    node_id: str = field(
+        default_factory=lambda: secrets.token_hex(4),
+        metadata={
+            "meaning": "names this process to the others (ack channel, persister consumer)",
+            "commands": ALL,
+        },
+    )
+    web_dir: str = _setting(
+        "",
+        "the web demo's pages: a folder, `auto` (the checkout's web_demo/; demo's default),"
+        " or empty / `off` for none",
+        HTTP,
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.nice <= 19:
+            raise StartupError(f"nice must be from 0 to 19, not {self.nice}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a server process is told, in groups; `with_changes` takes settings by name."""
+
+    listen: Listen = field(default_factory=Listen)
+    storage: Storage = field(default_factory=Storage)
+    access: Access = field(default_factory=Access)
+    limits: Limits = field(default_factory=Limits)
+    pipeline: Pipeline = field(default_factory=Pipeline)
+    connections: Connections = field(default_factory=Connections)
+    timers: Timers = field(default_factory=Timers)
+    process: Process = field(default_factory=Process)
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """These settings with some changed, by name: `with_changes(claim_idle_ms=300)`."""
+        by_group: dict[str, dict[str, Any]] = {}
+        for name, value in changes.items():
+            if name not in _BY_NAME:
+                raise TypeError(f"no setting named {name!r}")
+            by_group.setdefault(_BY_NAME[name].group, {})[name] = value
+        groups = {
+            group: replace(getattr(self, group), **values) for group, values in by_group.items()
+        }
+        return replace(self, **groups)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingInfo:
+    """One setting as an operator sees it: its ways in, its default and meaning."""
+
+    group: str
+    name: str
+    kind: type
+    default: object  # None: made per process (node_id)
+    meaning: str
+    commands: frozenset[str]
 
     @property
-    def files_dir(self) -> Path:
-        return self.data_dir / "files"
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
 
-    def with_changes(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    @property
+    def variable(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def default_text(self) -> str:
+        """The default as its variable would spell it (`30_000`: int() reads the underscores)."""
+        if self.default is None:
+            return "random per process"
+        if isinstance(self.default, bool):
+            return str(self.default).lower()
+        if isinstance(self.default, int) and self.default >= 10_000:
+            return f"{self.default:_}"
+        return str(self.default) or "empty"
+
+
+_KINDS: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "Path": Path}
+
+
+def _describe() -> tuple[SettingInfo, ...]:
+    found = []
+    for group in fields(Settings):
+        for item in fields(cast(Any, group.default_factory)):
+            found.append(
+                SettingInfo(
+                    group=group.name,
+                    name=item.name,
+                    kind=_KINDS[str(item.type)],
+                    default=None if item.default is MISSING else item.default,
+                    meaning=item.metadata["meaning"],
+                    commands=item.metadata["commands"],
+                )
+            )
+    return tuple(found)
+
+
+SETTINGS = _describe()
+_BY_NAME = {info.name: info for info in SETTINGS}
+assert len(_BY_NAME) == len(SETTINGS), "a setting's name must be unique across the groups"
 
 
 def settings_from_env(**overrides: object) -> Settings:
     """Settings from `EXAMSYNC_*` variables; explicit non-None overrides win."""
     values: dict[str, object] = {}
-    for name, kind in _FIELD_TYPES.items():
-        raw = os.environ.get(ENV_PREFIX + name.upper())
+    for info in SETTINGS:
+        raw = os.environ.get(info.variable)
         if raw is not None and raw != "":
-            values[name] = _convert(name, kind, raw)
+            values[info.name] = _convert(info, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings().with_changes(**values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`settings` as `EXAMSYNC_*` variables, for child processes: all but `node_id`, which
+    names one process."""
+    env = {}
+    for info in SETTINGS:
+        if info.name != "node_id":
+            value = getattr(getattr(settings, info.group), info.name)
+            env[info.variable] = ("1" if value else "0") if info.kind is bool else str(value)
+    return env
+
+
+def _convert(info: SettingInfo, raw: str) -> object:
+    try:
+        return _flag(raw) if info.kind is bool else info.kind(raw)
+    except ValueError as exc:
+        raise StartupError(f"{info.variable}={raw!r} is not a valid {info.kind.__name__}") from exc
 
 
 def _flag(raw: str) -> bool:
@@ -139,49 +346,6 @@ def _flag(raw: str) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
-
-
-_FIELD_TYPES: dict[str, Any] = {
-    "host": str,
-    "port": int,
-    "socket_host": str,
-    "socket_port": int,
-    "public_socket_url": str,
-    "data_dir": Path,
-    "redis_url": str,
-    "admin_token": str,
-    "secret_key": str,
-    "session_ttl_seconds": int,
-    "max_package_bytes": int,
-    "max_json_body_bytes": int,
-    "max_save_bytes": int,
-    "ack_timeout_seconds": float,
-    "claim_idle_ms": int,
-    "commit_linger_ms": float,
-    "late_grace_seconds": int,
-    "ping_interval": float,
-    "ping_timeout": float,
-    "lost_after_seconds": float,
-    "handshake_limit": int,
-    "handshake_window_seconds": float,
-    "run_socket_server": _flag,
-    "http_server": str,
-    "processes": int,
-    "nice": int,
-    "reuse_port": _flag,
-    "run_persister": _flag,
-    "node_id": str,
-    "web_dir": str,
-}
-
-
-def _convert(name: str, kind: Any, raw: str) -> object:
-    try:
-        return kind(raw)
-    except ValueError as exc:
-        raise StartupError(
-            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}"
-        ) from exc
 
 
 def load_or_create_secret(data_dir: Path, name: str, given: str) -> tuple[str, bool]:

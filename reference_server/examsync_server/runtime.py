@@ -4,14 +4,17 @@ the socket server and the workers. Started and stopped by the app's `while_servi
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -89,47 +92,39 @@ class Runtime:
     embedded: EmbeddedRedis | None = None
     persister: Persister | None = None  # None in the HTTP processes of `serve --processes N`
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    closers: list[Callable[[], None]] = field(default_factory=list)
+    # What `start` started, released in reverse by `stop`.
+    _exit: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
-        check_data_dir(settings.data_dir)
-        secret, _ = load_or_create_secret(settings.data_dir, "secret_key", settings.secret_key)
-        admin, _ = load_or_create_secret(settings.data_dir, "admin_token", settings.admin_token)
-        embedded = None
-        url = settings.redis_url
-        if not url:
-            # Started from this (the main) thread: its death signal is tied to the thread that
-            # forked it, and a pool thread may end before the server does.
-            embedded = EmbeddedRedis.start_sync(settings.data_dir / "redis")
-            url = embedded.url
-        # A blocking pool: a burst of requests waits for a free connection instead of failing
-        # with "Too many connections" (seen at 256 concurrent saves with the default pool).
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=settings.redis_max_connections,
-            timeout=10,
-            decode_responses=True,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-        )
-        redis = Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
-        try:
-            await redis.ping()
-        except RedisError as exc:
-            if embedded:
-                embedded.stop()
-            raise StartupError(f"cannot reach Redis at {url}: {exc}") from None
-        db = await Database.open(settings.sqlite_path)
-        tokens = Tokens(secret, admin, settings.session_ttl_seconds)
-        files = FileStore(settings.files_dir)
+        """Start the stores, the socket server and the workers, in that order.
+
+        Each part registers its release on an exit stack as soon as it is started, so a step
+        that fails releases everything the steps before it started (no redis-server, task,
+        connection or listener is left behind); `stop` unwinds the same stack."""
+        async with AsyncExitStack() as stack:
+            runtime = await cls._start(settings, stack)
+            runtime._exit = stack.pop_all()
+        return runtime
+
+    @classmethod
+    async def _start(cls, settings: Settings, stack: AsyncExitStack) -> Runtime:
+        data_dir = settings.storage.data_dir
+        check_data_dir(data_dir)
+        secret, _ = load_or_create_secret(data_dir, "secret_key", settings.access.secret_key)
+        admin, _ = load_or_create_secret(data_dir, "admin_token", settings.access.admin_token)
+        redis, embedded = await _open_redis(settings, stack)
+        db = await Database.open(settings.storage.sqlite_path)
+        stack.push_async_callback(_bounded, "sqlite", db.close)
+        tokens = Tokens(secret, admin, settings.access.session_ttl_seconds)
+        files = FileStore(settings.storage.files_dir)
         lifecycle = Lifecycle(settings, db, redis, files)
         catalog = Catalog(db, files)
-        hub = AckHub(redis, settings.node_id, settings.ack_timeout_seconds)
-        signer = await asyncio.to_thread(ReceiptSigner.load, settings.data_dir / "receipt_keys")
-        queue = PlanQueue(redis, hub, settings.late_grace_seconds)
+        hub = AckHub(redis, settings.process.node_id, settings.pipeline.ack_timeout_seconds)
+        signer = await asyncio.to_thread(ReceiptSigner.load, data_dir / "receipt_keys")
+        queue = PlanQueue(redis, hub, settings.pipeline.late_grace_seconds)
         roster = Roster(db)
+        connections = settings.connections
         runtime = cls(
             settings=settings,
             redis=redis,
@@ -146,7 +141,7 @@ class Runtime:
             roster=roster,
             restores=RestoreService(StoredAnswers(db), AnswerCache(redis), catalog),
             snapshots=SnapshotService(roster, redis),
-            polling=EventPolling(redis, settings.ping_interval + settings.ping_timeout),
+            polling=EventPolling(redis, connections.ping_interval + connections.ping_timeout),
             dead_letters=DeadLetters(db, redis),
             signer=signer,
             hub=hub,
@@ -154,81 +149,84 @@ class Runtime:
             embedded=embedded,
         )
         listening = asyncio.Event()
-        runtime.tasks.append(asyncio.create_task(hub.listen(listening), name="acks"))
-        await asyncio.wait_for(listening.wait(), timeout=10)
-        if settings.run_socket_server:
-            runtime.sockets = SocketServer(
-                tokens,
-                settings.socket_host,
-                settings.socket_port,
-                settings.reuse_port,
-                redis,
-                node_id=settings.node_id,
-                ping_interval=settings.ping_interval,
-                ping_timeout=settings.ping_timeout,
-                saves=runtime.saves,
-                handshake_limit=settings.handshake_limit,
-                handshake_window=settings.handshake_window_seconds,
-            )
-            await runtime.sockets.start()
-            ready = asyncio.Event()
-            runtime.tasks.append(
-                asyncio.create_task(
-                    run_fanout(redis, runtime.sockets.registry, ready), name="fanout"
-                )
-            )
-            await asyncio.wait_for(ready.wait(), timeout=10)
-        if settings.run_workers and settings.run_persister:
-            persister = Persister(
-                settings.sqlite_path,
-                redis,
-                hub,
-                runtime.dead_letters,
-                settings.node_id,
-                [AnswerSink(redis, signer), CaptureSink(redis), LogSink(redis)],
-                claim_idle_ms=settings.claim_idle_ms,
-                max_attempts=settings.max_persist_attempts,
-                linger_ms=settings.commit_linger_ms,
-            )
-            runtime.persister = persister
-            runtime.closers.append(persister.close)
-            runtime.tasks.append(
-                asyncio.create_task(persister.run(runtime.live_plans), name="persister")
-            )
-        if settings.run_workers:
-            state_manager = StateManager(
-                redis,
-                roster,
-                runtime.dead_letters,
-                settings.node_id,
-                claim_idle_ms=settings.claim_idle_ms,
-                max_attempts=settings.max_persist_attempts,
-            )
-            ready = asyncio.Event()
-            runtime.tasks.append(
-                asyncio.create_task(state_manager.run(ready), name="state-manager")
-            )
-            await asyncio.wait_for(ready.wait(), timeout=10)
-            runtime.tasks.append(
-                asyncio.create_task(
-                    run_sweeper(
-                        redis, settings.node_id, settings.sweep_tick, settings.lost_after_seconds
-                    ),
-                    name="sweeper",
-                )
-            )
-            runtime.tasks.append(
-                asyncio.create_task(
-                    run_stage_timer(
-                        lifecycle,
-                        runtime.moves,
-                        settings.stage_tick_seconds,
-                        settings.repair_interval_seconds,
-                    ),
-                    name="stage-timer",
-                )
-            )
+        await _started(runtime._spawn(stack, hub.listen(listening), "acks"), listening)
+        if settings.process.run_socket_server:
+            await runtime._start_sockets(stack)
+        if settings.process.run_workers:
+            await runtime._start_workers(stack)
         return runtime
+
+    async def _start_sockets(self, stack: AsyncExitStack) -> None:
+        settings = self.settings
+        sockets = SocketServer(
+            self.tokens,
+            settings.listen.socket_host,
+            settings.listen.socket_port,
+            settings.process.reuse_port,
+            self.redis,
+            node_id=settings.process.node_id,
+            ping_interval=settings.connections.ping_interval,
+            ping_timeout=settings.connections.ping_timeout,
+            saves=self.saves,
+            handshake_limit=settings.connections.handshake_limit,
+            handshake_window=settings.connections.handshake_window_seconds,
+        )
+        await sockets.start()
+        stack.push_async_callback(_bounded, "socket server", sockets.stop)
+        self.sockets = sockets
+        ready = asyncio.Event()
+        await _started(
+            self._spawn(stack, run_fanout(self.redis, sockets.registry, ready), "fanout"), ready
+        )
+
+    async def _start_workers(self, stack: AsyncExitStack) -> None:
+        settings = self.settings
+        node_id = settings.process.node_id
+        pipeline = settings.pipeline
+        if settings.process.run_persister:
+            persister = Persister(
+                settings.storage.sqlite_path,
+                self.redis,
+                self.hub,
+                self.dead_letters,
+                node_id,
+                [AnswerSink(self.redis, self.signer), CaptureSink(self.redis), LogSink(self.redis)],
+                claim_idle_ms=pipeline.claim_idle_ms,
+                max_attempts=pipeline.max_persist_attempts,
+                linger_ms=pipeline.commit_linger_ms,
+            )
+            stack.callback(persister.close)
+            self.persister = persister
+            self._spawn(stack, persister.run(self.live_plans), "persister")
+        state_manager = StateManager(
+            self.redis,
+            self.roster,
+            self.dead_letters,
+            node_id,
+            claim_idle_ms=pipeline.claim_idle_ms,
+            max_attempts=pipeline.max_persist_attempts,
+        )
+        ready = asyncio.Event()
+        await _started(self._spawn(stack, state_manager.run(ready), "state-manager"), ready)
+        connections = settings.connections
+        sweeper = run_sweeper(
+            self.redis, node_id, connections.sweep_tick, connections.lost_after_seconds
+        )
+        self._spawn(stack, sweeper, "sweeper")
+        timers = settings.timers
+        stage_timer = run_stage_timer(
+            self.lifecycle, self.moves, timers.stage_tick_seconds, timers.repair_interval_seconds
+        )
+        self._spawn(stack, stage_timer, "stage-timer")
+
+    def _spawn(
+        self, stack: AsyncExitStack, work: Coroutine[Any, Any, None], name: str
+    ) -> asyncio.Task[None]:
+        """A background task of this runtime, cancelled when the stack unwinds."""
+        task = asyncio.create_task(work, name=name)
+        self.tasks.append(task)
+        stack.push_async_callback(_bounded, f"the {name} task", functools.partial(_cancel, task))
+        return task
 
     async def live_plans(self) -> list[str]:
         """Plans whose answer streams may hold saves: started, or ended within a day."""
@@ -240,32 +238,73 @@ class Runtime:
 
     def socket_url(self, request_host: str | None) -> str:
         """The URL clients should open: configured, else this request's host on our port."""
-        if self.settings.public_socket_url:
-            return self.settings.public_socket_url
+        if self.settings.listen.public_socket_url:
+            return self.settings.listen.public_socket_url
         if self.sockets is None:
             return ""
         host = (
             urlsplit(f"//{request_host}").hostname if request_host else None
-        ) or self.settings.socket_host
+        ) or self.settings.listen.socket_host
         if ":" in host:
             host = f"[{host}]"
         return f"ws://{host}:{self.sockets.port}/ws"
 
     async def stop(self) -> None:
-        """Stop workers, sockets and stores, each step bounded so a stuck one cannot hold the
-        process past its supervisor's patience (an orderly stop keeps AOF and WAL clean)."""
-        for task in self.tasks:
-            task.cancel()
-        await _bounded("workers", asyncio.gather(*self.tasks, return_exceptions=True))
-        if self.sockets is not None:
-            await _bounded("socket server", self.sockets.stop())
-        for close in self.closers:
-            close()
-        await _bounded("sqlite", self.db.close())
-        await _bounded("redis client", self.redis.aclose())
-        if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
+        """Stop workers, sockets and stores, newest first, each step bounded so a stuck one
+        cannot hold the process past its supervisor's patience (an orderly stop keeps AOF and
+        WAL clean)."""
+        await self._exit.aclose()
         log.info("stopped")
+
+
+async def _open_redis(
+    settings: Settings, stack: AsyncExitStack
+) -> tuple[Redis, EmbeddedRedis | None]:
+    """The Redis client, on the configured Redis or on a private redis-server started here."""
+    embedded = None
+    url = settings.storage.redis_url
+    if not url:
+        # Started from this (the main) thread: its death signal is tied to the thread that
+        # forked it, and a pool thread may end before the server does.
+        embedded = EmbeddedRedis.start_sync(settings.storage.data_dir / "redis")
+        stack.push_async_callback(asyncio.to_thread, embedded.stop)
+        url = embedded.url
+    # A blocking pool: a burst of requests waits for a free connection instead of failing
+    # with "Too many connections" (seen at 256 concurrent saves with the default pool).
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.storage.redis_max_connections,
+        timeout=10,
+        decode_responses=True,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    redis = Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
+    stack.push_async_callback(_bounded, "redis client", redis.aclose)
+    try:
+        await redis.ping()
+    except RedisError as exc:
+        raise StartupError(f"cannot reach Redis at {url}: {exc}") from None
+    return redis, embedded
+
+
+async def _started(task: asyncio.Task[None], ready: asyncio.Event, seconds: float = 10.0) -> None:
+    """Wait until `task` sets `ready`; a task that ends first fails the start with its error
+    at once, rather than after the timeout."""
+    task.add_done_callback(lambda _: ready.set())
+    try:
+        await asyncio.wait_for(ready.wait(), seconds)
+    except TimeoutError:
+        raise StartupError(f"{task.get_name()} did not start within {seconds:.0f} s") from None
+    if task.done():
+        task.result()  # raises what ended it
+        raise StartupError(f"{task.get_name()} ended during start-up")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 # Container allocations between two collections of the youngest generation (CPython: 700).
@@ -291,9 +330,9 @@ def lower_priority(nice: int) -> None:
         os.nice(nice)
 
 
-async def _bounded(what: str, work: Awaitable[object], seconds: float = 5.0) -> None:
+async def _bounded(what: str, stop: Callable[[], Awaitable[object]], seconds: float = 5.0) -> None:
     log.info("stopping %s", what)
     try:
-        await asyncio.wait_for(work, seconds)
+        await asyncio.wait_for(stop(), seconds)
     except TimeoutError:
         log.warning("%s did not stop within %.0f s; going on", what, seconds)

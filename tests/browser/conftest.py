@@ -35,7 +35,7 @@ def web_assets() -> Path:
     from examsync_server.config import Settings
     from examsync_server.web import prepare_assets
 
-    if prepare_assets(Settings(web_dir=str(WEB_DIR))) is None:
+    if prepare_assets(Settings().with_changes(web_dir=str(WEB_DIR))) is None:
         pytest.fail(f"{WEB_DIR} holds no web demo", pytrace=False)
     return WEB_DIR
 

@@ -37,14 +37,18 @@ def settings_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str, settings_overrides: dict[str, Any]) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        redis_url=redis_url,
-        admin_token=ADMIN_TOKEN,
-        secret_key=SECRET_KEY,
-        socket_port=0,
-        stage_tick_seconds=0.05,
-    ).with_changes(**settings_overrides)
+    return (
+        Settings()
+        .with_changes(
+            data_dir=tmp_path / "data",
+            redis_url=redis_url,
+            admin_token=ADMIN_TOKEN,
+            secret_key=SECRET_KEY,
+            socket_port=0,
+            stage_tick_seconds=0.05,
+        )
+        .with_changes(**settings_overrides)
+    )
 
 
 @pytest.fixture
@@ -73,7 +77,7 @@ def admin() -> dict[str, str]:
 @pytest.fixture
 def db(settings: Settings) -> Iterator[sqlite3.Connection]:
     """A plain sqlite3 view of the server's file, to check what was really committed."""
-    conn = sqlite3.connect(settings.sqlite_path)
+    conn = sqlite3.connect(settings.storage.sqlite_path)
     conn.row_factory = sqlite3.Row
     yield conn
     conn.close()
@@ -220,7 +224,7 @@ def state(
             r[0]
             for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         ]
-        files = settings.files_dir
+        files = settings.storage.files_dir
         return {
             "sqlite": {t: [tuple(r) for r in db.execute(f'SELECT * FROM "{t}"')] for t in tables},
             "redis": {
@@ -240,7 +244,7 @@ def state(
 
 def session_token(principal: Principal, *, secret: str = SECRET_KEY, issued_ago: int = 0) -> str:
     """A session token made outside the server: signed with `secret`, `issued_ago` seconds old."""
-    tokens = Tokens(secret, ADMIN_TOKEN, Settings().session_ttl_seconds)
+    tokens = Tokens(secret, ADMIN_TOKEN, Settings().access.session_ttl_seconds)
     issued_at = int(time.time()) - issued_ago
     with mock.patch.object(TimestampSigner, "get_timestamp", return_value=issued_at):
         return tokens.issue(principal)

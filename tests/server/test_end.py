@@ -156,7 +156,7 @@ async def test_socket_refuses_bad_tokens_and_answers_bad_frames(
         assert (await next_of(ws, "pong"))["ts"] == 42
     async with socket(runtime, cand["token"]) as ws:
         # Over the frame limit (the largest save and its envelope): closed with 1009.
-        await ws.send("x" * (runtime.settings.max_save_bytes + 8192))
+        await ws.send("x" * (runtime.settings.limits.max_save_bytes + 8192))
         with pytest.raises(Exception) as closed:
             await asyncio.wait_for(ws.recv(), 2)
         assert "1009" in str(closed.value)

@@ -82,10 +82,13 @@ def test_ping_settings_come_from_the_environment_and_must_be_positive(
     monkeypatch.setenv("EXAMSYNC_PING_INTERVAL", "2.5")
     monkeypatch.setenv("EXAMSYNC_PING_TIMEOUT", "1")
     settings = settings_from_env()
-    assert (settings.ping_interval, settings.ping_timeout) == (2.5, 1.0)
-    assert (Settings().ping_interval, Settings().ping_timeout) == (10.0, 5.0)
+    assert (settings.connections.ping_interval, settings.connections.ping_timeout) == (2.5, 1.0)
+    assert (Settings().connections.ping_interval, Settings().connections.ping_timeout) == (
+        10.0,
+        5.0,
+    )
     with pytest.raises(StartupError, match="ping_interval"):
-        Settings(ping_timeout=0)
+        Settings().with_changes(ping_timeout=0)
     monkeypatch.setenv("EXAMSYNC_PING_INTERVAL", "soon")
     with pytest.raises(StartupError, match="EXAMSYNC_PING_INTERVAL"):
         settings_from_env()

@@ -103,7 +103,7 @@ async def test_a_capture_is_stored_once_and_acknowledged_after_the_commit(
     [row] = rows(db, "capture")  # committed before the answer came back
     assert row["candidate_id"] == CAND and row["kind"] == "webcam"
     assert row["content_type"] == "image/jpeg" and row["captured_at"] == "2024-01-15T09:00:05.000Z"
-    blob = settings.files_dir / row["path"]
+    blob = settings.storage.files_dir / row["path"]
     assert blob.read_bytes() == JPEG and blob.name == f"{sha(JPEG)}.jpg"
     window = sync_redis.xrange(f"exam:{PLAN_ID}:user:{CAND}:media")
     assert [fields["captureId"] for _, fields in window] == ["cap-0001"]
@@ -174,7 +174,7 @@ async def test_bad_captures_are_refused_and_nothing_is_stored(
     got, body, _ = await post_capture(client, auth, **changes)
     assert (got, body["error"]["code"]) == (status, code), body
     assert rows(db, "capture") == []
-    assert not (settings.files_dir / "captures").exists()
+    assert not (settings.storage.files_dir / "captures").exists()
     assert sync_redis.xlen(f"exam_queue:{PLAN_ID}:media") == 0
 
 
@@ -238,7 +238,7 @@ async def test_a_log_batch_is_stored_once_with_its_entries_in_the_window(
         "2024-01-15T09:00:00.000Z",
         "2024-01-15T09:00:02.000Z",
     )
-    assert (settings.files_dir / row["path"]).read_bytes() == body
+    assert (settings.storage.files_dir / row["path"]).read_bytes() == body
     window = sync_redis.xrange(f"exam:{PLAN_ID}:user:{CAND}:logs")
     assert [json.loads(f["entry"])["data"] for _, f in window] == [{"n": 0}, {"n": 1}, {"n": 2}]
     status, again = await post_logs(client, auth, body)
@@ -283,7 +283,7 @@ async def test_bad_log_batches_are_refused_and_nothing_is_stored(
     got, answer = await post_logs(client, auth, body)
     assert (got, answer["error"]["code"]) == (status, code or "invalid_request"), answer
     assert rows(db, "log_batch") == []
-    assert not Path(settings.files_dir / "logs").exists()
+    assert not Path(settings.storage.files_dir / "logs").exists()
 
 
 async def test_a_log_batch_with_a_wrong_digest_is_refused(

@@ -300,7 +300,7 @@ async def test_zip_bomb_is_refused_while_unpacking(
     await load_plan(client, admin)
     before = state()
     details = await error_of(await upload(client, admin, zip_bomb), 422, "invalid_package")
-    assert details == {"member": "zeros.bin", "limit": Settings().max_package_unpacked_bytes}
+    assert details == {"member": "zeros.bin", "limit": Settings().limits.max_package_unpacked_bytes}
     assert state() == before
 
 
@@ -395,7 +395,7 @@ async def test_upload_stores_the_package_under_its_digest(
         "exams": [{"examCode": "EXAM202401", "questions": 5}],
         "status": "created",
     }
-    stored = settings.files_dir / "packages" / PLAN_ID / f"{digest}.zip"
+    stored = settings.storage.files_dir / "packages" / PLAN_ID / f"{digest}.zip"
     assert stored.read_bytes() == data
     row = db.execute("SELECT package_sha256, package_size, status FROM exam_plan").fetchone()
     assert tuple(row) == (digest, len(data), "created")  # a new package must be prepared again

@@ -60,7 +60,7 @@ async def test_entries_of_a_dead_consumer_are_claimed_and_persisted_once(
     first_id = sync_redis.xadd(STREAM, queue_entry(first))
     sync_redis.xadd(STREAM, queue_entry(second))
     sync_redis.xreadgroup("persisters", "dead-consumer", {STREAM: ">"}, count=10)
-    conn = connect_sync(settings.sqlite_path)
+    conn = connect_sync(settings.storage.sqlite_path)
     apply_batch(
         conn,
         [
@@ -210,7 +210,7 @@ async def test_no_ack_while_sqlite_is_locked_and_the_save_lands_once_it_frees(
     client: Client, admin: dict[str, str], db: sqlite3.Connection, settings: Settings
 ) -> None:
     auth = await started(client, admin)
-    blocker = sqlite3.connect(settings.sqlite_path, isolation_level=None)
+    blocker = sqlite3.connect(settings.storage.sqlite_path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database
     try:
         response = await save(client, auth, save_body({"Q001": ("2", 1)}))
@@ -264,7 +264,7 @@ async def test_the_wal_starts_over_while_saves_keep_coming(
     checkpoint size. (With a checkpointer beside the writer it never started over and held
     every page ever written: ~1 GB after 40,000 saves.)"""
     await started(client, admin)
-    wal = settings.sqlite_path.with_name(settings.sqlite_path.name + "-wal")
+    wal = settings.storage.sqlite_path.with_name(settings.storage.sqlite_path.name + "-wal")
     version = 0
     for _ in range(20):
         for _ in range(50):

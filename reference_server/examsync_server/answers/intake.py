@@ -50,12 +50,12 @@ class SaveService:
     async def validate(self, who: Principal, body: bytes, decoded: object = None) -> ValidSave:
         if who.role != "candidate":
             raise ApiError(403, "candidates_only", "only candidates save answers")
-        if len(body) > self.settings.max_save_bytes:
+        if len(body) > self.settings.limits.max_save_bytes:
             raise ApiError(
                 413,
                 "payload_too_large",
                 "the save is too large",
-                {"limit": self.settings.max_save_bytes},
+                {"limit": self.settings.limits.max_save_bytes},
             )
         try:
             text = body.decode("utf-8")
@@ -96,12 +96,12 @@ class SaveService:
                 "testCode is not an exam of this plan",
                 {"testCode": parsed.test_code},
             )
-        if len(parsed.answers) > self.settings.max_answers_per_save:
+        if len(parsed.answers) > self.settings.limits.max_answers_per_save:
             raise ApiError(
                 422,
                 "too_many_answers",
                 "too many answers in one save",
-                {"limit": self.settings.max_answers_per_save},
+                {"limit": self.settings.limits.max_answers_per_save},
             )
         for quiz_code, entry in parsed.answers.items():
             limit = questions.get(quiz_code)

@@ -57,7 +57,7 @@ async def read_body(limit: int) -> bytes:
 
 async def json_body(*, optional: bool = False) -> Any:
     """The request's JSON; with `optional`, an empty body reads as `{}`."""
-    data = await read_body(runtime().settings.max_json_body_bytes)
+    data = await read_body(runtime().settings.limits.max_json_body_bytes)
     if not data and optional:
         return {}
     if not data:

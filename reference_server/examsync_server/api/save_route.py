@@ -38,7 +38,7 @@ async def handle_save(runtime: Runtime | None, scope: Scope, receive: Receive, s
             raise ApiError(503, "starting", "the server is starting; retry shortly")
         headers = _headers(scope)
         who = runtime.tokens.require_session(bearer(headers.get(b"authorization")))
-        body = await _body(receive, headers, runtime.settings.max_save_bytes)
+        body = await _body(receive, headers, runtime.settings.limits.max_save_bytes)
         status, data, extra = 200, await runtime.saves.receive(who, body), []  # the ack's JSON
     except Exception as exc:
         error = error_for(exc, "a save")

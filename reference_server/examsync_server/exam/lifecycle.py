@@ -119,7 +119,8 @@ class Lifecycle:
         plan = await self.get_plan(plan_id)
         require(Action.UPLOAD_PACKAGE, plan_id, plan["status"])
         limits = packages.PackageLimits(
-            self.settings.max_package_members, self.settings.max_package_unpacked_bytes
+            self.settings.limits.max_package_members,
+            self.settings.limits.max_package_unpacked_bytes,
         )
         manifest = await asyncio.to_thread(packages.validate_package, data, limits)
         # docs/package-format.md: checked at upload, and again at prepare (the plan may change)

@@ -16,12 +16,10 @@ from quart import Quart
 
 from ..config import Settings
 
-HTTP_SERVERS = ("hypercorn", "uvicorn")
-
 
 def event_loop_runner(settings: Settings) -> Callable[[Coroutine[Any, Any, None]], None]:
     """How to run the server's coroutine: uvloop with uvicorn when it is installed."""
-    if settings.http_server == "uvicorn":
+    if settings.process.http_server == "uvicorn":
         with contextlib.suppress(ImportError):
             import uvloop
 
@@ -31,7 +29,7 @@ def event_loop_runner(settings: Settings) -> Callable[[Coroutine[Any, Any, None]
 
 async def serve_http(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set, then shut down gracefully."""
-    if settings.http_server == "uvicorn":
+    if settings.process.http_server == "uvicorn":
         await _uvicorn(app, settings, stop)
     else:
         await _hypercorn(app, settings, stop)
@@ -42,7 +40,7 @@ async def _hypercorn(app: Quart, settings: Settings, stop: asyncio.Event) -> Non
     from hypercorn.config import Config
 
     config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
+    config.bind = [f"{settings.listen.host}:{settings.listen.port}"]
     config.accesslog = None
     config.graceful_timeout = 5
     await serve(app, config, shutdown_trigger=stop.wait)
@@ -51,11 +49,15 @@ async def _hypercorn(app: Quart, settings: Settings, stop: asyncio.Event) -> Non
 async def _uvicorn(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
     import uvicorn
 
-    sockets = [_reusable_socket(settings.host, settings.port)] if settings.reuse_port else None
+    sockets = (
+        [_reusable_socket(settings.listen.host, settings.listen.port)]
+        if settings.process.reuse_port
+        else None
+    )
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
+        host=settings.listen.host,
+        port=settings.listen.port,
         lifespan="on",
         access_log=False,
         # Served directly, not behind a proxy: no per-request header rewriting or extra headers.
@@ -85,7 +87,7 @@ async def _uvicorn(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
         watcher.cancel()
 
 
-__all__ = ["HTTP_SERVERS", "event_loop_runner", "serve_http"]
+__all__ = ["event_loop_runner", "serve_http"]
 
 
 def _reusable_socket(host: str, port: int) -> socket.socket:

@@ -27,7 +27,7 @@ from types import FrameType
 
 import httpx
 
-from ..config import Settings
+from ..config import Settings, settings_env
 from ..errors import StartupError
 from .embedded_redis import EmbeddedRedis
 
@@ -41,36 +41,18 @@ YIELD_NICE = 5
 
 
 def supervise(settings: Settings, on_ready: Callable[[str], None]) -> int:
-    if settings.http_server != "uvicorn":
+    if settings.process.http_server != "uvicorn":
         raise StartupError("--processes above 1 needs --http-server uvicorn (SO_REUSEPORT)")
     embedded = None
-    redis_url = settings.redis_url
+    redis_url = settings.storage.redis_url
     if not redis_url:
-        embedded = EmbeddedRedis.start_sync(settings.data_dir / "redis")
+        embedded = EmbeddedRedis.start_sync(settings.storage.data_dir / "redis")
         redis_url = embedded.url
-    args = [
-        sys.executable,
-        "-m",
-        "examsync_server",
-        "serve",
-        "--host",
-        settings.host,
-        "--port",
-        str(settings.port),
-        "--socket-port",
-        str(settings.socket_port),
-        "--data-dir",
-        str(settings.data_dir),
-        "--redis-url",
-        redis_url,
-        "--http-server",
-        settings.http_server,
-        "--web-dir",
-        settings.web_dir or "off",
-    ]
+    # The children get every setting of ours through its variable; the URL may be new.
+    args = [sys.executable, "-m", "examsync_server", "serve", "--redis-url", redis_url]
     env = {
         **os.environ,
-        "EXAMSYNC_ADMIN_TOKEN": settings.admin_token,
+        **settings_env(settings),
         "EXAMSYNC_REUSE_PORT": "1",
         "EXAMSYNC_PROCESSES": "1",
         "EXAMSYNC_RUN_PERSISTER": "0",
@@ -81,16 +63,14 @@ def supervise(settings: Settings, on_ready: Callable[[str], None]) -> int:
         "-m",
         "examsync_server",
         "persister",
-        "--data-dir",
-        str(settings.data_dir),
         "--redis-url",
         redis_url,
     ]
     # The persister keeps its consumer name across restarts, so a new one resumes the entries
     # the dead one had read but not committed, instead of waiting for them to be claimed.
     persister_env = {**env, "EXAMSYNC_NODE_ID": f"persister-{os.getpid()}", "EXAMSYNC_NICE": "0"}
-    commands = [(persister_args, persister_env)] + [(args, env)] * settings.processes
-    base = f"http://{settings.host}:{settings.port}"
+    commands = [(persister_args, persister_env)] + [(args, env)] * settings.process.processes
+    base = f"http://{settings.listen.host}:{settings.listen.port}"
     try:
         return _keep_running(
             commands, lambda children: _wait_healthy(base, children), lambda: on_ready(base)
@@ -103,32 +83,22 @@ def supervise(settings: Settings, on_ready: Callable[[str], None]) -> int:
 def supervise_sockets(settings: Settings, on_ready: Callable[[str], None]) -> int:
     """`examsync sockets --processes N`: N socket servers on one port (SO_REUSEPORT), each
     restarted when it dies. They use the HTTP servers' Redis, so there is no private one."""
-    if not settings.socket_port:
+    if not settings.listen.socket_port:
         raise StartupError("--processes above 1 needs a fixed --socket-port for all to share")
-    args = [
-        sys.executable,
-        "-m",
-        "examsync_server",
-        "sockets",
-        "--host",
-        settings.socket_host,
-        "--socket-port",
-        str(settings.socket_port),
-        "--data-dir",
-        str(settings.data_dir),
-        "--redis-url",
-        settings.redis_url,
-    ]
+    args = [sys.executable, "-m", "examsync_server", "sockets"]
     env = {
         **os.environ,
+        **settings_env(settings),
         "EXAMSYNC_REUSE_PORT": "1",
         "EXAMSYNC_PROCESSES": "1",
         "EXAMSYNC_NICE": str(YIELD_NICE),
     }
-    url = f"ws://{settings.socket_host}:{settings.socket_port}/ws"
+    url = f"ws://{settings.listen.socket_host}:{settings.listen.socket_port}/ws"
     return _keep_running(
-        [(args, env)] * settings.processes,
-        lambda children: _wait_listening(settings.socket_host, settings.socket_port, children),
+        [(args, env)] * settings.process.processes,
+        lambda children: _wait_listening(
+            settings.listen.socket_host, settings.listen.socket_port, children
+        ),
         lambda: on_ready(url),
     )
 

@@ -53,7 +53,7 @@ class SocketSaves:
 
     @property
     def max_frame_bytes(self) -> int:
-        return self.service.settings.max_save_bytes + ENVELOPE_BYTES
+        return self.service.settings.limits.max_save_bytes + ENVELOPE_BYTES
 
     def take(
         self, conn: ServerConnection, who: Principal, message: Mapping[str, Any]

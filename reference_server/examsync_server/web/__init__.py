@@ -18,15 +18,15 @@ __all__ = ["AUTO", "OFF", "WebAssets", "init_app", "prepare_assets"]
 
 
 def prepare_assets(settings: Settings) -> WebAssets | None:
-    """Make the demo servable (npm ci, wheel build) if `settings.web_dir` asks for it."""
-    assets = locate(settings.web_dir)
+    """Make the demo servable (npm ci, wheel build) if `settings.process.web_dir` asks for it."""
+    assets = locate(settings.process.web_dir)
     if assets is not None:
         prepare(assets)
     return assets
 
 
 def init_app(app: Quart, settings: Settings) -> None:
-    """Add the demo's routes when `settings.web_dir` names one."""
-    assets = locate(settings.web_dir)
+    """Add the demo's routes when `settings.process.web_dir` names one."""
+    assets = locate(settings.process.web_dir)
     if assets is not None:
         app.register_blueprint(blueprint(assets))
