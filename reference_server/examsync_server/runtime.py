@@ -49,10 +49,10 @@ from .sockets.polling import EventPolling
 from .sockets.server import SocketServer
 from .store.answer_cache import AnswerCache
 from .store.answers import StoredAnswers
+from .store.candidates import Candidates
 from .store.dead_letters import DeadLetters
 from .store.files import FileStore
 from .store.media import MediaRecords
-from .store.roster import Roster
 from .store.sqlite import Database
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class Runtime:
     logs: LogService
     files: FileStore
     media_records: MediaRecords
-    roster: Roster
+    candidates: Candidates
     restores: RestoreService
     snapshots: SnapshotService
     polling: EventPolling
@@ -123,7 +123,7 @@ class Runtime:
         hub = AckHub(redis, settings.process.node_id, settings.pipeline.ack_timeout_seconds)
         signer = await asyncio.to_thread(ReceiptSigner.load, data_dir / "receipt_keys")
         queue = PlanQueue(redis, hub, settings.pipeline.late_grace_seconds)
-        roster = Roster(db)
+        candidates = Candidates(db)
         connections = settings.connections
         runtime = cls(
             settings=settings,
@@ -138,9 +138,9 @@ class Runtime:
             logs=LogService(files, queue),
             files=files,
             media_records=MediaRecords(db),
-            roster=roster,
+            candidates=candidates,
             restores=RestoreService(StoredAnswers(db), AnswerCache(redis), catalog),
-            snapshots=SnapshotService(roster, redis),
+            snapshots=SnapshotService(candidates, redis),
             polling=EventPolling(redis, connections.ping_interval + connections.ping_timeout),
             dead_letters=DeadLetters(db, redis),
             signer=signer,
@@ -200,7 +200,7 @@ class Runtime:
             self._spawn(stack, persister.run(self.live_plans), "persister")
         state_manager = StateManager(
             self.redis,
-            self.roster,
+            self.candidates,
             self.dead_letters,
             node_id,
             claim_idle_ms=pipeline.claim_idle_ms,

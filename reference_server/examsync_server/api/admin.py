@@ -83,4 +83,4 @@ async def candidates(plan_id: str) -> Any:
     """Candidates with their credentials, for the operator to hand out."""
     rt = require_admin()
     await rt.lifecycle.get_plan(_plan_id(plan_id))
-    return jsonify({"planId": plan_id, "candidates": await rt.roster.credentials(plan_id)})
+    return jsonify({"planId": plan_id, "candidates": await rt.candidates.credentials(plan_id)})

@@ -29,20 +29,20 @@ from ..access.tokens import Principal
 from ..base.clock import iso, parse_iso, utc_now
 from ..errors import ApiError
 from ..store import keys
-from ..store.roster import Roster
+from ..store.candidates import Candidates
 
 
 class SnapshotService:
-    def __init__(self, roster: Roster, redis: Redis) -> None:
-        self.roster = roster
+    def __init__(self, candidates: Candidates, redis: Redis) -> None:
+        self.candidates = candidates
         self.redis = redis
 
     async def take(self, who: Principal) -> dict[str, Any]:
         if who.role != "supervisor":
             raise ApiError(403, "supervisors_only", "only supervisors see the group's snapshot")
-        ids = await self.roster.examinee_ids(who.plan_id, who.group_id)
+        ids = await self.candidates.ids(who.plan_id, who.group_id)
         position, connections, reports = await self._live(who.plan_id, ids)
-        rows = await self.roster.examinees(who.plan_id, who.group_id)
+        rows = await self.candidates.examinees(who.plan_id, who.group_id)
         now = utc_now()
         examinees = []
         for row in rows:

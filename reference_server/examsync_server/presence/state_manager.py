@@ -22,8 +22,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from ..base.tasks import cancel_requested
 from ..store import keys
+from ..store.candidates import Candidates
 from ..store.dead_letters import DeadLetters
-from ..store.roster import Roster
 from ..store.sqlite import DatabaseError
 from ..store.streams import Entry, GroupConsumer, MissingGroup, ensure_group
 from .connections import ConnectionState
@@ -38,7 +38,7 @@ STREAM = keys.STATUS_STREAM
 @dataclass
 class StateManager:
     redis: Redis
-    roster: Roster
+    candidates: Candidates
     dead_letters: DeadLetters
     consumer: str
     claim_idle_ms: int = 30_000
@@ -100,7 +100,7 @@ class StateManager:
             return False
         try:
             # the examinees' groups, whose supervisors hear of them
-            groups = await self.roster.groups({s.examinee_id for _, s in statuses})
+            groups = await self.candidates.groups({s.examinee_id for _, s in statuses})
         except DatabaseError as exc:
             return await self._failed([(entry, str(exc)) for entry, _ in statuses])
         handled: list[tuple[str, str]] = []
