@@ -197,7 +197,7 @@ class Process:
         False, "listen with SO_REUSEPORT (the children of --processes)", SOCKETS
     )
     run_workers: bool = _setting(
-        True, "run the workers: state manager, sweeper, stage timer, persister", SOCKETS
+        True, "run the workers: state manager, sweeper, stage timer (not the persister)", SOCKETS
     )
     run_socket_server: bool = _setting(
         True, "run the socket server here; off when `examsync sockets` serves the sockets", HTTP

@@ -152,6 +152,8 @@ class Runtime:
         await _started(runtime._spawn(stack, hub.listen(listening), "acks"), listening)
         if settings.process.run_socket_server:
             await runtime._start_sockets(stack)
+        if settings.process.run_persister:
+            runtime._start_persister(stack)
         if settings.process.run_workers:
             await runtime._start_workers(stack)
         return runtime
@@ -179,25 +181,28 @@ class Runtime:
             self._spawn(stack, run_fanout(self.redis, sockets.registry, ready), "fanout"), ready
         )
 
+    def _start_persister(self, stack: AsyncExitStack) -> None:
+        settings = self.settings
+        pipeline = settings.pipeline
+        persister = Persister(
+            settings.storage.sqlite_path,
+            self.redis,
+            self.hub,
+            self.dead_letters,
+            settings.process.node_id,
+            [AnswerSink(self.redis, self.signer), CaptureSink(self.redis), LogSink(self.redis)],
+            claim_idle_ms=pipeline.claim_idle_ms,
+            max_attempts=pipeline.max_persist_attempts,
+            linger_ms=pipeline.commit_linger_ms,
+        )
+        stack.callback(persister.close)
+        self.persister = persister
+        self._spawn(stack, persister.run(self.live_plans), "persister")
+
     async def _start_workers(self, stack: AsyncExitStack) -> None:
         settings = self.settings
         node_id = settings.process.node_id
         pipeline = settings.pipeline
-        if settings.process.run_persister:
-            persister = Persister(
-                settings.storage.sqlite_path,
-                self.redis,
-                self.hub,
-                self.dead_letters,
-                node_id,
-                [AnswerSink(self.redis, self.signer), CaptureSink(self.redis), LogSink(self.redis)],
-                claim_idle_ms=pipeline.claim_idle_ms,
-                max_attempts=pipeline.max_persist_attempts,
-                linger_ms=pipeline.commit_linger_ms,
-            )
-            stack.callback(persister.close)
-            self.persister = persister
-            self._spawn(stack, persister.run(self.live_plans), "persister")
         state_manager = StateManager(
             self.redis,
             self.candidates,
@@ -252,7 +257,8 @@ class Runtime:
     async def stop(self) -> None:
         """Stop workers, sockets and stores, newest first, each step bounded so a stuck one
         cannot hold the process past its supervisor's patience (an orderly stop keeps AOF and
-        WAL clean)."""
+        WAL clean). The tasks go first, together, under one bound: one each would add up."""
+        await _bounded("the tasks", lambda: asyncio.gather(*map(_cancel, self.tasks)))
         await self._exit.aclose()
         log.info("stopped")
 

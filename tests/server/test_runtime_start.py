@@ -7,11 +7,12 @@ import asyncio
 import os
 import shutil
 import socket
+import sqlite3
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,26 @@ def no_database(settings: Settings, monkeypatch: pytest.MonkeyPatch, held: ExitS
     return settings
 
 
+def not_a_database(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, held: ExitStack
+) -> Settings:
+    """The SQLite file holds something else: its first pragma fails (after Redis is up)."""
+    settings.storage.sqlite_path.parent.mkdir(parents=True)
+    settings.storage.sqlite_path.write_bytes(b"not a database" * 100)
+    return settings
+
+
+def migration_fails(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, held: ExitStack
+) -> Settings:
+    """A table the first migration creates exists already: migrating fails with the writer
+    connection open."""
+    settings.storage.sqlite_path.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(settings.storage.sqlite_path)) as conn:
+        conn.execute("CREATE TABLE exam_plan (x)")
+    return settings
+
+
 def no_receipt_keys(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, held: ExitStack
 ) -> Settings:
@@ -151,7 +172,14 @@ def state_manager_fails(
 
 @pytest.mark.parametrize(
     "failure",
-    [no_database, no_receipt_keys, socket_port_taken, state_manager_fails],
+    [
+        no_database,
+        not_a_database,
+        migration_fails,
+        no_receipt_keys,
+        socket_port_taken,
+        state_manager_fails,
+    ],
     ids=lambda failure: failure.__name__,
 )
 async def test_a_failed_start_leaves_nothing_behind(
@@ -182,3 +210,15 @@ async def test_stop_releases_everything_start_started(settings: Settings) -> Non
     await runtime.stop()
     assert await left_behind(before) == {}
     assert not Path(f"/proc/{redis_pid}").exists()
+
+
+async def test_the_persister_runs_without_the_other_workers(settings: Settings) -> None:
+    """`--no-run-workers` leaves out the state manager, sweeper and stage timer, never the
+    commits: a server that took saves and committed none would answer each with a 503."""
+    runtime = await Runtime.start(settings.with_changes(run_workers=False))
+    try:
+        names = {task.get_name() for task in runtime.tasks}
+        assert runtime.persister is not None and "persister" in names
+        assert not names & {"state-manager", "sweeper", "stage-timer"}
+    finally:
+        await runtime.stop()

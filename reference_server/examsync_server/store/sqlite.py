@@ -59,13 +59,18 @@ class Database:
 
     @classmethod
     async def open(cls, path: Path) -> Database:
+        opened: list[aiosqlite.Connection] = []
         try:
-            writer = await _connect(path)
-            await _migrate(writer)
-            reader = await _connect(path)
-        except sqlite3.Error as exc:
-            raise StartupError(f"cannot open the SQLite database {path}: {exc}") from exc
-        return cls(writer, reader)
+            opened.append(await _connect(path))
+            await _migrate(opened[0])
+            opened.append(await _connect(path))
+        except BaseException as exc:
+            for conn in opened:  # a failed migration must not leave the writer's thread behind
+                await conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StartupError(f"cannot open the SQLite database {path}: {exc}") from exc
+            raise
+        return cls(*opened)
 
     async def close(self) -> None:
         await self._reader.close()
@@ -137,8 +142,12 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     # isolation_level=None: no implicit transactions; `transaction()` says BEGIN itself.
     conn = await aiosqlite.connect(path, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    for pragma in _PRAGMAS:
-        await conn.execute(pragma)
+    try:
+        for pragma in _PRAGMAS:  # the first fails on a file that is not a database
+            await conn.execute(pragma)
+    except BaseException:
+        await conn.close()
+        raise
     return conn
 
 
