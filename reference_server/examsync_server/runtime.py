@@ -307,8 +307,8 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-# Container allocations between two collections of the youngest generation (CPython: 700):
-# at 700 the objects of the requests in flight are walked over and over (docs/server.md).
+# Container allocations between two collections of the youngest generation (CPython: 700): at
+# 700 the requests in flight are walked over and over (docs/server.md, "Saves over the socket").
 GC_YOUNG_THRESHOLD = 50_000
 
 
