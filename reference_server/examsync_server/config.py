@@ -124,8 +124,8 @@ class Pipeline:
     claim_idle_ms: int = _setting(
         30_000, "a queue entry pending this long is taken over (its process died)"
     )
-    # At 1,000 saves/s lingering halves the persister's CPU (a batch costs ~1.5 ms of CPU
-    # whatever its size) for at most that much more latency (bench/saves.py).
+    # A batch costs about the same CPU whatever its size: at a low rate, waiting a little for
+    # more saves CPU for a little latency (docs/server.md, "Lingering for a batch").
     commit_linger_ms: float = _setting(
         2.0,
         "a small batch (group commit) waits this long once for more before it commits",
@@ -185,7 +185,7 @@ class Timers:
 class Process:
     """What this process runs, beside how many of its kind, and under which name."""
 
-    # Both are kept working (process/http_server.py); uvicorn measured faster (bench/saves.py).
+    # uvicorn, the faster (docs/server.md, "HTTP server"); Hypercorn, Quart's own, kept working.
     http_server: str = _setting(
         "uvicorn", "the ASGI server under the app: uvicorn or hypercorn", HTTP
     )
@@ -207,7 +207,7 @@ class Process:
     run_persister: bool = _setting(
         True, "commit saves here; off when an `examsync persister` commits them", HTTP
     )
-    # The children of `--processes N` take supervisor.YIELD_NICE, the persister none: every
+    # The children of `--processes N` take supervision.YIELD_NICE, the persister none: every
     # save waits for the persister, the one serial stage, so on busy cores it gets one first.
     nice: int = _setting(0, "added to the CPU niceness this process inherited, 0 to 19")
     node_id: str = field(

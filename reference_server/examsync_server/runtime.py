@@ -276,7 +276,7 @@ async def _open_redis(
         stack.push_async_callback(asyncio.to_thread, embedded.stop)
         url = embedded.url
     # A blocking pool: a burst of requests waits for a free connection instead of failing
-    # with "Too many connections" (seen at 256 concurrent saves with the default pool).
+    # with "Too many connections".
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=settings.storage.redis_max_connections,
@@ -313,18 +313,16 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-# Container allocations between two collections of the youngest generation (CPython: 700).
-# A server keeps tens of thousands of objects alive for the requests in flight; at 700, the
-# second generation, which holds them, was walked every ~7,000 allocations: 5-20% of the
-# CPU per socket save in six alternating pairs of bench/socket_saves.py runs.
+# Container allocations between two collections of the youngest generation (CPython: 700): at
+# 700 the requests in flight are walked over and over (docs/server.md, "Saves over the socket").
 GC_YOUNG_THRESHOLD = 50_000
 
 
 def freeze_startup_heap() -> None:
-    """In a server process, once started: the ~80,000 objects of start-up (modules, the app,
-    plans) leave the cycle collector's view (`gc.freeze`). Each full collection had walked them
-    all, 20-60 ms with the requests waiting (the p99 of bench/saves.py). From then on the
-    youngest generation is collected every GC_YOUNG_THRESHOLD allocations."""
+    """In a server process, once started: the objects of start-up (modules, the app, plans)
+    leave the cycle collector's view (`gc.freeze`), so no full collection walks them while
+    requests wait; the youngest generation is then collected every GC_YOUNG_THRESHOLD
+    allocations (docs/server.md, "Start-up heap frozen")."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])

@@ -1,10 +1,10 @@
 """Receipts signed a batch at a time: a hash tree over the receipts, one signature on its root.
 
-Ed25519 costs the server ~45 µs a signature, more than the rest of a save's commit; a batch of
-hundreds of answers is signed once instead. Each receipt then carries its proof: the sibling
-hashes from its leaf to the root. Anyone holding one receipt checks it alone, as before: hash
-the payload into a leaf, fold the proof into the root, verify the signature over the root
-statement. A receipt without a proof is signed over its payload directly (the first format).
+An Ed25519 signature costs the server more than the rest of a save's commit, so a batch of
+hundreds of answers is signed once. Each receipt then carries its proof: the sibling hashes
+from its leaf to the root. Anyone holding one receipt checks it alone: hash the payload into a
+leaf, fold the proof into the root, verify the signature over the root statement. A receipt
+without a proof is signed over its payload directly (the first format, still accepted).
 
 Hashes (RFC 6962 style, so a leaf can never pass for an inner node):
     leaf = SHA-256(0x00 || canonical JSON of the payload)

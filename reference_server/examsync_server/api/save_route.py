@@ -1,10 +1,10 @@
 """`POST /api/v1/answers` as a bare ASGI handler in front of Quart: the one hot path.
 
-Every candidate saves every few seconds, so this route carries most of the traffic. Quart's
-request machinery (contexts, blueprint dispatch, response objects) cost more CPU per save than
-the validation, the queueing and the commit together (bench/saves.py, docs/server.md), so this
-route reads the body and headers straight off the ASGI scope and answers with the same JSON,
-the same error shapes and the same codes as every Quart route. All other paths go to Quart.
+Every candidate saves every few seconds, so this route carries most of the traffic, and Quart's
+request machinery (contexts, blueprint dispatch, response objects) costs more CPU per save than
+the save's own work (docs/server.md, "The hot path"). So this route reads the body and headers
+straight off the ASGI scope and answers with the same JSON, the same error shapes and the same
+codes as every Quart route. All other paths go to Quart.
 """
 
 from __future__ import annotations

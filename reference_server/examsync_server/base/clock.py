@@ -10,7 +10,7 @@ def utc_now() -> datetime:
 
 
 def iso(moment: datetime) -> str:
-    # isoformat is C; strftime + an f-string cost ~2% of a save's CPU (py-spy).
+    # isoformat is C: the cheapest spelling, and every save writes a few.
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 

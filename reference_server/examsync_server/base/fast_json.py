@@ -1,5 +1,5 @@
 """JSON the server writes for itself or reads back from itself: acks, the answer cache, queued
-payloads. orjson, 5-10× the standard library on these (bench/socket_saves.py spends it per save).
+payloads. orjson: several times as fast as the standard library, and every save pays it.
 
 Canonical JSON, what checksums and signatures cover, is examsync.protocol's (standard library
 only, the one definition client and server share). `canonical` spells the same bytes for JSON

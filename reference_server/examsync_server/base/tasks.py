@@ -7,7 +7,7 @@ import asyncio
 
 def cancel_requested() -> bool:
     """Whether the running task was asked to stop. A worker loop checks it on every round: a
-    cancel that lands inside a Redis call can be lost there (seen with redis-py 8.1 and a
-    blocking pool), and a loop that went on would hold up the server's shutdown."""
+    cancel that lands inside a Redis call can be lost there (redis-py with a blocking pool),
+    and a loop that went on would hold up the server's shutdown."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0

@@ -259,9 +259,8 @@ class Lifecycle:
 
         async def propagate() -> None:
             await self.state.set_plan_fields(plan_id, {"status": found.to, "end_datetime": now})
-            # exam_end first: every socket should hear it within a second, and the candidate
-            # hashes (one per examinee, thousands) can follow it — read after it, too, so that
-            # fetching 10,000 ids does not hold up the broadcast.
+            # exam_end first, so every socket hears it within a second; the examinees' hashes
+            # (thousands) follow, their ids read only after it so as not to hold it up.
             await self.live.relay()
             await self.state.set_candidates(
                 await self.candidates.ids(plan_id),

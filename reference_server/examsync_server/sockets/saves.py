@@ -75,10 +75,8 @@ class SocketSaves:
                 {"retryAfter": 1},
             )
             return refusal.to_frame(rid)
-        # The payload was parsed strictly with the frame; re-encoded compactly it is what the
-        # SDK sent over HTTP (the size limit and the queue take that text), and the checksum is
-        # over its content either way, so it is validated as parsed, not decoded again. No
-        # payload is an empty body.
+        # Parsed strictly with the frame, so validated as parsed, not decoded again; re-encoded
+        # compactly, it is the text the size limit and the queue take. No payload: an empty body.
         payload = message.get("payload")
         body = b"" if payload is None else fast_json.dumps(payload)
         task = asyncio.create_task(

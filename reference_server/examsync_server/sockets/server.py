@@ -134,8 +134,8 @@ class SocketServer:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        # Two INFO lines per connection ("connection open", "connection closed") were ~2-6% of
-        # the CPU of a connect burst, and say nothing the connection_status messages do not.
+        # Two INFO lines per connection cost a connect burst CPU (docs/server.md, "Socket
+        # performance") and say nothing the connection_status messages do not.
         logging.getLogger("websockets.server").setLevel(logging.WARNING)
         self._server = await serve(
             self._handle,
@@ -147,14 +147,13 @@ class SocketServer:
             # The app-level heartbeat below decides when a peer is dead (and reports why);
             # the protocol's own pings would only race it.
             ping_interval=None,
-            # No permessage-deflate, though browsers offer it: its zlib state cost ~37 KB per
-            # socket (51 KB instead of 14 at 10k sockets, bench/sockets.py), and broadcast()
-            # would compress once per socket instead of encoding once, for frames of a few
-            # hundred bytes.
+            # No permessage-deflate, though browsers offer it: its zlib state weighs more than
+            # the rest of a socket, and broadcast() would compress once per socket, for frames
+            # of a few hundred bytes (docs/server.md, "Socket performance").
             compression=None,
-            # A room reconnecting at once: with asyncio's default of 100, the kernel drops the
-            # SYNs beyond it and clients retry after 1, 3, 7, 15 s (bench/reconnect.py saw
-            # 30 s timeouts). The kernel caps it at net.core.somaxconn.
+            # A room reconnecting at once: past asyncio's default of 100 the kernel drops SYNs
+            # and clients retry seconds later (docs/server.md, "Reconnect storms"). The kernel
+            # caps it at net.core.somaxconn.
             backlog=LISTEN_BACKLOG,
         )
         self._spawn(self._beat(), "heartbeat")
@@ -348,11 +347,11 @@ class SocketServer:
         """A socket that (re)connects after the end hears of it at once: an exam_end broadcast
         while it was away would otherwise never reach it.
 
-        Redis is asked once per plan, not per socket (a reconnect storm of 10,000 spent ~10% of
-        its CPU on that HMGET): once it said "not ended" while fan-out runs, an end after that
-        comes through this process's fan-out, which notes it in `registry.ended` before
-        broadcasting it. A socket registered before that broadcast gets the broadcast; one
-        registered after finds the note (see `_ended_since`)."""
+        Redis is asked once per plan, not once per socket of a reconnect storm: once it said
+        "not ended" while fan-out runs, an end after that comes through this process's fan-out,
+        which notes it in `registry.ended` before broadcasting it. A socket registered before
+        that broadcast gets the broadcast; one registered after finds the note (see
+        `_ended_since`)."""
         plan_id = who.plan_id
         if plan_id in self.registry.ended:
             await self._send_end(conn, plan_id, self.registry.ended[plan_id])

@@ -28,8 +28,7 @@ TTL_SECONDS = 7 * 24 * 3600
 # in KEYS' order: the answer count n, n times (field, version, answer JSON); the meta's version
 # and JSON ('' '' for none); the new navigation steps as a JSON array.
 # Answers and meta arrive encoded and are stored as they are; a stored version is read off its
-# JSON text, which cannot hold `"version":` but as its own key (a quote inside a string is
-# escaped): decoding ~1 KB of answer per save only to compare versions cost Redis its CPU.
+# JSON text (`"version":` can only be its key: a quote inside a string is escaped), not decoded.
 _UPDATE = """
 local function stored_version(text)
   return tonumber(string.match(text, '"version":([-0-9.eE+]+)'))

@@ -28,9 +28,7 @@ class BatchWriter:
         self.conn: BatchConnection = connect_sync(path)
         # The writer checkpoints itself, right after the commit that takes the WAL past
         # WAL_PAGES: nothing can commit in between, so the next transaction starts the WAL
-        # over. A checkpointer beside it never let the WAL restart (it grew by every page
-        # ever written, ~1 GB after 40,000 saves, and each read searched all of it); small
-        # checkpoints delay a batch by a few ms, bench/saves.py's p99 included them.
+        # over; a checkpointer beside it could not (docs/server.md, "Checkpoints").
         self.conn.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
 
     def transaction(self) -> AbstractContextManager[BatchConnection]:

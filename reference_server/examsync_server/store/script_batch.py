@@ -1,12 +1,11 @@
 """One Lua script called by many requests at once: one script call per key set per round trip.
 
-Every save runs the enqueue script. Called one by one, redis-py spends ~130 µs of this
-process's CPU per call (connection checkout, packing, parsing, wake-ups); in a pipeline of a few
-dozen, ~25 µs (bench/saves.py, docs/server.md). So callers queue here; while one round trip is
-in flight, the next callers gather for the following one, and the calls on the same keys (the
-saves of one plan) become one script call: the script takes its ARGV as groups, each its
-count then its arguments, and answers one reply per group. Each caller gets its own reply or
-its own error, as if it had called alone.
+Every save runs the enqueue script, and most of what a call costs this process (connection
+checkout, packing, parsing, wake-ups) is paid per round trip (docs/server.md, "The hot path").
+So callers queue here; while one round trip is in flight, the next callers gather for the
+following one, and the calls on the same keys (the saves of one plan) become one script call:
+the script takes its ARGV as groups, each its count then its arguments, and answers one reply
+per group. Each caller gets its own reply or its own error, as if it had called alone.
 """
 
 from __future__ import annotations
