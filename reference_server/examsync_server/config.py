@@ -86,11 +86,18 @@ class Storage:
 class Access:
     """Tokens: the admin's, and the secret that signs session tokens."""
 
+    # A flag shows in `ps` and the shell's history: the variable or the data dir keep a secret.
     admin_token: str = _setting(
-        "", "the admin API's bearer token; empty: generated once into the data dir", HTTP
+        "",
+        "the admin API's bearer token; empty: generated once into the data dir"
+        " (prefer the variable: a flag shows in ps)",
+        HTTP,
     )
     secret_key: str = _setting(
-        "", "signs session tokens; empty: generated once into the data dir", SOCKETS
+        "",
+        "signs session tokens; empty: generated once into the data dir"
+        " (prefer the variable: a flag shows in ps)",
+        SOCKETS,
     )
     session_ttl_seconds: int = _setting(12 * 3600, "how long a session token is valid", HTTP)
 

@@ -3,7 +3,7 @@
 
 A receipt is the payload (plan, candidate, exam code, quiz code, version, the value's SHA-256,
 the server time), the key id, the Ed25519 signature, and, when the server signed a batch at a
-time, the proof from this receipt to the signed root (receipt_tree.py).
+time, the proof from this receipt to the signed root (the hash tree below).
 
 The rules a receipt is held to are written here once: it must be for the answer that was sent
 (:meth:`ReceiptPayload.is_for`), its key id must be one of the server's published keys
@@ -11,11 +11,25 @@ The rules a receipt is held to are written here once: it must be for the answer 
 :meth:`Receipt.signed_bytes` (:class:`ReceiptKeys`). The signature check itself needs Ed25519,
 which the standard library lacks: each adapter brings a :class:`ReceiptVerifier` that does only
 that (``cryptography`` on CPython, WebCrypto in the browser).
+
+A batch is signed once (an Ed25519 signature costs the server more than the rest of a save's
+commit): a hash tree over its receipts, one signature on its root. Each receipt then carries
+its proof, the sibling hashes from its leaf to the root, so anyone holding one receipt checks
+it alone: hash the payload into a leaf, fold the proof into the root, verify the signature
+over the root statement. A receipt without a proof is signed over its payload directly (the
+first format, still accepted).
+
+Hashes (RFC 6962 style, so a leaf can never pass for an inner node):
+    leaf = SHA-256(0x00 || canonical JSON of the payload)
+    node = SHA-256(0x01 || left || right)
+An odd node at the end of a level moves up unchanged. The signed bytes are the canonical JSON
+of ``{"receiptTreeRoot": <hex>}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -23,21 +37,76 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from ._validate import frozen_map, get_int, get_object, get_str, get_timestamp, require_object
 from .exceptions import ReceiptError, RemoteProtocolError
 from .protocol import b64url_decode, b64url_encode, canonical_json, decode_json, value_sha256
-from .receipt_tree import ProofStep, leaf_hash, root_from_proof, root_statement
 
 if TYPE_CHECKING:
     from .messages import SaveAck
 
 __all__ = [
+    "ProofStep",
     "Receipt",
     "ReceiptKeys",
     "ReceiptPayload",
     "ReceiptVerifier",
+    "build",
+    "leaf_hash",
     "parse_public_keys",
     "receipts_in",
+    "root_from_proof",
+    "root_statement",
 ]
 
 _HEX = frozenset("0123456789abcdef")
+
+
+# -- the hash tree of a batch ---------------------------------------------------------------
+
+# (side of the sibling: "L" or "R", the sibling's hash)
+ProofStep = tuple[str, bytes]
+
+
+def leaf_hash(payload_bytes: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + payload_bytes).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def root_from_proof(leaf: bytes, proof: Sequence[ProofStep]) -> bytes:
+    node = leaf
+    for side, sibling in proof:
+        node = _node(sibling, node) if side == "L" else _node(node, sibling)
+    return node
+
+
+def root_statement(root: bytes) -> bytes:
+    """The bytes the batch's signature is over."""
+    return canonical_json({"receiptTreeRoot": root.hex()})
+
+
+def build(leaves: Sequence[bytes]) -> tuple[bytes, list[list[ProofStep]]]:
+    """The root over ``leaves`` (at least one) and each leaf's proof, in order."""
+    if not leaves:
+        raise ValueError("a receipt tree needs at least one leaf")
+    proofs: list[list[ProofStep]] = [[] for _ in leaves]
+    # Each entry: the node's hash and the leaves under it.
+    level: list[tuple[bytes, list[int]]] = [(leaf, [i]) for i, leaf in enumerate(leaves)]
+    while len(level) > 1:
+        above = []
+        for i in range(0, len(level) - 1, 2):
+            (left, under_left), (right, under_right) = level[i], level[i + 1]
+            for leaf in under_left:
+                proofs[leaf].append(("R", right))
+            for leaf in under_right:
+                proofs[leaf].append(("L", left))
+            above.append((_node(left, right), under_left + under_right))
+        if len(level) % 2:
+            above.append(level[-1])
+        level = above
+    return level[0][0], proofs
+
+
+# -- receipts -------------------------------------------------------------------------------
 ED25519_PUBLIC_KEY_BYTES = 32
 
 
@@ -131,7 +200,7 @@ class Receipt:
     payload: ReceiptPayload
     signature: bytes
     alg: str = "Ed25519"
-    # Signed a batch at a time (receipt_tree.py): the path from this receipt to the signed root.
+    # Signed a batch at a time (the hash tree below): the path from this receipt to the signed root.
     proof: tuple[ProofStep, ...] | None = None
 
     def signed_bytes(self) -> bytes:

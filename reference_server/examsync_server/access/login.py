@@ -57,7 +57,7 @@ class SessionService:
 
     def __post_init__(self) -> None:
         self.plans = Plans(self.db)
-        self.people = Candidates(self.db)
+        self.candidates = Candidates(self.db)
 
     async def login(self, body: Any, socket_url: str) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -102,18 +102,18 @@ class SessionService:
     async def _candidate_by_code(self, login: WebLogin) -> Principal:
         plan = await self._open_plan(login.planId)
         self._method(plan, "web")
-        found = await self.people.by_auth_code(login.planId, login.candidateId)
+        found = await self.candidates.by_auth_code(login.planId, login.candidateId)
         return _principal("candidate", login.planId, found, login.authCode)
 
     async def _candidate_by_key(self, login: KeyLogin) -> Principal:
         plan = await self._open_plan(login.planId)
         self._method(plan, "key")
-        found = await self.people.by_key(login.planId, login.key)
+        found = await self.candidates.by_key(login.planId, login.key)
         return _principal("candidate", login.planId, found, login.key)
 
     async def _supervisor(self, login: SupervisorLogin) -> Principal:
         await self._open_plan(login.planId)
-        found = await self.people.supervisor(login.planId, login.supervisorId)
+        found = await self.candidates.supervisor(login.planId, login.supervisorId)
         return _principal("supervisor", login.planId, found, login.authCode)
 
     @staticmethod

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from examsync.messages import Receipt, ReceiptPayload
 from examsync.protocol import b64url_encode, canonical_json
-from examsync.receipt_tree import build, leaf_hash, root_statement
+from examsync.receipts import build, leaf_hash, root_statement
 
 from ..base import fast_json
 
@@ -69,7 +69,7 @@ class ReceiptSigner:
 
     def sign_many(self, payloads: list[ReceiptPayload]) -> list[Receipt]:
         """One signature for them all, over the root of a hash tree of their payloads; each
-        receipt carries its proof, so it still verifies alone (examsync.receipt_tree)."""
+        receipt carries its proof, so it still verifies alone (examsync.receipts)."""
         if not payloads:
             return []
         # orjson's canonical bytes: the same as canonical_json's for strings and integers,

@@ -8,7 +8,7 @@ from quart import Blueprint, jsonify, request
 
 from ..errors import ApiError, invalid_request
 from ..exam.models import check_id
-from ..store.dead_letters import DeadLetterNotFound
+from ..store.errors import DeadLetterNotFound
 from .common import json_body, require_admin
 
 blueprint = Blueprint("admin_answers", __name__, url_prefix="/api/v1/admin/plans/<plan_id>")

@@ -59,7 +59,7 @@ class Lifecycle:
         self.candidates = Candidates(self.db)
         self.views = Views(self.db, self.plans, self.candidates, self.state, self.redis)
         self.live = LiveState(self.db, self.redis, self.state, self.candidates)
-        self.clocks = StageClocks(self.db)
+        self.stage_clocks = StageClocks(self.db)
 
     # -- import and package -------------------------------------------------------------------
 
@@ -215,7 +215,7 @@ class Lifecycle:
             if plan["conduct_type"] == stages.SIMULTANEOUS:
                 stage_rows = await self.plans.stages(plan_id, tx)
                 clock = stages.enter(stage_rows, 0, moment)
-                await self.clocks.set_plan(tx, plan_id, clock, stage_rows, now)
+                await self.stage_clocks.set_plan(tx, plan_id, clock, stage_rows, now)
                 await self.candidates.start_waiting(
                     tx, plan_id, CandidateStatus.READY, CandidateStatus.IN_PROGRESS, now
                 )

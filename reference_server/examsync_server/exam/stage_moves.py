@@ -30,8 +30,8 @@ class StageMoves:
         self.candidates = views.candidates
         self.views = views
         self.live = live
-        self.clocks = Clocks(self.db)
-        self.writes = StageClocks(self.db)
+        self.stored_clocks = Clocks(self.db)
+        self.stage_clocks = StageClocks(self.db)
 
     async def advance_plan(
         self, plan_id: str, expected_stage: str | None, at: datetime | None = None
@@ -52,7 +52,7 @@ class StageMoves:
                 return False
             stage_rows = await self.plans.stages(plan_id, tx)
             clock = stages.enter(stage_rows, stages.next_index(stage_rows, expected_stage), moment)
-            await self.writes.set_plan(tx, plan_id, clock, stage_rows, now)
+            await self.stage_clocks.set_plan(tx, plan_id, clock, stage_rows, now)
             if clock.stage_id is None:
                 await self.candidates.finish_working(
                     tx, plan_id, CandidateStatus.IN_PROGRESS, CandidateStatus.COMPLETED, now
@@ -71,7 +71,7 @@ class StageMoves:
             if plan["conduct_type"] == INDIVIDUAL and cand["status"] == CandidateStatus.READY:
                 stage_rows = await self.plans.stages(plan_id, tx)
                 clock = stages.enter(stage_rows, 0, moment)
-                await self.writes.set_candidate(tx, cand, clock, stage_rows, now, start=True)
+                await self.stage_clocks.set_candidate(tx, cand, clock, stage_rows, now, start=True)
                 started = True
             else:
                 started = False
@@ -103,7 +103,7 @@ class StageMoves:
                 return False
             stage_rows = await self.plans.stages(plan_id, tx)
             clock = stages.enter(stage_rows, stages.next_index(stage_rows, expected_stage), moment)
-            await self.writes.set_candidate(tx, cand, clock, stage_rows, now)
+            await self.stage_clocks.set_candidate(tx, cand, clock, stage_rows, now)
         await self.live.after_commit(
             self.live.candidate_clock(candidate_id, clock.candidate_status, clock, now)
         )
@@ -168,12 +168,12 @@ class StageMoves:
         moving = [s for s in PlanStatus if allows(s, Action.MOVE_STAGE)]
         moves = 0
         for status in moving:
-            for row in await self.clocks.due_plans(epoch, status, SIMULTANEOUS):
+            for row in await self.stored_clocks.due_plans(epoch, status, SIMULTANEOUS):
                 # The next stage begins at the deadline, not at this (later) tick.
                 at = datetime.fromtimestamp(row["stage_deadline"], tz=now.tzinfo)
                 moves += await self.advance_plan(row["plan_id"], row["current_stage_id"], at)
         for status in moving:
-            for row in await self.clocks.due_candidates(
+            for row in await self.stored_clocks.due_candidates(
                 epoch, CandidateStatus.IN_PROGRESS, status, INDIVIDUAL
             ):
                 at = datetime.fromtimestamp(row["stage_deadline"], tz=now.tzinfo)

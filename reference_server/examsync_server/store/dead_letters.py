@@ -20,20 +20,12 @@ from examsync.frames import dead_letter_alert_message
 
 from ..base.clock import iso, utc_now
 from . import keys
+from .errors import DeadLetterNotFound
 from .sqlite import Database
 
 log = logging.getLogger(__name__)
 
 ALERT_STREAM = "queue:alerts"
-
-
-class DeadLetterNotFound(LookupError):
-    """Some ids asked for are not unreplayed dead letters of the plan."""
-
-    def __init__(self, plan_id: str, ids: list[int]) -> None:
-        super().__init__(f"not unreplayed dead letters of plan {plan_id}: {ids}")
-        self.plan_id = plan_id
-        self.ids = ids  # the ids not found, sorted
 
 
 def dead_stream(plan_id: str) -> str:

@@ -2,6 +2,7 @@
 
     StoreError
      ├── NotFound   a row the caller named does not exist
+     │    └── DeadLetterNotFound   ids asked for that are no unreplayed dead letters
      └── Conflict   a value that must be unique is already taken
 
 Raised inside a transaction, they roll it back like any exception. A broken database raises
@@ -27,3 +28,12 @@ class Conflict(StoreError):
         super().__init__(message)
         self.field = field  # the column, e.g. "candidate_id"
         self.ids = ids  # the values taken; empty when they must not be shown (secrets)
+
+
+class DeadLetterNotFound(NotFound):
+    """Some ids asked for are not unreplayed dead letters of the plan."""
+
+    def __init__(self, plan_id: str, ids: list[int]) -> None:
+        super().__init__("dead_letter", plan_id=plan_id)
+        self.plan_id = plan_id
+        self.ids = ids  # the ids not found, sorted

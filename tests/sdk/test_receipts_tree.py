@@ -8,7 +8,7 @@ import pytest
 from examsync import RemoteProtocolError
 from examsync.messages import Receipt, ReceiptPayload
 from examsync.protocol import canonical_json
-from examsync.receipt_tree import build, leaf_hash, root_from_proof, root_statement
+from examsync.receipts import build, leaf_hash, root_from_proof, root_statement
 
 T = "2024-01-15T09:00:00.000Z"
 
