@@ -60,14 +60,19 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Device:
-    """``metadata.device``: ``type`` is ``PC`` or ``Mobile`` in the seed; free text here."""
+    """``metadata.device``: ``type`` is ``PC`` or ``Mobile`` in the seed; free text here.
+    ``id`` is ours: the device's id, made once and kept in its store ("" when not sent)."""
 
     type: str
     browser: str
     os: str
+    id: str = ""
 
     def to_wire(self) -> dict[str, Any]:
-        return {"type": self.type, "browser": self.browser, "os": self.os}
+        wire = {"type": self.type, "browser": self.browser, "os": self.os}
+        if self.id:
+            wire["id"] = self.id
+        return wire
 
     @classmethod
     def from_wire(cls, obj: object, path: str = "device") -> Device:
@@ -76,6 +81,7 @@ class Device:
             type=get_str(m, "type", path),
             browser=get_str(m, "browser", path),
             os=get_str(m, "os", path),
+            id=get_str(m, "id", path) if "id" in m else "",
         )
 
 
@@ -257,24 +263,32 @@ _ACCEPTED, _DUPLICATE, _SUPERSEDED = AckStatus.ACCEPTED, AckStatus.DUPLICATE, Ac
 
 @dataclass(frozen=True, slots=True)
 class AnswerResult:
-    """The server's verdict on one answer of a save.
+    """The server's verdict on one answer of a save (docs/protocol.md, "Several devices").
 
-    ``version`` echoes the version that was sent; ``current_version`` is the highest version the
-    server holds after the save (equal to ``version`` unless superseded).
+    ``version`` echoes the version that was sent; ``current_version`` is the version the server
+    keeps after the save (assigned by it; any version, even below the sent one). A superseded
+    answer carries the kept edit: ``current_value`` and ``current_updated``. The receipt signs
+    what is kept.
     """
 
     status: AckStatus
     version: int
     current_version: int
     receipt: Receipt | None = None
+    current_value: str | None = None
+    current_updated: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "status": self.status.value,
             "version": self.version,
             "currentVersion": self.current_version,
             "receipt": None if self.receipt is None else self.receipt.to_wire(),
         }
+        if self.current_value is not None:
+            wire["currentValue"] = self.current_value
+            wire["currentUpdated"] = self.current_updated
+        return wire
 
     @classmethod
     def from_wire(cls, obj: object, path: str) -> AnswerResult:
@@ -287,15 +301,14 @@ class AnswerResult:
                 f"unknown status {raw_status!r}", path=f"{path}.status"
             ) from None
         version = get_int(m, "version", path, minimum=1)
-        current = get_int(m, "currentVersion", path, minimum=1) if "currentVersion" in m else None
-        if current is None:
-            # Optional on the wire: a superseded answer means the server holds something higher.
-            current = version + 1 if status is AckStatus.SUPERSEDED else version
-        if current < version:
-            raise RemoteProtocolError("currentVersion below version", path=path)
+        current = get_int(m, "currentVersion", path, minimum=1)
+        current_value = current_updated = None
+        if status is AckStatus.SUPERSEDED:  # the device takes the kept edit: it must be here
+            current_value = get_str(m, "currentValue", path)
+            current_updated = get_timestamp(m, "currentUpdated", path)
         receipt_obj = get_optional_object(m, "receipt", path)
         receipt = None if receipt_obj is None else Receipt.from_wire(receipt_obj, f"{path}.receipt")
-        return cls(status=status, version=version, current_version=current, receipt=receipt)
+        return cls(status, version, current, receipt, current_value, current_updated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,97 @@
+"""Which edit of an answer the candidate made last, and what the server keeps of it
+(docs/protocol.md, "Several devices").
+
+Edits of one answer, from any of the candidate's devices, are ordered by their stamp: when the
+edit was made on the server's clock (the device's clock corrected by its offset to the server,
+:class:`EditClock`), then the device's id, which only breaks a tie. The server keeps the
+latest edit, whatever order edits arrive in. :data:`RULE` is the whole rule, written once for
+the reference server and every stand-in for it; :func:`judge_edit` applies it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
+
+from .messages import AckStatus
+from .protocol import format_timestamp, parse_timestamp
+
+__all__ = ["RULE", "EditClock", "Order", "StoredEdit", "Verdict", "edit_time_ms", "judge_edit"]
+
+
+class Order(Enum):
+    """Where a sent edit stands against the one the server holds."""
+
+    FIRST = "first"  # nothing is stored for this answer
+    LATER = "later"  # made after the stored edit
+    NOT_LATER = "not later"  # made before it, or the stored edit itself again
+
+
+# (order, same value as stored) -> what the server does. Same value and later: `duplicate`,
+# but the stored edit takes the later stamp, or an edit made in between elsewhere would win.
+RULE: Mapping[tuple[Order, bool], AckStatus] = {
+    (Order.FIRST, False): AckStatus.ACCEPTED,
+    (Order.LATER, False): AckStatus.ACCEPTED,
+    (Order.LATER, True): AckStatus.DUPLICATE,
+    (Order.NOT_LATER, True): AckStatus.DUPLICATE,
+    (Order.NOT_LATER, False): AckStatus.SUPERSEDED,
+}
+
+
+class StoredEdit(NamedTuple):
+    """The server's latest edit of one answer (a tuple: judged per answer on the hot path)."""
+
+    version: int  # the server's count of this answer's kept changes
+    value_sha256: str
+    edited_at: int  # milliseconds since the epoch, server clock
+    device: str  # "" for a device that sent no id
+
+
+class Verdict(NamedTuple):
+    status: AckStatus
+    kept: StoredEdit  # what the server holds for the answer after this edit
+
+
+def judge_edit(
+    stored: StoredEdit | None, version: int, value_sha256: str, edited_at: int, device: str
+) -> Verdict:
+    """The rule for one sent edit: ``version`` is the device's proposal (its last known
+    version + 1), ``edited_at`` the edit's time (:func:`edit_time_ms`)."""
+    if stored is None:
+        return Verdict(AckStatus.ACCEPTED, StoredEdit(version, value_sha256, edited_at, device))
+    later = (edited_at, device) > (stored.edited_at, stored.device)
+    status = RULE[(Order.LATER if later else Order.NOT_LATER, value_sha256 == stored.value_sha256)]
+    if status is AckStatus.ACCEPTED:
+        kept = StoredEdit(max(stored.version + 1, version), value_sha256, edited_at, device)
+    elif later:
+        kept = stored._replace(edited_at=edited_at, device=device)
+    else:
+        kept = stored
+    return Verdict(status, kept)
+
+
+def edit_time_ms(updated: str, received_ms: int) -> int:
+    """The time the server orders an edit by: its ``updated``, but never after the server
+    received it, so a device whose clock runs ahead cannot win every later conflict."""
+    return min(round(parse_timestamp(updated) * 1000), received_ms)
+
+
+@dataclass
+class EditClock:
+    """A device's stamps for its edits: its clock plus its last known offset to the server's,
+    never going backwards on this device (a clock set back would reorder its own edits)."""
+
+    offset: float = 0.0  # server time minus device time, seconds
+    last_ms: int = 0  # the last stamp given, milliseconds since the epoch
+
+    def observe_server_time(self, server_time: str, device_now: float) -> None:
+        """A ``serverTime`` the server sent at about ``device_now`` (sign-in, an ack)."""
+        self.offset = parse_timestamp(server_time) - device_now
+
+    def stamp(self, device_now: float) -> str:
+        """The ``updated`` of an edit made now."""
+        ms = max(round((device_now + self.offset) * 1000), self.last_ms + 1)
+        self.last_ms = ms
+        return format_timestamp(ms / 1000)
