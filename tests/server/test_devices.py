@@ -5,14 +5,19 @@ server keeps (docs/protocol.md, "Several devices: the latest edit wins")."""
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from quart.typing import TestClientProtocol as Client
 
 from examsync.messages import AckStatus, AnswerResult, RestoreResponse, SaveAck
 from examsync.protocol import format_timestamp, parse_timestamp, value_sha256
 from examsync_server.base.clock import iso, utc_now
 from examsync_server.demo.sample import EXAM_CODE, PLAN_ID
+from examsync_server.store.answers import QueuedSave, apply_batch, wire_time
+from examsync_server.store.sqlite import Database, connect_sync
 
 from .answer_helpers import at, save_body
 from .conftest import login
@@ -163,3 +168,66 @@ async def test_edits_made_in_the_same_millisecond_are_ordered_by_device_id(
     lost = await a.save("Q004", "from A again", 2, at(7))
     assert (lost.status, lost.current_value) == (AckStatus.SUPERSEDED, "from B")
     assert (await a.restore(sync_redis))["Q004"] == ("from B", 2, at(7))
+
+
+def queued(n: int, value: str, made: float, device: str) -> QueuedSave:
+    """Save `n` of a batch, of Q001, as the persister reads it off the stream (received now)."""
+    body = save_body({"Q001": (value, 1)}, updated=at(made), device=device)
+    return QueuedSave(f"{int(utc_now().timestamp() * 1000)}-{n}", "r", "n", PLAN_ID,
+                      "CAND202301", EXAM_CODE, iso(utc_now()), False, body)  # fmt: skip
+
+
+async def test_one_batch_judges_each_edit_against_those_before_it(tmp_path: Path) -> None:
+    """Edits of one answer in one batch (the persister's group commit): each is judged against
+    what the earlier ones left, though nothing is written until the batch ends."""
+    path = tmp_path / "answers.sqlite3"
+    await (await Database.open(path)).close()  # every migration
+    conn = connect_sync(path)
+    try:
+        first = apply_batch(
+            conn,
+            [
+                queued(0, "1", 1, "A"),
+                queued(1, "2", 3, "B"),
+                queued(2, "3", 2, "A"),  # made before B's: the kept value is this batch's
+                queued(3, "2", 4, "A"),  # B's value again, later: the stamp moves to (4, A)
+                queued(4, "9", 3.5, "B"),  # so this one, made before it, loses
+            ],
+            "2024-01-15T10:00:00.000Z",
+        )
+        verdicts = [(o.status.value, o.kept.version, o.current_value) for [o] in first.outcomes]
+        assert verdicts == [
+            ("accepted", 1, None),
+            ("accepted", 2, None),
+            ("superseded", 2, "2"),
+            ("duplicate", 2, None),
+            ("superseded", 2, "2"),
+        ]
+        [sheet] = first.sheets
+        assert sheet.answers["Q001"] == {"value": "2", "version": 2, "updated": at(4)}
+        second = apply_batch(
+            conn,
+            [queued(5, "2", 5, "C"), queued(6, "5", 6, "C")],  # a later stamp, then an edit
+            "2024-01-15T10:00:01.000Z",
+        )
+        assert [(o.status.value, o.kept.version) for [o] in second.outcomes] == [
+            ("duplicate", 2),
+            ("accepted", 3),
+        ]
+        kept = conn.execute("SELECT version, value, updated, device FROM answer").fetchone()
+        assert tuple(kept) == (3, "5", at(6), "C")
+        history = conn.execute("SELECT value, version, result, device FROM answer_history")
+        assert [tuple(r) for r in history] == [
+            ("1", 1, "accepted", "A"),
+            ("2", 2, "accepted", "B"),
+            ("3", 1, "superseded", "A"),
+            ("9", 1, "superseded", "B"),
+            ("5", 3, "accepted", "C"),
+        ]
+    finally:
+        conn.close()
+
+
+@given(st.integers(min_value=-(10**12), max_value=4 * 10**12))
+def test_wire_time_is_format_timestamp_to_the_millisecond(edited_at: int) -> None:
+    assert wire_time(edited_at) == format_timestamp(edited_at / 1000)

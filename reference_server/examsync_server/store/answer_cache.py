@@ -121,9 +121,7 @@ class AnswerCache:
                     keys.answer_cache(c.plan_id, c.exam_code, c.candidate_id) for c in part
                 ]
                 args = [arg for change in part for arg in _arguments(change)]
-                pipe.eval(
-                    _UPDATE, len(part), *cache_keys, NAV_KEPT, TTL_SECONDS, scope, *args
-                )
+                pipe.eval(_UPDATE, len(part), *cache_keys, NAV_KEPT, TTL_SECONDS, scope, *args)
             await pipe.execute()
 
     async def fill(

