@@ -72,6 +72,7 @@ class FakeApi:
     answers: dict[str, tuple[str, int]] = field(default_factory=dict)  # code -> (value, version)
     edits: dict[str, tuple[int, str]] = field(default_factory=dict)  # code -> (ms, device id)
     clock: Callable[[], float] = time.time  # serverTime, and when a save is received
+    device_ids: set[str] = field(default_factory=set)  # metadata.device.id of the saves
     tamper: bool = False  # sign receipts, then flip a bit of the signature
     down: bool = False  # every HTTP request fails to connect
     http_saves: int = 0
@@ -151,6 +152,7 @@ class FakeApi:
             return 422, body
         received = self.clock()
         device = payload.metadata.device.id
+        self.device_ids.add(device)
         results: dict[str, AnswerResult] = {}
         for code, entry in payload.answers.items():
             stored = None
