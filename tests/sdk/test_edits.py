@@ -14,7 +14,7 @@ from examsync.protocol import parse_timestamp, value_sha256
 
 T = 1_704_099_600_000  # 2024-01-01T09:00:00.000Z, in ms
 A, B = value_sha256("a"), value_sha256("b")
-HELD = StoredEdit(version=2, value_sha256=A, edited_at=T, device="laptop")
+HELD = StoredEdit(version=2, value_sha256=A, edited_at=T, device="lap")
 
 
 class Case(NamedTuple):
@@ -29,42 +29,22 @@ class Case(NamedTuple):
     kept: StoredEdit
 
 
+E, ACC, DUP, SUP = StoredEdit, AckStatus.ACCEPTED, AckStatus.DUPLICATE, AckStatus.SUPERSEDED
+FIRST, LATER, NOT_LATER = Order.FIRST, Order.LATER, Order.NOT_LATER
+
+# A row a case: where the edit stands, same value?, stored, proposal, digest, time, device,
+# then the verdict and what is kept. "later, same value": the stored edit's time moves up.
 CASES = {
-    "first edit": Case(
-        Order.FIRST, False, None, 3, B, T, "tablet", AckStatus.ACCEPTED,
-        StoredEdit(3, B, T, "tablet"),
-    ),
-    "later, another value: one above the stored version": Case(
-        Order.LATER, False, HELD, 1, B, T + 1, "tablet", AckStatus.ACCEPTED,
-        StoredEdit(3, B, T + 1, "tablet"),
-    ),
-    "later, another value, proposed higher: the proposal": Case(
-        Order.LATER, False, HELD, 9, B, T + 1, "tablet", AckStatus.ACCEPTED,
-        StoredEdit(9, B, T + 1, "tablet"),
-    ),
-    "same time, a higher device id: later": Case(
-        Order.LATER, False, HELD, 3, B, T, "phone", AckStatus.ACCEPTED,
-        StoredEdit(3, B, T, "phone"),
-    ),
-    "later, the same value: the stored time moves up": Case(
-        Order.LATER, True, HELD, 5, A, T + 500, "tablet", AckStatus.DUPLICATE,
-        StoredEdit(2, A, T + 500, "tablet"),
-    ),
-    "the stored edit again": Case(
-        Order.NOT_LATER, True, HELD, 2, A, T, "laptop", AckStatus.DUPLICATE, HELD
-    ),
-    "earlier, the same value": Case(
-        Order.NOT_LATER, True, HELD, 7, A, T - 1, "tablet", AckStatus.DUPLICATE, HELD
-    ),
-    "earlier, another value": Case(
-        Order.NOT_LATER, False, HELD, 3, B, T - 1, "tablet", AckStatus.SUPERSEDED, HELD
-    ),
-    "same time, a lower device id: not later": Case(
-        Order.NOT_LATER, False, HELD, 3, B, T, "desktop", AckStatus.SUPERSEDED, HELD
-    ),
-    "earlier, proposed far above: still superseded": Case(
-        Order.NOT_LATER, False, HELD, 50, B, T - 60_000, "tablet", AckStatus.SUPERSEDED, HELD
-    ),
+    "first": Case(FIRST, False, None, 3, B, T, "tab", ACC, E(3, B, T, "tab")),
+    "later: stored + 1": Case(LATER, False, HELD, 1, B, T + 1, "tab", ACC, E(3, B, T + 1, "tab")),
+    "later: proposal": Case(LATER, False, HELD, 9, B, T + 1, "tab", ACC, E(9, B, T + 1, "tab")),
+    "tie, higher device id": Case(LATER, False, HELD, 3, B, T, "phone", ACC, E(3, B, T, "phone")),
+    "later, same value": Case(LATER, True, HELD, 5, A, T + 50, "tab", DUP, E(2, A, T + 50, "tab")),
+    "the stored edit again": Case(NOT_LATER, True, HELD, 2, A, T, "lap", DUP, HELD),
+    "earlier, same value": Case(NOT_LATER, True, HELD, 7, A, T - 1, "tab", DUP, HELD),
+    "earlier, another value": Case(NOT_LATER, False, HELD, 3, B, T - 1, "tab", SUP, HELD),
+    "tie, lower device id": Case(NOT_LATER, False, HELD, 3, B, T, "desk", SUP, HELD),
+    "earlier, far above": Case(NOT_LATER, False, HELD, 50, B, T - 60_000, "tab", SUP, HELD),
 }  # fmt: skip
 
 

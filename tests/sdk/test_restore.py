@@ -13,7 +13,7 @@ from examsync.engine import Engine, EngineConfig, OutboxState
 from examsync.events import AnswerOverridden, RestoreReport, SyncStatus
 from examsync.exceptions import ChecksumMismatch, RemoteProtocolError
 from examsync.protocol import checksum, parse_timestamp
-from examsync.storage import MemoryStorage
+from examsync.storage import MemoryStorage, Snapshot
 
 CONFIG = EngineConfig(plan_id=PLAN, exam_code=EXAM, candidate_id=CANDIDATE)
 
@@ -65,6 +65,27 @@ def test_a_queued_local_edit_later_than_the_servers_stays_queued() -> None:
     assert (engine.answers["Q1"].value, engine.outbox["Q1"].version) == ("b", 2)
     sync(engine, server, clock)  # both win: Q2's value is older, its edit the latest
     assert server.state() == {"Q1": (2, "b"), "Q2": (3, "same")}
+
+
+def test_the_merge_orders_edits_by_time_not_version() -> None:
+    """Issue 14: a device that knows version 1 edits after another device saved version 2;
+    its proposal (2) is not above the server's, yet its edit is the later one."""
+    clock, server = Clock(), FakeServer(clock=lambda: clock.now)
+    laptop, tablet = make(), make()
+    laptop.set_answer("Q1", "1", clock.now)
+    sync(laptop, server, clock)
+    tablet.receive_restore(server.restore(), clock.now)
+    tablet.set_answer("Q1", "2", clock.advance(10))
+    sync(tablet, server, clock)
+    laptop.set_answer("Q1", "3", clock.advance(10))  # proposes 2; the server holds 2
+    report = laptop.receive_restore(server.restore(), clock.now)
+    assert report.kept_local == ("Q1",) and laptop.outbox["Q1"].value == "3"
+    sync(laptop, server, clock)
+    # The other way round: an edit made earlier, proposed far above the server's version, loses.
+    stale = make(MemoryStorage(Snapshot(version_floors={"Q1": 50})))
+    stale.set_answer("Q1", "stale", clock.now - 60)
+    report = stale.receive_restore(server.restore(), clock.now)
+    assert report.overridden == ("Q1",) and stale.answers["Q1"].value == "3"
 
 
 def test_a_queued_edit_earlier_than_the_servers_loses_and_says_so() -> None:
