@@ -157,7 +157,7 @@ def test_save_ack_round_trip() -> None:
     ack = SaveAck(
         results={
             "Q001": AnswerResult(AckStatus.ACCEPTED, 2, 2, make_receipt()),
-            "Q002": AnswerResult(AckStatus.SUPERSEDED, 1, 4, None),
+            "Q002": AnswerResult(AckStatus.SUPERSEDED, 1, 4, None, "②", T0),
         },
         server_time=T0,
     )
@@ -166,22 +166,32 @@ def test_save_ack_round_trip() -> None:
         "status": "superseded",
         "version": 1,
         "currentVersion": 4,
+        "currentValue": "②",
+        "currentUpdated": T0,
         "receipt": None,
     }
+    assert "currentValue" not in wire["results"]["Q001"]
     assert SaveAck.from_wire(wire) == ack
 
 
-def test_save_ack_current_version_is_optional() -> None:
+def test_save_ack_current_version_may_be_below_the_version_sent() -> None:
+    # The server assigns versions: a device that proposed above what it holds is told so.
     wire = {
         "results": {
-            "Q001": {"status": "duplicate", "version": 3, "receipt": None},
-            "Q002": {"status": "superseded", "version": 3, "receipt": None},
+            "Q001": {"status": "duplicate", "version": 7, "currentVersion": 3, "receipt": None},
+            "Q002": {
+                "status": "superseded",
+                "version": 5,
+                "currentVersion": 2,
+                "currentValue": "",
+                "currentUpdated": T0,
+            },
         },
         "serverTime": T0,
     }
     ack = SaveAck.from_wire(wire)
     assert ack.results["Q001"].current_version == 3
-    assert ack.results["Q002"].current_version == 4  # "something higher"
+    assert (ack.results["Q002"].current_version, ack.results["Q002"].current_value) == (2, "")
 
 
 @pytest.mark.parametrize(
@@ -192,8 +202,21 @@ def test_save_ack_current_version_is_optional() -> None:
         {"results": [], "serverTime": T0},
         {"results": {"Q1": {"status": "ok", "version": 1, "receipt": None}}, "serverTime": T0},
         {"results": {"Q1": {"status": "accepted", "version": "1"}}, "serverTime": T0},
+        {"results": {"Q1": {"status": "accepted", "version": 1}}, "serverTime": T0},
         {
-            "results": {"Q1": {"status": "accepted", "version": 2, "currentVersion": 1}},
+            "results": {"Q1": {"status": "superseded", "version": 2, "currentVersion": 3}},
+            "serverTime": T0,
+        },
+        {
+            "results": {
+                "Q1": {
+                    "status": "superseded",
+                    "version": 2,
+                    "currentVersion": 3,
+                    "currentValue": "b",
+                    "currentUpdated": "yesterday",
+                }
+            },
             "serverTime": T0,
         },
         {"results": {"Q1": {"status": "accepted", "version": 1, "receipt": 5}}, "serverTime": T0},
@@ -286,7 +309,7 @@ def test_the_version_rule(
 
 
 def test_a_save_answer_is_read_into_its_ack_or_its_error() -> None:
-    ack = SaveAck({"Q001": AnswerResult(AckStatus.SUPERSEDED, 1, 4, None)}, T0)
+    ack = SaveAck({"Q001": AnswerResult(AckStatus.SUPERSEDED, 1, 4, None, "b", T0)}, T0)
     assert read_save_response(200, ack.to_wire()) == ack
     assert read_save_response(200, json.dumps(ack.to_wire()).encode()) == ack
     body = {"error": {"code": "rate_limited", "message": "slow down", "details": {}}}
