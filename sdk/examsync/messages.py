@@ -50,7 +50,6 @@ __all__ = [
     "RestoreResponse",
     "SaveAck",
     "SavePayload",
-    "judge_version",
     "parse_error",
     "read_save_response",
 ]
@@ -234,31 +233,11 @@ class SavePayload:
 
 
 class AckStatus(Enum):
-    """What the server did with one answer of a save (DESIGN §4 version rules)."""
+    """What the server did with one answer of a save (examsync.edits: the latest edit wins)."""
 
-    ACCEPTED = "accepted"  # stored; now the highest version
-    DUPLICATE = "duplicate"  # this version with this value was already stored
-    SUPERSEDED = "superseded"  # lower than (or equal with another value to) the stored version
-
-
-def judge_version(stored: tuple[int, str] | None, version: int, value_sha256: str) -> AckStatus:
-    """The version rule (DESIGN §4) for one answer sent at ``version`` whose value has the
-    digest ``value_sha256`` (:func:`~examsync.protocol.value_sha256`), against what is stored:
-    its version and value digest, or None when nothing is.
-
-    Written once for the reference server and every stand-in for it. Digests, not values, are
-    compared: the server holds the digest of its latest value beside its version.
-    """
-    if stored is None or version > stored[0]:
-        return _ACCEPTED
-    if version == stored[0] and value_sha256 == stored[1]:
-        return _DUPLICATE
-    return _SUPERSEDED
-
-
-# The members by plain names: judged per answer on the server's hot path, and a member looked
-# up on its Enum class costs about as much again as the whole judgement.
-_ACCEPTED, _DUPLICATE, _SUPERSEDED = AckStatus.ACCEPTED, AckStatus.DUPLICATE, AckStatus.SUPERSEDED
+    ACCEPTED = "accepted"  # kept: the latest edit of this answer so far
+    DUPLICATE = "duplicate"  # the server already keeps this value
+    SUPERSEDED = "superseded"  # an edit made later (on this or another device) is kept
 
 
 @dataclass(frozen=True, slots=True)

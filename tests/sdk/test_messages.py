@@ -31,7 +31,6 @@ from examsync.messages import (
     RestoreResponse,
     SaveAck,
     SavePayload,
-    judge_version,
     parse_error,
     read_save_response,
 )
@@ -289,23 +288,6 @@ def test_parse_error_without_an_error_object() -> None:
     error = parse_error(502, "<html>Bad gateway</html>")
     assert (error.code, error.status, error.retryable) == ("http_502", 502, True)
     assert parse_error(400, {"error": {"code": 1}}).code == "http_400"
-
-
-@pytest.mark.parametrize(
-    ("stored", "version", "value", "expected"),
-    [
-        (None, 1, "a", AckStatus.ACCEPTED),  # nothing stored
-        ((2, "a"), 3, "b", AckStatus.ACCEPTED),  # higher
-        ((2, "a"), 2, "a", AckStatus.DUPLICATE),  # the same version, the same value
-        ((2, "a"), 2, "b", AckStatus.SUPERSEDED),  # the same version, another value
-        ((2, "a"), 1, "a", AckStatus.SUPERSEDED),  # lower, even with the stored value
-    ],
-)
-def test_the_version_rule(
-    stored: tuple[int, str] | None, version: int, value: str, expected: AckStatus
-) -> None:
-    held = None if stored is None else (stored[0], value_sha256(stored[1]))
-    assert judge_version(held, version, value_sha256(value)) is expected
 
 
 def test_a_save_answer_is_read_into_its_ack_or_its_error() -> None:
