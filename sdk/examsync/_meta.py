@@ -8,6 +8,7 @@ the code that writes them.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -16,7 +17,7 @@ from .exceptions import StorageError
 
 IDENTITY = "identity"  # which plan, exam code and candidate the store belongs to
 DEVICE_ID = "deviceId"  # made once per store (metadata.device.id)
-EDIT_CLOCK = "editClock"  # [offset to the server's clock, last stamp in ms]
+EDIT_CLOCK = "editClock"  # [offset to the server's clock, last stamp in ms, spread or null]
 LAST_ACK_AT = "lastAckAt"
 
 
@@ -24,14 +25,17 @@ def load_clock(meta: Mapping[str, str]) -> EditClock:
     """The edit clock as the last process left it: a restart, even offline, keeps the offset
     and never stamps before its last edit."""
     try:
-        offset, last_ms = json.loads(meta.get(EDIT_CLOCK, "[0, 0]"))
-        return EditClock(float(offset), int(last_ms))
+        # A store from before the spread was kept has two entries: nothing bounds its offset.
+        offset, last_ms, *rest = json.loads(meta.get(EDIT_CLOCK, "[0, 0]"))
+        spread = math.inf if not rest or rest[0] is None else float(rest[0])
+        return EditClock(float(offset), int(last_ms), spread)
     except (ValueError, TypeError) as exc:
         raise StorageError(f"stored edit clock is unreadable: {exc}", operation="load") from exc
 
 
 def dump_clock(clock: EditClock) -> str:
-    return json.dumps([clock.offset, clock.last_ms])
+    spread = None if math.isinf(clock.spread) else clock.spread  # JSON has no infinity
+    return json.dumps([clock.offset, clock.last_ms, spread])
 
 
 def first_entries(meta: Mapping[str, str], identity: str, new_device_id: str) -> dict[str, str]:
@@ -48,9 +52,8 @@ def first_entries(meta: Mapping[str, str], identity: str, new_device_id: str) ->
 
 def observed(clock: EditClock, server_time: str, now: float, sent_at: float | None) -> EditClock:
     """``clock`` once it saw ``server_time`` arrive at ``now``, in answer to a request sent at
-    ``sent_at`` (the middle of the round trip is then the best guess of when it was stamped).
-    RemoteProtocolError if ``server_time`` is no timestamp."""
-    seen_at = now if sent_at is None or sent_at > now else (sent_at + now) / 2
+    ``sent_at`` (:meth:`EditClock.observe_server_time`). RemoteProtocolError if
+    ``server_time`` is no timestamp."""
     new = replace(clock)
-    new.observe_server_time(server_time, seen_at)
+    new.observe_server_time(server_time, now, sent_at)
     return new

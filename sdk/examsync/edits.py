@@ -10,6 +10,7 @@ the reference server and every stand-in for it; :func:`judge_edit` applies it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -90,15 +91,31 @@ def edit_time_ms(updated: str, received_ms: int) -> int:
 
 @dataclass
 class EditClock:
-    """A device's stamps for its edits: its clock plus its last known offset to the server's,
-    never going backwards on this device (a clock set back would reorder its own edits)."""
+    """A device's stamps for its edits: its clock plus its known offset to the server's,
+    never going backwards on this device (a clock set back would reorder its own edits).
+
+    Each ``serverTime`` bounds the offset: the server stamped it between the request leaving
+    and the answer arriving. The clock keeps what all the bounds seen allow together, so a
+    slow answer (a server busy committing) cannot undo what a quick one measured; bounds that
+    contradict the kept ones (the device's clock was changed, or drifted past them) replace
+    them. ``offset`` is the middle of the kept bounds, ``spread`` how far either end lies."""
 
     offset: float = 0.0  # server time minus device time, seconds
     last_ms: int = 0  # the last stamp given, milliseconds since the epoch
+    spread: float = math.inf  # the true offset is within offset ± spread (inf: nothing seen)
 
-    def observe_server_time(self, server_time: str, device_now: float) -> None:
-        """A ``serverTime`` the server sent at about ``device_now`` (sign-in, an ack)."""
-        self.offset = parse_timestamp(server_time) - device_now
+    def observe_server_time(
+        self, server_time: str, device_now: float, sent_at: float | None = None
+    ) -> None:
+        """A ``serverTime`` that arrived at ``device_now`` (sign-in, an ack...), answering a
+        request that left at ``sent_at`` (None: stamped at about ``device_now``)."""
+        server = parse_timestamp(server_time)
+        left = device_now if sent_at is None or sent_at > device_now else sent_at
+        low, high = server - device_now, server - left
+        if low <= self.offset + self.spread and self.offset - self.spread <= high:
+            low = max(low, self.offset - self.spread)  # both hold: keep what both allow
+            high = min(high, self.offset + self.spread)
+        self.offset, self.spread = (low + high) / 2, (high - low) / 2
 
     def stamp(self, device_now: float) -> str:
         """The ``updated`` of an edit made now."""

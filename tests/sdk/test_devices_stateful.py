@@ -12,8 +12,9 @@ Clocks. Device ``d``'s clock reads true time + ``skew[d]``, with ``|skew| <= SKE
 corrects it by the offset it learns from ``serverTime`` (the server's clock is true time):
 
 - at sign-in, a ``serverTime`` read up to ``DELAY`` late: the offset is off by at most DELAY;
-- from an ack, by the middle of the round trip, and only from an ack answered before the
-  request's deadline, so off by at most ``REQUEST_TIMEOUT / 2``;
+- from an ack answered before the request's deadline: its round trip bounds the offset, so
+  off by at most ``REQUEST_TIMEOUT / 2`` (the clock keeps what all the bounds seen allow
+  together, or the sign-in's value while the bounds allow it: no worse than either);
 - from a restore, answered in the same step: exact.
 
 So once signed in (every device is, from its first step), a device stamps each edit within

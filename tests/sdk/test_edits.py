@@ -4,7 +4,8 @@ device's edit clock."""
 from __future__ import annotations
 
 import itertools
-from typing import NamedTuple
+import math
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -81,6 +82,11 @@ def seconds(ms: int) -> float:
     return ms / 1000
 
 
+def near(x: float) -> Any:
+    """Equal to a microsecond: offsets come from differences of epoch seconds (floats)."""
+    return pytest.approx(x, abs=1e-6)
+
+
 def test_the_clock_stamps_on_the_servers_clock() -> None:
     clock = EditClock()
     device_now = seconds(T) - 120.0  # this device is two minutes behind
@@ -109,3 +115,39 @@ def test_stamps_never_go_back_when_the_device_clock_is_set_back() -> None:
     assert times == sorted(set(times))  # strictly rising, a millisecond apart
     assert stamps[1:] == ["2024-01-01T09:00:00.001Z", "2024-01-01T09:00:00.002Z"]
     assert clock.last_ms == T + 2
+
+
+def test_a_slow_answer_does_not_undo_what_a_quick_one_measured() -> None:
+    """The sign-in's round trip took 20 ms; an ack took 800 ms, the server committing until
+    just before it answered. The ack's serverTime says the offset is between -10 ms and
+    +790 ms: the sign-in's tighter bounds stand (the middle of the slow round trip would put
+    this device 390 ms ahead of the truth)."""
+    clock = EditClock()
+    clock.observe_server_time("2024-01-01T09:00:00.000Z", seconds(T) + 0.01, sent_at=seconds(T))
+    assert (clock.offset, clock.spread) == (near(-0.005), near(0.005))
+    clock.observe_server_time("2024-01-01T09:00:01.790Z", seconds(T) + 1.8, sent_at=seconds(T) + 1)
+    assert (clock.offset, clock.spread) == (near(-0.005), near(0.005))
+    assert clock.stamp(seconds(T) + 2.005) == "2024-01-01T09:00:02.000Z"
+
+
+def test_bounds_that_overlap_narrow_the_offset() -> None:
+    clock = EditClock()
+    assert clock.spread == math.inf  # nothing known yet: the first bounds are taken whole
+    clock.observe_server_time("2024-01-01T09:00:00.100Z", seconds(T), sent_at=seconds(T) - 0.1)
+    assert (clock.offset, clock.spread) == (near(0.15), near(0.05))  # 0.1..0.2
+    clock.observe_server_time("2024-01-01T09:00:10.150Z", seconds(T) + 10, sent_at=seconds(T) + 9.9)
+    assert (clock.offset, clock.spread) == (near(0.175), near(0.025))  # 0.15..0.2
+
+
+def test_bounds_that_contradict_the_kept_ones_replace_them() -> None:
+    """The device's clock was set 10 s forward by hand: no offset fits both the old bounds
+    and the new, so the new ones stand, however wide."""
+    clock = EditClock()
+    clock.observe_server_time("2024-01-01T09:00:00.000Z", seconds(T) + 0.01, sent_at=seconds(T))
+    clock.observe_server_time(
+        "2024-01-01T09:00:01.000Z", seconds(T) + 11.5, sent_at=seconds(T) + 10.5
+    )
+    assert (clock.offset, clock.spread) == (near(-10.0), near(0.5))
+    # A serverTime that came with no request is taken as stamped when it arrived.
+    clock.observe_server_time("2024-01-01T09:00:05.000Z", seconds(T) + 5)
+    assert (clock.offset, clock.spread) == (0.0, 0.0)

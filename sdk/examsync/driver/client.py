@@ -112,6 +112,7 @@ class BaseExamClient(ABC):
         self._conn = Connection(config.connection, rng)
         self._wake = asyncio.Event()
         self._channel: SaveChannel | None = None  # the save channel the engine was last given
+        self._socket_asked_at: float | None = None  # when the socket began opening (wall clock)
         self._link = SocketLink(
             self._conn,
             self._open_socket,
@@ -485,6 +486,7 @@ class BaseExamClient(ABC):
         # The API's token, renewed there when a request met the session's expiry; a handshake
         # refused for it renews it too.
         url = session.socket_url
+        self._socket_asked_at = self._clock()  # its welcome is stamped after this
         try:
             return await self._connect_socket(url, self._http.token or "", last_position)
         except ServerError as exc:
@@ -510,7 +512,7 @@ class BaseExamClient(ABC):
         elif isinstance(frame, StageChanged | Resumed | UnknownFrame):
             self._publish([frame])
         elif isinstance(frame, Welcome):
-            self._observe_server_time(frame.server_time, None, "socket")
+            self._observe_server_time(frame.server_time, self._socket_asked_at, "socket")
 
     async def _poll(self, action: Poll) -> None:
         """In fallback: the events over HTTP, routed as the socket's would be."""
