@@ -30,9 +30,11 @@ SERVER_TIME = "2026-01-01T00:00:00.000Z"
 
 
 def batch_of(cands: list[Candidate], size: int, rng: random.Random, first: int) -> list[QueuedSave]:
-    """`size` saves as the persister reads them off the stream, with message ids from `first`."""
+    """`size` saves as the persister reads them off the stream, with message ids from `first`
+    (the id's milliseconds: when the server received the save, as Redis sets it)."""
+    now_ms = int(time.time() * 1000)
     return [
-        parse_entry(f"{first + n}-0", stream_fields(str(n), rng.choice(cands).build()[0]))
+        parse_entry(f"{now_ms}-{first + n}", stream_fields(str(n), rng.choice(cands).build()[0]))
         for n in range(size)
     ]
 

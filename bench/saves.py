@@ -47,6 +47,7 @@ from benchlib import (
 )
 from loadgen import HttpError, RawHttp
 
+from examsync.edits import EditClock
 from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
 from examsync.protocol import canonical_json
 from examsync_server.demo.sample import EXAM_CODE, PLAN_ID, sample_manifest, sample_plan
@@ -75,6 +76,7 @@ class Candidate:
         self.head = b""  # the request head for the client in use, set by `use()`
         self.rng = rng
         self.versions: dict[str, int] = {}
+        self.clock = EditClock()  # one device: its edits' stamps never repeat (the latest wins)
         self.keystrokes = 0
         self._ready: list[tuple[bytes, dict[str, int]]] = []
 
@@ -90,7 +92,7 @@ class Candidate:
         return self._ready.pop() if self._ready else self.build()
 
     def build(self) -> tuple[bytes, dict[str, int]]:
-        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        now = self.clock.stamp(time.time())
         changed = self.rng.sample(QUESTIONS, self.rng.randint(1, 3))
         answers = {}
         for quiz in changed:

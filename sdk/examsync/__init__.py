@@ -10,6 +10,7 @@ IndexedDB, WebCrypto); :func:`create_client` picks the one for this interpreter.
 from __future__ import annotations
 
 from .adapters import adapter, adapter_name, create_client
+from .answers import AnswerState
 from .backoff import Backoff
 from .connection import (
     Connection,
@@ -22,7 +23,7 @@ from .engine import Engine, EngineConfig, OutboxState, SaveRequest
 from .events import (
     Alert,
     AnswerAcknowledged,
-    AnswerSuperseded,
+    AnswerOverridden,
     DeliveryFailure,
     Event,
     ProgressReloaded,
@@ -75,8 +76,9 @@ __all__ = [
     "AnswerAcknowledged",
     "AnswerBehavior",
     "AnswerEntry",
+    "AnswerOverridden",
     "AnswerResult",
-    "AnswerSuperseded",
+    "AnswerState",
     "AuthenticationError",
     "Backoff",
     "Behavior",

@@ -21,6 +21,11 @@ The outbox state machine (everything that moves it is in ``_TRANSITIONS``)::
 
 Connectivity is a separate flag: while offline nothing is sent; coming back online makes a
 waiting retry due at once.
+
+Each answer has its own state, ``synced``, ``pending`` or ``overridden`` (``answers.py``: the
+table, and what an ack does to an answer). Edits are stamped on the server's clock by an
+``edits.EditClock`` that learns the offset from every ``serverTime`` the server sends (acks and
+restores here; the sign-in and socket welcomes through :meth:`Engine.observe_server_time`).
 """
 
 from __future__ import annotations
@@ -30,18 +35,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any
 
-from .backoff import Backoff
-from .events import (
-    AnswerAcknowledged,
-    AnswerSuperseded,
-    DeliveryFailure,
-    Event,
-    RestoreReport,
-    SyncState,
-    SyncStatus,
+from . import _meta
+from .activity import Activity
+from .answers import (
+    OVERRIDDEN_KEY,
+    AnswerState,
+    AnswerUpdates,
+    SentEdit,
+    answer_state,
+    check_ack,
+    load_overridden,
 )
+from .backoff import Backoff
+from .edits import EditClock
+from .events import AnswerOverridden, DeliveryFailure, Event, RestoreReport, SyncState, SyncStatus
 from .exceptions import (
     ExamSyncError,
     LocalProtocolError,
@@ -50,9 +58,7 @@ from .exceptions import (
     TransportError,
 )
 from .messages import (
-    AckStatus,
     AnswerEntry,
-    Behavior,
     Device,
     Metadata,
     NavigationStep,
@@ -64,7 +70,7 @@ from .messages import (
 )
 from .protocol import canonical_json, decode_json, format_timestamp
 from .restore import merge_restore
-from .storage import Changes, LocalAnswer, OutboxEntry, Snapshot, Storage
+from .storage import Changes, LocalAnswer, OutboxEntry, Storage
 
 __all__ = ["Engine", "EngineConfig", "OutboxState", "SaveRequest"]
 
@@ -134,31 +140,42 @@ class SaveRequest:
 @dataclass(frozen=True, slots=True)
 class _Batch:
     batch_id: int
-    sent: Mapping[str, tuple[int, str]]  # quiz code -> (version, value)
+    sent: Mapping[str, SentEdit]
     navigation_upto: int  # sequence number of the last navigation step carried
+    sent_at: float
     deadline: float
 
 
 class Engine:
     """Local answer buffer, outbox, versions and restore merge for one candidate and exam."""
 
-    def __init__(self, config: EngineConfig, storage: Storage, rng: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        storage: Storage,
+        rng: Callable[[], float],
+        *,
+        new_device_id: str = "",
+    ) -> None:
         """Load what ``storage`` holds (a restart resumes where the last process stopped).
 
         ``rng`` returns floats uniform in ``[0, 1)`` (``random.random``) for backoff jitter.
+        ``new_device_id`` (a driver passes a fresh ``uuid4().hex``) becomes this device's id
+        if the store has none yet; a store keeps its id for good.
         """
         self.config = config
         self._storage = storage
         self._rng = rng
         self._snap = storage.load()
-        identity = self._snap.meta.get("identity")
-        if identity is None:
-            self._commit(Changes(meta={"identity": config.identity}))
-        elif identity != config.identity:
-            raise StorageError(
-                f"storage belongs to {identity}, not {config.identity}", operation="load"
-            )
-        self._behavior, self._navigation = self._load_behavior(self._snap)
+        first = _meta.first_entries(
+            self._snap.meta, config.identity, new_device_id or config.device.id
+        )
+        if first:
+            self._commit(Changes(meta=first))
+        self._device = replace(config.device, id=self._snap.meta.get(_meta.DEVICE_ID, ""))
+        self._edit_clock = _meta.load_clock(self._snap.meta)
+        self._overridden = load_overridden(self._snap.meta)
+        self._activity = Activity.load(self._snap.meta)
         self._state = OutboxState.IDLE
         self._online = True
         self._attempt = 0
@@ -167,7 +184,7 @@ class Engine:
         self._recent: OrderedDict[int, _Batch] = OrderedDict()
         self._next_batch_id = 1
         self._last_error: ExamSyncError | None = None
-        last_ack = self._snap.meta.get("lastAckAt")
+        last_ack = self._snap.meta.get(_meta.LAST_ACK_AT)
         self._last_ack_at = float(last_ack) if last_ack is not None else None
         self._last_now: float | None = None
         self._events: list[Event] = []
@@ -199,6 +216,20 @@ class Engine:
         """The latest signed receipt per question code."""
         return self._snap.receipts
 
+    @property
+    def device_id(self) -> str:
+        """This device's id, kept in its store (sent as ``metadata.device.id``)."""
+        return self._device.id
+
+    @property
+    def overridden(self) -> Mapping[str, AnswerOverridden]:
+        """The answers whose edit here the server did not keep, by question code, until
+        dismissed (:meth:`dismiss_conflict`) or edited again."""
+        return self._overridden
+
+    def answer_state(self, quiz_code: str) -> AnswerState:
+        return answer_state(self._snap, self._overridden, quiz_code)
+
     def sync_state(self, now: float) -> SyncState:
         oldest = min((e.queued_at for e in self._snap.outbox.values()), default=None)
         return SyncState(
@@ -207,6 +238,7 @@ class Engine:
             oldest_pending_age=None if oldest is None else max(0.0, now - oldest),
             last_ack_at=self._last_ack_at,
             in_flight=self._in_flight is not None,
+            overridden=tuple(sorted(self._overridden)),
         )
 
     def events_received(self) -> list[Event]:
@@ -228,8 +260,9 @@ class Engine:
         """Record the candidate's answer durably and queue it; return its version.
 
         When this returns, the answer is in local storage (it survives a crash) and in the
-        outbox. A value equal to the current one is not a new version. Raises
-        :class:`StorageError` (nothing changed) if storage fails.
+        outbox, stamped with the time of the edit on the server's clock. A value equal to the
+        current one is not a new edit. Raises :class:`StorageError` (nothing changed) if
+        storage fails.
         """
         if not isinstance(quiz_code, str) or not quiz_code:
             raise LocalProtocolError(f"invalid quiz code {quiz_code!r}")
@@ -239,51 +272,44 @@ class Engine:
         if current is not None and current.value == value:
             return current.version
         version = self._next_version(quiz_code)
-        updated = format_timestamp(now)
+        clock = replace(self._edit_clock)
+        updated = clock.stamp(now)
         previous = self._snap.outbox.get(quiz_code)
-        behavior = {**self._behavior, "editCount": self._behavior["editCount"] + 1}
-        self._commit(
-            Changes(
-                answers={quiz_code: LocalAnswer(quiz_code, value, version, updated)},
-                outbox_put={
-                    quiz_code: OutboxEntry(
-                        quiz_code,
-                        value,
-                        version,
-                        updated,
-                        queued_at=previous.queued_at if previous else now,
-                    )
-                },
-                version_floors={quiz_code: version},
-                meta={"behavior": json.dumps(behavior)},
-            )
+        activity, meta = self._activity.counted(editCount=1)
+        updates = AnswerUpdates(self._snap, self._overridden)
+        updates.queue(
+            LocalAnswer(quiz_code, value, version, updated),
+            queued_at=previous.queued_at if previous else now,
         )
-        self._behavior = behavior
+        self._commit(updates.changes({**meta, _meta.EDIT_CLOCK: _meta.dump_clock(clock)}))
+        self._activity, self._edit_clock = activity, clock
         self._settle(now)
         return version
 
+    def dismiss_conflict(self, quiz_code: str, now: float) -> bool:
+        """The page has shown that ``quiz_code`` was overridden: the answer is ``synced``
+        again. Returns whether it was overridden."""
+        updates = AnswerUpdates(self._snap, self._overridden)
+        if not updates.dismiss(quiz_code):
+            return False
+        self._commit(updates.changes())
+        self._settle(now)
+        return True
+
     def record_navigation(self, from_quiz: str, to_quiz: str, now: float) -> None:
         """Record a move between questions; it rides along with the next save."""
-        seq = (self._navigation[-1][0] + 1) if self._navigation else 1
-        steps = [
-            *self._navigation,
-            (seq, NavigationStep(from_quiz, to_quiz, format_timestamp(now))),
-        ]
-        steps = steps[-self.config.max_navigation :]
-        self._commit(Changes(meta={"navigation": _dump_navigation(steps)}))
-        self._navigation = steps
+        step = NavigationStep(from_quiz, to_quiz, format_timestamp(now))
+        activity, meta = self._activity.moved(step, self.config.max_navigation)
+        self._commit(Changes(meta=meta))
+        self._activity = activity
 
     def record_behavior(self, *, focus_ms: int = 0, keystrokes: int = 0) -> None:
         """Add to the focus-time and keystroke totals (call in batches, not per key)."""
         if focus_ms < 0 or keystrokes < 0:
             raise LocalProtocolError("behaviour counters only grow")
-        behavior = {
-            **self._behavior,
-            "focusTime": self._behavior["focusTime"] + focus_ms,
-            "keystrokes": self._behavior["keystrokes"] + keystrokes,
-        }
-        self._commit(Changes(meta={"behavior": json.dumps(behavior)}))
-        self._behavior = behavior
+        activity, meta = self._activity.counted(focusTime=focus_ms, keystrokes=keystrokes)
+        self._commit(Changes(meta=meta))
+        self._activity = activity
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -305,20 +331,16 @@ class Engine:
             timestamp=format_timestamp(now),
             answers={e.quiz_code: AnswerEntry(e.value, e.version, e.updated) for e in entries},
             metadata=Metadata(
-                device=self.config.device,
-                behavior=Behavior(
-                    focus_time=self._behavior["focusTime"],
-                    edit_count=self._behavior["editCount"],
-                    keystrokes=self._behavior["keystrokes"],
-                    navigation=tuple(step for _, step in self._navigation),
-                ),
+                device=self._device,
+                behavior=self._activity.behavior(),
             ),
             status=self.config.status,
         )
         batch = _Batch(
             batch_id=self._next_batch_id,
-            sent={e.quiz_code: (e.version, e.value) for e in entries},
-            navigation_upto=self._navigation[-1][0] if self._navigation else 0,
+            sent={e.quiz_code: SentEdit.of(e) for e in entries},
+            navigation_upto=self._activity.last_step,
+            sent_at=now,
             deadline=now + self.config.request_timeout,
         )
         self._next_batch_id += 1
@@ -336,8 +358,9 @@ class Engine:
         """Feed the server's answer to save ``batch_id``: HTTP ``status`` and its body.
 
         ``body`` is the raw bytes/str or the decoded JSON. Acknowledgements are matched by
-        (question, version), so a duplicated, late or reordered answer is harmless. An answer
-        that breaks the contract changes nothing and counts as a failed send.
+        the edit sent (question, version, stamp), so a duplicated, late or reordered answer is
+        harmless. An answer that breaks the contract changes nothing and counts as a failed
+        send.
         """
         try:
             ack = read_save_response(status, body)
@@ -354,14 +377,21 @@ class Engine:
         batch = self._recent.get(batch_id)
         if batch is None:
             return  # too old to match, or never ours: nothing in it can be trusted
+        flight = self._in_flight
+        in_flight = flight is not None and flight.batch_id == batch_id
+        # Only an answer in time tells the server's clock: a late one's round trip is long.
+        on_time = in_flight and flight is not None and batch.sent_at <= now < flight.deadline
         try:
-            self._check_ack(batch, ack)
-            complete = self._apply_ack(batch, ack, now)
+            check_ack(self._identity, batch.sent, ack)
+            clock = None
+            if on_time:
+                clock = _meta.observed(self._edit_clock, ack.server_time, now, batch.sent_at)
+            complete = self._apply_ack(batch, ack, now, clock)
         except ExamSyncError as exc:
             self._fail(batch, exc, now)
             return
         self._last_error = None  # the server is reachable and answering
-        if self._in_flight is not None and self._in_flight.batch_id == batch_id:
+        if in_flight:
             if complete:
                 self._in_flight = None
                 self._attempt = 0
@@ -415,14 +445,18 @@ class Engine:
 
     # --- restore ---------------------------------------------------------------------------------
 
-    def receive_restore(self, body: object, now: float) -> RestoreReport:
+    def receive_restore(
+        self, body: object, now: float, *, sent_at: float | None = None
+    ) -> RestoreReport:
         """Merge the server's copy (``GET /api/v1/answers/{exam_code}``) into local state.
 
         Raises :class:`RemoteProtocolError` (or :class:`ChecksumMismatch`) without changing
         anything if the response is malformed, fails its checksum or is someone else's.
-        Per question: an unacknowledged local edit with a higher version wins; otherwise the
-        server's answer does, unless the server has less than this device knows it
-        acknowledged, in which case the local answer is sent again above it.
+        Per question (``restore.merge_restore``): a queued local edit made later than the
+        server's stays queued; an earlier one loses (the answer is overridden); the server's
+        answer is taken, unless the server has less than this device knows it acknowledged,
+        in which case the local answer is sent again. ``sent_at``: when the request left (its
+        ``serverTime`` then sets the edit clock as an ack's does).
         """
         decoded = decode_json(body) if isinstance(body, bytes | str) else body
         response = RestoreResponse.from_wire(decoded)
@@ -430,12 +464,28 @@ class Engine:
         got = (response.exam_id, response.test_code, response.user_id)
         if got != expected:
             raise RemoteProtocolError(f"restore is for {got}, this engine is {expected}")
-        changes, report = merge_restore(self._snap, response, now)
-        if changes:
-            self._commit(changes)
-        self._events.append(report)
+        clock = _meta.observed(self._edit_clock, response.server_time, now, sent_at)
+        changes, report, events = merge_restore(self._snap, response, now)
+        self._commit(changes.then(Changes(meta={_meta.EDIT_CLOCK: _meta.dump_clock(clock)})))
+        self._edit_clock = clock
+        self._events.extend([*events, report])
         self._settle(now)
         return report
+
+    # --- the server's clock ----------------------------------------------------------------------
+
+    def observe_server_time(
+        self, server_time: str, now: float, *, sent_at: float | None = None
+    ) -> None:
+        """A ``serverTime`` the server sent (the sign-in's, a socket welcome's) at about
+        ``now``: this device's edits are stamped on the server's clock from now on, and the
+        offset is stored (a restart, even offline, keeps it). ``sent_at``: when the request it
+        answers left; the middle of the round trip is the better guess. Acks and restores
+        call this themselves. Raises :class:`RemoteProtocolError` (nothing changed) if
+        ``server_time`` is no timestamp."""
+        clock = _meta.observed(self._edit_clock, server_time, now, sent_at)
+        self._commit(Changes(meta={_meta.EDIT_CLOCK: _meta.dump_clock(clock)}))
+        self._edit_clock = clock
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -443,6 +493,10 @@ class Engine:
         local = self._snap.answers.get(quiz_code)
         floor = self._snap.version_floors.get(quiz_code, 0)
         return max(floor, local.version if local else 0) + 1
+
+    @property
+    def _identity(self) -> tuple[str, str, str]:
+        return (self.config.plan_id, self.config.candidate_id, self.config.exam_code)
 
     def _commit(self, changes: Changes) -> None:
         """Write through: storage first, the in-memory mirror only once that succeeded."""
@@ -453,6 +507,8 @@ class Engine:
         except Exception as exc:  # an adapter bug must not leave the mirror half-updated
             raise StorageError(f"commit failed: {exc!r}", operation="commit") from exc
         self._snap = changes.apply_to(self._snap)
+        if OVERRIDDEN_KEY in changes.meta:
+            self._overridden = load_overridden(self._snap.meta)
 
     def _fire(self, trigger: _Trigger) -> None:
         self._state = _TRANSITIONS.get((self._state, trigger), self._state)
@@ -465,6 +521,7 @@ class Engine:
             len(self._snap.outbox),
             self._last_ack_at,
             self._in_flight is not None,
+            tuple(self._overridden),
         )
         if key != self._reported and now is not None:
             self._reported = key
@@ -503,93 +560,18 @@ class Engine:
         self._events.append(DeliveryFailure(batch.batch_id, error, self._attempt, self._retry_at))
         self._settle(now)
 
-    def _check_ack(self, batch: _Batch, ack: SaveAck) -> None:
-        """Refuse an ack that is not about what this batch sent (checked before anything)."""
+    def _apply_ack(self, batch: _Batch, ack: SaveAck, now: float, clock: EditClock | None) -> bool:
+        """Commit what ``ack`` says (checked); return whether it covered the whole batch."""
+        updates = AnswerUpdates(self._snap, self._overridden)
         for code, result in ack.results.items():
-            if code not in batch.sent:
-                raise RemoteProtocolError("not in the batch", path=f"results.{code}")
-            version, value = batch.sent[code]
-            if result.version != version:
-                raise RemoteProtocolError(
-                    f"acknowledges version {result.version}, sent {version}",
-                    path=f"results.{code}.version",
-                )
-            receipt = result.receipt
-            if receipt is not None and not receipt.payload.is_for(
-                self.config.plan_id,
-                self.config.candidate_id,
-                self.config.exam_code,
-                code,
-                version,
-                value,
-            ):
-                raise RemoteProtocolError(
-                    "receipt does not match the answer sent", path=f"results.{code}.receipt"
-                )
-
-    def _apply_ack(self, batch: _Batch, ack: SaveAck, now: float) -> bool:
-        """Commit what ``ack`` says; return whether it covered every answer of the batch."""
-        snap = self._snap
-        outbox_delete: set[str] = set()
-        receipts: dict[str, Receipt] = {}
-        floors: dict[str, int] = {}
-        events: list[Event] = []
-        for code, result in ack.results.items():
-            floor = snap.version_floors.get(code, 0)
-            if result.current_version > floor:
-                floors[code] = result.current_version
-            entry = snap.outbox.get(code)
-            if entry is not None and entry.version == result.version:
-                outbox_delete.add(code)  # exactly this version is now the server's concern
-            if result.status is AckStatus.SUPERSEDED:
-                local = snap.answers.get(code)
-                if local is None or result.current_version >= local.version:
-                    events.append(AnswerSuperseded(code, result.version, result.current_version))
-                continue
-            held = snap.receipts.get(code)
-            if result.receipt is not None and (
-                held is None or held.payload.version <= result.version
-            ):
-                receipts[code] = result.receipt
-            if code in outbox_delete:
-                events.append(
-                    AnswerAcknowledged(code, result.version, result.status, result.receipt)
-                )
-        navigation = [step for step in self._navigation if step[0] > batch.navigation_upto]
-        meta = {"lastAckAt": repr(now)}
-        if len(navigation) != len(self._navigation):
-            meta["navigation"] = _dump_navigation(navigation)
-        self._commit(
-            Changes(
-                outbox_delete=frozenset(outbox_delete),
-                receipts=receipts,
-                version_floors=floors,
-                meta=meta,
-            )
-        )
-        self._navigation = navigation
+            updates.ack(code, batch.sent[code], result)
+        activity, meta = self._activity.carried(batch.navigation_upto)
+        meta[_meta.LAST_ACK_AT] = repr(now)
+        if clock is not None:
+            meta[_meta.EDIT_CLOCK] = _meta.dump_clock(clock)
+        self._commit(updates.changes(meta))
+        self._activity = activity
         self._last_ack_at = now
-        self._events.extend(events)
+        self._edit_clock = clock or self._edit_clock
+        self._events.extend(updates.events)
         return set(batch.sent) <= set(ack.results)
-
-    @staticmethod
-    def _load_behavior(
-        snap: Snapshot,
-    ) -> tuple[dict[str, int], list[tuple[int, NavigationStep]]]:
-        try:
-            behavior = json.loads(snap.meta.get("behavior", "{}"))
-            raw_steps = json.loads(snap.meta.get("navigation", "[]"))
-            counters = {
-                k: int(behavior.get(k, 0)) for k in ("focusTime", "editCount", "keystrokes")
-            }
-            steps = [
-                (int(seq), NavigationStep(str(a), str(b), str(ts))) for seq, a, b, ts in raw_steps
-            ]
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise StorageError(f"stored behaviour is unreadable: {exc}", operation="load") from exc
-        return counters, steps
-
-
-def _dump_navigation(steps: list[tuple[int, NavigationStep]]) -> str:
-    rows: list[list[Any]] = [[seq, s.from_quiz, s.to_quiz, s.timestamp] for seq, s in steps]
-    return json.dumps(rows, ensure_ascii=False)

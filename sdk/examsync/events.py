@@ -14,7 +14,7 @@ from .messages import AckStatus, Receipt
 __all__ = [
     "Alert",
     "AnswerAcknowledged",
-    "AnswerSuperseded",
+    "AnswerOverridden",
     "DeliveryFailure",
     "Event",
     "ProgressReloaded",
@@ -28,7 +28,7 @@ __all__ = [
 class SyncStatus(Enum):
     """The one word a candidate's screen shows about their answers."""
 
-    SYNCED = "synced"  # every answer is acknowledged by the server
+    SYNCED = "synced"  # nothing waits: every answer here is what the server keeps
     PENDING = "pending"  # some answers are only on this device, on their way
     OFFLINE = "offline"  # no connection (or the server cannot be reached); answers wait here
     ERROR = "error"  # the server refused the last save; retrying, see DeliveryFailure
@@ -36,18 +36,22 @@ class SyncStatus(Enum):
 
 @dataclass(frozen=True, slots=True)
 class SyncState:
-    """Emitted whenever status, pending count, last ack or in-flight changes."""
+    """Emitted whenever status, pending count, last ack, in-flight or overridden changes."""
 
     status: SyncStatus
     pending: int  # answers not yet acknowledged
     oldest_pending_age: float | None  # seconds the oldest of them has waited, None if none
     last_ack_at: float | None  # when the server last acknowledged a save (epoch seconds)
     in_flight: bool  # a save request is out
+    # Questions whose edit on this device the server did not keep (a later edit elsewhere
+    # won): the device holds the server's value; show them until dismissed or edited again.
+    overridden: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class AnswerAcknowledged:
-    """The server committed this exact version (accepted, or already had it)."""
+    """The server keeps this device's edit (accepted, or it had the same value already) as
+    ``version``, the version it assigned."""
 
     quiz_code: str
     version: int
@@ -56,16 +60,21 @@ class AnswerAcknowledged:
 
 
 @dataclass(frozen=True, slots=True)
-class AnswerSuperseded:
-    """The server holds a version of this answer that this device did not write.
+class AnswerOverridden:
+    """An edit of this device was not kept: a later edit of the same answer (on another
+    device) won. The device now holds the server's edit (``value``, ``version``, ``updated``);
+    ``lost_value`` is what the candidate typed here.
 
-    Another device (or a lost local store) wrote ``current_version``; the local value is no
-    longer the server's. A restore shows what the server has; a new edit here goes above it.
+    Also the record the store keeps while the answer is overridden (``SyncState.overridden``),
+    until the page dismisses it (``dismiss_conflict``) or the candidate edits the answer again.
+    Emitted again if a newer edit of the server's replaces ``value`` meanwhile.
     """
 
     quiz_code: str
+    lost_value: str
+    value: str
     version: int
-    current_version: int
+    updated: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +91,10 @@ class DeliveryFailure:
 class RestoreReport:
     """The outcome of merging a restore (seed 002 §3.2, §5.2), per question code.
 
-    ``restored``: the server's version replaced the local one. ``kept_local``: an unacknowledged
-    local edit is newer and will be sent. ``resent``: acknowledged before, but the server no
+    ``restored``: the server's edit replaced the local one. ``overridden``: among those, the
+    ones where a queued local edit was older than the server's and lost (an
+    :class:`AnswerOverridden` each). ``kept_local``: a queued local edit is later than the
+    server's and will be sent. ``resent``: acknowledged before, but the server no
     longer has it (or has less); sent again above the server's version. ``missing``: the server
     could not read it back (a partial restore); the local answer is left as it is.
     ``unconfirmed``: a receipt this device holds is not honoured by the restore (the server
@@ -95,6 +106,7 @@ class RestoreReport:
     resent: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     unconfirmed: tuple[str, ...] = ()
+    overridden: tuple[str, ...] = ()
 
     @property
     def partial(self) -> bool:
@@ -142,4 +154,4 @@ class ProgressReloaded:
         object.__setattr__(self, "progress", frozen_map(self.progress))
 
 
-Event = SyncState | AnswerAcknowledged | AnswerSuperseded | DeliveryFailure | RestoreReport
+Event = SyncState | AnswerAcknowledged | AnswerOverridden | DeliveryFailure | RestoreReport

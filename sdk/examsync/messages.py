@@ -50,7 +50,6 @@ __all__ = [
     "RestoreResponse",
     "SaveAck",
     "SavePayload",
-    "judge_version",
     "parse_error",
     "read_save_response",
 ]
@@ -60,14 +59,19 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Device:
-    """``metadata.device``: ``type`` is ``PC`` or ``Mobile`` in the seed; free text here."""
+    """``metadata.device``: ``type`` is ``PC`` or ``Mobile`` in the seed; free text here.
+    ``id`` is ours: the device's id, made once and kept in its store ("" when not sent)."""
 
     type: str
     browser: str
     os: str
+    id: str = ""
 
     def to_wire(self) -> dict[str, Any]:
-        return {"type": self.type, "browser": self.browser, "os": self.os}
+        wire = {"type": self.type, "browser": self.browser, "os": self.os}
+        if self.id:
+            wire["id"] = self.id
+        return wire
 
     @classmethod
     def from_wire(cls, obj: object, path: str = "device") -> Device:
@@ -76,6 +80,7 @@ class Device:
             type=get_str(m, "type", path),
             browser=get_str(m, "browser", path),
             os=get_str(m, "os", path),
+            id=get_str(m, "id", path) if "id" in m else "",
         )
 
 
@@ -228,53 +233,41 @@ class SavePayload:
 
 
 class AckStatus(Enum):
-    """What the server did with one answer of a save (DESIGN §4 version rules)."""
+    """What the server did with one answer of a save (examsync.edits: the latest edit wins)."""
 
-    ACCEPTED = "accepted"  # stored; now the highest version
-    DUPLICATE = "duplicate"  # this version with this value was already stored
-    SUPERSEDED = "superseded"  # lower than (or equal with another value to) the stored version
-
-
-def judge_version(stored: tuple[int, str] | None, version: int, value_sha256: str) -> AckStatus:
-    """The version rule (DESIGN §4) for one answer sent at ``version`` whose value has the
-    digest ``value_sha256`` (:func:`~examsync.protocol.value_sha256`), against what is stored:
-    its version and value digest, or None when nothing is.
-
-    Written once for the reference server and every stand-in for it. Digests, not values, are
-    compared: the server holds the digest of its latest value beside its version.
-    """
-    if stored is None or version > stored[0]:
-        return _ACCEPTED
-    if version == stored[0] and value_sha256 == stored[1]:
-        return _DUPLICATE
-    return _SUPERSEDED
-
-
-# The members by plain names: judged per answer on the server's hot path, and a member looked
-# up on its Enum class costs about as much again as the whole judgement.
-_ACCEPTED, _DUPLICATE, _SUPERSEDED = AckStatus.ACCEPTED, AckStatus.DUPLICATE, AckStatus.SUPERSEDED
+    ACCEPTED = "accepted"  # kept: the latest edit of this answer so far
+    DUPLICATE = "duplicate"  # the server already keeps this value
+    SUPERSEDED = "superseded"  # an edit made later (on this or another device) is kept
 
 
 @dataclass(frozen=True, slots=True)
 class AnswerResult:
-    """The server's verdict on one answer of a save.
+    """The server's verdict on one answer of a save (docs/protocol.md, "Several devices").
 
-    ``version`` echoes the version that was sent; ``current_version`` is the highest version the
-    server holds after the save (equal to ``version`` unless superseded).
+    ``version`` echoes the version that was sent; ``current_version`` is the version the server
+    keeps after the save (assigned by it; any version, even below the sent one). A superseded
+    answer carries the kept edit: ``current_value`` and ``current_updated``. The receipt signs
+    what is kept.
     """
 
     status: AckStatus
     version: int
     current_version: int
     receipt: Receipt | None = None
+    current_value: str | None = None
+    current_updated: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "status": self.status.value,
             "version": self.version,
             "currentVersion": self.current_version,
             "receipt": None if self.receipt is None else self.receipt.to_wire(),
         }
+        if self.current_value is not None:
+            wire["currentValue"] = self.current_value
+            wire["currentUpdated"] = self.current_updated
+        return wire
 
     @classmethod
     def from_wire(cls, obj: object, path: str) -> AnswerResult:
@@ -287,15 +280,14 @@ class AnswerResult:
                 f"unknown status {raw_status!r}", path=f"{path}.status"
             ) from None
         version = get_int(m, "version", path, minimum=1)
-        current = get_int(m, "currentVersion", path, minimum=1) if "currentVersion" in m else None
-        if current is None:
-            # Optional on the wire: a superseded answer means the server holds something higher.
-            current = version + 1 if status is AckStatus.SUPERSEDED else version
-        if current < version:
-            raise RemoteProtocolError("currentVersion below version", path=path)
+        current = get_int(m, "currentVersion", path, minimum=1)
+        current_value = current_updated = None
+        if status is AckStatus.SUPERSEDED:  # the device takes the kept edit: it must be here
+            current_value = get_str(m, "currentValue", path)
+            current_updated = get_timestamp(m, "currentUpdated", path)
         receipt_obj = get_optional_object(m, "receipt", path)
         receipt = None if receipt_obj is None else Receipt.from_wire(receipt_obj, f"{path}.receipt")
-        return cls(status=status, version=version, current_version=current, receipt=receipt)
+        return cls(status, version, current, receipt, current_value, current_updated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,7 +134,8 @@ class ReceiptPayload:
         version: int,
         value: str,
     ) -> bool:
-        """Whether this acknowledges exactly ``value`` sent as ``version`` of this answer."""
+        """Whether this signs exactly ``value`` kept as ``version`` of this answer (the sent
+        value, or a superseded answer's ``currentValue``, at the ack's ``currentVersion``)."""
         return (
             self.plan_id,
             self.candidate_id,

@@ -28,10 +28,14 @@ CHUNK = 65536
 
 
 class TcpProxy:
-    """Forwards ``127.0.0.1:port`` to ``127.0.0.1:upstream_port`` (see the module docstring)."""
+    """Forwards ``host:port`` to ``127.0.0.1:upstream_port`` (see the module docstring).
 
-    def __init__(self, upstream_port: int, port: int = 0) -> None:
+    ``host`` is another loopback address (127.0.0.2...) to give one device a network of its own:
+    a proxy there may take the server's own port number, as the server listens on 127.0.0.1."""
+
+    def __init__(self, upstream_port: int, port: int = 0, host: str = HOST) -> None:
         self.upstream_port = upstream_port
+        self.host = host
         self.port = port  # 0: a free one, fixed at start()
         self.accepted = 0  # connections taken since start
         self._loop = asyncio.new_event_loop()
@@ -50,7 +54,7 @@ class TcpProxy:
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def cut(self) -> None:
         """Reset every connection and refuse new ones until :meth:`heal`."""
@@ -96,7 +100,7 @@ class TcpProxy:
     async def _listen(self) -> None:
         if self._server is None:
             self._server = await asyncio.start_server(
-                self._handle, HOST, self.port, reuse_address=True
+                self._handle, self.host, self.port, reuse_address=True
             )
             self.port = int(self._server.sockets[0].getsockname()[1])
 

@@ -31,7 +31,7 @@ from examsync import (
     AckStatus,
     Alert,
     AnswerAcknowledged,
-    AnswerSuperseded,
+    AnswerOverridden,
     ConnectionChanged,
     ConnectionState,
     DeliveryFailure,
@@ -239,7 +239,7 @@ async def test_answers_sync_with_verified_receipts_and_land_in_sqlite(
         check_receipts(client, await published_keys(server))
         acknowledged = {(e.quiz_code, e.version) for e in seen if isinstance(e, AnswerAcknowledged)}
         assert {(c, v) for c, (_, v) in mine.items()} <= acknowledged
-        assert not [e for e in seen if isinstance(e, Alert | AnswerSuperseded)]
+        assert not [e for e in seen if isinstance(e, Alert | AnswerOverridden)]
 
     # The sheet carried the behaviour totals and the navigation step.
     db = server.data_dir / "examsync.sqlite3"
@@ -499,7 +499,7 @@ async def test_a_new_device_restores_everything_and_edits_above_the_server(
             (e.quiz_code, e.version): e.status for e in seen if isinstance(e, AnswerAcknowledged)
         }
         assert acks == {("Q001", 4): AckStatus.ACCEPTED, ("Q005", 2): AckStatus.ACCEPTED}
-        assert not [e for e in seen if isinstance(e, AnswerSuperseded)]
+        assert not [e for e in seen if isinstance(e, AnswerOverridden)]
         after = local_answers(new)
         assert stored_answers(server) == after
         assert after == {**before, "Q001": ("새 기기", 4), "Q005": ("새 기기에서 쓴 글", 2)}

@@ -199,7 +199,7 @@ def test_several_processes_share_the_ports(tmp_path: Path, servers: list[ServerP
     received by either are acknowledged after the persister's commit, also across a
     persister killed and restarted; a stop stops every child and Redis."""
     from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
-    from examsync.protocol import canonical_json
+    from examsync.protocol import canonical_json, format_timestamp, parse_timestamp
 
     data = tmp_path / "data"
     server = start_server(data, None, "--processes", "2")
@@ -242,8 +242,9 @@ def test_several_processes_share_the_ports(tmp_path: Path, servers: list[ServerP
     session = login(
         server, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
     )
-    now = "2024-01-15T09:00:00.000Z"
     for version in range(1, 21):
+        # each edit a second after the last: the latest edit wins (docs/protocol.md)
+        now = format_timestamp(parse_timestamp("2024-01-15T09:00:00.000Z") + version)
         body = SavePayload(
             PLAN_ID,
             "EXAM202401",

@@ -61,7 +61,8 @@ coproc SERVER { "$python" "$here/reference_server.py" "$work/data" 2>"$work/serv
 server_pid="$SERVER_PID"
 cleanup() {
     # EOF on its stdin makes it stop the server (and that server's Redis), then exit.
-    exec {SERVER[1]}>&- 2>/dev/null || true
+    # (SERVER is gone when the server already exited.)
+    if [[ -n "${SERVER[1]:-}" ]]; then exec {SERVER[1]}>&-; fi
     for _ in $(seq 150); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.2; done
     kill "$server_pid" 2>/dev/null || true
     rm -rf "$work"

@@ -1,13 +1,16 @@
-"""A tiny in-test model of the server's save and restore rules (DESIGN §4), and a fake clock.
+"""A tiny in-test model of the server's save and restore rules (docs/protocol.md), and a fake
+clock.
 
 Not the reference server: just enough to check the engine against the contract, with no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from examsync.edits import StoredEdit, edit_time_ms, judge_edit
 from examsync.exceptions import RemoteProtocolError
 from examsync.messages import (
     AckStatus,
@@ -19,7 +22,6 @@ from examsync.messages import (
     RestoreResponse,
     SaveAck,
     SavePayload,
-    judge_version,
 )
 from examsync.protocol import decode_json, format_timestamp, value_sha256
 
@@ -39,20 +41,33 @@ class Clock:
 class StoredAnswer:
     value: str
     version: int
-    updated: str
+    edited_at: int  # ms since the epoch: the kept edit's time (examsync.edits)
+    device: str = ""
+
+    @property
+    def updated(self) -> str:
+        return format_timestamp(self.edited_at / 1000)
 
 
 @dataclass
 class FakeServer:
-    """Keeps the highest version per answer, by the server's rule (judge_version)."""
+    """Keeps the latest edit per answer, by the server's rule (examsync.edits.judge_edit).
+
+    ``clock`` is the server's: its ``serverTime``, and the receive time an edit's time is
+    clamped to. Without one, ``now`` is the server time and nothing is clamped (a server whose
+    clock is far ahead), which single-device tests with a fixed clock need.
+    """
 
     plan_id: str = PLAN
     exam_code: str = EXAM
     candidate_id: str = CANDIDATE
     answers: dict[str, StoredAnswer] = field(default_factory=dict)
-    history: list[tuple[str, int, str]] = field(default_factory=list)
+    history: list[tuple[str, int, str]] = field(default_factory=list)  # every kept (code, v, value)
+    # Every verdict: (code, device id, the edit's updated, its value, status).
+    verdicts: list[tuple[str, str, str, str, AckStatus]] = field(default_factory=list)
     saves: int = 0
     now: float = 1_704_099_600.0
+    clock: Callable[[], float] | None = None
 
     def save(self, body: bytes | dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Apply one save; return (HTTP status, JSON body) as the server would answer."""
@@ -63,35 +78,54 @@ class FakeServer:
         except RemoteProtocolError as exc:
             code = "checksum_mismatch" if "checksum" in str(exc) else "invalid_payload"
             return 422, {"error": {"code": code, "message": str(exc), "details": {}}}
-        server_time = format_timestamp(self.now)
+        received = self.clock() if self.clock is not None else self.now
+        received_ms = round(received * 1000) if self.clock is not None else 2**62
+        server_time = format_timestamp(received)
+        device = payload.metadata.device.id
         results: dict[str, AnswerResult] = {}
         for code, entry in payload.answers.items():
             current = self.answers.get(code)
-            stored = None if current is None else (current.version, value_sha256(current.value))
-            status = judge_version(stored, entry.version, value_sha256(entry.value))
+            stored = None
+            if current is not None:
+                digest = value_sha256(current.value)
+                stored = StoredEdit(current.version, digest, current.edited_at, current.device)
+            edited_at = edit_time_ms(entry.updated, received_ms)
+            status, kept = judge_edit(
+                stored, entry.version, value_sha256(entry.value), edited_at, device
+            )
             if status is AckStatus.ACCEPTED:
-                self.answers[code] = StoredAnswer(entry.value, entry.version, entry.updated)
-            if status is not AckStatus.DUPLICATE:
-                self.history.append((code, entry.version, entry.value))
-            receipt = None
-            if status is not AckStatus.SUPERSEDED:
-                receipt = Receipt(
-                    key_id="test",
-                    payload=ReceiptPayload(
-                        payload.exam_id,
-                        payload.user_id,
-                        payload.test_code,
-                        code,
-                        entry.version,
-                        value_sha256(entry.value),
-                        server_time,
-                    ),
-                    signature=bytes(64),
-                )
-            results[code] = AnswerResult(status, entry.version, self.answers[code].version, receipt)
+                self.answers[code] = StoredAnswer(entry.value, kept.version, edited_at, device)
+                self.history.append((code, kept.version, entry.value))
+            elif current is not None:  # a duplicate may move the stored edit's time up
+                current.edited_at, current.device = kept.edited_at, kept.device
+            self.verdicts.append((code, device, entry.updated, entry.value, status))
+            now_kept = self.answers[code]
+            receipt = Receipt(
+                key_id="test",
+                payload=ReceiptPayload(
+                    payload.exam_id,
+                    payload.user_id,
+                    payload.test_code,
+                    code,
+                    now_kept.version,
+                    value_sha256(now_kept.value),
+                    server_time,
+                ),
+                signature=bytes(64),
+            )
+            superseded = status is AckStatus.SUPERSEDED
+            results[code] = AnswerResult(
+                status,
+                entry.version,
+                now_kept.version,
+                receipt,
+                now_kept.value if superseded else None,
+                now_kept.updated if superseded else None,
+            )
         return 200, SaveAck(results, server_time).to_wire()
 
     def restore(self, *, missing: tuple[str, ...] = ()) -> dict[str, Any]:
+        server_time = format_timestamp(self.clock() if self.clock is not None else self.now)
         answers = {
             code: RestoreAnswer(a.value, a.version, a.updated)
             for code, a in self.answers.items()
@@ -102,11 +136,9 @@ class FakeServer:
             test_code=self.exam_code,
             user_id=self.candidate_id,
             answers=answers,
-            metadata=RestoreMetadata(
-                format_timestamp(self.now), len(self.history), "in_progress", None
-            ),
+            metadata=RestoreMetadata(server_time, len(self.history), "in_progress", None),
             missing=missing,
-            server_time=format_timestamp(self.now),
+            server_time=server_time,
         ).to_wire()
 
     def state(self) -> dict[str, tuple[int, str]]:

@@ -11,7 +11,7 @@ from examsync_fakes import CANDIDATE, EXAM, PLAN, Clock, FakeServer
 from examsync.engine import Engine, EngineConfig, OutboxState, SaveRequest
 from examsync.events import (
     AnswerAcknowledged,
-    AnswerSuperseded,
+    AnswerOverridden,
     DeliveryFailure,
     SyncState,
     SyncStatus,
@@ -349,18 +349,22 @@ def test_a_crash_mid_send_resends_after_restart() -> None:
 # --- another writer -------------------------------------------------------------------------------
 
 
-def test_superseded_by_another_device() -> None:
+def test_an_edit_older_than_another_devices_is_overridden() -> None:
     engine, _, clock = make()
-    server = FakeServer()
+    server = FakeServer(clock=lambda: clock.now)
+    engine.set_answer("Q1", "from the laptop", clock.now)  # not sent yet
     other, _, _ = make()
-    other.set_answer("Q1", "from the tablet", clock.now)
-    other.set_answer("Q1", "from the tablet, again", clock.now)
+    other.set_answer("Q1", "from the tablet", clock.advance(1))
+    other.set_answer("Q1", "from the tablet, again", clock.advance(1))
     deliver(other, server, send(other, clock), clock)
-    engine.set_answer("Q1", "from the laptop", clock.now)
     deliver(engine, server, send(engine, clock), clock)
-    superseded = [e for e in engine.events_received() if isinstance(e, AnswerSuperseded)]
-    assert superseded == [AnswerSuperseded("Q1", 1, 2)]
-    assert not engine.outbox
+    kept = server.answers["Q1"]
+    overridden = [e for e in engine.events_received() if isinstance(e, AnswerOverridden)]
+    assert overridden == [
+        AnswerOverridden("Q1", "from the laptop", "from the tablet, again", 2, kept.updated)
+    ]
+    assert not engine.outbox and engine.answers["Q1"].value == "from the tablet, again"
+    assert engine.sync_state(clock.now).overridden == ("Q1",)
     assert engine.set_answer("Q1", "laptop wins now", clock.now) == 3
 
 

@@ -233,7 +233,7 @@ def test_an_error_frame_reads_back_as_the_http_error_it_stands_for() -> None:
 
 
 def test_a_save_ack_frame_carries_the_ack_unchanged() -> None:
-    ack = SaveAck({"Q1": AnswerResult(AckStatus.SUPERSEDED, 1, 3)}, T)
+    ack = SaveAck({"Q1": AnswerResult(AckStatus.SUPERSEDED, 1, 3, None, "kept", T)}, T)
     frame = parse_frame(save_ack_frame("7", canonical_json(ack.to_wire())))
     assert isinstance(frame, SaveAckFrame) and frame.request_id == "7"
     assert SaveAck.from_wire(frame.body) == ack

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -23,6 +24,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from examsync.edits import StoredEdit, edit_time_ms, judge_edit
 from examsync.exceptions import RemoteProtocolError
 from examsync.frames import error_message, pong_frame, save_ack_frame, welcome_message
 from examsync.messages import (
@@ -35,13 +37,17 @@ from examsync.messages import (
     RestoreResponse,
     SaveAck,
     SavePayload,
-    judge_version,
 )
-from examsync.protocol import b64url_encode, canonical_json, decode_json, value_sha256
+from examsync.protocol import (
+    b64url_encode,
+    canonical_json,
+    decode_json,
+    format_timestamp,
+    value_sha256,
+)
 
 PLAN, EXAM, CANDIDATE = "PLAN202401", "EXAM202401", "CAND202301"
 AUTH_CODE, KEY = "AUTH01", "KEY-0001"
-SERVER_TIME = "2024-01-01T09:00:02.345Z"
 PACKAGE = b"PK\x05\x06" + bytes(18)  # an empty zip
 
 
@@ -64,6 +70,9 @@ class FakeApi:
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     key_id: str = "k1"
     answers: dict[str, tuple[str, int]] = field(default_factory=dict)  # code -> (value, version)
+    edits: dict[str, tuple[int, str]] = field(default_factory=dict)  # code -> (ms, device id)
+    clock: Callable[[], float] = time.time  # serverTime, and when a save is received
+    device_ids: set[str] = field(default_factory=set)  # metadata.device.id of the saves
     tamper: bool = False  # sign receipts, then flip a bit of the signature
     down: bool = False  # every HTTP request fails to connect
     http_saves: int = 0
@@ -130,7 +139,7 @@ class FakeApi:
             "candidateId": CANDIDATE,
             "socketUrl": self.socket_url,
             "stages": [],
-            "serverTime": SERVER_TIME,
+            "serverTime": self.server_time(),
             "progress": self.progress,
         }
         return httpx.Response(200, json=session)
@@ -141,20 +150,44 @@ class FakeApi:
         except RemoteProtocolError as exc:
             body = {"error": {"code": "invalid_payload", "message": str(exc), "details": {}}}
             return 422, body
+        received = self.clock()
+        device = payload.metadata.device.id
+        self.device_ids.add(device)
         results: dict[str, AnswerResult] = {}
         for code, entry in payload.answers.items():
-            current = self.answers.get(code)
-            stored = None if current is None else (current[1], value_sha256(current[0]))
-            status = judge_version(stored, entry.version, value_sha256(entry.value))
-            if status is AckStatus.ACCEPTED:
-                self.answers[code] = (entry.value, entry.version)
-            receipt = None if status is AckStatus.SUPERSEDED else self.sign(code, *entry_of(entry))
-            results[code] = AnswerResult(status, entry.version, self.answers[code][1], receipt)
-        return 200, SaveAck(results, SERVER_TIME).to_wire()
+            stored = None
+            if code in self.answers:
+                value, version = self.answers[code]
+                stored = StoredEdit(version, value_sha256(value), *self.edits[code])
+            verdict = judge_edit(
+                stored,
+                entry.version,
+                value_sha256(entry.value),
+                edit_time_ms(entry.updated, round(received * 1000)),
+                device,
+            )
+            kept = verdict.kept
+            if verdict.status is AckStatus.ACCEPTED:
+                self.answers[code] = (entry.value, kept.version)
+            self.edits[code] = (kept.edited_at, kept.device)
+            value, version = self.answers[code]
+            superseded = verdict.status is AckStatus.SUPERSEDED
+            results[code] = AnswerResult(
+                verdict.status,
+                entry.version,
+                version,
+                self.sign(code, value, version),
+                value if superseded else None,
+                format_timestamp(kept.edited_at / 1000) if superseded else None,
+            )
+        return 200, SaveAck(results, format_timestamp(received)).to_wire()
+
+    def server_time(self) -> str:
+        return format_timestamp(self.clock())
 
     def sign(self, code: str, value: str, version: int) -> Receipt:
         payload = ReceiptPayload(
-            PLAN, CANDIDATE, EXAM, code, version, value_sha256(value), SERVER_TIME
+            PLAN, CANDIDATE, EXAM, code, version, value_sha256(value), self.server_time()
         )
         signature = self.key.sign(canonical_json(payload.to_wire()))
         if self.tamper:
@@ -167,16 +200,12 @@ class FakeApi:
             test_code=EXAM,
             user_id=CANDIDATE,
             answers={
-                code: RestoreAnswer(value, version, SERVER_TIME)
+                code: RestoreAnswer(value, version, format_timestamp(self.edits[code][0] / 1000))
                 for code, (value, version) in self.answers.items()
             },
-            metadata=RestoreMetadata(SERVER_TIME, len(self.answers), "in_progress", None),
-            server_time=SERVER_TIME,
+            metadata=RestoreMetadata(self.server_time(), len(self.answers), "in_progress", None),
+            server_time=self.server_time(),
         ).to_wire()
-
-
-def entry_of(entry: Any) -> tuple[str, int]:
-    return entry.value, entry.version
 
 
 @dataclass
@@ -221,7 +250,7 @@ class FakeSocketServer:
             f"S{self.connections}",
             "candidate",
             PLAN,
-            SERVER_TIME,
+            self.api.server_time(),
             ping_interval=10.0,
             ping_timeout=5.0,
             features=self.features,

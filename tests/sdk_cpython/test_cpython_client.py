@@ -16,6 +16,7 @@ from cpython_fakes import socket_server as start_socket_server
 
 from examsync import (
     Alert,
+    AnswerOverridden,
     Backoff,
     ConnectionChanged,
     ConnectionConfig,
@@ -35,6 +36,7 @@ from examsync import (
 )
 from examsync.cpython import ClientConfig, ExamClient, SyncExamClient
 from examsync.frames import StageChanged, UnknownFrame
+from examsync.protocol import parse_timestamp
 
 PING, TIMEOUT, ATTEMPTS = 0.2, 0.2, 3
 
@@ -289,6 +291,75 @@ async def test_logging_in_offline_without_a_cached_session_fails(
     assert type(info.value).__name__ == "TransportError"
 
 
+async def test_two_devices_the_later_edit_wins_and_the_other_device_says_so(
+    tmp_path: Path,
+) -> None:
+    laptop_api = FakeApi()  # no socket server: saves go over HTTP after the socket attempts
+    tablet_api = FakeApi(answers=laptop_api.answers, edits=laptop_api.edits, key=laptop_api.key)
+    async with (
+        client_for(laptop_api, tmp_path / "laptop") as laptop,
+        client_for(tablet_api, tmp_path / "tablet") as tablet,
+    ):
+        seen = recorder(laptop)
+        await laptop.login(key=KEY)
+        await tablet.login(key=KEY)
+        laptop_api.down = True
+        laptop.set_answer("Q1", "typed on the laptop")  # waits: the laptop is cut off
+        await asyncio.sleep(0.05)
+        tablet.set_answer("Q1", "typed later on the tablet")
+        assert await tablet.flush(3)
+        laptop_api.down = False
+        assert await laptop.flush(3)
+
+        assert (
+            laptop.answers["Q1"].value == "typed later on the tablet" == laptop_api.answers["Q1"][0]
+        )
+        state = laptop.sync_state
+        assert (state.status, state.overridden) == (SyncStatus.SYNCED, ("Q1",))
+        lost = [e for e in seen if isinstance(e, AnswerOverridden)]
+        assert [(e.quiz_code, e.lost_value) for e in lost] == [("Q1", "typed on the laptop")]
+        assert laptop.dismiss_conflict("Q1") and laptop.sync_state.overridden == ()
+
+        ids = {laptop.device_id, tablet.device_id}
+        assert len(ids) == 2 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+        assert laptop_api.device_ids | tablet_api.device_ids == ids
+        first_id = laptop.device_id
+    async with client_for(laptop_api, tmp_path / "laptop") as again:
+        await again.login(key=KEY)
+        assert again.device_id == first_id  # kept in the store
+
+
+async def test_edits_are_stamped_on_the_servers_clock_from_the_login(tmp_path: Path) -> None:
+    api = FakeApi(clock=lambda: time.time() + 3600)  # the server is an hour ahead
+    async with client_for(api, tmp_path, restore_on_start=False) as exam:  # (a restore would)
+        await exam.login(key=KEY)
+        exam.set_answer("Q1", "a")
+        stamp = parse_timestamp(exam.answers["Q1"].updated)
+        assert abs(stamp - (time.time() + 3600)) < 5
+    api.down = True
+    async with client_for(api, tmp_path) as again:  # offline: the stored offset stands
+        await again.login(key=KEY)
+        again.set_answer("Q1", "b")
+        assert abs(parse_timestamp(again.answers["Q1"].updated) - (time.time() + 3600)) < 5
+
+
+async def test_a_socket_welcome_sets_the_clock_too(
+    api: FakeApi, server: FakeSocketServer, tmp_path: Path
+) -> None:
+    ahead = [0.0]
+    api.clock = lambda: time.time() + ahead[0]
+    async with client_for(api, tmp_path, restore_on_start=False) as exam:
+        await exam.login(key=KEY)
+        ahead[0] = 600.0  # the server's clock jumps before the socket opens
+        await until(lambda: exam.save_channel is SaveChannel.SOCKET)
+        # Its welcome bounds the offset from when the socket began opening (not a point, which
+        # an ack's bounds could contradict by a millisecond and so replace).
+        clock = exam._require_engine()._edit_clock  # noqa: SLF001 - the engine's edit clock
+        assert 0 < clock.spread < 5 and abs(clock.offset - 600) < 5
+        exam.set_answer("Q1", "a")
+        assert abs(parse_timestamp(exam.answers["Q1"].updated) - (time.time() + 600)) < 5
+
+
 def test_the_sync_wrapper_drives_the_same_client(tmp_path: Path) -> None:
     api = FakeApi(socket_url="ws://127.0.0.1:9/ws")  # nothing listens: HTTP fallback
     http = httpx.AsyncClient(transport=api.transport())
@@ -301,6 +372,7 @@ def test_the_sync_wrapper_drives_the_same_client(tmp_path: Path) -> None:
         assert exam.answers["Q1"].value == "a" and "Q1" in exam.receipts
         assert exam.sync_state.status is SyncStatus.SYNCED
         assert exam.restore().unconfirmed == ()
+        assert len(exam.device_id) == 32 and not exam.dismiss_conflict("Q1")
     assert api.http_saves >= 1
     assert any(isinstance(e, ConnectionChanged) and e.fallback for e in seen)
     assert json.loads(json.dumps(api.answers)) == {"Q1": ["a", 1]}

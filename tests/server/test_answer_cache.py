@@ -1,6 +1,6 @@
 """The Redis answer cache's rules (store/answer_cache.py), on a real Redis: the higher version
-wins whatever order persisters finish in, values are stored exactly as committed, navigation
-keeps its last NAV_KEPT steps."""
+wins whatever order persisters finish in, and of one version the later `updated`; values are
+stored exactly as committed, navigation keeps its last NAV_KEPT steps."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from examsync_server.store.answer_cache import NAV_KEPT, AnswerCache
-from examsync_server.store.answers import SheetChange
+from examsync_server.store.answers import SheetChange, StoredSheet
 
 KEY = "exam:P1:test:E1:user:C1"
 T = "2024-01-15T09:00:00.000Z"
@@ -30,12 +30,16 @@ def change(
     answers: dict[str, tuple[str, int]] | None = None,
     meta_version: int | None = None,
     steps: int = 0,
+    updated: str = T,
 ) -> SheetChange:
     return SheetChange(
         "P1",
         "C1",
         "E1",
-        {q: {"value": v, "version": n, "updated": T} for q, (v, n) in (answers or {}).items()},
+        {
+            q: {"value": v, "version": n, "updated": updated}
+            for q, (v, n) in (answers or {}).items()
+        },
         {} if meta_version is None else {"lastSync": T, "version": meta_version, "status": "s"},
         [{"from": "Q1", "to": "Q2", "timestamp": f"{i}"} for i in range(steps)],
     )
@@ -47,7 +51,8 @@ async def cached(cache: AnswerCache) -> dict[str, Any]:
 
 
 async def test_the_higher_version_wins_in_any_order(cache: AnswerCache) -> None:
-    await cache.apply([change({"Q1": ("new", 12), "Q2": ("b", 1)}, meta_version=5)])
+    # a whole sheet (a fill from SQLite): a part would not make the hash a sheet, below
+    await cache.apply([change({"Q1": ("new", 12), "Q2": ("b", 1)}, meta_version=5)], whole=True)
     # A persister finishing late with older versions, its value spelling a higher "version".
     await cache.apply([change({"Q1": ('{"version":99} \\"version\\":99', 11)}, meta_version=4)])
     stored = await cached(cache)
@@ -58,6 +63,37 @@ async def test_the_higher_version_wins_in_any_order(cache: AnswerCache) -> None:
     assert stored["a:Q1"]["value"] == '"version":1 가' and stored["a:Q1"]["version"] == 13
     assert stored["a:Q2"]["version"] == 1
     assert 0 < await cache.redis.ttl(KEY)
+
+
+async def test_of_one_version_the_later_edit_time_wins(cache: AnswerCache) -> None:
+    """A later edit of the value already kept moves the kept edit's time up (store/answers.py):
+    same version, later `updated`. Persisters finishing out of order cannot move it back."""
+    later, latest = "2024-01-15T09:00:05.000Z", "2024-01-15T09:00:10.000Z"
+    await cache.apply([change({"Q1": ("a", 2)})])
+    await cache.apply([change({"Q1": ("a", 2)}, updated=latest)])
+    await cache.apply([change({"Q1": ("a", 2)}, updated=later)])  # finished late: stays
+    assert (await cached(cache))["a:Q1"] == {"value": "a", "version": 2, "updated": latest}
+    # A value holding `"updated":"9…` is no stored time: the key's quote would be escaped.
+    await cache.apply([change({"Q1": ('"updated":"9999', 3)}, updated=T)])
+    await cache.apply([change({"Q1": ('"updated":"9999', 3)}, updated=later)])
+    assert (await cached(cache))["a:Q1"]["updated"] == later
+    await cache.apply([change({"Q1": ("b", 4)}, updated=T)])  # a higher version, whatever time
+    assert (await cached(cache))["a:Q1"] == {"value": "b", "version": 4, "updated": T}
+
+
+async def test_a_part_of_a_sheet_redis_lost_is_no_whole_sheet(cache: AnswerCache) -> None:
+    """A batch's change to a sheet whose hash is gone (evicted, expired) holds only what that
+    batch changed: it must read as a miss, so a restore fills the whole sheet from SQLite."""
+    await cache.apply([change({"Q2": ("b", 2)}, meta_version=3)])
+    assert await cache.read("P1", "E1", "C1") is None
+    sheet = StoredSheet({"Q1": {"value": "a", "version": 1, "updated": T}}, {"version": 2}, [], [])
+    await cache.fill("P1", "E1", "C1", sheet)
+    found = await cache.read("P1", "E1", "C1")
+    assert found is not None and set(found[0].answers) == {"Q1"}
+    await cache.apply([change({"Q2": ("b", 2)}, meta_version=3)])  # now a part of a whole
+    found = await cache.read("P1", "E1", "C1")
+    assert found is not None and set(found[0].answers) == {"Q1", "Q2"}
+    assert found[0].meta is not None and found[0].meta["version"] == 3
 
 
 async def test_versions_compare_as_numbers_up_to_the_largest_exact_one(cache: AnswerCache) -> None:

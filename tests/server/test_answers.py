@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from quart.typing import TestClientProtocol as Client
 
 from examsync.messages import RestoreResponse, SaveAck
-from examsync.protocol import b64url_decode, canonical_json
+from examsync.protocol import b64url_decode, canonical_json, value_sha256
 from examsync_server.demo.sample import EXAM_CODE, PLAN_ID
 
-from .answer_helpers import encoded, save_body
+from .answer_helpers import at, encoded, save_body
 from .conftest import load_plan, login
 
 
@@ -68,35 +68,43 @@ async def test_save_is_acknowledged_after_commit_with_verifiable_receipts(
     assert len({r.receipt.signature for r in ack.results.values() if r.receipt}) == 1
 
 
-async def test_version_rules_duplicate_superseded_and_history(
+async def test_the_latest_edit_wins_duplicates_superseded_and_history(
     client: Client, admin: dict[str, str], db: sqlite3.Connection
 ) -> None:
     auth = await started(client, admin)
-    await save(client, auth, save_body({"Q001": ("1", 3)}))
 
-    async def result_of(value: str, version: int) -> dict[str, Any]:
-        body = await (await save(client, auth, save_body({"Q001": (value, version)}))).get_json()
-        result: dict[str, Any] = body["results"]["Q001"]
-        return result
+    async def result_of(value: str, version: int, made: float) -> dict[str, Any]:
+        body = save_body({"Q001": (value, version)}, updated=at(made))
+        result: dict[str, Any] = (await (await save(client, auth, body)).get_json())["results"]
+        return result["Q001"]
 
-    duplicate = await result_of("1", 3)
+    first = await result_of("1", 3, 10)
+    assert (first["status"], first["currentVersion"]) == ("accepted", 3)  # the first: as sent
+    duplicate = await result_of("1", 3, 10)  # the same edit again
     assert (duplicate["status"], duplicate["currentVersion"]) == ("duplicate", 3)
-    assert duplicate["receipt"] is not None
-    older = await result_of("4", 2)
-    assert (older["status"], older["currentVersion"], older["receipt"]) == ("superseded", 3, None)
-    clash = await result_of("3", 3)  # same version, another value
+    assert duplicate["receipt"]["payload"]["version"] == 3
+    older = await result_of("4", 2, 5)  # made before the stored edit
+    assert (older["status"], older["currentVersion"]) == ("superseded", 3)
+    assert (older["currentValue"], older["currentUpdated"]) == ("1", at(10))
+    assert older["receipt"]["payload"]["valueSha256"] == value_sha256("1")  # the kept value's
+    clash = await result_of("3", 3, 10)  # made at the same time on the same device
     assert clash["status"] == "superseded"
-    newer = await result_of("4", 4)
-    assert newer["status"] == "accepted"
-    assert tuple(db.execute("SELECT value, version FROM answer").fetchone()) == ("4", 4)
+    newer = await result_of("4", 4, 20)
+    assert (newer["status"], newer["currentVersion"]) == ("accepted", 4)
+    # A later edit proposing a low version (a device that knew only version 1) still wins:
+    # the server gives it the next version.
+    low = await result_of("5", 2, 30)
+    assert (low["status"], low["version"], low["currentVersion"]) == ("accepted", 2, 5)
+    assert tuple(db.execute("SELECT value, version FROM answer").fetchone()) == ("5", 5)
     history = await (
         await client.get(f"/api/v1/answers/{EXAM_CODE}/history?quizCode=Q001", headers=auth)
     ).get_json()
     assert [(v["version"], v["value"], v["result"]) for v in history["versions"]] == [
-        (2, "4", "superseded"),
+        (2, "4", "superseded"),  # superseded edits keep the version they were sent with
         (3, "1", "accepted"),
         (3, "3", "superseded"),
         (4, "4", "accepted"),
+        (5, "5", "accepted"),  # accepted ones the version the server gave them
     ]
 
 
@@ -112,7 +120,7 @@ async def test_restore_from_redis_then_from_sqlite_after_redis_loss(
             navigation=(("Q001", "Q002", "2024-01-15T09:00:05.000Z"),),
         ),
     )
-    await save(client, auth, save_body({"Q002": ("3", 2)}))
+    await save(client, auth, save_body({"Q002": ("3", 2)}, updated=at(1)))
     cache_key = f"exam:{PLAN_ID}:test:{EXAM_CODE}:user:CAND202301"
     assert sync_redis.exists(cache_key)
 

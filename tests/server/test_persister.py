@@ -18,7 +18,7 @@ from examsync_server.runtime import Runtime
 from examsync_server.store.answers import QueuedSave, apply_batch
 from examsync_server.store.sqlite import connect_sync
 
-from .answer_helpers import save_body
+from .answer_helpers import at, save_body
 from .conftest import eventually, load_plan, login
 from .test_answers import save, started
 from .test_end import next_of, socket
@@ -269,7 +269,7 @@ async def test_the_wal_starts_over_while_saves_keep_coming(
     for _ in range(20):
         for _ in range(50):
             version += 1
-            body = save_body({"Q001": (f"{version} " + "x" * 4000, version)})
+            body = save_body({"Q001": (f"{version} " + "x" * 4000, version)}, updated=at(version))
             sync_redis.xadd(STREAM, queue_entry(body))
         await eventually(lambda: sync_redis.xlen(STREAM) == 0)
     assert (

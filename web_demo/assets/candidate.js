@@ -225,7 +225,7 @@ function handle(event) {
     case "answer": // the leader stored an edit (any tab's)
       answered(event.quizCode, event.value, event.version, false);
       break;
-    case "superseded":
+    case "overridden": // another device's later edit won: show the server's value
     case "restore": // the server's answers were merged in: show the result, in every tab
       if (state.page) {
         state.answers = JSON.parse(state.page.answers());

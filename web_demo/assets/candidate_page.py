@@ -22,7 +22,7 @@ import examsync
 from examsync import (
     Alert,
     AnswerAcknowledged,
-    AnswerSuperseded,
+    AnswerOverridden,
     ConnectionChanged,
     DeliveryFailure,
     ExamEnded,
@@ -121,8 +121,8 @@ def event_message(event: object) -> dict[str, Any] | None:
         return {"type": "progress", "progress": dict(event.progress)}
     if isinstance(event, AnswerAcknowledged):
         return {"type": "ack", "quizCode": event.quiz_code, "version": event.version}
-    if isinstance(event, AnswerSuperseded):
-        return {"type": "superseded", "quizCode": event.quiz_code, "version": event.version}
+    if isinstance(event, AnswerOverridden):  # the page shows the server's value (UI: later)
+        return {"type": "overridden", "quizCode": event.quiz_code, "version": event.version}
     if isinstance(event, RestoreReport):
         return {"type": "restore", "restored": list(event.restored), "missing": list(event.missing)}
     if isinstance(event, DeliveryFailure):

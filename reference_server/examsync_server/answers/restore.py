@@ -89,7 +89,7 @@ class RestoreService:
     async def history(
         self, plan_id: str, candidate_id: str, exam_code: str, quiz_code: str | None
     ) -> list[dict[str, Any]]:
-        """Every stored version (seed 002 §5.2 이전 버전 조회), oldest first."""
+        """Every stored edit (seed 002 §5.2 이전 버전 조회), oldest first."""
         found = await self.stored.history(plan_id, candidate_id, exam_code, quiz_code)
         return [
             {
@@ -100,6 +100,7 @@ class RestoreService:
                 "serverTime": h.server_time,
                 "result": h.result,
                 "late": h.late,
+                "device": h.device,
             }
             for h in found
         ]

@@ -1,8 +1,9 @@
 """What the persister does with the answer stream (seed 002 §3.1 steps 3-4).
 
-Saves are applied under the version rules (store/answers.py) inside the batch's transaction;
-each answer stored earns a signed receipt; after the commit the Redis answer cache learns the
-new versions (newest wins), before any ack leaves, so a restore right after an ack sees it.
+Saves are applied under the rule "the latest edit wins" (store/answers.py) inside the batch's
+transaction; every answer's ack carries a signed receipt for what the server keeps (and, when
+superseded, the kept value); after the commit the Redis answer cache learns the kept edits
+(newest version wins), before any ack leaves, so a restore right after an ack sees it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from examsync.messages import AckStatus, AnswerResult, ReceiptPayload, SaveAck
+from examsync.messages import AnswerResult, ReceiptPayload, SaveAck
 
 from ..base import fast_json
 from ..store import keys
 from ..store.answer_cache import AnswerCache
-from ..store.answers import BatchResult, QueuedSave, apply_saves
+from ..store.answers import BatchResult, QueuedSave, apply_saves, wire_time
 from ..store.persisting import BatchConnection
 from .signing import ReceiptSigner
 
@@ -61,30 +62,35 @@ class AnswerSink:
     def acks(
         self, saves: list[QueuedSave], result: BatchResult, server_time: str
     ) -> list[dict[str, Any]]:
-        """Each save's ack, with a signed receipt for each answer stored (or already stored):
-        the whole batch is signed once (ReceiptSigner.sign_many)."""
+        """Each save's ack, with a signed receipt per answer for what the server keeps: its
+        version and value digest (the sent value unless superseded). The whole batch is signed
+        once (ReceiptSigner.sign_many)."""
         payloads = [
             ReceiptPayload(
                 save.plan_id,
                 save.candidate_id,
                 save.exam_code,
                 o.quiz_code,
-                o.version,
-                o.value_sha256,
+                o.kept.version,
+                o.kept.value_sha256,
                 server_time,
             )
             for save, outcomes in zip(saves, result.outcomes, strict=True)
             for o in outcomes
-            if o.status != AckStatus.SUPERSEDED.value
         ]
         receipts = iter(self.signer.sign_many(payloads))
         acks = []
         for save, outcomes in zip(saves, result.outcomes, strict=True):
             results = {}
             for o in outcomes:
-                status = AckStatus(o.status)
-                receipt = None if status is AckStatus.SUPERSEDED else next(receipts)
-                results[o.quiz_code] = AnswerResult(status, o.version, o.current_version, receipt)
+                results[o.quiz_code] = AnswerResult(
+                    o.status,
+                    o.version,
+                    o.kept.version,
+                    next(receipts),
+                    o.current_value,
+                    None if o.current_value is None else wire_time(o.kept.edited_at),
+                )
             ack = SaveAck(results, server_time).to_wire()
             if save.late:
                 ack["late"] = True

@@ -3,7 +3,7 @@
 The persister that commits a save may run in another process. It answers the receiving
 process on its channel `acks:{node_id}` (Redis pub/sub), or, when the save was received by its
 own process, resolves the waiting request directly. An acknowledgement that never comes (a
-process died mid-way) ends in a timeout: the client retries, and the version rules make the
+process died mid-way) ends in a timeout: the client retries, and the edit rule makes the
 retry a harmless `duplicate`.
 
 An acknowledgement travels as the JSON bytes the client receives, encoded once by the

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -117,7 +118,9 @@ class EmbeddedRedis:
             preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 10
-        while not socket_path.exists():
+        # The socket file appears at bind(), a moment before listen(): a connect in between is
+        # refused (seen on a loaded machine), so wait until one is accepted.
+        while not _accepts(socket_path):
             if process.poll() is not None:
                 err = process.stderr.read().decode(errors="replace") if process.stderr else ""
                 raise StartupError(
@@ -141,6 +144,15 @@ class EmbeddedRedis:
         if self.process.stderr:
             self.process.stderr.close()
         self.socket_path.unlink(missing_ok=True)
+
+
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def _die_with_parent() -> None:

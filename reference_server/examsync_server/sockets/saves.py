@@ -1,7 +1,7 @@
 """Saves over the socket: `{"type": "save", "id", "payload"}` → the HTTP save path → an answer.
 
 The payload goes through `SaveService.receive`, exactly what `POST /api/v1/answers` calls:
-the same validation, queue and wait for the SQLite commit, so the same version rules and the
+the same validation, queue and wait for the SQLite commit, so the same edit rule and the
 same error codes. The answer carries the request's `id`: `save_ack` with the HTTP 200 body, or
 an `error` frame with the HTTP status and error body the same save would have got over HTTP.
 

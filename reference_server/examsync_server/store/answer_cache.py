@@ -5,9 +5,11 @@
         meta          {"lastSync", "version", "status", "device"}
         nav           [{"from", "to", "timestamp"}, ...]      the last NAV_KEPT moves
 
-Written only after the SQLite commit, by a Lua script that keeps the higher version, so two
-persisters finishing out of order cannot put an older answer over a newer one, and a reader
-never sees a version SQLite has not committed.
+Written only after the SQLite commit, by a Lua script that keeps the higher version (kept
+versions only grow), and of one version the later `updated` (a later edit of the same value
+moves the kept edit's time up, store/answers.py), so two persisters finishing out of order
+cannot put an older answer over a newer one, and a reader never sees what SQLite has not
+committed.
 """
 
 from __future__ import annotations
@@ -24,25 +26,34 @@ from .answers import SheetChange, StoredSheet
 NAV_KEPT = 500
 TTL_SECONDS = 7 * 24 * 3600
 
-# KEYS: one cache hash per change. ARGV[1], ARGV[2]: navigation steps kept, TTL. Then per key,
-# in KEYS' order: the answer count n, n times (field, version, answer JSON); the meta's version
-# and JSON ('' '' for none); the new navigation steps as a JSON array.
-# Answers and meta arrive encoded and are stored as they are; a stored version is read off its
-# JSON text (`"version":` can only be its key: a quote inside a string is escaped), not decoded.
+# KEYS: one cache hash per change. ARGV[1], ARGV[2]: navigation steps kept, TTL; ARGV[3]:
+# 'whole' when the changes are whole sheets (a fill from SQLite), else 'part'. Then per key,
+# in KEYS' order: the answer count n, n times (field, version, updated, answer JSON); the
+# meta's version and JSON ('' '' for none); the new navigation steps as a JSON array.
+# Answers and meta arrive encoded and are stored as they are; a stored version and `updated`
+# are read off the JSON text (`"version":` can only be a key: a quote inside a string is
+# escaped), not decoded. Times are wire timestamps of one width, so they compare as text.
 _UPDATE = """
 local function stored_version(text)
   return tonumber(string.match(text, '"version":([-0-9.eE+]+)'))
 end
+local function stored_updated(text)
+  return string.match(text, '"updated":"([^"]*)"') or ''
+end
 local keep = tonumber(ARGV[1])
-local at = 3
+local whole = ARGV[3] == 'whole'
+local at = 4
 for _, key in ipairs(KEYS) do
   local count = tonumber(ARGV[at])
   at = at + 1
   for _ = 1, count do
-    local field, version, answer = ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2]
-    at = at + 3
+    local field, version, updated, answer = ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2],
+      ARGV[at + 3]
+    at = at + 4
     local current = redis.call('HGET', key, field)
-    if (not current) or (stored_version(current) or 0) < version then
+    local held = current and (stored_version(current) or 0)
+    if (not current) or held < version
+        or (held == version and stored_updated(current) < updated) then
       redis.call('HSET', key, field, answer)
     end
   end
@@ -50,8 +61,11 @@ for _, key in ipairs(KEYS) do
   local steps = ARGV[at + 2]
   at = at + 3
   if meta_version ~= '' then
+    -- `meta` marks a whole sheet, the only kind a restore reads: a batch's part of a sheet
+    -- whose hash Redis lost (evicted, expired) must not pass for all of it.
     local current = redis.call('HGET', key, 'meta')
-    if (not current) or (stored_version(current) or 0) <= tonumber(meta_version) then
+    if (current and (stored_version(current) or 0) <= tonumber(meta_version))
+        or (not current and whole) then
       redis.call('HSET', key, 'meta', meta)
     end
   end
@@ -80,7 +94,7 @@ def _arguments(change: SheetChange) -> list[str | int | bytes]:
     """One change's part of the script's ARGV."""
     args: list[str | int | bytes] = [len(change.answers)]
     for quiz_code, answer in change.answers.items():
-        args += ["a:" + quiz_code, answer["version"], fast_json.dumps(answer)]
+        args += ["a:" + quiz_code, answer["version"], answer["updated"], fast_json.dumps(answer)]
     if change.meta and "version" in change.meta:
         args += [change.meta["version"], fast_json.dumps(change.meta)]
     else:
@@ -93,11 +107,13 @@ class AnswerCache:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
-    async def apply(self, changes: list[SheetChange]) -> None:
-        """Every change in one round trip. EVAL rather than EVALSHA: Redis caches the script
-        by its digest either way, and EVAL still works after a Redis restart forgot it."""
+    async def apply(self, changes: list[SheetChange], whole: bool = False) -> None:
+        """Every change in one round trip (`whole`: each change is a whole sheet). EVAL rather
+        than EVALSHA: Redis caches the script by its digest either way, and EVAL still works
+        after a Redis restart forgot it."""
         if not changes:
             return
+        scope = "whole" if whole else "part"
         async with self.redis.pipeline(transaction=False) as pipe:
             for i in range(0, len(changes), CHANGES_PER_CALL):
                 part = changes[i : i + CHANGES_PER_CALL]
@@ -105,7 +121,7 @@ class AnswerCache:
                     keys.answer_cache(c.plan_id, c.exam_code, c.candidate_id) for c in part
                 ]
                 args = [arg for change in part for arg in _arguments(change)]
-                pipe.eval(_UPDATE, len(part), *cache_keys, NAV_KEPT, TTL_SECONDS, *args)
+                pipe.eval(_UPDATE, len(part), *cache_keys, NAV_KEPT, TTL_SECONDS, scope, *args)
             await pipe.execute()
 
     async def fill(
@@ -122,7 +138,7 @@ class AnswerCache:
         )
         key = keys.answer_cache(plan_id, exam_code, candidate_id)
         await self.redis.delete(key)
-        await self.apply([change])
+        await self.apply([change], whole=True)
 
     async def read(
         self, plan_id: str, exam_code: str, candidate_id: str

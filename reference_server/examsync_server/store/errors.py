@@ -3,7 +3,8 @@
     StoreError
      ├── NotFound   a row the caller named does not exist
      │    └── DeadLetterNotFound   ids asked for that are no unreplayed dead letters
-     └── Conflict   a value that must be unique is already taken
+     ├── Conflict   a value that must be unique is already taken
+     └── DamagedAnswer   an answer's kept value is gone or no longer matches its digest
 
 Raised inside a transaction, they roll it back like any exception. A broken database raises
 the driver's own error, caught above as `store.sqlite.DatabaseError`.
@@ -37,3 +38,13 @@ class DeadLetterNotFound(NotFound):
         super().__init__("dead_letter", plan_id=plan_id)
         self.plan_id = plan_id
         self.ids = ids  # the ids not found, sorted
+
+
+class DamagedAnswer(StoreError):
+    """An answer's kept value could not be read back intact (its history row altered or gone)."""
+
+    def __init__(self, candidate_id: str, exam_code: str, quiz_code: str) -> None:
+        super().__init__(f"the kept value of {candidate_id}/{exam_code}/{quiz_code} is damaged")
+        self.candidate_id = candidate_id
+        self.exam_code = exam_code
+        self.quiz_code = quiz_code

@@ -75,6 +75,9 @@ class SyncExamClient:
         """``client.uploads.log``: buffered into the next log batch."""
         self._call(lambda: self._client.uploads.log(event, level, data))
 
+    def dismiss_conflict(self, quiz_code: str) -> bool:
+        return self._call(lambda: self._client.dismiss_conflict(quiz_code))
+
     def record_navigation(self, from_quiz: str, to_quiz: str) -> None:
         self._call(lambda: self._client.record_navigation(from_quiz, to_quiz))
 
@@ -92,6 +95,10 @@ class SyncExamClient:
     @property
     def sync_state(self) -> SyncState:
         return self._call(lambda: self._client.sync_state)
+
+    @property
+    def device_id(self) -> str:
+        return self._call(lambda: self._client.device_id)
 
     def add_listener(self, callback: Callable[[ClientEvent], None]) -> Callable[[], None]:
         """``callback`` runs on the client's background thread."""

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import random
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, Self
@@ -38,15 +39,9 @@ from ..connection import (
     SaveChannel,
     Send,
 )
-from ..engine import Engine, EngineConfig, SaveRequest
+from ..engine import Engine, EngineConfig
 from ..events import Alert, Event, ProgressReloaded, RestoreReport, StorageState, SyncState
-from ..exceptions import (
-    ExamSyncError,
-    ReceiptError,
-    RemoteProtocolError,
-    ServerError,
-    TransportError,
-)
+from ..exceptions import ExamSyncError, RemoteProtocolError, ServerError, TransportError
 from ..frames import (
     ErrorFrame,
     ExamEnded,
@@ -56,8 +51,9 @@ from ..frames import (
     SaveAckFrame,
     StageChanged,
     UnknownFrame,
+    Welcome,
 )
-from ..messages import Receipt, read_save_response
+from ..messages import Receipt
 from ..receipts import ReceiptVerifier
 from ..storage import LocalAnswer, Storage
 from ..uploads import UploadOutcome, UploadQueue
@@ -65,6 +61,7 @@ from .api import HttpApi, Session
 from .interfaces import ClientSettings, SessionStore, Socket
 from .publisher import Publisher
 from .receipt_check import ReceiptCheck
+from .saves import SaveCourier
 from .socket_link import SocketLink
 from .timing import wait_woken
 from .uploads import Uploader
@@ -107,7 +104,6 @@ class BaseExamClient(ABC):
         self._settings = config
         self._http = http
         self._rng, self._clock, self._mono = rng, clock, monotonic
-        self._receipts = ReceiptCheck(http.keys, self._new_verifier)
         self._session: Session | None = None
         self._storage: Storage | None = None
         self._storage_state: StorageState | None = None
@@ -116,6 +112,7 @@ class BaseExamClient(ABC):
         self._conn = Connection(config.connection, rng)
         self._wake = asyncio.Event()
         self._channel: SaveChannel | None = None  # the save channel the engine was last given
+        self._socket_asked_at: float | None = None  # when the socket began opening (wall clock)
         self._link = SocketLink(
             self._conn,
             self._open_socket,
@@ -125,6 +122,16 @@ class BaseExamClient(ABC):
             on_frame=self._route,
             publish=self._publish,
             save_failed=self._save_failed,
+        )
+        receipts = ReceiptCheck(http.keys, self._new_verifier) if config.verify_receipts else None
+        self._saves = SaveCourier(
+            self._require_engine,
+            http,
+            self._link,
+            receipts,
+            clock=self._clock,
+            publish=self._publish,
+            spawn=self._spawn,
         )
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -189,6 +196,7 @@ class BaseExamClient(ABC):
         config = self._settings
         cache = self._session_store(candidate_id, auth_code, key)
         online = True
+        asked_at = self._clock()
         try:
             session = await self._http.login(
                 config.plan_id, candidate_id=candidate_id, auth_code=auth_code, key=key
@@ -211,11 +219,14 @@ class BaseExamClient(ABC):
             request_timeout=config.request_timeout,
         )
         try:
-            self._engine = Engine(engine_config, storage, self._rng)
+            # The id is kept only by a store that has none yet: one id per device's store.
+            self._engine = Engine(engine_config, storage, self._rng, new_device_id=uuid.uuid4().hex)
         except ExamSyncError:
             await self._close_storage(storage)
             raise
         self._storage, self._session = storage, session
+        if online:  # a cached session's time is old: the stored offset stands
+            self._observe_server_time(session.server_time, asked_at, "login")
         progress = session.raw.get("progress")
         self._progress = progress if isinstance(progress, Mapping) else {}
         self._uploader = Uploader(
@@ -269,9 +280,19 @@ class BaseExamClient(ABC):
 
     # --- reading state ---------------------------------------------------------------------------
 
+    def dismiss_conflict(self, quiz_code: str) -> bool:
+        """The page has shown that ``quiz_code`` was overridden (``SyncState.overridden``,
+        ``AnswerOverridden``): forget the conflict. Returns whether there was one."""
+        return self._require_engine().dismiss_conflict(quiz_code, self._clock())
+
     @property
     def session(self) -> Session | None:
         return self._session
+
+    @property
+    def device_id(self) -> str:
+        """This device's id (made once per local store; sent with every save)."""
+        return self._require_engine().device_id
 
     @property
     def progress(self) -> Mapping[str, Any]:
@@ -339,8 +360,9 @@ class BaseExamClient(ABC):
         or RemoteProtocolError (nothing changed) on a bad response.
         """
         engine = self._require_engine()
+        asked_at = self._clock()
         body = await self._http.restore(self._settings.exam_code)
-        report = engine.receive_restore(body, self._clock())
+        report = engine.receive_restore(body, self._clock(), sent_at=asked_at)
         if report.unconfirmed:
             log.warning("restore does not honour receipts for %s", report.unconfirmed)
         self._wake.set()
@@ -421,7 +443,7 @@ class BaseExamClient(ABC):
         request = engine.next_request(now)
         if request is not None:
             channel = self._conn.save_channel
-            self._spawn(self._send_save(request, channel), "save")
+            self._spawn(self._saves.send(request, channel), "save")
         if self._link.reports_sync:
             report = self._link.reporter.due(engine.sync_state(now), self._mono())
             if report is not None:
@@ -464,6 +486,7 @@ class BaseExamClient(ABC):
         # The API's token, renewed there when a request met the session's expiry; a handshake
         # refused for it renews it too.
         url = session.socket_url
+        self._socket_asked_at = self._clock()  # its welcome is stamped after this
         try:
             return await self._connect_socket(url, self._http.token or "", last_position)
         except ServerError as exc:
@@ -473,20 +496,8 @@ class BaseExamClient(ABC):
 
     def _route(self, frame: Frame) -> None:
         """Act on a frame from the socket or from a poll."""
-        if isinstance(frame, SaveAckFrame):
-            batch = self._link.answered(frame.request_id)
-            if batch is not None:
-                self._spawn(self._deliver(batch, 200, dict(frame.body)), "save")
-        elif isinstance(frame, ErrorFrame):
-            batch = self._link.answered(frame.request_id)
-            if batch is not None:
-                engine = self._require_engine()
-                engine.receive_save_response(batch, frame.status, dict(frame.body), self._clock())
-            else:
-                error = ServerError(
-                    str(frame.body.get("error")), code="socket_error", status=frame.status
-                )
-                self._publish([Alert(error, "socket")])
+        if isinstance(frame, SaveAckFrame | ErrorFrame):
+            self._saves.receive_frame(frame)
         elif isinstance(frame, ExamEnded):
             if self.exam_ended is not None:
                 return  # heard already (a poll carries it every time, a socket after its welcome)
@@ -500,6 +511,8 @@ class BaseExamClient(ABC):
             self._spawn(self._reload_progress(), "reload")
         elif isinstance(frame, StageChanged | Resumed | UnknownFrame):
             self._publish([frame])
+        elif isinstance(frame, Welcome):
+            self._observe_server_time(frame.server_time, self._socket_asked_at, "socket")
 
     async def _poll(self, action: Poll) -> None:
         """In fallback: the events over HTTP, routed as the socket's would be."""
@@ -526,41 +539,14 @@ class BaseExamClient(ABC):
         if self._engine is not None:
             self._engine.send_failed(batch_id, error, self._clock())
 
-    # --- saves and receipts ----------------------------------------------------------------------
-
-    async def _send_save(self, request: SaveRequest, channel: SaveChannel | None) -> None:
-        engine = self._require_engine()
-        if channel is SaveChannel.SOCKET and await self._link.send_save(
-            request.batch_id, request.body
-        ):
-            return  # the ack comes as a frame, to _route
-        try:
-            status, body = await self._http.save(request.body)
-        except TransportError as exc:
-            engine.send_failed(request.batch_id, exc, self._clock())
-            return
-        await self._deliver(request.batch_id, status, body)
-
-    async def _deliver(self, batch_id: int, status: int, body: bytes | dict[str, Any]) -> None:
-        """Read a save's answer once; verify the ack's receipts, then hand the ack to the
-        engine. A bad receipt fails the send."""
-        engine = self._require_engine()
-        try:
-            ack = read_save_response(status, body)
-        except ExamSyncError as exc:
-            engine.receive_save_error(batch_id, exc, self._clock())
-            return
-        if self._settings.verify_receipts:
-            try:
-                await self._receipts.check(ack)
-            except ExamSyncError as exc:
-                if isinstance(exc, ReceiptError):
-                    self._publish([Alert(exc, "save")])
-                engine.send_failed(batch_id, exc, self._clock())
-                return
-        engine.receive_save_ack(batch_id, ack, self._clock())
-
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _observe_server_time(self, server_time: str, asked_at: float | None, where: str) -> None:
+        """Set the edit clock by a ``serverTime`` (acks and restores do it in the engine)."""
+        try:
+            self._require_engine().observe_server_time(server_time, self._clock(), sent_at=asked_at)
+        except ExamSyncError as exc:  # no usable time: the stored offset stands
+            self._publish([Alert(exc, where)])
 
     def _spawn(self, coro: Coroutine[Any, Any, None], where: str) -> None:
         async def guarded() -> None:
