@@ -133,8 +133,12 @@ def connect_sync(path: Path) -> sqlite3.Connection:
     """
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
-    for pragma in _PRAGMAS:
-        conn.execute(pragma)
+    try:
+        for pragma in _PRAGMAS:  # the first fails on a file that is not a database
+            conn.execute(pragma)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
