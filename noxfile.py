@@ -6,11 +6,19 @@ import shlex
 
 import nox
 
-nox.options.sessions = ["lint", "typing", "tests", "pyodide"]
+nox.options.sessions = ["lint", "typing", "tests", "tests_lowest", "pyodide"]
 nox.options.reuse_venv = "yes"
+# A supported Python that is missing fails the run rather than skipping its sessions.
 nox.options.error_on_missing_interpreters = True
 
 PACKAGES = ["sdk", "reference_server", "tests", "bench", "web_demo", "noxfile.py"]
+# The oldest and the newest supported CPython (3.12 lies between them).
+OLDEST, NEWEST = "3.11", "3.13"
+# The lowest versions pyproject.toml's ranges allow, for OLDEST on Linux (`nox -s constraints`).
+LOWEST = ".ci/lowest-3.11.txt"
+# The web demo in Chromium: run once, on OLDEST with the newest dependencies (the slowest
+# suite; what it proves of the server the other suites prove on every run).
+BROWSER = "tests/browser"
 
 
 @nox.session(python=False)
@@ -34,17 +42,49 @@ def demo(session: nox.Session) -> None:
     session.run(f"{venv}/bin/examsync", "demo", *session.posargs, external=True)
 
 
-@nox.session
+@nox.session(python=[OLDEST, NEWEST])
 def tests(session: nox.Session) -> None:
-    """Every pytest test: SDK core, server on a real Redis and SQLite, integration, and the web
-    demo in Chromium (tests/browser: needs `chromium` and npm, which .ci/run installs)."""
+    """Every pytest test, with the newest dependencies pip resolves.
+
+    SDK core, server on a real Redis and SQLite, integration, and on OLDEST the web demo in
+    Chromium (tests/browser: needs `chromium` and npm, which .ci/run installs).
+    """
     session.install("-e", ".[server,dev]")
-    session.run("pytest", *(session.posargs or ["-q"]))
+    default = ["-q"] if session.python == OLDEST else ["-q", *without_browser(session)]
+    session.run("pytest", *(session.posargs or default))
+
+
+@nox.session(python=OLDEST)
+def tests_lowest(session: nox.Session) -> None:
+    """The same tests, less tests/browser, with the lowest versions the ranges allow."""
+    session.install("-c", LOWEST, "-e", ".[server,dev]")
+    session.run("pytest", *(session.posargs or ["-q", *without_browser(session)]))
+
+
+def without_browser(session: nox.Session) -> list[str]:
+    """pytest arguments that deselect tests/browser, counted in pytest's summary line."""
+    session.log(f"{BROWSER} deselected here: it runs in tests-{OLDEST}")
+    return ["--deselect", BROWSER]
+
+
+@nox.session(python=OLDEST)
+def constraints(session: nox.Session) -> None:
+    """Regenerates LOWEST, the pins of tests_lowest; not part of the default run.
+
+    The lowest version of each direct dependency, and of the rest the newest that fits them on
+    the day (uv's lowest-direct).
+    """
+    session.install("uv")
+    session.run(
+        "uv", "pip", "compile", "pyproject.toml", "--extra", "server", "--extra", "dev",
+        "--resolution", "lowest-direct", "--python-version", OLDEST, "--python-platform", "linux",
+        "--custom-compile-command", "python3 -m nox -s constraints", "--output-file", LOWEST,
+    )  # fmt: skip
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff>=0.6")
+    session.install("ruff>=0.12.9")
     session.run("ruff", "check", *PACKAGES)
     session.run("ruff", "format", "--check", *PACKAGES)
 

@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 import zipfile
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +251,7 @@ async def raw_limit(redis_url: str, sqlite_path: Path, cands: list[Candidate], c
 
 def lost_answers(sqlite_path: Path, *runs: Results) -> int:
     """Acknowledged answers that SQLite does not hold at (at least) the acknowledged version."""
-    with sqlite3.connect(sqlite_path) as db:
+    with closing(sqlite3.connect(sqlite_path)) as db:
         stored = {
             (r[0], r[1]): r[2]
             for r in db.execute("SELECT candidate_id, quiz_code, version FROM answer")

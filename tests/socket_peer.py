@@ -48,7 +48,9 @@ class Peer:
         except ConnectionClosed:
             pass
         finally:
-            self.close_code = self.ws.close_code
+            # Read off the protocol: websockets 13.0, the lowest the ranges allow, has no
+            # ClientConnection.close_code yet.
+            self.close_code = self.ws.protocol.close_code
             self.closed.set()
             self._new.set()
 

@@ -10,6 +10,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,7 @@ def test_two_processes_share_redis_and_sqlite(
     stage_events, end = asyncio.run(scenario())
     assert end["planId"] == PLAN_ID
     assert [e["stageId"] for e in stage_events] == ["STEP01", "STEP02"]  # each move once
-    with sqlite3.connect(data / "examsync.sqlite3") as db:
+    with closing(sqlite3.connect(data / "examsync.sqlite3")) as db:
         assert db.execute("SELECT current_stage_id, status FROM exam_plan").fetchone() == (
             "STEP02",
             "completed",
@@ -267,7 +268,7 @@ def test_several_processes_share_the_ports(tmp_path: Path, servers: list[ServerP
             # the persister dies; the supervisor starts another, which commits what was
             # queued meanwhile: the waiting requests are still answered
             os.kill(int(children("persister")[0]), signal.SIGKILL)
-    with sqlite3.connect(data / "examsync.sqlite3") as db:
+    with closing(sqlite3.connect(data / "examsync.sqlite3")) as db:
         assert db.execute("SELECT value, version FROM answer").fetchone() == ("v20", 20)
     persister = children("persister")
     assert server.stop() == 0, server.output()[-3000:]

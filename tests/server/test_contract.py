@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -83,3 +84,22 @@ def test_the_newest_redis_server_on_path_is_chosen(
     monkeypatch.setenv("PATH", os.pathsep.join([str(old.parent), str(new.parent)]))
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     assert find_redis_server() == str(new)
+
+
+async def test_the_save_route_sends_complete_asgi_messages() -> None:
+    """Every key a strict ASGI server reads is sent, `more_body` included (Quart 0.23's test
+    client fails without it)."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    scope = {"type": "http", "path": save_route.PATH, "method": "POST", "headers": []}
+    await save_route.handle_save(None, scope, receive, send)  # no runtime yet: 503 starting
+    start, body = sent
+    assert (start["type"], start["status"]) == ("http.response.start", 503)
+    assert body == {"type": "http.response.body", "body": body["body"], "more_body": False}
+    assert json.loads(body["body"])["error"]["code"] == "starting"

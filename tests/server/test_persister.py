@@ -4,6 +4,7 @@ blocking the others, announced, listed and replayed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import sqlite3
@@ -276,3 +277,15 @@ async def test_the_wal_starts_over_while_saves_keep_coming(
         db.execute("SELECT version FROM answer WHERE quiz_code = 'Q001'").fetchone()[0] == version
     )
     assert wal.stat().st_size < 4 * 1024 * 1024
+
+
+async def test_a_vanished_group_is_looked_for_again_without_an_empty_read(
+    client: Client, admin: dict[str, str], sync_redis: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the claim finds the plan's group gone (Redis lost it), the read after it must not
+    ask for no stream at all: redis-py refuses that, and each refusal cost a warning and a
+    pause before the next look."""
+    await started(client, admin)
+    sync_redis.delete(STREAM)
+    await asyncio.sleep(2.5)  # the persister looks for its streams again every second
+    assert [r.getMessage() for r in caplog.records if r.name.endswith(".persister")] == []

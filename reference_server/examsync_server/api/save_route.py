@@ -55,7 +55,8 @@ async def handle_save(runtime: Runtime | None, scope: Scope, receive: Receive, s
             ],
         }
     )
-    await send({"type": "http.response.body", "body": data})
+    # `more_body` may be left out by the ASGI spec, but Quart 0.23's test client reads it.
+    await send({"type": "http.response.body", "body": data, "more_body": False})
 
 
 def _headers(scope: Scope) -> dict[bytes, str]:

@@ -142,6 +142,8 @@ class Persister:
                 if now >= next_claim:
                     next_claim = now + self.group.claim_every
                     await self.claim_stale()
+                    if not self._streams:  # it found a group gone: no read of no stream
+                        continue
                 if self._retry_pending:
                     await self.settle()  # what is being XACKed now is not to be read again
                     # What failed stays pending for us; "0" reads our own pending entries.
