@@ -36,6 +36,7 @@ __all__ = [
     "Resumed",
     "SaveAckFrame",
     "StageChanged",
+    "DeviceActive",
     "UnknownFrame",
     "Welcome",
     "dead_letter_alert_message",
@@ -51,6 +52,7 @@ __all__ = [
     "pong_message",
     "position_of",
     "reload_state_message",
+    "device_active_message",
     "resumed_message",
     "save_ack_frame",
     "save_frame",
@@ -110,6 +112,21 @@ class StageChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceActive:
+    """A device of this candidate signed in (docs/protocol.md, "Several devices"): from
+    ``since`` (the sign-in's time on the server's clock) ``device_id`` is the active one. Under
+    the ``single`` policy every other device is replaced: its saves of edits made from
+    ``since`` on are refused; under ``merge`` the devices go on side by side."""
+
+    plan_id: str
+    candidate_id: str
+    device_id: str
+    since: str
+    policy: str  # "single" or "merge"
+    position: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Resumed:
     """A resume is complete: the missed events (``replayed`` of them) came before this; live
     delivery goes on from ``position``."""
@@ -162,6 +179,7 @@ Frame = (
     | Pong
     | ExamEnded
     | StageChanged
+    | DeviceActive
     | Resumed
     | ReloadState
     | SaveAckFrame
@@ -173,7 +191,7 @@ Frame = (
 def position_of(frame: Frame) -> str | None:
     """The event-stream position a frame carries (docs/protocol.md, "Positions and resume"):
     the highest one received is what a reconnect asks to resume after."""
-    if isinstance(frame, Welcome | Resumed | ReloadState):
+    if isinstance(frame, Welcome | Resumed | ReloadState | DeviceActive):
         return frame.position
     if isinstance(frame, StageChanged | UnknownFrame):
         found = frame.data.get("position")
@@ -250,6 +268,15 @@ def _frame_of(m: Mapping[str, Any]) -> Frame:
             plan_id=get_str(m, "planId", ""),
             timestamp=str(m.get("timestamp", "")),
             data=m,
+        )
+    if kind == "device_active":
+        return DeviceActive(
+            plan_id=get_str(m, "planId", ""),
+            candidate_id=get_str(m, "candidateId", ""),
+            device_id=get_str(m, "deviceId", ""),
+            since=get_str(m, "since", ""),
+            policy=get_str(m, "policy", ""),
+            position=_optional_str(m, "position"),
         )
     if kind == "resumed":
         return Resumed(get_str(m, "position", ""), get_int(m, "replayed", "", minimum=0))
@@ -336,6 +363,26 @@ def stage_changed_message(
     if candidate_id:
         message["candidateId"] = candidate_id
     return message
+
+
+def device_active_message(
+    plan_id: str,
+    candidate_id: str,
+    group_id: str | None,
+    device_id: str,
+    since: str,
+    policy: str,
+) -> dict[str, Any]:
+    """:class:`DeviceActive`: the candidate's devices and their group's supervisors get it."""
+    return {
+        "type": "device_active",
+        "planId": plan_id,
+        "candidateId": candidate_id,
+        "groupId": group_id,
+        "deviceId": device_id,
+        "since": since,
+        "policy": policy,
+    }
 
 
 def resumed_message(position: str, replayed: int) -> dict[str, Any]:
