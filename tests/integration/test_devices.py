@@ -1,4 +1,7 @@
-"""One candidate on two devices against a real server (issue 14, step 1: the latest edit wins).
+"""One candidate on two devices against a real server: the latest edit wins.
+
+Both devices save at once, so the plan's `device_policy` is `merge` here (under `single` a
+sign-in takes over: test_device_policy.py).
 
 Two CPython ``ExamClient``s of the same candidate, each with its own store (its own SQLite
 file, its own device id), against one real `examsync serve` process with real Redis and SQLite.
@@ -191,7 +194,9 @@ async def test_the_last_edit_wins_on_a_device_with_an_old_floor(
     """A answers and syncs; B signs in (restores), changes the answer and syncs; A, whose
     version floor is still A's first version, changes it once more: the server keeps A's
     edit, A says synced holding it, and B shows it after a restore and at its next sign-in."""
-    server = await asyncio.to_thread(serve_exam, tmp_path / "data", redis_url, servers)
+    server = await asyncio.to_thread(
+        serve_exam, tmp_path / "data", redis_url, servers, device_policy="merge"
+    )
     async with signed_in(server.base, tmp_path / "a") as a:
         watch_a = SyncedWatch(a)
         assert a.set_answer(code, first) == 1
@@ -249,7 +254,9 @@ async def test_an_earlier_edit_arriving_late_loses_and_the_device_says_so(
     """A edits Q002 while cut off; B edits Q002 later and syncs; A's network heals and A
     syncs: the server keeps B's edit, and A shows B's value and the conflict, never synced
     while holding its own lost value, until the page dismisses the conflict."""
-    server = await asyncio.to_thread(serve_exam, tmp_path / "data", redis_url, servers)
+    server = await asyncio.to_thread(
+        serve_exam, tmp_path / "data", redis_url, servers, device_policy="merge"
+    )
     with device_network(server) as network:
         async with signed_in(network.url, tmp_path / "a") as a:
             assert a.session is not None and "127.0.0.2" in a.session.socket_url
@@ -312,7 +319,9 @@ async def test_a_device_back_from_a_long_cut_loses_only_its_stale_edits(
     """A is cut off for a few seconds, editing all along; B edits some of the same questions
     meanwhile. When A comes back, each of its edits is judged by when it was made: those older
     than B's lose (and A reports them), the rest are kept, wherever the order of arrival."""
-    server = await asyncio.to_thread(serve_exam, tmp_path / "data", redis_url, servers)
+    server = await asyncio.to_thread(
+        serve_exam, tmp_path / "data", redis_url, servers, device_policy="merge"
+    )
     with device_network(server) as network:
         async with signed_in(network.url, tmp_path / "a") as a:
             watch = SyncedWatch(a)
@@ -389,7 +398,9 @@ async def test_a_device_clock_off_by_30_s_orders_its_edits_by_real_time(
     def wrong_clock() -> float:
         return time.time() + skew
 
-    server = await asyncio.to_thread(serve_exam, tmp_path / "data", redis_url, servers)
+    server = await asyncio.to_thread(
+        serve_exam, tmp_path / "data", redis_url, servers, device_policy="merge"
+    )
     with device_network(server) as network:
         async with signed_in(network.url, tmp_path / "a", wrong_clock) as a:
             watch = SyncedWatch(a)

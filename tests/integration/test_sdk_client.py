@@ -68,12 +68,16 @@ def serve_exam(
     data_dir: Path,
     redis_url: str,
     servers: list[ServerProcess],
+    device_policy: str | None = None,
     **options: Any,
 ) -> ServerProcess:
     """A server with the sample plan imported, packaged, prepared and started."""
     server = start_server(data_dir, redis_url, **options)
     servers.append(server)
-    plan = server.admin("PUT", f"/api/v1/admin/plans/{PLAN_ID}", json=sample_plan(candidates=2))
+    imported = sample_plan(candidates=2)
+    if device_policy is not None:
+        imported["exam_plan"]["device_policy"] = device_policy
+    plan = server.admin("PUT", f"/api/v1/admin/plans/{PLAN_ID}", json=imported)
     assert plan.status_code == 201, plan.text
     package = sample_package()
     uploaded = server.admin(

@@ -24,6 +24,8 @@ const state = {
   storage: null,
   ended: null,
   camera: null,
+  device: null, // {deviceId, since, policy, thisDevice, replaced}: the candidate's active device
+  conflicts: {}, // quizCode -> {lostValue, value}: this device's edits another device's replaced
 };
 // What a follower tab is sent of the leader's state (not its token, SDK handle or camera).
 const SHARED = [
@@ -37,6 +39,8 @@ const SHARED = [
   "sync",
   "storage",
   "ended",
+  "device",
+  "conflicts",
 ];
 const typing = new Map(); // quizCode -> timer of an edit not handed over yet
 let cameraReport = () => {}; // shows what became of each capture (set by startCamera)
@@ -144,6 +148,8 @@ async function lead(result) {
   state.candidateId = result.candidateId;
   state.examCode = result.examCode;
   state.answers = result.answers;
+  state.conflicts = result.conflicts;
+  state.device = result.device;
   state.sync = JSON.parse(page.sync_state());
   state.stage = newestStage(stageFromSession(result.session));
   if (result.session.progress?.planStatus === "completed") state.ended ??= { message: "" };
@@ -187,6 +193,11 @@ function handle(event) {
   switch (event.type) {
     case "sync":
       state.sync = event;
+      // An edit or a dismissal (in any tab) settles a conflict: keep only those still open.
+      state.conflicts = Object.fromEntries(
+        Object.entries(state.conflicts ?? {}).filter(([code]) => event.overridden?.includes(code)),
+      );
+      renderConflicts();
       renderSync();
       renderEnded();
       break;
@@ -225,7 +236,14 @@ function handle(event) {
     case "answer": // the leader stored an edit (any tab's)
       answered(event.quizCode, event.value, event.version, false);
       break;
-    case "overridden": // another device's later edit won: show the server's value
+    case "device": // another device of this candidate signed in (or this one took over again)
+      state.device = event;
+      renderDevice();
+      break;
+    case "overridden": // another device's later edit won: show the server's value, and what was lost
+      state.conflicts[event.quizCode] = { lostValue: event.lostValue, value: event.value };
+      renderConflicts();
+    // falls through
     case "restore": // the server's answers were merged in: show the result, in every tab
       if (state.page) {
         state.answers = JSON.parse(state.page.answers());
@@ -236,6 +254,10 @@ function handle(event) {
     case "answers":
       state.answers = event.answers;
       renderAnswers();
+      break;
+    case "conflicts": // the leader's list after a dismissal or a takeover
+      state.conflicts = event.conflicts;
+      renderConflicts();
       break;
     case "upload":
       if (event.kind === "capture") cameraReport(event);
@@ -345,15 +367,18 @@ function render() {
   renderStage();
   renderSync();
   renderStorage();
+  renderDevice();
   show($("#follower"), state.role === "follower");
 }
 
 function renderQuestions() {
   const list = $("#questions");
-  if (list.dataset.exam === state.examCode) return renderAnswers();
-  list.dataset.exam = state.examCode;
-  list.replaceChildren(...state.questions.map(questionItem));
+  if (list.dataset.exam !== state.examCode) {
+    list.dataset.exam = state.examCode;
+    list.replaceChildren(...state.questions.map(questionItem));
+  }
   renderAnswers();
+  renderConflicts();
 }
 
 function questionItem(question, index) {
@@ -385,8 +410,86 @@ function questionItem(question, index) {
     field.addEventListener("blur", () => typing.has(code) && edit(code, field.value));
   }
   field.addEventListener("focusin", () => noteFocus(code));
-  item.append(field);
+  item.append(field, el("div", { class: "conflict", "data-conflict": code, hidden: true }));
   return item;
+}
+
+// An edit of this device that a later edit on another device replaced: say so, with both
+// values, until the candidate has seen it (or edits the answer again).
+function renderConflicts() {
+  for (const box of document.querySelectorAll("[data-conflict]")) {
+    const code = box.dataset.conflict;
+    const conflict = state.conflicts?.[code];
+    show(box, Boolean(conflict));
+    if (!conflict) continue;
+    const question = state.questions.find((q) => q.quizCode === code) ?? {};
+    const lost = shownValue(question, conflict.lostValue);
+    const kept = shownValue(question, conflict.value);
+    box.replaceChildren(
+      el("p", {
+        role: "alert",
+        text:
+          both(
+            `다른 기기에서 나중에 입력한 답안(${kept})이 저장되었습니다. 이 기기에서 입력한 답안(${lost})은 저장되지 않았습니다.`,
+            `A later answer from another device (${kept}) was kept. What you entered here (${lost}) was not saved.`,
+          ),
+      }),
+      el("button", {
+        type: "button",
+        class: "secondary",
+        text: both("확인", "OK"),
+        hidden: state.role !== "leader",
+        onclick: () => dismissConflict(code),
+      }),
+    );
+  }
+}
+
+function shownValue(question, value) {
+  if (value === "") return both("빈 답안", "empty");
+  const choice = (question.choices ?? []).find((c) => c.id === value);
+  const text = choice ? choice.text : value;
+  return `“${text.length > 60 ? `${text.slice(0, 60)}…` : text}”`;
+}
+
+function dismissConflict(code) {
+  state.page.dismiss_conflict(code);
+  delete state.conflicts[code];
+  renderConflicts();
+  state.relay.broadcast({ type: "conflicts", conflicts: state.conflicts });
+}
+
+// Under `single`, another device's sign-in replaces this one: its answers are no longer
+// taken, so the questions are locked until the candidate continues here (a new sign-in).
+function renderDevice() {
+  const device = state.device;
+  const replaced = Boolean(device?.replaced && !device.thisDevice);
+  show($("#replaced"), replaced);
+  show($("#continue-here"), state.role === "leader");
+  show($("#elsewhere"), Boolean(device && !device.thisDevice && !device.replaced));
+  $("#continue-here").onclick = continueHere;
+  renderStage();
+}
+
+async function continueHere() {
+  const button = $("#continue-here");
+  button.disabled = true;
+  try {
+    const result = JSON.parse(await state.page.take_over());
+    state.device = result.device;
+    state.answers = result.answers;
+    state.conflicts = result.conflicts;
+    renderAnswers();
+    renderConflicts();
+    renderDevice();
+    state.relay.broadcast({ type: "device", ...state.device });
+    state.relay.broadcast({ type: "answers", answers: state.answers });
+    state.relay.broadcast({ type: "conflicts", conflicts: state.conflicts });
+  } catch (error) {
+    console.warn("could not continue on this device:", pythonMessage(error));
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function valueOf(field) {
@@ -429,6 +532,7 @@ function renderSync() {
     pending: `… ${pending}`,
     offline: `⚠ ${both("오프라인", "Offline")} — ${pending}`,
     error: `⚠ ${both("서버가 거부함, 재시도 중", "Refused by the server, retrying")} — ${pending}`,
+    replaced: `⚠ ${both("다른 기기에서 진행 중", "Continues on another device")} — ${pending}`,
   }[sync.status];
 }
 
@@ -477,7 +581,8 @@ function renderStage() {
     state.session?.plan?.conductType === "individual" && stage.candidateStatus === "ready";
   const examNow = !ended && started && !individualReady && stage.examCode === state.examCode;
   show($("#exam"), examNow || ended);
-  $("#questions").inert = !examNow;
+  const replaced = Boolean(state.device?.replaced && !state.device.thisDevice);
+  $("#questions").inert = !examNow || replaced;
   show($("#waiting"), !ended && !examNow && Boolean(state.role));
   show($("#start-individual"), started && individualReady && state.role === "leader");
   $("#start-individual").onclick = startIndividual;

@@ -25,6 +25,7 @@ from examsync import (
     AnswerOverridden,
     ConnectionChanged,
     DeliveryFailure,
+    DeviceChanged,
     ExamEnded,
     ProgressReloaded,
     RestoreReport,
@@ -97,6 +98,7 @@ def event_message(event: object) -> dict[str, Any] | None:
             "oldestPendingAge": event.oldest_pending_age,
             "lastAckAt": event.last_ack_at,
             "inFlight": event.in_flight,
+            "overridden": list(event.overridden),
         }
     if isinstance(event, StorageState):
         return {
@@ -121,8 +123,23 @@ def event_message(event: object) -> dict[str, Any] | None:
         return {"type": "progress", "progress": dict(event.progress)}
     if isinstance(event, AnswerAcknowledged):
         return {"type": "ack", "quizCode": event.quiz_code, "version": event.version}
-    if isinstance(event, AnswerOverridden):  # the page shows the server's value (UI: later)
-        return {"type": "overridden", "quizCode": event.quiz_code, "version": event.version}
+    if isinstance(event, AnswerOverridden):  # the page shows both values until dismissed
+        return {
+            "type": "overridden",
+            "quizCode": event.quiz_code,
+            "version": event.version,
+            "value": event.value,
+            "lostValue": event.lost_value,
+        }
+    if isinstance(event, DeviceChanged):
+        return {
+            "type": "device",
+            "deviceId": event.device_id,
+            "since": event.since,
+            "policy": event.policy,
+            "thisDevice": event.this_device,
+            "replaced": event.replaced,
+        }
     if isinstance(event, RestoreReport):
         return {"type": "restore", "restored": list(event.restored), "missing": list(event.missing)}
     if isinstance(event, DeliveryFailure):
@@ -166,10 +183,21 @@ class CandidatePage:
                 "token": session.token,
                 "candidateId": session.candidate_id,
                 "examCode": exam_code,
-                "answers": self._answers(),
+                **self._local_state(),
             },
             ensure_ascii=False,
         )
+
+    async def take_over(self) -> str:
+        """Continue the exam on this device (a new sign-in): what changed elsewhere is
+        restored first; the answers, conflicts and device state afterwards, as JSON."""
+        await self._client.take_over()
+        return json.dumps(self._local_state(), ensure_ascii=False)
+
+    def dismiss_conflict(self, quiz_code: str) -> bool:
+        """The candidate has seen that ``quiz_code``'s edit here was replaced."""
+        dismissed: bool = self._client.dismiss_conflict(quiz_code)
+        return dismissed
 
     async def _discover_exam(
         self, candidate_id: str | None, auth_code: str | None, key: str | None
@@ -241,6 +269,15 @@ class CandidatePage:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+    def _local_state(self) -> dict[str, Any]:
+        """What the page shows of this device: answers, open conflicts, the active device."""
+        conflicts = {
+            code: {"lostValue": record.lost_value, "value": record.value}
+            for code, record in self._client.overridden.items()
+        }
+        device = event_message(self._client.device_state)
+        return {"answers": self._answers(), "conflicts": conflicts, "device": device}
 
     def _answers(self) -> dict[str, dict[str, Any]]:
         return {

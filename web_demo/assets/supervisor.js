@@ -80,6 +80,8 @@ async function loadSnapshot() {
         answered: item.answered,
         pending: item.pending, // answers still only on the examinee's device (its SDK's report)
         lastSave: item.lastSaveTime,
+        device: item.activeDevice ?? null,
+        deviceSince: item.activeSince ?? null,
       });
     }
     state.position = snapshot.position;
@@ -202,6 +204,14 @@ function receive(socket, frame) {
       }
       log(`${both("단계", "stage")}: ${frame.stageName ?? "—"}`, frame.timestamp);
       break;
+    case "device_active": // the examinee signed in on another device (under `single`: a takeover)
+      row(frame.candidateId, { device: frame.deviceId, deviceSince: frame.since });
+      log(
+        `${frame.candidateId} ${both("기기 변경", "device")}: ${shortDevice(frame.deviceId)}` +
+          (frame.policy === "single" ? ` (${both("이전 기기 중단", "previous device stopped")})` : ""),
+        frame.since,
+      );
+      break;
     case "alert": {
       const examinee = row(frame.candidateId, {});
       examinee.alerts = [...examinee.alerts, `${frame.kind}: ${frame.error}`].slice(-3);
@@ -272,6 +282,13 @@ function examineeRow(examinee) {
         text: `${since}${examinee.reason ? ` (${examinee.reason})` : ""}`,
       }),
     ),
+    el("td", {
+      "data-device": examinee.device ?? "",
+      text: examinee.device ? shortDevice(examinee.device) : "—",
+      title: examinee.deviceSince
+        ? `${examinee.device} ${both("부터", "since")} ${timeOfDay(examinee.deviceSince)}`
+        : "",
+    }),
     el("td", { text: examinee.stage }),
     el("td", {
       class: "num",
@@ -282,6 +299,11 @@ function examineeRow(examinee) {
     el("td", { text: examinee.lastSave ? timeOfDay(examinee.lastSave) : "—" }),
     el("td", { class: "alerts", text: examinee.alerts.join("; ") }),
   );
+}
+
+// Device ids are long random strings: the first characters tell two devices apart.
+function shortDevice(id) {
+  return id.length > 8 ? `${id.slice(0, 8)}…` : id;
 }
 
 function connectionLabel(status) {
