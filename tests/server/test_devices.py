@@ -20,10 +20,11 @@ from examsync_server.store.answers import QueuedSave, apply_batch, wire_time
 from examsync_server.store.sqlite import Database, connect_sync
 
 from .answer_helpers import at, save_body
-from .conftest import login
-from .test_answers import save, started
+from .conftest import load_plan, login, plan_with
+from .test_answers import save
 
 CACHE_KEY = f"exam:{PLAN_ID}:test:{EXAM_CODE}:user:CAND202301"
+CANDIDATE = {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
 
 
 class Device:
@@ -61,12 +62,16 @@ class Device:
 
 
 async def two_devices(client: Client, admin: dict[str, str]) -> tuple[Device, Device]:
-    first = await started(client, admin)
-    session = await login(
-        client, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
-    )
-    second = {"Authorization": f"Bearer {session['token']}"}
-    return Device(client, first, "device-A"), Device(client, second, "device-B")
+    """Both signed in under the `merge` policy, so that each may save whenever it likes (under
+    `single`, test_device_policy.py, B's sign-in would refuse A's later edits)."""
+    await load_plan(client, admin, plan=plan_with(("exam_plan.device_policy", "merge")))
+    response = await client.post(f"/api/v1/admin/plans/{PLAN_ID}/start", headers=admin)
+    assert response.status_code == 200
+    devices = []
+    for device_id in ("device-A", "device-B"):
+        session = await login(client, {**CANDIDATE, "deviceId": device_id})
+        devices.append(Device(client, {"Authorization": f"Bearer {session['token']}"}, device_id))
+    return devices[0], devices[1]
 
 
 async def test_the_issue_sequence_keeps_the_last_edit(

@@ -46,12 +46,13 @@ async def test_a_poll_gets_what_a_resuming_socket_would_and_where_to_go_on(
     cand = (await login(client, CANDIDATE))["token"]
     sup = (await login(client, SUPERVISOR_01))["token"]
     start = await poll(client, sup)
-    assert start == {"events": [], "position": "0-0"}
+    [signed_in] = [i for i, _ in sync_redis.xrange("socket_queue")]  # the sign-in's event
+    assert start == {"events": [], "position": signed_in}
     async with peer(socket_url(runtime), cand):
-        await eventually(lambda: sync_redis.xlen("socket_queue") == 1)
-    await eventually(lambda: sync_redis.xlen("socket_queue") == 2)
+        await eventually(lambda: sync_redis.xlen("socket_queue") == 2)
+    await eventually(lambda: sync_redis.xlen("socket_queue") == 3)
     got = await poll(client, sup, start["position"])
-    ids = [i for i, _ in sync_redis.xrange("socket_queue")]
+    ids = [i for i, _ in sync_redis.xrange("socket_queue")][1:]
     assert [(e["type"], e["position"]) for e in got["events"]] == [
         ("examinee_connected", ids[0]),
         ("examinee_disconnected", ids[1]),
@@ -108,6 +109,7 @@ async def test_a_candidate_who_polls_is_connected_over_http_until_the_polls_stop
         assert back["socketId"] != joined["socketId"]
     entries = [json.loads(f["data"]) for _, f in sync_redis.xrange("socket_queue")]
     assert [e["type"] for e in entries] == [
+        "device_active",  # the sign-in
         "examinee_connected",
         "examinee_disconnected",
         "examinee_connected",

@@ -175,12 +175,18 @@ def _pos(text: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
+CONNECTION_EVENTS = ("examinee_connected", "examinee_disconnected")
+
+
 def _group_entries(sync_redis: Any, after: str) -> list[str]:
-    """Ids of GROUP01's examinee events on socket_queue after `after`."""
+    """Ids of GROUP01's connection events on socket_queue after `after` (sign-ins queue
+    `device_active` for the group too)."""
     return [
         i
         for i, f in sync_redis.xrange("socket_queue")
-        if f.get("groupId") == "GROUP01" and _pos(i) > _pos(after)
+        if f.get("groupId") == "GROUP01"
+        and f.get("type") in CONNECTION_EVENTS
+        and _pos(i) > _pos(after)
     ]
 
 
@@ -188,7 +194,11 @@ def _state_up_to(sync_redis: Any, position: str) -> dict[str, str | None]:
     """Every GROUP01 examinee's connection as the events up to `position` leave it."""
     state: dict[str, str | None] = dict.fromkeys(GROUP01)
     for i, f in sync_redis.xrange("socket_queue"):
-        if f.get("groupId") == "GROUP01" and _pos(i) <= _pos(position):
+        if (
+            f.get("groupId") == "GROUP01"
+            and f.get("type") in CONNECTION_EVENTS
+            and _pos(i) <= _pos(position)
+        ):
             data = json.loads(f["data"])
             state[data["examineeId"]] = data["status"]
     return state
@@ -208,7 +218,7 @@ def _conn_codes(snap: dict[str, Any]) -> dict[str, str | None]:
 
 
 def _events(p: Peer) -> list[dict[str, Any]]:
-    return [f for f in p.frames if f["type"] in ("examinee_connected", "examinee_disconnected")]
+    return [f for f in p.frames if f["type"] in CONNECTION_EVENTS]
 
 
 def _replayed(snap: dict[str, Any], p: Peer) -> dict[str, str | None]:

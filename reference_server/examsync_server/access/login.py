@@ -1,19 +1,24 @@
 """Logging in (POST /api/v1/sessions): candidates by auth code or key, supervisors by auth code.
 
 Which plan a person belongs to is checked here once; afterwards the signed token carries it.
-Unknown ids and wrong codes get the same answer, so ids cannot be probed.
+Unknown ids and wrong codes get the same answer, so ids cannot be probed. A candidate signs in
+from a device (`deviceId`, made here when absent), which the token carries too; unless the
+sign-in says `activate: false` (a token renewal), that device becomes the candidate's active
+one (exam/devices.py).
 """
 
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from ..base.clock import iso, utc_now
 from ..errors import ApiError, invalid_request
+from ..exam.devices import Devices, SignedIn
 from ..exam.lifecycle import Lifecycle
 from ..exam.models import Id, parse
 from ..exam.plan_status import Action, require
@@ -31,12 +36,17 @@ class _Login(BaseModel):
     planId: Id
 
 
-class WebLogin(_Login):
+class _CandidateLogin(_Login):
+    deviceId: Id | None = None
+    activate: bool = True
+
+
+class WebLogin(_CandidateLogin):
     candidateId: Id
     authCode: Code
 
 
-class KeyLogin(_Login):
+class KeyLogin(_CandidateLogin):
     key: Code
 
 
@@ -58,17 +68,28 @@ class SessionService:
     def __post_init__(self) -> None:
         self.plans = Plans(self.db)
         self.candidates = Candidates(self.db)
+        self.devices = Devices(self.lifecycle.live, self.lifecycle.candidates)
 
     async def login(self, body: Any, socket_url: str) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise invalid_request("the body must be a JSON object")
+        candidate: _CandidateLogin | None = None
         if "supervisorId" in body:
             principal = await self._supervisor(parse(SupervisorLogin, body))
         elif "key" in body:
-            principal = await self._candidate_by_key(parse(KeyLogin, body))
+            candidate = parse(KeyLogin, body)
+            principal = await self._candidate_by_key(candidate)
         else:
-            principal = await self._candidate_by_code(parse(WebLogin, body))
+            candidate = parse(WebLogin, body)
+            principal = await self._candidate_by_code(candidate)
         plan = await self.lifecycle.get_plan(principal.plan_id)
+        signed_in: SignedIn | None = None
+        if candidate is not None:
+            device_id = candidate.deviceId or f"srv-{secrets.token_hex(8)}"
+            principal = replace(principal, device_id=device_id)
+            signed_in = await self.devices.sign_in(
+                plan, principal.subject_id, principal.group_id, device_id, candidate.activate
+            )
         stage_rows = await self.plans.stages(plan["plan_id"])
         now = utc_now()
         body_out: dict[str, Any] = {
@@ -83,11 +104,16 @@ class SessionService:
             "stages": [public_stage(s) for s in stage_rows],
             "serverTime": iso(now),
         }
-        if principal.role == "candidate":
+        if signed_in is not None:
             body_out["candidateId"] = principal.subject_id
             body_out["progress"] = await self.lifecycle.candidate_view(
                 principal.plan_id, principal.subject_id
             )
+            body_out["deviceId"] = principal.device_id
+            body_out["devicePolicy"] = plan["device_policy"]
+            active = signed_in.active
+            body_out["activeDevice"] = active.to_json() if active is not None else None
+            body_out["replacedDevice"] = signed_in.replaced
         else:
             body_out["supervisorId"] = principal.subject_id
         return body_out

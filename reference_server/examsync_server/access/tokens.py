@@ -1,7 +1,8 @@
 """Who is calling: the admin token, and signed, expiring session tokens for people.
 
-Session tokens are itsdangerous-signed claims; they carry the role, plan, subject and group,
-so every check after login is a signature check, not a database read. Admin and session
+Session tokens are itsdangerous-signed claims; they carry the role, plan, subject, group and
+the device signed in from, so every check after login is a signature check, not a database
+read. Admin and session
 tokens are never interchangeable.
 """
 
@@ -26,6 +27,9 @@ class Principal:
     plan_id: str
     subject_id: str  # candidate_id or supervisor_id
     group_id: str | None
+    # The device signed in from ("" for a supervisor, and for a token issued before devices
+    # were named: no device check refuses it).
+    device_id: str = ""
 
 
 class Tokens:
@@ -38,7 +42,13 @@ class Tokens:
         self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue(self, principal: Principal) -> str:
-        claims = [principal.role, principal.plan_id, principal.subject_id, principal.group_id]
+        claims = [
+            principal.role,
+            principal.plan_id,
+            principal.subject_id,
+            principal.group_id,
+            principal.device_id,
+        ]
         return self._serializer.dumps(claims)
 
     def verify(self, token: str) -> Principal:
@@ -60,11 +70,15 @@ class Tokens:
             raise ApiError(401, "token_expired", "the session has expired; log in again") from None
         except BadSignature:
             raise ApiError(401, "invalid_token", "the token is not valid") from None
+        # A token of four claims was issued before the device was one: device "".
         match claims:
-            case ["candidate" | "supervisor" as role, str(plan), str(subject), group] if (
-                group is None or isinstance(group, str)
+            case ["candidate" | "supervisor" as role, str(plan), str(subject), group, *device] if (
+                (group is None or isinstance(group, str))
+                and len(device) <= 1
+                and all(isinstance(d, str) for d in device)
             ):
-                return Principal(role, plan, subject, group), signed.timestamp()
+                principal = Principal(role, plan, subject, group, device[0] if device else "")
+                return principal, signed.timestamp()
         raise ApiError(401, "invalid_token", "the token is not valid")
 
     def is_admin(self, token: str) -> bool:

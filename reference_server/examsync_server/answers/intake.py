@@ -3,9 +3,10 @@
 The checks, in order: the body decodes and its checksum holds (before anything else is read);
 the shape is seed 002 §4.1; the caller is the candidate the save names, in the plan it names;
 `testCode` is one of the plan's exam codes, every `quizCode` is a question of that exam and
-every value fits the question. Then the plan queue (pipeline/plan_queue.py) appends it to the plan's
-answer stream if the plan is in progress. Nothing is stored by this module: the persister
-stores, and this request answers only once the persister has committed.
+every value fits the question. Then the plan queue (pipeline/plan_queue.py) appends it to the
+plan's answer stream if the plan is in progress, and unless the sending device was replaced by
+another before the save's latest edit (`device_replaced`). Nothing is stored by this module: the
+persister stores, and this request answers only once the persister has committed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from examsync.exceptions import ChecksumMismatch, RemoteProtocolError
 from examsync.messages import SavePayload
-from examsync.protocol import decode_json
+from examsync.protocol import decode_json, parse_timestamp
 
 from ..access.tokens import Principal
 from ..base import fast_json
@@ -44,8 +45,10 @@ class SaveService:
         payload, its JSON text re-encoded), so it is not decoded a second time."""
         save = await self.validate(who, body, decoded)
         fields = {"exam": save.parsed.test_code, "p": save.text}
-        edits = all_before(e.updated for e in save.parsed.answers.values())
-        return await self.queue.submit(who, "answers", fields, edits)
+        updated = [e.updated for e in save.parsed.answers.values()]
+        # The latest edit decides whether a replaced device may still send this save.
+        latest = max((round(parse_timestamp(u) * 1000) for u in updated), default=0)
+        return await self.queue.submit(who, "answers", fields, all_before(updated), latest)
 
     async def validate(self, who: Principal, body: bytes, decoded: object = None) -> ValidSave:
         if who.role != "candidate":

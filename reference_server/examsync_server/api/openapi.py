@@ -155,7 +155,8 @@ def document() -> dict[str, Any]:
         "post": _op(
             "log in: web (candidateId+authCode), key, or supervisor (supervisorId+authCode)",
             {
-                201: "token, socketUrl, plan config, stages, serverTime",
+                201: "token, socketUrl, plan config, stages, serverTime; a candidate's also"
+                " deviceId, devicePolicy, activeDevice, replacedDevice",
                 401: "invalid credentials",
                 403: "login method not allowed",
                 409: "plan not prepared",
@@ -255,6 +256,8 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
                 422: "checksum_mismatch, invalid_request, unknown code",
                 503: "ack_timeout or redis_unavailable: send again",
                 **session_errors,
+                409: "exam not in progress; device_replaced: another device took over and this"
+                " save holds edits made since",
             },
             session=True,
             body={"application/json": {"schema": {"type": "object"}}},

@@ -1,7 +1,8 @@
 """Validated shapes of what admins send: the plan import of seed 003 (pydantic, strict types).
 
 Seed values are accepted as the seed writes them ("웹 로그인", "동시시험", "2024-01-15 09:00:00")
-and stored normalised ("web", "simultaneous", ISO 8601 UTC). A datetime without an offset is
+and stored normalised ("web", "simultaneous", ISO 8601 UTC); `device_policy` (ours) likewise
+("단일 기기" → "single"). A datetime without an offset is
 taken as UTC.
 """
 
@@ -78,6 +79,14 @@ _CONDUCT_ALIASES = {
     "개별시험": "individual",
     "개별": "individual",
 }
+_DEVICE_ALIASES = {
+    "single": "single",
+    "단일": "single",
+    "단일 기기": "single",
+    "merge": "merge",
+    "병합": "merge",
+    "여러 기기": "merge",
+}
 
 
 def _alias(table: dict[str, str]) -> Any:
@@ -89,6 +98,8 @@ def _alias(table: dict[str, str]) -> Any:
 
 LoginMethod = Annotated[Literal["web", "key"], _alias(_LOGIN_ALIASES)]
 ConductType = Annotated[Literal["simultaneous", "individual"], _alias(_CONDUCT_ALIASES)]
+# Whether one device at a time may save a candidate's edits, or all of them (docs/protocol.md).
+DevicePolicy = Annotated[Literal["single", "merge"], _alias(_DEVICE_ALIASES)]
 
 
 class _Strict(BaseModel):
@@ -102,6 +113,7 @@ class ExamPlanIn(_Strict):
     end_datetime: Annotated[UtcDatetime, Field(strict=False)]
     login_method: LoginMethod = "web"
     conduct_type: ConductType = "simultaneous"
+    device_policy: DevicePolicy = "single"
     requires_supervisor: bool = True
     enables_cheating_detection: bool = False
     requires_camera: bool = False

@@ -32,6 +32,7 @@ def public_plan(plan: dict[str, Any]) -> dict[str, Any]:
         "endDatetime": plan["end_datetime"],
         "loginMethod": plan["login_method"],
         "conductType": plan["conduct_type"],
+        "devicePolicy": plan["device_policy"],
         "requiresSupervisor": bool(plan["requires_supervisor"]),
         "enablesCheatingDetection": bool(plan["enables_cheating_detection"]),
         "requiresCamera": bool(plan["requires_camera"]),

@@ -4,6 +4,8 @@ What saves, captures and log batches share once validated: one Lua call checks t
 is in progress and appends to the plan's stream (answers, media or logs); the request then
 waits for the persister's ack, which only comes after the SQLite commit. After `end`, an entry
 whose content was made before the end is still taken within the grace window, flagged late.
+Under the plan's `single` device policy, the same call refuses a save from a device another
+one took over from, if it carries an edit made since (`409 device_replaced`; exam/devices.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
 
+from examsync.protocol import format_timestamp
+
 from ..access.tokens import Principal
 from ..base.clock import iso, parse_iso, utc_now
 from ..errors import ApiError
@@ -23,22 +27,35 @@ from ..store import keys
 from ..store.script_batch import ScriptBatch
 from .acks import AckHub
 
-# KEYS: plan hash, plan stream. ARGV, per entry (ScriptBatch groups them): its count n, then
-# n arguments: 'late' or '', and the entry's field/value pairs. Appends each entry only while
-# the plan's status takes saves (or when the caller vouches for a late entry); one reply per
-# entry. The statuses that take saves come from plan_status.py's table, as a Lua set.
+# KEYS: plan hash, plan stream, plan_devices. ARGV, per entry (ScriptBatch groups them): its
+# count n, then n arguments: 'late' or '', the candidate, the sender's device ('' for no device
+# check), the entry's latest edit time (epoch ms), and the entry's field/value pairs. Appends
+# each entry only while the plan's status takes saves (or when the caller vouches for a late
+# entry), and, under the `single` device policy, unless another device of the candidate became
+# the active one at or before the entry's latest edit; one reply per entry. The statuses that
+# take saves come from plan_status.py's table, as a Lua set.
 _TAKING = ", ".join(f"['{status}'] = true" for status in statuses_allowing(Action.SAVE))
 _ENQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 local taking = {TAKING}
+local single
 local replies, at = {}, 1
 while at <= #ARGV do
-  local n = tonumber(ARGV[at])
-  if taking[status] or ARGV[at + 1] == 'late' then
-    local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, at + 2, at + n))
-    replies[#replies + 1] = {'queued', id}
-  else
+  local n, device = tonumber(ARGV[at]), ARGV[at + 3]
+  local active = false
+  if device ~= '' then
+    if single == nil then single = redis.call('HGET', KEYS[1], 'device_policy') ~= 'merge' end
+    if single then active = redis.call('HGET', KEYS[3], ARGV[at + 2]) end
+  end
+  local holder, since
+  if active then holder, since = string.match(active, '^(%S+) (%d+)$') end
+  if not (taking[status] or ARGV[at + 1] == 'late') then
     replies[#replies + 1] = {status or '', redis.call('HGET', KEYS[1], 'end_datetime') or ''}
+  elseif holder and holder ~= device and tonumber(ARGV[at + 4]) >= tonumber(since) then
+    replies[#replies + 1] = {'device_replaced', active}
+  else
+    local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, at + 5, at + n))
+    replies[#replies + 1] = {'queued', id}
   end
   at = at + n + 1
 end
@@ -68,14 +85,23 @@ class PlanQueue:
         self._rids = itertools.count()
 
     async def submit(
-        self, who: Principal, kind: str, fields: dict[str, str], made_before: MadeBefore
+        self,
+        who: Principal,
+        kind: str,
+        fields: dict[str, str],
+        made_before: MadeBefore,
+        edited_ms: int | None = None,
     ) -> bytes:
-        """Queue the entry on the plan's `kind` stream; return its ack (JSON) once committed."""
+        """Queue the entry on the plan's `kind` stream; return its ack (JSON) once committed.
+
+        `edited_ms`: the latest edit the entry carries (epoch ms), for the check that the
+        sender's device was not replaced before it; None: no such check (media, logs)."""
         rid = f"{self._rid_prefix}{next(self._rids):x}"
         # Before queueing: the ack may beat us back. The timeout counts from here.
         waiting = self.hub.expect(rid)
         try:
-            await self._queue(who, kind, rid, fields, made_before)
+            device = (who.device_id, str(edited_ms)) if edited_ms is not None else ("", "0")
+            await self._queue(who, kind, rid, fields, made_before, device)
             return await waiting
         except TimeoutError:
             raise ApiError(
@@ -87,7 +113,13 @@ class PlanQueue:
             self.hub.forget(rid)
 
     async def _queue(
-        self, who: Principal, kind: str, rid: str, fields: dict[str, str], made_before: MadeBefore
+        self,
+        who: Principal,
+        kind: str,
+        rid: str,
+        fields: dict[str, str],
+        made_before: MadeBefore,
+        device: tuple[str, str],
     ) -> None:
         entry = {
             "rid": rid,
@@ -97,18 +129,27 @@ class PlanQueue:
             "at": iso(utc_now()),
             **fields,
         }
+        head = [who.subject_id, *device]  # who sends it, for the device check
         pairs = [part for item in entry.items() for part in item]
-        stream_keys = [keys.plan(who.plan_id), keys.plan_stream(who.plan_id, kind)]
+        stream_keys = [
+            keys.plan(who.plan_id),
+            keys.plan_stream(who.plan_id, kind),
+            keys.plan_devices(who.plan_id),
+        ]
         # An entry is on time unless it says `late 1` (the sinks read a missing flag as 0).
-        status, detail = await self._enqueue(stream_keys, ["", *pairs])
+        status, detail = await self._enqueue(stream_keys, ["", *head, *pairs])
         if status == "queued":
             return
+        if status == "device_replaced":
+            raise _replaced(detail)
         if status not in _PLAN_STATUSES:  # no plan hash: Redis lost it, the repair brings it back
             raise ApiError(503, "redis_unavailable", "the plan's live state is missing; retry")
         if status != PlanStatus.COMPLETED:
             raise refusal(Action.SAVE, who.plan_id, status)
         if self._late_allowed(made_before, detail):
-            await self._enqueue(stream_keys, ["late", "late", "1", *pairs])
+            status, detail = await self._enqueue(stream_keys, ["late", *head, "late", "1", *pairs])
+            if status == "device_replaced":
+                raise _replaced(detail)
             return
         raise refusal(Action.SAVE, who.plan_id, status, endedAt=detail)
 
@@ -122,3 +163,14 @@ class PlanQueue:
         if utc_now() - end > timedelta(seconds=self.late_grace_seconds):
             return False
         return made_before(end)
+
+
+def _replaced(record: str) -> ApiError:
+    """`409 device_replaced`, naming the device that took over (a `plan_devices` value)."""
+    device, _, since_ms = record.partition(" ")
+    return ApiError(
+        409,
+        "device_replaced",
+        "another device of this candidate took over the exam; this save holds edits made since",
+        {"activeDevice": device, "since": format_timestamp(int(since_ms) / 1000)},
+    )

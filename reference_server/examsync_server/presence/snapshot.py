@@ -3,18 +3,19 @@
 `GET /api/v1/supervisor/snapshot` answers, for each examinee of the supervisor's group (every
 examinee of the plan for a supervisor with no group): the seed 004 connection state, the
 candidate's status and current stage, how many answers the server holds and when the last save
-was committed, and what the examinee's SDK last reported about answers still on the device
-(`pending`, `oldestPendingAge`: sockets/sync_reports.py). With it comes `position`, the
-`socket_queue` position at snapshot time: the dashboard opens its socket with
+was committed, the device the candidate last signed in from to take the exam (`activeDevice`,
+`activeSince`: exam/devices.py), and what the examinee's SDK last reported about answers still
+on the device (`pending`, `oldestPendingAge`: sockets/sync_reports.py). With it comes
+`position`, the `socket_queue` position at snapshot time: the dashboard opens its socket with
 `lastPosition=<position>` and gets every event after the snapshot, with no gap.
 
 Why no gap: the position and the connection keys are read in one MULTI, and the state manager
 writes those keys and queues their event in one Lua call, so the snapshot holds exactly the
-connection events up to `position`. Everything else is read from SQLite after that, and what
-it announces (stage changes) is committed before its event is queued (the outbox), so SQLite
-holds at least what the events up to `position` said. An event after `position` may already
-show in the snapshot; every event states a new value rather than a change, so applying it
-again is harmless.
+connection events up to `position`. Everything else is read from SQLite after that, and what it
+announces (stage changes, device takeovers) is committed before its event is queued (the
+outbox), so SQLite holds at least what the events up to `position` said. An event after
+`position` may already show in the snapshot; every event states a new value rather than a
+change, so applying it again is harmless.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class SnapshotService:
                     "lastActiveTime": conn.get("lastActiveTime"),
                     "answered": row.answered,
                     "lastSaveTime": row.last_save,
+                    "activeDevice": row.active_device,
+                    "activeSince": row.active_since,
                     **_sync(report, now),
                 }
             )

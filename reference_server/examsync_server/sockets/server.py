@@ -4,7 +4,7 @@ Connect to `{socketUrl}?token=<session token>`. The server greets with `{"type":
 "socketId", "role", "planId", "serverTime", "pingInterval", "pingTimeout", "features"}`, pings
 every socket every `ping_interval` (`{"type": "ping", "ts"}`, answered with `{"type": "pong",
 "ts"}`) and drops one that stays silent `ping_timeout` longer (close code 4408), answers a
-client's `{"type": "ping"}` with a pong, and pushes events (exam_end, stage_changed,
+client's `{"type": "ping"}` with a pong, and pushes events (exam_end, stage_changed, device_active,
 examinee_connected/disconnected), each with its stream `position`; a socket that connects with
 `&lastPosition=` first gets what it missed (replay.py). A candidate's `{"type": "save", "id",
 "payload"}` takes the HTTP save path (answers/intake.py), answered with `save_ack` or an `error`

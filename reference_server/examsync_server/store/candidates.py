@@ -1,6 +1,6 @@
-"""Examinee rows in SQLite: reads, status changes across a plan, what sign-in checks, the
-operator's list with credentials, the groups whose supervisors hear of an examinee, and a
-supervisor's examinees with where each stands.
+"""Examinee rows in SQLite: reads, status changes across a plan, what sign-in checks and the device
+it makes active, the operator's list with credentials, the groups whose supervisors hear of an
+examinee, and a supervisor's examinees with where each stands.
 
 As in plans.py: methods that take a `tx` work inside the caller's transaction, the others read
 what is committed, and statuses are the caller's values. A supervisor without a group
@@ -37,6 +37,8 @@ class Examinee:
     current_stage: str | None  # the plan's clock in a simultaneous exam
     answered: int  # answers held
     last_save: str | None  # when the last save was committed
+    active_device: str | None  # the device signed in last to take the exam
+    active_since: str | None
 
 
 class Candidates:
@@ -90,6 +92,16 @@ class Candidates:
     async def _credential(self, sql: str, *params: str) -> Credential | None:
         row = await self.db.fetch_one(sql, params)
         return Credential(*row) if row is not None else None
+
+    async def set_active_device(
+        self, tx: Tx, plan_id: str, candidate_id: str, device_id: str, since: str
+    ) -> None:
+        """From `since` on, `device_id` is the candidate's active device (a takeover)."""
+        await tx.execute(
+            "UPDATE exam_candidate SET active_device = ?, active_since = ?"
+            " WHERE plan_id = ? AND candidate_id = ?",
+            (device_id, since, plan_id, candidate_id),
+        )
 
     # -- writes across a plan, inside the caller's transaction ------------------------------------
 
@@ -153,7 +165,7 @@ class Candidates:
             " (SELECT COUNT(*) FROM answer_latest a WHERE a.candidate_id = c.candidate_id"
             "  AND a.plan_id = c.plan_id) AS answered,"
             " (SELECT MAX(s.last_sync) FROM answer_sheet s WHERE s.candidate_id = c.candidate_id"
-            "  AND s.plan_id = c.plan_id) AS last_save"
+            "  AND s.plan_id = c.plan_id) AS last_save, c.active_device, c.active_since"
             f" FROM exam_candidate c JOIN exam_plan p ON p.plan_id = c.plan_id {sql}"
             " ORDER BY c.candidate_id",
             params,
@@ -167,6 +179,8 @@ class Candidates:
                 r["current_stage"],
                 r["answered"],
                 r["last_save"],
+                r["active_device"],
+                r["active_since"],
             )
             for r in rows
         ]

@@ -32,6 +32,13 @@ def group_info(group_id: str) -> str:
     return f"exam_group:{group_id}:info"
 
 
+def plan_devices(plan_id: str) -> str:
+    """Hash: candidate id → `"<deviceId> <since, epoch ms>"`, the device each candidate last
+    signed in from to take the exam (ours; SQLite holds the same, Redis is its copy for the
+    save queue's check)."""
+    return f"plan_devices:{plan_id}"
+
+
 def plan_queue(plan_id: str) -> str:
     """Hash: {"queue_status": "initialized"} once the plan's queues exist (seed 000 §3.1.3)."""
     return f"exam_queue:{plan_id}"

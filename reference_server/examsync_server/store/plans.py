@@ -224,6 +224,7 @@ async def _write(
         "end_datetime": iso(p.end_datetime),
         "login_method": p.login_method,
         "conduct_type": p.conduct_type,
+        "device_policy": p.device_policy,
         "camera_capture_interval": p.camera_capture_interval,
         **{flag: int(getattr(p, flag)) for flag in PLAN_FLAGS},
         "status": status,

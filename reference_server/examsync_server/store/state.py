@@ -13,11 +13,32 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from examsync.protocol import parse_timestamp
+
 from . import keys
 from .plans import PlanSnapshot
 from .streams import ensure_group
 
 _CHUNK = 1000
+
+# KEYS 1 plan_devices. ARGV: candidate, "<device> <since ms>", … Each candidate's active device
+# is set unless Redis holds a later one: two sign-ins commit in order but may reach Redis in
+# the other, and a repair's copy from SQLite may be older than a sign-in made meanwhile.
+_SET_DEVICES = """
+for i = 1, #ARGV, 2 do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  local since = tonumber(string.match(ARGV[i + 1], ' (%d+)$'))
+  if not held or tonumber(string.match(held, ' (%d+)$') or '0') <= since then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+
+
+def device_record(device_id: str, since: str) -> str:
+    """A `plan_devices` value: the device and since when (ISO 8601 → epoch ms)."""
+    return f"{device_id} {round(parse_timestamp(since) * 1000)}"
 
 
 def as_hash(values: Mapping[str, Any]) -> dict[Any, str]:
@@ -34,6 +55,7 @@ def as_hash(values: Mapping[str, Any]) -> dict[Any, str]:
 class RedisState:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._set_devices = redis.register_script(_SET_DEVICES)
 
     async def sync_plan(self, snap: PlanSnapshot) -> None:
         """Write every key of one plan from its SQLite snapshot (seed 000 steps 2 and 3).
@@ -100,6 +122,14 @@ class RedisState:
                     pipe.hset(key, mapping=mapping)
                 await pipe.execute()
         await self.create_plan_streams(plan_id)
+        await self.set_active_devices(
+            plan_id,
+            {
+                c["candidate_id"]: (c["active_device"], c["active_since"])
+                for c in snap.candidates
+                if c["active_device"]
+            },
+        )
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.plan(plan_id))
             pipe.hset(keys.plan(plan_id), mapping=plan_hash(plan))
@@ -119,7 +149,7 @@ class RedisState:
         group_ids: Iterable[str],
     ) -> None:
         """Remove the live keys of a plan's previous version (on replace)."""
-        doomed = [keys.plan(plan_id), keys.plan_queue(plan_id)]
+        doomed = [keys.plan(plan_id), keys.plan_queue(plan_id), keys.plan_devices(plan_id)]
         doomed += [keys.stage(plan_id, s) for s in stage_ids]
         doomed += [keys.candidate_status(c) for c in candidate_ids]
         doomed += [keys.supervisor_info(s) for s in supervisor_ids]
@@ -139,6 +169,16 @@ class RedisState:
                     pipe.hset(keys.candidate_status(candidate_id), mapping=mapping)
                 await pipe.execute()
 
+    async def set_active_devices(
+        self, plan_id: str, devices: Mapping[str, tuple[str, str]]
+    ) -> None:
+        """Candidate → (device, since ISO): the devices whose saves the plan queue checks."""
+        args = [
+            part for cid, (d, since) in devices.items() for part in (cid, device_record(d, since))
+        ]
+        for start in range(0, len(args), 2 * _CHUNK):
+            await self._set_devices([keys.plan_devices(plan_id)], args[start : start + 2 * _CHUNK])
+
     async def plan_status(self, plan_id: str) -> str | None:
         value = await self.redis.hget(keys.plan(plan_id), "status")
         return value.decode() if isinstance(value, bytes) else value
@@ -156,6 +196,7 @@ def plan_hash(plan: Mapping[str, Any]) -> dict[Any, str]:
             "status": plan["status"],
             "login_method": plan["login_method"],
             "conduct_type": plan["conduct_type"],
+            "device_policy": plan["device_policy"],
             "current_stage": plan["current_stage_id"],
             "started_at": plan["started_at"],
         }
