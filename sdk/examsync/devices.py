@@ -42,6 +42,7 @@ __all__ = [
     "DeviceGate",
     "Role",
     "device_replaced_body",
+    "later_than",
     "read_active_device",
     "refuses",
     "replaced_by",
@@ -120,6 +121,15 @@ def refuses(record: ActiveDevice | None, device_id: str, updated: Iterable[str])
     if record is None or record.policy == "merge" or device_id in ("", record.device_id):
         return False
     return any(_ms(stamp) >= record.since_ms for stamp in updated)
+
+
+def later_than(record: ActiveDevice | None, now: float) -> float:
+    """A new takeover's ``since`` (epoch seconds): ``now``, but always after the one before, so
+    that every device orders the takeovers alike (the server's clock may repeat a millisecond
+    or step back)."""
+    if record is None:
+        return now
+    return max(now, (record.since_ms + 1) / 1000)
 
 
 def device_replaced_body(record: ActiveDevice) -> dict[str, Any]:

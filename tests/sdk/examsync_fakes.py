@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from examsync.devices import ActiveDevice, device_replaced_body, refuses
+from examsync.devices import ActiveDevice, device_replaced_body, later_than, refuses
 from examsync.edits import StoredEdit, edit_time_ms, judge_edit
 from examsync.exceptions import RemoteProtocolError
 from examsync.frames import device_active_message
@@ -86,7 +86,8 @@ class FakeServer:
         if activate and (self.active is None or self.active.device_id != device_id):
             if self.active is not None and self.policy == "single":
                 taken_over = self.active.device_id
-            since = format_timestamp(self.clock() if self.clock is not None else self.now)
+            now = self.clock() if self.clock is not None else self.now
+            since = format_timestamp(later_than(self.active, now))
             self.active = ActiveDevice.of(device_id, since, self.policy)
             self.device_frames.append(
                 device_active_message(

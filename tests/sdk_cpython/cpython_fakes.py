@@ -26,7 +26,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from examsync.devices import ActiveDevice, device_replaced_body, refuses
+from examsync.devices import ActiveDevice, device_replaced_body, later_than, refuses
 from examsync.edits import StoredEdit, edit_time_ms, judge_edit
 from examsync.exceptions import RemoteProtocolError
 from examsync.frames import (
@@ -188,7 +188,8 @@ class FakeApi:
         if activate and (active is None or active.device_id != device):
             if active is not None and self.policy == "single":
                 taken_over = active.device_id
-            active = self.active = ActiveDevice.of(device, self.server_time(), self.policy)
+            since = format_timestamp(later_than(active, self.clock()))
+            active = self.active = ActiveDevice.of(device, since, self.policy)
             frame = device_active_message(PLAN, CANDIDATE, None, device, active.since, self.policy)
             self.device_frames.append(frame)
         return {
