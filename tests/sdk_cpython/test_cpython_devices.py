@@ -4,7 +4,6 @@ device id at every sign-in, DeviceChanged and the REPLACED status, and take_over
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,6 @@ from examsync import DeviceChanged, SyncStatus
 from examsync.cpython._local import safe_name
 
 OTHER = "dev-other"
-
-
-@pytest.fixture
-def api() -> FakeApi:
-    return FakeApi()
-
-
-@pytest.fixture
-async def server(api: FakeApi) -> AsyncIterator[FakeSocketServer]:
-    async with start_socket_server(api) as fake:
-        yield fake
 
 
 def other_device_signs_in(api: FakeApi) -> None:
