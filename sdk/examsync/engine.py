@@ -18,9 +18,11 @@ The outbox state machine (everything that moves it is in ``_TRANSITIONS``)::
                        |              failed (error, timeout)
                        |                v
                        +--retry due-- BACKOFF          (retry due: deadline, or reconnect)
+    READY --held--> HELD --released--> READY;  HELD --drained--> IDLE
 
 Connectivity is a separate flag: while offline nothing is sent; coming back online makes a
-waiting retry due at once.
+waiting retry due at once. HELD: this device was replaced by another (``devices.py``, its
+table) and every entry is an edit the server would refuse: nothing to send, no retry.
 
 Each answer has its own state, ``synced``, ``pending`` or ``overridden`` (``answers.py``: the
 table, and what an ack does to an answer). Edits are stamped on the server's clock by an
@@ -30,10 +32,9 @@ restores here; the sign-in and socket welcomes through :meth:`Engine.observe_ser
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from enum import Enum
 
 from . import _meta
@@ -47,7 +48,7 @@ from .answers import (
     check_ack,
     load_overridden,
 )
-from .backoff import Backoff
+from .devices import ActiveDevice, DeviceGate, replaced_by
 from .edits import EditClock
 from .events import AnswerOverridden, DeliveryFailure, Event, RestoreReport, SyncState, SyncStatus
 from .exceptions import (
@@ -59,7 +60,6 @@ from .exceptions import (
 )
 from .messages import (
     AnswerEntry,
-    Device,
     Metadata,
     NavigationStep,
     Receipt,
@@ -68,6 +68,7 @@ from .messages import (
     SavePayload,
     read_save_response,
 )
+from .outbox import Batch, EngineConfig, SaveRequest
 from .protocol import canonical_json, decode_json, format_timestamp
 from .restore import merge_restore
 from .storage import Changes, LocalAnswer, OutboxEntry, Storage
@@ -80,6 +81,7 @@ class OutboxState(Enum):
     READY = "ready"  # entries wait and may go now: next_request() returns a batch
     SENDING = "sending"  # one batch is out; wait for its answer or its deadline
     BACKOFF = "backoff"  # the last batch failed; wait until the retry deadline
+    HELD = "held"  # entries wait for this device to take over again (devices.py)
 
 
 class _Trigger(Enum):
@@ -89,6 +91,8 @@ class _Trigger(Enum):
     ANSWERED = "answered"  # the batch in flight was acknowledged (wholly)
     FAILED = "failed"  # the batch in flight failed, timed out, or was acknowledged in part
     RETRY_DUE = "retry due"
+    HELD = "held"  # every entry waits: another device took over (devices.DeviceGate)
+    RELEASED = "released"  # some entry may go again
 
 
 # Every state change of the outbox. A pair that is not listed leaves the state as it is
@@ -101,49 +105,12 @@ _TRANSITIONS: Mapping[tuple[OutboxState, _Trigger], OutboxState] = {
     (OutboxState.SENDING, _Trigger.FAILED): OutboxState.BACKOFF,
     (OutboxState.BACKOFF, _Trigger.RETRY_DUE): OutboxState.READY,
     (OutboxState.BACKOFF, _Trigger.DRAINED): OutboxState.IDLE,
+    (OutboxState.READY, _Trigger.HELD): OutboxState.HELD,
+    (OutboxState.HELD, _Trigger.RELEASED): OutboxState.READY,
+    (OutboxState.HELD, _Trigger.DRAINED): OutboxState.IDLE,
 }
 
 _RECENT_BATCHES = 32  # batches whose late answers are still matched (after a timeout)
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    plan_id: str  # examId on the wire
-    exam_code: str  # testCode
-    candidate_id: str  # userId
-    device: Device = Device(type="PC", browser="", os="")
-    status: str = "in_progress"
-    max_batch: int = 100  # answers per save request
-    max_navigation: int = 500  # unacknowledged navigation steps kept (oldest dropped)
-    request_timeout: float = 30.0  # a save without an answer by then counts as failed
-    backoff: Backoff = field(default_factory=Backoff)
-
-    def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.max_navigation < 0 or not self.request_timeout > 0:
-            raise ValueError(f"invalid engine config {self!r}")
-
-    @property
-    def identity(self) -> str:
-        return json.dumps([self.plan_id, self.exam_code, self.candidate_id])
-
-
-@dataclass(frozen=True, slots=True)
-class SaveRequest:
-    """A save to send: ``body`` (canonical JSON of ``payload``) to ``POST /api/v1/answers``."""
-
-    batch_id: int
-    payload: SavePayload
-    body: bytes
-    deadline: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Batch:
-    batch_id: int
-    sent: Mapping[str, SentEdit]
-    navigation_upto: int  # sequence number of the last navigation step carried
-    sent_at: float
-    deadline: float
 
 
 class Engine:
@@ -176,12 +143,13 @@ class Engine:
         self._edit_clock = _meta.load_clock(self._snap.meta)
         self._overridden = load_overridden(self._snap.meta)
         self._activity = Activity.load(self._snap.meta)
+        self._gate = DeviceGate.load(self._snap.meta, self._device.id)
         self._state = OutboxState.IDLE
         self._online = True
         self._attempt = 0
         self._retry_at: float | None = None
-        self._in_flight: _Batch | None = None
-        self._recent: OrderedDict[int, _Batch] = OrderedDict()
+        self._in_flight: Batch | None = None
+        self._recent: OrderedDict[int, Batch] = OrderedDict()
         self._next_batch_id = 1
         self._last_error: ExamSyncError | None = None
         last_ack = self._snap.meta.get(_meta.LAST_ACK_AT)
@@ -226,6 +194,16 @@ class Engine:
         """The answers whose edit here the server did not keep, by question code, until
         dismissed (:meth:`dismiss_conflict`) or edited again."""
         return self._overridden
+
+    @property
+    def active_device(self) -> ActiveDevice | None:
+        """The candidate's active device as last heard (None: nothing heard yet)."""
+        return self._gate.record
+
+    @property
+    def replaced(self) -> bool:
+        """Another device took over under ``single``: edits from its ``since`` on wait here."""
+        return self._gate.replaced
 
     def answer_state(self, quiz_code: str) -> AnswerState:
         return answer_state(self._snap, self._overridden, quiz_code)
@@ -323,7 +301,9 @@ class Engine:
         if self._state is not OutboxState.READY or not self._online:
             return None
         entries = sorted(self._snap.outbox.values(), key=lambda e: (e.queued_at, e.quiz_code))
-        entries = entries[: self.config.max_batch]
+        entries = self._gate.sendable(entries)[: self.config.max_batch]
+        if not entries:
+            return None
         payload = SavePayload(
             exam_id=self.config.plan_id,
             test_code=self.config.exam_code,
@@ -336,7 +316,7 @@ class Engine:
             ),
             status=self.config.status,
         )
-        batch = _Batch(
+        batch = Batch(
             batch_id=self._next_batch_id,
             sent={e.quiz_code: SentEdit.of(e) for e in entries},
             navigation_upto=self._activity.last_step,
@@ -405,8 +385,18 @@ class Engine:
         read (what :func:`~examsync.messages.read_save_response` raised): a failed send whose
         batch may still be acknowledged by a later answer."""
         self._observe_clock(now)
-        batch = self._recent.get(batch_id)
-        if batch is not None:
+        batch, takeover = self._recent.get(batch_id), replaced_by(error)
+        if takeover is not None:
+            self.device_active(takeover.device_id, takeover.since, takeover.policy, now)
+        if batch is None:
+            return
+        flight = self._in_flight
+        if takeover and self._gate.replaced and flight and flight.batch_id == batch_id:
+            # Refused whole, nothing stored: what may still go goes now, without a backoff.
+            self._in_flight = None
+            self._fire(_Trigger.ANSWERED)
+            self._settle(now)
+        else:
             self._fail(batch, error, now)
 
     def send_failed(self, batch_id: int, error: ExamSyncError, now: float) -> None:
@@ -472,6 +462,20 @@ class Engine:
         self._settle(now)
         return report
 
+    # --- other devices -------------------------------------------------------------------------
+
+    def device_active(self, device_id: str, since: str, policy: str, now: float) -> None:
+        """The server says ``device_id`` is the candidate's active device from ``since`` (a
+        ``device_active`` frame, a sign-in's ``activeDevice``): this device is replaced or
+        active again (``devices.py``). Late, repeated or reordered news changes nothing.
+        RemoteProtocolError (nothing changed) if ``since`` is no timestamp."""
+        gate, meta, event = self._gate.seen(ActiveDevice.of(device_id, since, policy))
+        if meta:
+            self._commit(Changes(meta=meta))
+        self._gate = gate
+        self._events.extend([event] if event else [])
+        self._settle(now)
+
     # --- the server's clock ----------------------------------------------------------------------
 
     def observe_server_time(
@@ -516,6 +520,8 @@ class Engine:
     def _settle(self, now: float | None = None) -> None:
         """Bring the state in line with the outbox, then report a changed sync state."""
         self._fire(_Trigger.QUEUED if self._snap.outbox else _Trigger.DRAINED)
+        held = bool(self._snap.outbox) and not self._gate.sendable(self._snap.outbox.values())
+        self._fire(_Trigger.HELD if held else _Trigger.RELEASED)
         key = (
             self._status(),
             len(self._snap.outbox),
@@ -528,6 +534,8 @@ class Engine:
             self._events.append(self.sync_state(now))
 
     def _status(self) -> SyncStatus:
+        if self._gate.replaced:
+            return SyncStatus.REPLACED
         if not self._online:
             return SyncStatus.OFFLINE
         if not self._snap.outbox:
@@ -549,7 +557,7 @@ class Engine:
                 self._in_flight = replace(self._in_flight, deadline=deadline)
         self._last_now = now
 
-    def _fail(self, batch: _Batch, error: ExamSyncError, now: float) -> None:
+    def _fail(self, batch: Batch, error: ExamSyncError, now: float) -> None:
         if self._in_flight is None or self._in_flight.batch_id != batch.batch_id:
             return  # an earlier batch; the one in flight decides the state
         self._in_flight = None
@@ -560,7 +568,7 @@ class Engine:
         self._events.append(DeliveryFailure(batch.batch_id, error, self._attempt, self._retry_at))
         self._settle(now)
 
-    def _apply_ack(self, batch: _Batch, ack: SaveAck, now: float, clock: EditClock | None) -> bool:
+    def _apply_ack(self, batch: Batch, ack: SaveAck, now: float, clock: EditClock | None) -> bool:
         """Commit what ``ack`` says (checked); return whether it covered the whole batch."""
         updates = AnswerUpdates(self._snap, self._overridden)
         for code, result in ack.results.items():

@@ -16,6 +16,7 @@ __all__ = [
     "AnswerAcknowledged",
     "AnswerOverridden",
     "DeliveryFailure",
+    "DeviceChanged",
     "Event",
     "ProgressReloaded",
     "RestoreReport",
@@ -32,6 +33,9 @@ class SyncStatus(Enum):
     PENDING = "pending"  # some answers are only on this device, on their way
     OFFLINE = "offline"  # no connection (or the server cannot be reached); answers wait here
     ERROR = "error"  # the server refused the last save; retrying, see DeliveryFailure
+    # The exam continues on another device: edits here stay on this device (pending, never
+    # synced) until it takes over again. Outranks the others.
+    REPLACED = "replaced"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,24 @@ class DeliveryFailure:
     error: ExamSyncError
     attempt: int  # consecutive failures so far
     retry_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChanged:
+    """Another device of the candidate became the active one, or this device is again
+    (docs/protocol.md, "Several devices"): ``device_id`` from ``since`` (ISO-8601, the
+    server's clock) under the plan's ``policy`` (``"single"`` or ``"merge"``).
+
+    ``this_device``: it names this device. ``replaced``: this device may no longer save edits
+    made from ``since`` on (``single``); they wait here until ``client.take_over()``. Emitted
+    once per new takeover, however many frames, refusals or sign-ins tell of it.
+    """
+
+    device_id: str
+    since: str
+    policy: str
+    this_device: bool
+    replaced: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,4 +176,11 @@ class ProgressReloaded:
         object.__setattr__(self, "progress", frozen_map(self.progress))
 
 
-Event = SyncState | AnswerAcknowledged | AnswerOverridden | DeliveryFailure | RestoreReport
+Event = (
+    SyncState
+    | AnswerAcknowledged
+    | AnswerOverridden
+    | DeliveryFailure
+    | RestoreReport
+    | DeviceChanged
+)

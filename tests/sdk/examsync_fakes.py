@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from examsync.devices import ActiveDevice, device_replaced_body, later_than, refuses
 from examsync.edits import StoredEdit, edit_time_ms, judge_edit
 from examsync.exceptions import RemoteProtocolError
+from examsync.frames import device_active_message
 from examsync.messages import (
     AckStatus,
     AnswerResult,
@@ -56,6 +58,11 @@ class FakeServer:
     ``clock`` is the server's: its ``serverTime``, and the receive time an edit's time is
     clamped to. Without one, ``now`` is the server time and nothing is clamped (a server whose
     clock is far ahead), which single-device tests with a fixed clock need.
+
+    Devices (docs/protocol.md, "Several devices"): :meth:`sign_in` records the active device
+    and queues a ``device_active`` frame in ``device_frames``; under ``policy`` ``single`` a
+    save from another device carrying an edit from the takeover on is refused with 409
+    ``device_replaced`` (the save's ``metadata.device.id`` stands for the token's device).
     """
 
     plan_id: str = PLAN
@@ -68,6 +75,34 @@ class FakeServer:
     saves: int = 0
     now: float = 1_704_099_600.0
     clock: Callable[[], float] | None = None
+    policy: str = "single"
+    active: ActiveDevice | None = None
+    device_frames: list[dict[str, Any]] = field(default_factory=list)
+    refused: int = 0
+
+    def sign_in(self, device_id: str, *, activate: bool = True) -> dict[str, Any]:
+        """A candidate's sign-in from ``device_id``: the device fields of its answer."""
+        taken_over = None
+        if activate and (self.active is None or self.active.device_id != device_id):
+            if self.active is not None and self.policy == "single":
+                taken_over = self.active.device_id
+            now = self.clock() if self.clock is not None else self.now
+            since = format_timestamp(later_than(self.active, now))
+            self.active = ActiveDevice.of(device_id, since, self.policy)
+            self.device_frames.append(
+                device_active_message(
+                    self.plan_id, self.candidate_id, None, device_id, since, self.policy
+                )
+            )
+        active = None
+        if self.active is not None:
+            active = {"deviceId": self.active.device_id, "since": self.active.since}
+        return {
+            "deviceId": device_id,
+            "devicePolicy": self.policy,
+            "activeDevice": active,
+            "replacedDevice": taken_over,
+        }
 
     def save(self, body: bytes | dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Apply one save; return (HTTP status, JSON body) as the server would answer."""
@@ -82,6 +117,10 @@ class FakeServer:
         received_ms = round(received * 1000) if self.clock is not None else 2**62
         server_time = format_timestamp(received)
         device = payload.metadata.device.id
+        stamps = [e.updated for e in payload.answers.values()]
+        if self.active is not None and refuses(self.active, device, stamps):
+            self.refused += 1
+            return 409, device_replaced_body(self.active)
         results: dict[str, AnswerResult] = {}
         for code, entry in payload.answers.items():
             current = self.answers.get(code)

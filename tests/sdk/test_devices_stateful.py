@@ -8,6 +8,13 @@ clock, against the in-test server model (``examsync_fakes.FakeServer``: the rule
 duplicated and dropped; connections cut; devices crash (a new engine on the same store), sign in
 again and restore. No threads and no real time: true time is a number that rules move on.
 
+Devices know about each other. The plan's policy is ``single`` or ``merge``. Every sign-in
+activates its device (takeover; a renewal does not), and the server sends each device a
+``device_active`` frame, which arrives late, twice, out of order or never. Under ``single``
+the server refuses a save from a device other than the active one carrying an edit stamped from
+the takeover on; a replaced device keeps such edits, never synced, until it takes over again
+(sign in, restore, then told it is active), as ``client.take_over()`` does.
+
 Clocks. Device ``d``'s clock reads true time + ``skew[d]``, with ``|skew| <= SKEW``. The engine
 corrects it by the offset it learns from ``serverTime`` (the server's clock is true time):
 
@@ -25,10 +32,13 @@ happened, and the test makes consecutive edits (on any devices) ``GAP > 2 * RESI
 "the last edit in real time" is then exact. Closer edits are the rule's documented limit.
 
 The checks: (a) after every device has synced, the server holds, for every question, the value
-of the last edit made in true time; (b) whenever a device would report ``synced``, every answer
-it holds is a version the server kept at some point, never a value it refused; (c) an edit the
-server did not keep is reported as overridden on the device that made it, unless that device
-edited the answer again later.
+of the last edit made in true time among the edits it was sent (d) and did not refuse;
+(b) whenever a device would report ``synced``, every answer it holds is a version the server
+kept at some point, never a value it refused; (c) an edit the server did not keep is reported
+as overridden on the device that made it, unless that device edited the answer again later;
+(d) an edit never judged was followed by another of its device and question, or is held:
+that device is replaced, says so, and holds the edit, stamped from the takeover on; and a
+replaced device never sends such an edit.
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ from examsync.engine import Engine, EngineConfig, OutboxState
 from examsync.events import AnswerOverridden, SyncStatus
 from examsync.exceptions import TransportError
 from examsync.messages import AckStatus
-from examsync.protocol import format_timestamp
+from examsync.protocol import decode_json, format_timestamp, parse_timestamp
 from examsync.storage import MemoryStorage
 
 QUIZZES = ["Q1", "Q1", "Q1", "Q2"]  # mostly one question: conflicts are the point
@@ -71,6 +81,7 @@ class Device:
     storage: MemoryStorage = field(default_factory=MemoryStorage)
     generation: int = 0  # bumped by a crash: the old process's answers go nowhere
     lost: set[tuple[str, str]] = field(default_factory=set)  # (quiz, value) said overridden
+    inbox: list[dict[str, Any]] = field(default_factory=list)  # device_active frames on the way
     engine: Engine = field(init=False)
 
     def start(self) -> None:
@@ -102,8 +113,10 @@ class DevicesMachine(RuleBasedStateMachine):
     @initialize(
         skews=st.lists(st.floats(-SKEW, SKEW), min_size=2, max_size=3),
         delays=st.lists(st.floats(0, DELAY), min_size=3, max_size=3),
+        policy=st.sampled_from(["single", "merge"]),
     )
-    def sign_in_everywhere(self, skews: list[float], delays: list[float]) -> None:
+    def sign_in_everywhere(self, skews: list[float], delays: list[float], policy: str) -> None:
+        self.server.policy = policy
         for i, skew in enumerate(skews):
             device = Device(f"device-{i}", skew)
             device.start()
@@ -125,7 +138,15 @@ class DevicesMachine(RuleBasedStateMachine):
         if not self.healing:
             request = device.engine.next_request(self.now(i))
             if request is not None:
+                self._check_sendable(device, request.body)
                 self.requests.append((i, device.generation, request.batch_id, request.body))
+
+    def _check_sendable(self, device: Device, body: bytes) -> None:
+        """A replaced device sends no edit the server would refuse it for."""
+        record = device.engine.active_device
+        if device.engine.replaced and record is not None:
+            for entry in decode_json(body)["answers"].values():
+                assert _ms(entry["updated"]) < record.since_ms, (device.name, entry)
 
     def _advance(self, seconds: float) -> None:
         self.true_now += seconds
@@ -133,9 +154,25 @@ class DevicesMachine(RuleBasedStateMachine):
             device.engine.tick(self.now(i))
             self._drain(i)
 
-    def _sign_in(self, i: int, delay: float) -> None:
+    def _sign_in(self, i: int, delay: float, *, activate: bool = True) -> None:
+        """A sign-in (a login activates: a takeover; a renewal does not); its activeDevice
+        reaches the engine, and its frame goes out to every device."""
         server_time = format_timestamp(self.true_now - delay)  # read ``delay`` late
-        self.devices[i].engine.observe_server_time(server_time, self.now(i))
+        engine = self.devices[i].engine
+        engine.observe_server_time(server_time, self.now(i))
+        self._tell(i, self._server_signs_in(i, activate))
+
+    def _server_signs_in(self, i: int, activate: bool) -> dict[str, Any]:
+        active = self.server.sign_in(self.devices[i].name, activate=activate)["activeDevice"]
+        for frame in self.server.device_frames:
+            for device in self.devices:
+                device.inbox.append(frame)
+        self.server.device_frames.clear()
+        return dict(active)
+
+    def _tell(self, i: int, active: dict[str, Any]) -> None:
+        engine = self.devices[i].engine
+        engine.device_active(active["deviceId"], active["since"], self.server.policy, self.now(i))
 
     def _server_saves(self, body: bytes) -> tuple[int, Any]:
         status, answer = self.server.save(body)
@@ -267,6 +304,37 @@ class DevicesMachine(RuleBasedStateMachine):
         self._drain(i)
         assert not report.resent and not report.unconfirmed  # this server never loses anything
 
+    # --- the other devices -----------------------------------------------------------------------
+
+    @rule(i=DEVICE)
+    def take_over(self, i: int) -> None:
+        """``client.take_over()``: sign in (activating), restore, then the engine is told."""
+        i = self._index(i)
+        active = self._server_signs_in(i, activate=True)
+        self.devices[i].engine.receive_restore(self.server.restore(), self.now(i))
+        self._tell(i, active)
+        self._drain(i)
+
+    @rule(i=DEVICE, delay=st.floats(0, DELAY))
+    def renew(self, i: int, delay: float) -> None:
+        """A token renewal (``activate: false``): never a takeover; it may say another device
+        is active."""
+        i = self._index(i)
+        self._sign_in(i, delay, activate=False)
+        self._drain(i)
+
+    @rule(i=DEVICE, data=st.data(), again=st.booleans())
+    def hears(self, i: int, data: st.DataObject, again: bool) -> None:
+        """A ``device_active`` frame reaches the device: any of those on the way, maybe again."""
+        i = self._index(i)
+        inbox = self.devices[i].inbox
+        if inbox:
+            index = data.draw(st.integers(0, len(inbox) - 1))
+            frame = inbox[index] if again else inbox.pop(index)
+            engine = self.devices[i].engine
+            engine.device_active(frame["deviceId"], frame["since"], frame["policy"], self.now(i))
+            self._drain(i)
+
     # --- what must always hold --------------------------------------------------------------------
 
     @invariant()
@@ -297,12 +365,22 @@ class DevicesMachine(RuleBasedStateMachine):
 
     @invariant()
     def never_stalls(self) -> None:
-        for device in self.devices:
+        for i, device in enumerate(self.devices):
             engine = device.engine
             if engine.outbox:
                 assert engine.state is not OutboxState.IDLE
-                if engine.state is not OutboxState.READY:
+                if engine.state is OutboxState.HELD:  # waits for a takeover, without retries
+                    assert engine.replaced and engine.next_request(self.now(i)) is None
+                    assert engine.next_deadline() is None
+                elif engine.state is not OutboxState.READY:
                     assert engine.next_deadline() is not None
+
+    @invariant()
+    def replaced_only_under_single_and_says_so(self) -> None:
+        for i, device in enumerate(self.devices):
+            if device.engine.replaced:
+                assert self.server.policy == "single"
+                assert device.engine.sync_state(self.now(i)).status is SyncStatus.REPLACED
 
     # --- everyone syncs ---------------------------------------------------------------------------
 
@@ -314,9 +392,13 @@ class DevicesMachine(RuleBasedStateMachine):
         self.responses.clear()
         for i, device in enumerate(self.devices):
             engine = device.engine
+            for frame in device.inbox:  # every frame arrives now
+                engine.device_active(
+                    frame["deviceId"], frame["since"], frame["policy"], self.now(i)
+                )
             engine.connection_restored(self.now(i))
             for _ in range(100):
-                if not engine.outbox and engine.state is OutboxState.IDLE:
+                if engine.state in (OutboxState.IDLE, OutboxState.HELD):
                     break
                 deadline = engine.next_deadline()
                 if deadline is not None and engine.state is not OutboxState.READY:
@@ -325,12 +407,32 @@ class DevicesMachine(RuleBasedStateMachine):
                 if request is not None:
                     self._deliver(i, request.batch_id, *self._server_saves(request.body))
             self._drain(i)
-            assert not engine.outbox, "the outbox did not drain on a healthy network"
+            assert not engine.outbox or engine.replaced, "the outbox did not drain"
 
-        # (a) The last edit in true time of each question is what the server keeps.
+        # (d) What never reached the server was followed by another edit of its device and
+        # question, or met its value or a later edit in a restore, or is held on a replaced
+        # device, stamped from the takeover on.
+        judged = {(quiz, device, updated) for quiz, device, updated, _, _ in self.server.verdicts}
+        held = [e for e in self.edits if (e.quiz, e.device, e.updated) not in judged]
+        final = self.server.active
+        for e in held:
+            later_here = any(
+                o.at > e.at and (o.device, o.quiz) == (e.device, e.quiz) for o in self.edits
+            )
+            device = next(d for d in self.devices if d.name == e.device)
+            # A restore found its value there, or a later edit (the edit was reported lost).
+            if later_here or self._held_since(e) or (e.quiz, e.value) in device.lost:
+                continue
+            assert device.engine.replaced and final is not None, e
+            assert final.device_id != e.device and _ms(e.updated) >= final.since_ms, e
+            assert device.engine.outbox[e.quiz].updated == e.updated, e
+
+        # (a) The last edit in true time of each question, among those judged, is what the
+        # server keeps.
         last: dict[str, Edit] = {}
         for e in self.edits:
-            last[e.quiz] = e
+            if e not in held:
+                last[e.quiz] = e
         assert {q: a.value for q, a in self.server.answers.items()} == {
             q: e.value for q, e in last.items()
         }
@@ -342,7 +444,7 @@ class DevicesMachine(RuleBasedStateMachine):
             if status is not AckStatus.SUPERSEDED
         }
         for e in self.edits:
-            if (e.quiz, e.device, e.updated) in kept or self._held_since(e):
+            if (e.quiz, e.device, e.updated) in kept or e in held or self._held_since(e):
                 continue
             later_here = any(
                 o.at > e.at and (o.device, o.quiz) == (e.device, e.quiz) for o in self.edits
@@ -350,12 +452,19 @@ class DevicesMachine(RuleBasedStateMachine):
             device = next(d for d in self.devices if d.name == e.device)
             assert later_here or (e.quiz, e.value) in device.lost, e
 
-        # And a restore brings every device to what the server keeps, synced.
+        # And a restore brings every device to what the server keeps, synced; a replaced one
+        # keeps only its held edits apart, and says it is replaced.
         for i, device in enumerate(self.devices):
-            device.engine.receive_restore(self.server.restore(), self.now(i))
-            answers = {q: (a.version, a.value) for q, a in device.engine.answers.items()}
-            assert answers == self.server.state()
-            assert device.engine.sync_state(self.now(i)).status is SyncStatus.SYNCED
+            engine = device.engine
+            engine.receive_restore(self.server.restore(), self.now(i))
+            answers = {q: (a.version, a.value) for q, a in engine.answers.items()}
+            waiting = set(engine.outbox)
+            assert {q: a for q, a in answers.items() if q not in waiting} == {
+                q: a for q, a in self.server.state().items() if q not in waiting
+            }
+            status = engine.sync_state(self.now(i)).status
+            assert status is (SyncStatus.REPLACED if engine.replaced else SyncStatus.SYNCED)
+            assert not waiting or engine.replaced
 
     def _held_since(self, e: Edit) -> bool:
         """Whether the server held ``e``'s value when it was made or later (another edit of
@@ -363,6 +472,10 @@ class DevicesMachine(RuleBasedStateMachine):
         before = [values for at, values in self.timeline if at <= e.at][-1]
         after = [values for at, values in self.timeline if at > e.at]
         return any(values.get(e.quiz) == e.value for values in [before, *after])
+
+
+def _ms(stamp: str) -> int:
+    return round(parse_timestamp(stamp) * 1000)
 
 
 DevicesMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=80, deadline=None)

@@ -1,6 +1,7 @@
 """In-test stand-ins for the reference server: an httpx.MockTransport API and a socket server.
 
-They follow docs/protocol.md (saves, acks, Ed25519 receipts, restore, keys, package) closely
+They follow docs/protocol.md (saves, acks, Ed25519 receipts, restore, keys, package, and the
+candidate's devices: ``deviceId`` at sign-in, takeover, ``409 device_replaced``) closely
 enough to drive the CPython adapter; the real server's own tests live in tests/server and
 tests/integration. Mocks are fine here because the transport is a seam we own.
 """
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -24,9 +26,16 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from examsync.devices import ActiveDevice, device_replaced_body, later_than, refuses
 from examsync.edits import StoredEdit, edit_time_ms, judge_edit
 from examsync.exceptions import RemoteProtocolError
-from examsync.frames import error_message, pong_frame, save_ack_frame, welcome_message
+from examsync.frames import (
+    device_active_message,
+    error_message,
+    pong_frame,
+    save_ack_frame,
+    welcome_message,
+)
 from examsync.messages import (
     AckStatus,
     AnswerResult,
@@ -62,6 +71,11 @@ def error(status: int, code: str, message: str = "refused") -> httpx.Response:
     return httpx.Response(status, json=body)
 
 
+def device_of(token: str) -> str:
+    """The device a token carries: ``tok-1.<device id>`` (``tok-1`` alone: none)."""
+    return token.partition(".")[2]
+
+
 @dataclass
 class FakeApi:
     """The candidate HTTP API plus the save rules, shared with the fake socket server."""
@@ -87,9 +101,22 @@ class FakeApi:
     me_fetches: int = 0
     polls: list[str | None] = field(default_factory=list)  # `after` of each events poll
     poll_answer: dict[str, Any] = field(default_factory=lambda: {"events": [], "position": "1-0"})
+    policy: str = "single"
+    active: ActiveDevice | None = None
+    logins: list[dict[str, Any]] = field(default_factory=list)  # every sign-in's body
+    device_frames: list[dict[str, Any]] = field(default_factory=list)  # device_active, queued
+    refused: int = 0  # saves refused with device_replaced
+    expire_next: bool = False  # answer the next authenticated request 401 token_expired
+    log: list[str] = field(default_factory=list)  # "sign-in", "restore", "save", in order
+    restore_delay: float = 0.0  # seconds a restore takes to answer (the loop runs meanwhile)
 
     def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+        return httpx.MockTransport(self.handle_async)
+
+    async def handle_async(self, request: httpx.Request) -> httpx.Response:
+        if self.restore_delay and request.url.path == f"/api/v1/answers/{EXAM}":
+            await asyncio.sleep(self.restore_delay)
+        return self.handle(request)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         if self.down:
@@ -102,11 +129,15 @@ class FakeApi:
             return httpx.Response(
                 200, json={"keys": {self.key_id: b64url_encode(raw_public(self.key))}}
             )
-        if request.headers.get("Authorization") != "Bearer tok-1":
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if token.partition(".")[0] != "tok-1":
             return error(401, "invalid_token")
+        if self.expire_next:
+            self.expire_next = False
+            return error(401, "token_expired")
         if (method, path) == ("POST", "/api/v1/answers"):
             self.http_saves += 1
-            status, body = self.save(decode_json(request.content))
+            status, body = self.save(decode_json(request.content), device_of(token))
             return httpx.Response(status, json=body)
         if (method, path) == ("GET", "/api/v1/events"):
             self.polls.append(request.url.params.get("after"))
@@ -115,6 +146,7 @@ class FakeApi:
             self.me_fetches += 1
             return httpx.Response(200, json=self.progress)
         if (method, path) == ("GET", f"/api/v1/answers/{EXAM}"):
+            self.log.append("restore")
             return httpx.Response(200, json=self.restore())
         if (method, path) == ("GET", f"/api/v1/plans/{PLAN}/package"):
             self.package_requests.append(request)
@@ -131,8 +163,11 @@ class FakeApi:
         )
         if body.get("planId") != PLAN or not ok:
             return error(401, "invalid_credentials")
+        self.logins.append(body)
+        self.log.append("sign-in")
+        device = body.get("deviceId")
         session = {
-            "token": "tok-1",
+            "token": f"tok-1.{device}" if device else "tok-1",
             "tokenType": "Bearer",
             "role": "candidate",
             "planId": PLAN,
@@ -142,14 +177,39 @@ class FakeApi:
             "serverTime": self.server_time(),
             "progress": self.progress,
         }
+        if device:
+            session.update(self.sign_in(device, activate=body.get("activate", True)))
         return httpx.Response(200, json=session)
 
-    def save(self, wire: Any) -> tuple[int, dict[str, Any]]:
+    def sign_in(self, device: str, *, activate: bool) -> dict[str, Any]:
+        """Record a takeover (an activating sign-in from another device than the active one)
+        and queue its frame; the device fields of the answer."""
+        active, taken_over = self.active, None
+        if activate and (active is None or active.device_id != device):
+            if active is not None and self.policy == "single":
+                taken_over = active.device_id
+            since = format_timestamp(later_than(active, self.clock()))
+            active = self.active = ActiveDevice.of(device, since, self.policy)
+            frame = device_active_message(PLAN, CANDIDATE, None, device, active.since, self.policy)
+            self.device_frames.append(frame)
+        return {
+            "deviceId": device,
+            "devicePolicy": self.policy,
+            "activeDevice": active and {"deviceId": active.device_id, "since": active.since},
+            "replacedDevice": taken_over,
+        }
+
+    def save(self, wire: Any, device_of_token: str = "") -> tuple[int, dict[str, Any]]:
+        self.log.append("save")
         try:
             payload = SavePayload.from_wire(wire)
         except RemoteProtocolError as exc:
             body = {"error": {"code": "invalid_payload", "message": str(exc), "details": {}}}
             return 422, body
+        stamps = [entry.updated for entry in payload.answers.values()]
+        if self.active is not None and refuses(self.active, device_of_token, stamps):
+            self.refused += 1
+            return 409, device_replaced_body(self.active)
         received = self.clock()
         device = payload.metadata.device.id
         self.device_ids.add(device)
@@ -269,7 +329,8 @@ class FakeSocketServer:
                     self.reports.append(frame)
                 elif frame["type"] == "save":
                     self.api.socket_saves += 1
-                    status, body = self.api.save(frame["payload"])
+                    token = dict(parse_qsl(urlsplit(conn.request.path).query))["token"]
+                    status, body = self.api.save(frame["payload"], device_of(token))
                     if status == 200:
                         await conn.send(save_ack_frame(frame["id"], json.dumps(body).encode()))
                     else:

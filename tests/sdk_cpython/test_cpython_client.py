@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 from cpython_fakes import AUTH_CODE, CANDIDATE, EXAM, KEY, PLAN, FakeApi, FakeSocketServer
-from cpython_fakes import socket_server as start_socket_server
 
 from examsync import (
     Alert,
@@ -68,17 +67,6 @@ async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-def api() -> FakeApi:
-    return FakeApi()
-
-
-@pytest.fixture
-async def server(api: FakeApi) -> AsyncIterator[FakeSocketServer]:
-    async with start_socket_server(api) as fake:
-        yield fake
 
 
 @pytest.fixture

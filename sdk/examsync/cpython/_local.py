@@ -3,6 +3,7 @@
 store_dir/<plan>/<candidate>/<exam code>.sqlite3     answers, outbox, receipts (+ .lock)
 store_dir/<plan>/package/package.zip, package.sha256  the verified exam package
 store_dir/<plan>/sessions/<hash of the login>.json    the last session (mode 0600)
+store_dir/<plan>/device-id                            this device's id (every new store takes it)
 """
 
 from __future__ import annotations
@@ -56,6 +57,26 @@ class PackageFiles:
     async def save(self, package: CachedPackage) -> None:
         write_atomically(self.zip_path, package.data)
         write_atomically(self.sha_path, package.sha256.encode())
+
+
+class DeviceIdFile:
+    """This device's id for the plan, read before a sign-in (a key login does not know the
+    candidate, so their store, yet)."""
+
+    def __init__(self, store_dir: Path, plan_id: str) -> None:
+        self.path = store_dir / safe_name(plan_id) / "device-id"
+
+    async def load(self) -> str | None:
+        try:
+            return self.path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    async def save(self, device_id: str) -> None:
+        try:
+            write_atomically(self.path, device_id.encode("ascii"))
+        except OSError:
+            pass  # the answer store keeps the id too; the next login makes another here
 
 
 class SessionCache:

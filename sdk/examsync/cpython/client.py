@@ -14,12 +14,12 @@ from collections.abc import Callable
 import httpx
 
 from ..driver.client import BaseExamClient, ClientEvent
-from ..driver.interfaces import SessionStore, Socket
+from ..driver.interfaces import DeviceIdStore, SessionStore, Socket
 from ..events import StorageState
 from ..exceptions import ExamSyncError
 from ..receipts import ReceiptVerifier
 from ..storage import Storage
-from ._local import SessionCache, package_dir, store_path
+from ._local import DeviceIdFile, SessionCache, package_dir, store_path
 from .config import ClientConfig, default_device
 from .receipts import Ed25519Verifier, cryptography_available
 from .storage import SQLiteStorage
@@ -72,6 +72,9 @@ class ExamClient(BaseExamClient):
         return SessionCache(
             config.store_dir, config.base_url, config.plan_id, candidate_id, auth_code, key
         )
+
+    def _device_id_store(self) -> DeviceIdStore:
+        return DeviceIdFile(self.config.store_dir, self.config.plan_id)
 
     async def _open_storage(self, candidate_id: str) -> tuple[Storage, StorageState]:
         config = self.config

@@ -114,6 +114,9 @@ class SyncExamClient:
     def restore(self) -> RestoreReport:
         return self._run(self._client.restore())
 
+    def take_over(self) -> Session:
+        return self._run(self._client.take_over())
+
     def close(self) -> None:
         """Close the client, then stop the loop and its thread."""
         if not self._loop.is_running():

@@ -11,13 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .._validate import frozen_map, get_str, require_object
-from ..exceptions import ChecksumMismatch, RemoteProtocolError, ServerError, TransportError
+from ..devices import ActiveDevice, read_active_device
+from ..exceptions import (
+    ChecksumMismatch,
+    ExamSyncError,
+    RemoteProtocolError,
+    ServerError,
+    TransportError,
+)
 from ..messages import parse_error
 from ..protocol import decode_json
 from ..receipts import parse_public_keys
@@ -36,7 +43,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """What ``POST /api/v1/sessions`` answered: the token, the socket URL, and the rest."""
+    """What ``POST /api/v1/sessions`` answered: the token, the socket URL, and the rest.
+
+    The device fields (docs/protocol.md, "Several devices") are read leniently: a server from
+    before them leaves ``device_id`` and ``device_policy`` empty and the others None.
+    """
 
     token: str
     socket_url: str
@@ -44,6 +55,10 @@ class Session:
     candidate_id: str
     server_time: str
     raw: Mapping[str, Any] = field(default_factory=dict)  # stages, plan config, progress...
+    device_id: str = ""  # the device the token carries
+    device_policy: str = ""  # "single" or "merge"
+    active_device: ActiveDevice | None = None  # as it stands after this sign-in
+    replaced_device: str | None = None  # the device this sign-in took over from
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "raw", frozen_map(self.raw))
@@ -51,6 +66,9 @@ class Session:
     @classmethod
     def from_wire(cls, obj: object) -> Session:
         m = require_object(obj, "")
+        policy = m.get("devicePolicy")
+        policy = policy if policy in ("single", "merge") else ""
+        device_id, replaced = m.get("deviceId"), m.get("replacedDevice")
         return cls(
             token=get_str(m, "token", ""),
             socket_url=get_str(m, "socketUrl", ""),
@@ -58,6 +76,10 @@ class Session:
             candidate_id=get_str(m, "candidateId", ""),
             server_time=str(m.get("serverTime", "")),
             raw=m,
+            device_id=device_id if isinstance(device_id, str) else "",
+            device_policy=policy,
+            active_device=read_active_device(m.get("activeDevice"), policy),
+            replaced_device=replaced if isinstance(replaced, str) else None,
         )
 
 
@@ -121,7 +143,10 @@ class HttpApi(ABC):
         self.token: str | None = None
         # The login body, kept to log in again when the server says the session expired: an
         # exam outlasting the session must not turn into failed saves.
-        self._credentials: bytes | None = None
+        self._credentials: dict[str, Any] | None = None
+        # Told of every session a sign-in returns (login, renewal, takeover): the client
+        # learns from each which device is active.
+        self.on_session: Callable[[Session], None] | None = None
 
     @abstractmethod
     async def _send(
@@ -149,7 +174,7 @@ class HttpApi(ABC):
             response = await self._send(method, self.base_url + path, body, all_headers)
             if renewed or not self._expired(response) or self._credentials is None:
                 return response
-            await self._relogin(self._credentials)
+            await self.renew()
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -157,17 +182,32 @@ class HttpApi(ABC):
         return response.status == 401 and error_for(response).code == "token_expired"
 
     async def renew(self) -> bool:
-        """Log in again as the first login did (the session expired); False without one."""
+        """Log in again as the first login did (the session expired), with ``activate:
+        false``: a renewal never takes the exam back from another device. False without a
+        login to repeat."""
         if self._credentials is None:
             return False
-        await self._relogin(self._credentials)
+        await self._sign_in({**self._credentials, "activate": False})
         return True
 
-    async def _relogin(self, credentials: bytes) -> None:
-        """Log in again with the credentials of the first login; keep the new token."""
+    async def take_over(self, device_id: str | None = None) -> Session:
+        """Sign in again with the login's credentials, making this device the active one
+        (from ``device_id`` from now on, when given). ExamSyncError before any login."""
+        if self._credentials is None:
+            raise ExamSyncError("log in first")
+        if device_id is not None:
+            self._credentials = {**self._credentials, "deviceId": device_id}
+        return await self._sign_in(self._credentials)
+
+    async def _sign_in(self, body: Mapping[str, Any]) -> Session:
+        """``POST /api/v1/sessions``; keep the new token, tell :attr:`on_session`."""
         self.token = None
-        session = Session.from_wire(await self._json("POST", "/api/v1/sessions", credentials))
+        encoded = json.dumps(body, ensure_ascii=False).encode()
+        session = Session.from_wire(await self._json("POST", "/api/v1/sessions", encoded))
         self.token = session.token
+        if self.on_session is not None:
+            self.on_session(session)
+        return session
 
     async def _json(self, method: str, path: str, body: bytes | None = None) -> Any:
         response = await self._request(method, path, body=body)
@@ -182,18 +222,28 @@ class HttpApi(ABC):
         candidate_id: str | None = None,
         auth_code: str | None = None,
         key: str | None = None,
+        device_id: str | None = None,
     ) -> Session:
-        """Web login (candidate id + auth code) or key login; keeps the token for later calls."""
+        """Web login (candidate id + auth code) or key login from ``device_id`` (which
+        becomes the active device); keeps the token for later calls.
+
+        The credentials are kept for renewals and :meth:`take_over`, also when the server
+        could not be reached (TransportError): an offline start signs in later with them.
+        """
         if key is not None:
-            body: dict[str, str] = {"planId": plan_id, "key": key}
+            body: dict[str, Any] = {"planId": plan_id, "key": key}
         elif candidate_id is not None and auth_code is not None:
             body = {"planId": plan_id, "candidateId": candidate_id, "authCode": auth_code}
         else:
             raise ValueError("pass key=, or candidate_id= and auth_code=")
-        self.token = None
-        encoded = json.dumps(body, ensure_ascii=False).encode()
-        session = Session.from_wire(await self._json("POST", "/api/v1/sessions", encoded))
-        self.token, self._credentials = session.token, encoded
+        if device_id is not None:
+            body["deviceId"] = device_id
+        try:
+            session = await self._sign_in(body)
+        except TransportError:
+            self._credentials = body
+            raise
+        self._credentials = body
         return session
 
     async def save(self, body: bytes) -> tuple[int, bytes]:

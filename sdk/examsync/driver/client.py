@@ -24,7 +24,6 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, Self
@@ -43,6 +42,7 @@ from ..engine import Engine, EngineConfig
 from ..events import Alert, Event, ProgressReloaded, RestoreReport, StorageState, SyncState
 from ..exceptions import ExamSyncError, RemoteProtocolError, ServerError, TransportError
 from ..frames import (
+    DeviceActive,
     ErrorFrame,
     ExamEnded,
     Frame,
@@ -58,10 +58,11 @@ from ..receipts import ReceiptVerifier
 from ..storage import LocalAnswer, Storage
 from ..uploads import UploadOutcome, UploadQueue
 from .api import HttpApi, Session
-from .interfaces import ClientSettings, SessionStore, Socket
+from .interfaces import ClientSettings, DeviceIdStore, SessionStore, Socket
 from .publisher import Publisher
 from .receipt_check import ReceiptCheck
 from .saves import SaveCourier
+from .sessions import Sessions, device_id_from
 from .socket_link import SocketLink
 from .timing import wait_woken
 from .uploads import Uploader
@@ -133,6 +134,9 @@ class BaseExamClient(ABC):
             publish=self._publish,
             spawn=self._spawn,
         )
+        self._sessions = Sessions(
+            http, lambda: self._engine, clock=clock, publish=self._publish, wake=self._wake.set
+        )
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._publisher: Publisher[ClientEvent] = Publisher()
@@ -148,6 +152,10 @@ class BaseExamClient(ABC):
         self, candidate_id: str | None, auth_code: str | None, key: str | None
     ) -> SessionStore:
         """Where the session of this login is cached (keyed by the credentials)."""
+
+    @abstractmethod
+    def _device_id_store(self) -> DeviceIdStore:
+        """Where this device's id for the plan is kept, apart from any candidate's store."""
 
     @abstractmethod
     async def _open_storage(self, candidate_id: str) -> tuple[Storage, StorageState]:
@@ -185,30 +193,22 @@ class BaseExamClient(ABC):
         auth_code: str | None = None,
         key: str | None = None,
     ) -> Session:
-        """Log in (web: candidate id + auth code; or key), open the local store, start syncing.
-
-        Offline, a session cached by an earlier login with the same credentials is used, so a
-        restarted client keeps taking answers. Raises StoreLockedError if another client holds
-        this candidate's store.
+        """Log in (web: candidate id + auth code; or key), open the local store, restore,
+        start syncing. This device becomes the candidate's active one (under ``single``, any
+        other is replaced). Offline, a session cached by an earlier login with the same
+        credentials is used, so a restarted client keeps taking answers. Raises
+        StoreLockedError if another client holds this candidate's store.
         """
         if self._session is not None:
             raise ExamSyncError("already logged in")
         config = self._settings
-        cache = self._session_store(candidate_id, auth_code, key)
-        online = True
+        credentials = {"candidate_id": candidate_id, "auth_code": auth_code, "key": key}
+        cache = self._session_store(**credentials)
+        device_id = await device_id_from(self._device_id_store())  # known before the candidate
         asked_at = self._clock()
-        try:
-            session = await self._http.login(
-                config.plan_id, candidate_id=candidate_id, auth_code=auth_code, key=key
-            )
-            await cache.save(session)
-        except TransportError:
-            cached = await cache.load()
-            if cached is None:
-                raise
-            session = cached
-            self._http.token = session.token
-            online = False
+        session, online = await self._sessions.login(
+            config.plan_id, device_id, cache, **credentials
+        )
         storage, storage_state = await self._open_storage(session.candidate_id)
         engine_config = EngineConfig(
             plan_id=config.plan_id,
@@ -220,11 +220,12 @@ class BaseExamClient(ABC):
         )
         try:
             # The id is kept only by a store that has none yet: one id per device's store.
-            self._engine = Engine(engine_config, storage, self._rng, new_device_id=uuid.uuid4().hex)
+            self._engine = Engine(engine_config, storage, self._rng, new_device_id=device_id)
         except ExamSyncError:
             await self._close_storage(storage)
             raise
-        self._storage, self._session = storage, session
+        self._storage = storage
+        self._session = session = await self._sessions.match_store(device_id, session)
         if online:  # a cached session's time is old: the stored offset stands
             self._observe_server_time(session.server_time, asked_at, "login")
         progress = session.raw.get("progress")
@@ -246,6 +247,15 @@ class BaseExamClient(ABC):
         self._conn.start(self._mono())
         self._runner = asyncio.create_task(self._run(), name="examsync-client")
         self._spawn(self._uploader.run(), "uploads")
+        return session
+
+    async def take_over(self) -> Session:
+        """Continue the exam on this device (the page's "continue here" button, after
+        ``DeviceChanged(replaced=True)``): sign in again with the login's credentials, which
+        makes this device the active one, restore, then send the edits held meanwhile.
+        TransportError or ServerError (still replaced) if the sign-in fails."""
+        session = await self._sessions.take_over(self.restore)
+        self._session = session
         return session
 
     # --- local input -----------------------------------------------------------------------------
@@ -509,6 +519,8 @@ class BaseExamClient(ABC):
         elif isinstance(frame, ReloadState):
             self._publish([frame])
             self._spawn(self._reload_progress(), "reload")
+        elif isinstance(frame, DeviceActive):
+            self._sessions.receive_frame(frame)
         elif isinstance(frame, StageChanged | Resumed | UnknownFrame):
             self._publish([frame])
         elif isinstance(frame, Welcome):

@@ -8,7 +8,7 @@ from ..connection import ConnectionConfig
 from ..messages import Device
 from .api import Session
 
-__all__ = ["ClientSettings", "SessionStore", "Socket"]
+__all__ = ["ClientSettings", "DeviceIdStore", "SessionStore", "Socket"]
 
 
 class ClientSettings(Protocol):
@@ -61,4 +61,15 @@ class SessionStore(Protocol):
 
     async def load(self) -> Session | None:
         """The cached session, or None when there is none usable."""
+        ...
+
+
+class DeviceIdStore(Protocol):
+    """This device's id for the plan, kept device-wide (not in a candidate's store): a key
+    login sends it before the candidate, and so their store, is known."""
+
+    async def load(self) -> str | None: ...
+
+    async def save(self, device_id: str) -> None:
+        """Keep it (a failure is swallowed: the answer store keeps the id too)."""
         ...

@@ -3,7 +3,8 @@
 IndexedDB databases (``prefix`` is ``ClientConfig.database_prefix``):
 
     <prefix>/<plan>/<candidate>/<exam code>   answers, outbox, receipts, version_floors, meta
-    <prefix>/<plan>                           sessions (last session per login), packages
+    <prefix>/<plan>                           sessions (last session per login, and this
+                                              device's id under "deviceId"), packages
 
 The plan database is opened on demand and closed after each use. When IndexedDB cannot open,
 the caches are empty and stay so: an offline reload then cannot log in, which the answer
@@ -21,7 +22,7 @@ from ..driver.api import CachedPackage, Session
 from ..exceptions import RemoteProtocolError, StorageError
 from .idb import Database, StoreOps
 
-__all__ = ["PackageStore", "PlanDatabase", "SessionStore", "answers_db_name"]
+__all__ = ["DeviceIdStore", "PackageStore", "PlanDatabase", "SessionStore", "answers_db_name"]
 
 _PLAN_STORES = ("sessions", "packages")
 
@@ -49,6 +50,48 @@ class PlanDatabase:
         except StorageError:
             return None
 
+    async def get(self, store: str, key: str) -> object:
+        """The value at ``key`` (None: absent, or the database cannot be read)."""
+        db = await self.open()
+        if db is None:
+            return None
+        try:
+            return await db.get(store, key)
+        except StorageError:
+            return None
+        finally:
+            db.close()
+
+    async def put(self, store: str, key: str, value: object) -> None:
+        """Keep ``value`` at ``key`` if the database can be written (these are caches)."""
+        db = await self.open()
+        if db is None:
+            return
+        try:
+            await db.write({store: StoreOps(put={key: value})})
+        except StorageError:
+            pass  # a cache: the next online login writes it again
+        finally:
+            db.close()
+
+
+class DeviceIdStore:
+    """This device's id for the plan, read before a sign-in (a key login does not know the
+    candidate, so their database, yet). Kept in the ``sessions`` store, whose other keys are
+    hashes."""
+
+    _KEY = "deviceId"
+
+    def __init__(self, plan_db: PlanDatabase) -> None:
+        self._plan_db = plan_db
+
+    async def load(self) -> str | None:
+        found = await self._plan_db.get("sessions", self._KEY)
+        return found if isinstance(found, str) else None
+
+    async def save(self, device_id: str) -> None:
+        await self._plan_db.put("sessions", self._KEY, device_id)
+
 
 class SessionStore:
     """The last session of one login (same server, plan and credentials), for offline starts.
@@ -63,27 +106,14 @@ class SessionStore:
         self._plan_db = plan_db
 
     async def save(self, session: Session) -> None:
-        db = await self._plan_db.open()
-        if db is None:
-            return
-        try:
-            await db.write({"sessions": StoreOps(put={self._key: dict(session.raw)})})
-        except StorageError:
-            pass  # a cache: the next online login writes it again
-        finally:
-            db.close()
+        await self._plan_db.put("sessions", self._key, dict(session.raw))
 
     async def load(self) -> Session | None:
-        db = await self._plan_db.open()
-        if db is None:
-            return None
+        raw = await self._plan_db.get("sessions", self._key)
         try:
-            raw = await db.get("sessions", self._key)
             return None if raw is None else Session.from_wire(raw)
-        except (StorageError, RemoteProtocolError):
+        except RemoteProtocolError:
             return None
-        finally:
-            db.close()
 
 
 class PackageStore:

@@ -19,13 +19,14 @@ from typing import Any
 from ..connection import ConnectionConfig
 from ..driver.api import CachedPackage, Session
 from ..driver.client import BaseExamClient, ClientEvent
-from ..driver.interfaces import SessionStore, Socket
+from ..driver.interfaces import DeviceIdStore, SessionStore, Socket
 from ..events import StorageState
 from ..exceptions import ExamSyncError
 from ..messages import Device
 from ..receipts import ReceiptVerifier
 from ..storage import Storage
 from ._js import js
+from ._local import DeviceIdStore as IndexedDBDeviceIdStore
 from ._local import PackageStore, PlanDatabase, answers_db_name
 from ._local import SessionStore as IndexedDBSessionStore
 from .locks import TabLock
@@ -125,6 +126,9 @@ class ExamClient(BaseExamClient):
         return IndexedDBSessionStore(
             self._plan_db, self.config.base_url, candidate_id, auth_code, key
         )
+
+    def _device_id_store(self) -> DeviceIdStore:
+        return IndexedDBDeviceIdStore(self._plan_db)
 
     async def _open_storage(self, candidate_id: str) -> tuple[Storage, StorageState]:
         config = self.config

@@ -1,0 +1,138 @@
+"""ExamClient among the candidate's devices (docs/sdk.md, "Several devices: takeover"): the
+device id at every sign-in, DeviceChanged and the REPLACED status, and take_over()."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from cpython_fakes import KEY, PLAN, FakeApi, FakeSocketServer
+from cpython_fakes import socket_server as start_socket_server
+from test_cpython_client import client_for, recorder, until
+
+from examsync import DeviceChanged, SyncStatus
+from examsync.cpython._local import safe_name
+
+OTHER = "dev-other"
+
+
+def other_device_signs_in(api: FakeApi) -> None:
+    api.logins.clear()
+    api.login({"planId": PLAN, "key": KEY, "deviceId": OTHER})
+
+
+async def test_every_sign_in_sends_the_device_id_and_a_renewal_does_not_activate(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    async with client_for(api, tmp_path) as exam:
+        await exam.login(key=KEY)  # a key login: the candidate is not known before it
+        kept = (tmp_path / safe_name(PLAN) / "device-id").read_text()
+        assert api.logins == [{"planId": PLAN, "key": KEY, "deviceId": exam.device_id}]
+        assert kept == exam.device_id and exam.session is not None
+        assert exam.session.device_id == exam.device_id
+        assert exam.session.active_device is not None
+        assert exam.session.active_device.device_id == exam.device_id
+        api.expire_next = True  # the session expired: the next save renews it
+        exam.set_answer("Q1", "a")
+        assert await exam.flush(3)
+        assert api.logins[-1] == {
+            "planId": PLAN,
+            "key": KEY,
+            "deviceId": exam.device_id,
+            "activate": False,
+        }
+
+
+async def test_a_store_with_an_id_of_its_own_signs_in_again_with_it(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    async with client_for(api, tmp_path) as first:
+        await first.login(key=KEY)
+        store_id = first.device_id
+    (tmp_path / safe_name(PLAN) / "device-id").write_text("another-id")  # not the store's
+    api.logins.clear()
+    async with client_for(api, tmp_path) as exam:
+        await exam.login(key=KEY)
+        assert [b["deviceId"] for b in api.logins] == ["another-id", store_id]
+        assert exam.device_id == store_id and api.active is not None
+        assert api.active.device_id == store_id
+        assert exam.sync_state.status is SyncStatus.SYNCED
+
+
+async def test_a_device_active_frame_replaces_this_device(
+    api: FakeApi, server: FakeSocketServer, tmp_path: Path
+) -> None:
+    async with client_for(api, tmp_path) as exam:
+        await exam.login(key=KEY)
+        seen = recorder(exam)
+        await until(lambda: server.sockets != [])
+        other_device_signs_in(api)
+        await server.broadcast(api.device_frames[-1])
+        await server.broadcast(api.device_frames[-1])  # twice: one event
+        await until(lambda: exam.sync_state.status is SyncStatus.REPLACED)
+        await asyncio.sleep(0.05)
+        assert api.active is not None
+        changes = [e for e in seen if isinstance(e, DeviceChanged)]
+        assert changes == [DeviceChanged(OTHER, api.active.since, "single", False, True)]
+        saves = api.log.count("save")
+        exam.set_answer("Q1", "typed after the takeover")
+        await asyncio.sleep(0.2)
+        assert api.log.count("save") == saves and api.refused == 0  # held, not sent
+        assert exam.sync_state.pending == 1
+
+
+@pytest.mark.parametrize("features", [("save",), ()], ids=["socket", "http"])
+async def test_a_refused_save_replaces_this_device_without_a_retry_loop(
+    api: FakeApi, tmp_path: Path, features: tuple[str, ...]
+) -> None:
+    async with (
+        start_socket_server(api, features=features),
+        client_for(api, tmp_path) as exam,
+    ):
+        await exam.login(key=KEY)
+        seen = recorder(exam)
+        other_device_signs_in(api)  # no frame reaches this device
+        await asyncio.sleep(0.01)  # the edit is stamped after the takeover
+        exam.set_answer("Q1", "a")
+        await until(lambda: exam.sync_state.status is SyncStatus.REPLACED)
+        assert api.active is not None
+        changes = [e for e in seen if isinstance(e, DeviceChanged)]
+        assert changes == [DeviceChanged(OTHER, api.active.since, "single", False, True)]
+        await asyncio.sleep(0.3)
+        assert api.refused == 1 and "Q1" not in api.answers
+        assert exam.sync_state.pending == 1
+
+
+async def test_take_over_signs_in_restores_then_sends(
+    api: FakeApi, server: FakeSocketServer, tmp_path: Path
+) -> None:
+    async with (
+        client_for(api, tmp_path / "laptop") as laptop,
+        client_for(api, tmp_path / "tablet") as tablet,
+    ):
+        await laptop.login(key=KEY)
+        await until(lambda: len(server.sockets) == 1)
+        await tablet.login(key=KEY)  # takes over
+        await server.broadcast(api.device_frames[-1])
+        await until(lambda: laptop.sync_state.status is SyncStatus.REPLACED)
+        tablet.set_answer("Q1", "from the tablet")
+        assert await tablet.flush(3)
+        laptop.set_answer("Q2", "held on the laptop")
+        await asyncio.sleep(0.1)
+        assert "Q2" not in api.answers
+
+        api.log.clear()
+        api.restore_delay = 0.2  # time for the loop to send, were it let
+        session = await laptop.take_over()
+        assert session.active_device is not None
+        assert session.active_device.device_id == laptop.device_id
+        assert session.replaced_device == tablet.device_id
+        assert await laptop.flush(3)
+        assert api.log[:3] == ["sign-in", "restore", "save"]  # restore before the first save
+        assert laptop.answers["Q1"].value == "from the tablet"  # what changed elsewhere
+        assert api.answers["Q2"][0] == "held on the laptop"
+        assert laptop.sync_state.status is SyncStatus.SYNCED
+        # The tablet now holds, and says so, once the frame reaches it.
+        await server.broadcast(api.device_frames[-1])
+        await until(lambda: tablet.sync_state.status is SyncStatus.REPLACED)
