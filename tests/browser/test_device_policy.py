@@ -2,7 +2,8 @@
 
 - `single` (the default): signing in on device B takes the exam over; device A says so in
   Korean and English, takes no more answers, and continues only when asked to, restoring B's
-  answers first. The candidate's last edits, made on A, are what the server keeps.
+  answers first. The candidate's last edits, made on A, are what the server keeps. The
+  supervisor's page shows which device is active, live.
 - `merge`: both devices answer. A's offline edits, older than B's, lose: A shows B's answers
   and says plainly, in both languages, which of its answers were not kept; "All saved" is
   never shown for an answer the server does not hold.
@@ -31,6 +32,7 @@ from .conftest import (
     wait_stored_on_server,
     wait_sync,
 )
+from .test_supervisor import open_supervisor
 
 CANDIDATE, CODE = "CAND202303", "AUTH1236"
 
@@ -60,6 +62,17 @@ def wait_shown(page: Page, expected: dict[str, str], timeout: float = 20) -> Non
     )
 
 
+def device_id(page: Page) -> str:
+    found: str = page.evaluate("window.examsyncDemo.state.device.deviceId")
+    return found
+
+
+def active_device(supervisor: Page, device: str) -> None:
+    supervisor.wait_for_selector(
+        f'[data-examinee="{CANDIDATE}"] [data-device="{device}"]', timeout=10_000
+    )
+
+
 def test_single_a_new_sign_in_takes_over_and_the_last_edit_wins(
     exam: ServerProcess, new_context: Callable[[], BrowserContext]
 ) -> None:
@@ -70,8 +83,15 @@ def test_single_a_new_sign_in_takes_over_and_the_last_edit_wins(
     wait_stored(device_a, answers)
     wait_stored_on_server(exam, CANDIDATE, answers)
 
+    supervisor = open_supervisor(new_context(), exam)
+    id_a = device_id(device_a)
+    active_device(supervisor, id_a)  # from the snapshot
+
     device_b = open_candidate(new_context(), exam, CANDIDATE, CODE)  # the takeover
     wait_shown(device_b, answers)
+    id_b = device_id(device_b)
+    assert id_b != id_a
+    active_device(supervisor, id_b)  # from the live event
     device_a.wait_for_selector("#replaced", state="visible")
     banner = device_a.text_content("#replaced") or ""
     assert "다른 기기에서 계속되고 있습니다" in banner
@@ -97,6 +117,7 @@ def test_single_a_new_sign_in_takes_over_and_the_last_edit_wins(
     wait_stored_on_server(exam, CANDIDATE, answers)
     assert shown(device_a) == answers
     wait_sync(device_b, "replaced")
+    active_device(supervisor, id_a)
 
 
 def test_merge_an_older_offline_edit_loses_and_the_device_says_so(

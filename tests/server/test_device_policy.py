@@ -192,6 +192,25 @@ async def test_the_same_device_again_or_a_renewal_changes_nothing(
     assert len(events(sync_redis)) == 1
 
 
+async def test_each_takeover_is_strictly_later_than_the_last(
+    client: Client, admin: dict[str, str], db: sqlite3.Connection
+) -> None:
+    """Devices order the records they hear of by `since`: quick takeovers (several within one
+    millisecond, or after the clock stepped back) still get increasing ones."""
+    await started(client, admin)
+    since = []
+    for device in ("A", "B", "A", "B", "A", "B"):
+        since.append((await sign_in(client, deviceId=device))["activeDevice"]["since"])
+    assert since == sorted(set(since)), since
+    future = "2999-01-01T00:00:00.000Z"  # as if the server's clock had stepped back since
+    db.execute(
+        "UPDATE exam_candidate SET active_since = ? WHERE candidate_id = 'CAND202301'", (future,)
+    )
+    db.commit()
+    after = (await sign_in(client, deviceId="A"))["activeDevice"]["since"]
+    assert after == "2999-01-01T00:00:00.001Z"
+
+
 # -- the event ----------------------------------------------------------------------------------
 
 

@@ -534,6 +534,11 @@ function renderSync() {
     error: `⚠ ${both("서버가 거부함, 재시도 중", "Refused by the server, retrying")} — ${pending}`,
     replaced: `⚠ ${both("다른 기기에서 진행 중", "Continues on another device")} — ${pending}`,
   }[sync.status];
+  const lost = sync.overridden?.length ?? 0;
+  node.dataset.overridden = lost;
+  if (lost) {
+    node.textContent += ` — ${both(`${lost}개는 다른 기기의 답안으로 바뀜`, `${lost} replaced by another device`)}`;
+  }
 }
 
 function renderStorage() {

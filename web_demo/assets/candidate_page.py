@@ -276,7 +276,17 @@ class CandidatePage:
             code: {"lostValue": record.lost_value, "value": record.value}
             for code, record in self._client.overridden.items()
         }
-        device = event_message(self._client.device_state)
+        active = self._client.active_device
+        device = None
+        if active is not None:
+            device = {
+                "type": "device",
+                "deviceId": active.device_id,
+                "since": active.since,
+                "policy": active.policy,
+                "thisDevice": active.device_id == self._client.device_id,
+                "replaced": self._client.replaced,
+            }
         return {"answers": self._answers(), "conflicts": conflicts, "device": device}
 
     def _answers(self) -> dict[str, dict[str, Any]]:

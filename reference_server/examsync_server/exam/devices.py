@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 
 from examsync.frames import device_active_message
 
-from ..base.clock import iso, utc_now
+from ..base.clock import iso, parse_iso, utc_now
 from ..store import keys, outbox
 from ..store.candidates import Candidates
 from ..store.plans import Row
@@ -75,7 +76,7 @@ class Devices:
                 row = await self.candidates.find(plan_id, candidate_id, tx)
                 before = held = _held(row) if row is not None else None
                 if held is None or held.device_id != device_id:
-                    held, changed = ActiveDevice(device_id, iso(utc_now())), True
+                    held, changed = ActiveDevice(device_id, _next_since(held)), True
                     await self.candidates.set_active_device(
                         tx, plan_id, candidate_id, device_id, held.since
                     )
@@ -95,6 +96,18 @@ class Devices:
         row = await self.candidates.find(plan_id, candidate_id)
         assert row is not None, "a signed-in candidate has a row"
         return row
+
+
+def _next_since(held: ActiveDevice | None) -> str:
+    """Now, but strictly after the last takeover: devices order the records they hear of by
+    `since`, so two takeovers in one millisecond (or across a clock step back) must differ."""
+    now = utc_now()
+    now -= timedelta(microseconds=now.microsecond % 1000)  # as `iso` writes it
+    if held is not None:
+        last = parse_iso(held.since)
+        if now <= last:
+            now = last + timedelta(milliseconds=1)
+    return iso(now)
 
 
 def _event(

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import random
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, Self
 
@@ -39,7 +39,7 @@ from ..connection import (
     Send,
 )
 from ..engine import Engine, EngineConfig
-from ..events import Alert, Event, ProgressReloaded, RestoreReport, StorageState, SyncState
+from ..events import Alert, Event, ProgressReloaded, RestoreReport, StorageState
 from ..exceptions import ExamSyncError, RemoteProtocolError, ServerError, TransportError
 from ..frames import (
     DeviceActive,
@@ -53,10 +53,10 @@ from ..frames import (
     UnknownFrame,
     Welcome,
 )
-from ..messages import Receipt
 from ..receipts import ReceiptVerifier
-from ..storage import LocalAnswer, Storage
+from ..storage import Storage
 from ..uploads import UploadOutcome, UploadQueue
+from .answer_view import AnswerView
 from .api import HttpApi, Session
 from .interfaces import ClientSettings, DeviceIdStore, SessionStore, Socket
 from .publisher import Publisher
@@ -86,7 +86,7 @@ ClientEvent = (
 )
 
 
-class BaseExamClient(ABC):
+class BaseExamClient(AnswerView):
     """One candidate in one plan: login, local writes, the sync loop, events.
 
     Adapters provide the I/O: an :class:`HttpApi`, and the abstract methods below (the local
@@ -290,38 +290,15 @@ class BaseExamClient(ABC):
 
     # --- reading state ---------------------------------------------------------------------------
 
-    def dismiss_conflict(self, quiz_code: str) -> bool:
-        """The page has shown that ``quiz_code`` was overridden (``SyncState.overridden``,
-        ``AnswerOverridden``): forget the conflict. Returns whether there was one."""
-        return self._require_engine().dismiss_conflict(quiz_code, self._clock())
-
     @property
     def session(self) -> Session | None:
         return self._session
-
-    @property
-    def device_id(self) -> str:
-        """This device's id (made once per local store; sent with every save)."""
-        return self._require_engine().device_id
 
     @property
     def progress(self) -> Mapping[str, Any]:
         """The candidate's status and stage as the server last said: the session's
         ``progress`` at login, fetched again after a ``reload_state`` (ProgressReloaded)."""
         return self._progress
-
-    @property
-    def answers(self) -> Mapping[str, LocalAnswer]:
-        return self._require_engine().answers
-
-    @property
-    def receipts(self) -> Mapping[str, Receipt]:
-        """The latest verified receipt per question (the server's signed acknowledgement)."""
-        return self._require_engine().receipts
-
-    @property
-    def sync_state(self) -> SyncState:
-        return self._require_engine().sync_state(self._clock())
 
     @property
     def storage_state(self) -> StorageState | None:
