@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from examsync import ExamEnded, StorageFullError, StorageState, SyncState, SyncStatus
+from examsync import (
+    AnswerOverridden,
+    DeviceChanged,
+    ExamEnded,
+    StorageFullError,
+    StorageState,
+    SyncState,
+    SyncStatus,
+)
 
 from .conftest import WEB_DIR
 
@@ -77,7 +85,7 @@ def test_the_exam_is_the_current_or_next_exam_stage(page: ModuleType) -> None:
 
 
 def test_events_reach_the_page_as_plain_json(page: ModuleType) -> None:
-    sync = SyncState(SyncStatus.OFFLINE, 2, 3.5, None, False)
+    sync = SyncState(SyncStatus.OFFLINE, 2, 3.5, None, False, ("Q002",))
     assert page.event_message(sync) == {
         "type": "sync",
         "status": "offline",
@@ -85,6 +93,24 @@ def test_events_reach_the_page_as_plain_json(page: ModuleType) -> None:
         "oldestPendingAge": 3.5,
         "lastAckAt": None,
         "inFlight": False,
+        "overridden": ["Q002"],
+    }
+    lost = AnswerOverridden("Q002", "2", "3", 4, "2026-12-07T10:00:00.000Z")
+    assert page.event_message(lost) == {
+        "type": "overridden",
+        "quizCode": "Q002",
+        "version": 4,
+        "value": "3",
+        "lostValue": "2",
+    }
+    moved = DeviceChanged("dev-b", "2026-12-07T10:00:01.000Z", "single", False, True)
+    assert page.event_message(moved) == {
+        "type": "device",
+        "deviceId": "dev-b",
+        "since": "2026-12-07T10:00:01.000Z",
+        "policy": "single",
+        "thisDevice": False,
+        "replaced": True,
     }
     full = StorageState("indexeddb", False, StorageFullError("quota"))
     assert page.event_message(full)["error"].startswith("StorageFullError")

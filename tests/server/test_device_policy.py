@@ -261,12 +261,16 @@ async def test_single_refuses_the_replaced_devices_later_edits_and_nothing_is_st
     since = b["activeDevice"]["since"]
     later = save_body({"Q001": ("from A", 1), "Q002": ("3", 1)}, updated=now_stamp(), device="A")
     details = await error_of(await save(client, bearer(a), later), 409, "device_replaced")
-    assert details == {"activeDevice": "B", "since": since}
+    assert details == {"activeDevice": "B", "since": since, "replacedSince": since}
     async with peer(socket_url(runtime), a["token"]) as p:
         await p.ws.send(save_frame("s1", encoded(later)))
         frame = await answer_to(p, "s1")
     assert (frame["status"], frame["error"]["code"]) == (409, "device_replaced")
-    assert frame["error"]["details"] == {"activeDevice": "B", "since": since}
+    assert frame["error"]["details"] == {
+        "activeDevice": "B",
+        "since": since,
+        "replacedSince": since,
+    }
     assert nothing_stored(db, sync_redis)
     # one edit made after the takeover refuses the whole save
     old = SavePayload.from_wire(save_body({"Q001": ("old", 1)}, updated=at(1), device="A"))
@@ -382,10 +386,62 @@ async def test_a_flushed_redis_gets_the_active_devices_back_from_sqlite(
     b = await sign_in(client, deviceId="B")
     held = sync_redis.hgetall(DEVICES)
     since_ms = round(parse_timestamp(b["activeDevice"]["since"]) * 1000)
-    assert held == {"CAND202301": f"B {since_ms}"}
+    assert held == {"CAND202301": f"B {since_ms}", "CAND202301 A": str(since_ms)}
     sync_redis.flushall()
     await eventually(lambda: sync_redis.hget(f"exam_plan:{PLAN_ID}", "status") == "in_progress")
-    assert sync_redis.hgetall(DEVICES) == held  # written before the plan hash
+    # written before the plan hash; when A lost the exam is not in SQLite: B's since stands in
+    assert sync_redis.hgetall(DEVICES) == {"CAND202301": f"B {since_ms}"}
     body = save_body({"Q001": ("1", 1)}, updated=now_stamp())
     await error_of(await save(client, bearer(a), body), 409, "device_replaced")
     assert nothing_stored(db, sync_redis)
+
+
+async def test_a_third_device_does_not_let_through_what_a_replaced_one_edited_meanwhile(
+    client: Client, admin: dict[str, str], db: sqlite3.Connection, sync_redis: Any
+) -> None:
+    """B takes over from A; A edits (held there); C takes over from B. A's edit, made after it
+    lost the exam, is still refused (it is later than B's since, not C's); B's edits made
+    before C's takeover are taken; A signing in again may save anything."""
+    await started(client, admin)
+    a = await sign_in(client, deviceId="A")
+    b = await sign_in(client, deviceId="B")
+    a_edit = save_body({"Q001": ("from A", 1)}, updated=now_stamp(), device="A")
+    b_edit = save_body({"Q002": ("from B", 1)}, updated=now_stamp(), device="B")
+    time.sleep(0.005)
+    c = await sign_in(client, deviceId="C")
+    assert c["replacedDevice"] == "B"
+    details = await error_of(await save(client, bearer(a), a_edit), 409, "device_replaced")
+    assert details == {
+        "activeDevice": "C",
+        "since": c["activeDevice"]["since"],
+        "replacedSince": b["activeDevice"]["since"],
+    }
+    assert (await save(client, bearer(b), b_edit)).status_code == 200
+    late_b = save_body({"Q003": ("30", 1)}, updated=now_stamp(), device="B")
+    details = await error_of(await save(client, bearer(b), late_b), 409, "device_replaced")
+    assert details["replacedSince"] == c["activeDevice"]["since"]
+    again = await sign_in(client, deviceId="A")
+    assert again["replacedDevice"] == "C"
+    assert sync_redis.hget(DEVICES, "CAND202301 A") is None  # A has the exam again
+    assert (await save(client, bearer(again), a_edit)).status_code == 200
+    stored = dict(db.execute("SELECT quiz_code, value FROM answer").fetchall())
+    assert stored == {"Q001": "from A", "Q002": "from B"}
+
+
+async def test_a_sign_in_works_while_redis_refuses_writes_and_the_repair_copies_it(
+    client: Client, admin: dict[str, str], db: sqlite3.Connection, sync_redis: Any
+) -> None:
+    """The candidate can sign in (and answer on the device) while Redis takes no writes; the
+    record is in SQLite at once, in Redis once the repair can write it."""
+    await started(client, admin)
+    await sign_in(client, deviceId="A")
+    sync_redis.config_set("maxmemory", "1")  # every write is refused (noeviction): an outage
+    try:
+        b = await sign_in(client, deviceId="B")
+        assert (b["activeDevice"]["deviceId"], b["replacedDevice"]) == ("B", "A")
+        assert record(db)[0] == "B"
+        assert sync_redis.hget(DEVICES, "CAND202301").startswith("A ")
+    finally:
+        sync_redis.config_set("maxmemory", "0")
+    await eventually(lambda: sync_redis.hget(DEVICES, "CAND202301").startswith("B "))
+    await eventually(lambda: len(events(sync_redis)) == 2)  # the outbox relayed the event

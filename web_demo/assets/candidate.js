@@ -474,6 +474,7 @@ function renderDevice() {
 async function continueHere() {
   const button = $("#continue-here");
   button.disabled = true;
+  $("#continue-error").textContent = "";
   try {
     const result = JSON.parse(await state.page.take_over());
     state.device = result.device;
@@ -486,7 +487,10 @@ async function continueHere() {
     state.relay.broadcast({ type: "answers", answers: state.answers });
     state.relay.broadcast({ type: "conflicts", conflicts: state.conflicts });
   } catch (error) {
-    console.warn("could not continue on this device:", pythonMessage(error));
+    // Offline, or refused: the exam stays on the other device until a retry succeeds.
+    $("#continue-error").textContent =
+      both("이 기기에서 계속하지 못했습니다", "Could not continue on this device") +
+      `: ${pythonMessage(error)}`;
   } finally {
     button.disabled = false;
   }

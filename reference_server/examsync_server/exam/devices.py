@@ -9,8 +9,9 @@ are told (`device_active` on `socket_queue`). See docs/protocol.md, "Several dev
 
 The record is written as every exam-room change is: SQLite with the event in the outbox (one
 transaction), then Redis (`plan_devices`, what the enqueue script reads), then the outbox
-relayed. If Redis fails in between, the sign-in answers 503 `committed: true`; the event is
-still published by the repair's relay, and signing in again writes Redis.
+relayed. Unlike other changes, a sign-in does not fail when Redis does (a candidate must be
+able to sign in and answer on the device during an outage): the stage timer's repair copies
+the record and relays the event once Redis is back, and signing in again writes Redis too.
 """
 
 from __future__ import annotations
@@ -85,10 +86,9 @@ class Devices:
         assert held is not None
         # Written on every activating sign-in, changed or not: signing in again repairs a
         # Redis write that failed after the commit.
-        record = {candidate_id: (held.device_id, held.since)}
-        await self.live.after_commit(self.live.state.set_active_devices(plan_id, record))
+        await self.live.active_device(plan_id, candidate_id, held.device_id, held.since)
         if changed:
-            await self.live.after_commit(self.live.relay())
+            await self.live.relay()  # keeps in the outbox what Redis does not take now
         took_over = changed and before is not None and plan["device_policy"] == SINGLE
         return SignedIn(held, before.device_id if took_over and before is not None else None)
 

@@ -302,7 +302,8 @@ class Lifecycle:
                 return
 
     async def repair(self) -> int:
-        """Resync every live plan whose Redis status differs from SQLite's; relay the outbox."""
+        """Resync every live plan whose Redis status differs from SQLite's, copy the active
+        devices whose write failed; relay the outbox."""
         repaired = 0
         since = iso(utc_now() - _ENDED_LIVE_FOR)
         for plan_id, status in await self.plans.with_status(_LIVE, PlanStatus.COMPLETED, since):
@@ -310,5 +311,6 @@ class Lifecycle:
                 log.warning("Redis is behind SQLite for plan %s; resyncing", plan_id)
                 await self.resync(plan_id)
                 repaired += 1
+        await self.live.copy_active_devices()
         await self.live.relay()
         return repaired

@@ -33,6 +33,8 @@ class LiveState:
         self.redis = redis
         self.state = state
         self.candidates = candidates
+        # Plans whose active-device records could not reach Redis: the repair copies them.
+        self.devices_behind: set[str] = set()
 
     async def after_commit(self, work: Awaitable[None]) -> None:
         try:
@@ -45,6 +47,24 @@ class LiveState:
                 "saved, but Redis could not be updated; it will be repaired when Redis is back",
                 {"committed": True},
             ) from None
+
+    async def active_device(self, plan_id: str, candidate_id: str, device: str, since: str) -> None:
+        """Mirror a committed active device for the save check. Best effort: a sign-in must
+        work while Redis is down (the candidate's answers wait on the device meanwhile), so a
+        failed write is left to the repair, and until then the check fails open."""
+        try:
+            await self.state.set_active_devices(plan_id, {candidate_id: (device, since)})
+        except RedisError as exc:
+            log.warning("active device of %s not written to Redis: %s", candidate_id, exc)
+            self.devices_behind.add(plan_id)
+
+    async def copy_active_devices(self) -> None:
+        """The repair's part: every record whose write failed, from SQLite."""
+        for plan_id in sorted(self.devices_behind):
+            await self.state.set_active_devices(
+                plan_id, await self.candidates.active_devices(plan_id)
+            )
+            self.devices_behind.discard(plan_id)
 
     async def relay(self) -> None:
         """Publish the outbox's events (the ones just committed among them)."""

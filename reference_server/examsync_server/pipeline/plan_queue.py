@@ -31,9 +31,10 @@ from .acks import AckHub
 # count n, then n arguments: 'late' or '', the candidate, the sender's device ('' for no device
 # check), the entry's latest edit time (epoch ms), and the entry's field/value pairs. Appends
 # each entry only while the plan's status takes saves (or when the caller vouches for a late
-# entry), and, under the `single` device policy, unless another device of the candidate became
-# the active one at or before the entry's latest edit; one reply per entry. The statuses that
-# take saves come from plan_status.py's table, as a Lua set.
+# entry), and, under the `single` device policy, unless another device of the candidate is the
+# active one and this device lost the exam (store/state.py) at or before the entry's latest
+# edit; one reply per entry. The statuses that take saves come from plan_status.py's table, as
+# a Lua set.
 _TAKING = ", ".join(f"['{status}'] = true" for status in statuses_allowing(Action.SAVE))
 _ENQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -47,12 +48,15 @@ while at <= #ARGV do
     if single == nil then single = redis.call('HGET', KEYS[1], 'device_policy') ~= 'merge' end
     if single then active = redis.call('HGET', KEYS[3], ARGV[at + 2]) end
   end
-  local holder, since
+  local holder, since, lost
   if active then holder, since = string.match(active, '^(%S+) (%d+)$') end
+  if holder and holder ~= device then
+    lost = redis.call('HGET', KEYS[3], ARGV[at + 2] .. ' ' .. device) or since
+  end
   if not (taking[status] or ARGV[at + 1] == 'late') then
     replies[#replies + 1] = {status or '', redis.call('HGET', KEYS[1], 'end_datetime') or ''}
-  elseif holder and holder ~= device and tonumber(ARGV[at + 4]) >= tonumber(since) then
-    replies[#replies + 1] = {'device_replaced', active}
+  elseif lost and tonumber(ARGV[at + 4]) >= tonumber(lost) then
+    replies[#replies + 1] = {'device_replaced', active .. ' ' .. lost}
   else
     local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, at + 5, at + n))
     replies[#replies + 1] = {'queued', id}
@@ -165,12 +169,17 @@ class PlanQueue:
         return made_before(end)
 
 
-def _replaced(record: str) -> ApiError:
-    """`409 device_replaced`, naming the device that took over (a `plan_devices` value)."""
-    device, _, since_ms = record.partition(" ")
+def _replaced(detail: str) -> ApiError:
+    """`409 device_replaced`: the active device and since when (its `plan_devices` value), and
+    since when the sender has been replaced (the first takeover after it last had the exam)."""
+    device, since_ms, lost_ms = detail.split(" ")
     return ApiError(
         409,
         "device_replaced",
         "another device of this candidate took over the exam; this save holds edits made since",
-        {"activeDevice": device, "since": format_timestamp(int(since_ms) / 1000)},
+        {
+            "activeDevice": device,
+            "since": format_timestamp(int(since_ms) / 1000),
+            "replacedSince": format_timestamp(int(lost_ms) / 1000),
+        },
     )

@@ -103,6 +103,15 @@ class Candidates:
             (device_id, since, plan_id, candidate_id),
         )
 
+    async def active_devices(self, plan_id: str) -> dict[str, tuple[str, str]]:
+        """Candidate → (active device, since) for every candidate of the plan that has one."""
+        rows = await self.db.fetch_all(
+            "SELECT candidate_id, active_device, active_since FROM exam_candidate"
+            " WHERE plan_id = ? AND active_device IS NOT NULL",
+            (plan_id,),
+        )
+        return {r[0]: (r[1], r[2]) for r in rows}
+
     # -- writes across a plan, inside the caller's transaction ------------------------------------
 
     async def start_waiting(

@@ -24,12 +24,23 @@ _CHUNK = 1000
 # KEYS 1 plan_devices. ARGV: candidate, "<device> <since ms>", … Each candidate's active device
 # is set unless Redis holds a later one: two sign-ins commit in order but may reach Redis in
 # the other, and a repair's copy from SQLite may be older than a sign-in made meanwhile.
+# ARGV: pairs of candidate, `plan_devices` value. A record only gives way to a later one. Beside
+# each candidate's record ("<device> <since ms>", field: the candidate), a device that lost the
+# exam keeps when it did (field "<candidate> <device>"), until it takes the exam back: a later
+# takeover by a third device must not let through what it edited meanwhile.
 _SET_DEVICES = """
 for i = 1, #ARGV, 2 do
-  local held = redis.call('HGET', KEYS[1], ARGV[i])
-  local since = tonumber(string.match(ARGV[i + 1], ' (%d+)$'))
-  if not held or tonumber(string.match(held, ' (%d+)$') or '0') <= since then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  local candidate = ARGV[i]
+  local held = redis.call('HGET', KEYS[1], candidate)
+  local device, since = string.match(ARGV[i + 1], '^(%S+) (%d+)$')
+  local held_device, held_since
+  if held then held_device, held_since = string.match(held, '^(%S+) (%d+)$') end
+  if not held or tonumber(held_since or '0') <= tonumber(since) then
+    redis.call('HSET', KEYS[1], candidate, ARGV[i + 1])
+    if held_device and held_device ~= device then
+      redis.call('HSETNX', KEYS[1], candidate .. ' ' .. held_device, since)
+    end
+    redis.call('HDEL', KEYS[1], candidate .. ' ' .. device)
   end
 end
 return 0
