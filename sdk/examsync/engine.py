@@ -48,7 +48,7 @@ from .answers import (
     check_ack,
     load_overridden,
 )
-from .devices import ActiveDevice, DeviceGate, replaced_by
+from .devices import ActiveDevice, DeviceGate, replaced_by, replaced_since_of
 from .edits import EditClock
 from .events import AnswerOverridden, DeliveryFailure, Event, RestoreReport, SyncState, SyncStatus
 from .exceptions import (
@@ -202,7 +202,7 @@ class Engine:
 
     @property
     def replaced(self) -> bool:
-        """Another device took over under ``single``: edits from its ``since`` on wait here."""
+        """Another device took over under ``single``: edits made since then wait here."""
         return self._gate.replaced
 
     def answer_state(self, quiz_code: str) -> AnswerState:
@@ -387,7 +387,8 @@ class Engine:
         self._observe_clock(now)
         batch, takeover = self._recent.get(batch_id), replaced_by(error)
         if takeover is not None:
-            self.device_active(takeover.device_id, takeover.since, takeover.policy, now)
+            since = replaced_since_of(error)
+            self.device_active(takeover.device_id, takeover.since, takeover.policy, now, since)
         if batch is None:
             return
         flight = self._in_flight
@@ -464,12 +465,16 @@ class Engine:
 
     # --- other devices -------------------------------------------------------------------------
 
-    def device_active(self, device_id: str, since: str, policy: str, now: float) -> None:
+    def device_active(
+        self, device_id: str, since: str, policy: str, now: float, replaced_since: str | None = None
+    ) -> None:
         """The server says ``device_id`` is the candidate's active device from ``since`` (a
-        ``device_active`` frame, a sign-in's ``activeDevice``): this device is replaced or
-        active again (``devices.py``). Late, repeated or reordered news changes nothing.
-        RemoteProtocolError (nothing changed) if ``since`` is no timestamp."""
-        gate, meta, event = self._gate.seen(ActiveDevice.of(device_id, since, policy))
+        ``device_active`` frame, a sign-in's ``activeDevice``, a refusal, which may add when
+        this device was replaced): this device is replaced or active again (``devices.py``).
+        Late, repeated or reordered news changes nothing. RemoteProtocolError (nothing
+        changed) if ``since`` or ``replaced_since`` is no timestamp."""
+        record = ActiveDevice.of(device_id, since, policy)
+        gate, meta, event = self._gate.seen(record, replaced_since)
         if meta:
             self._commit(Changes(meta=meta))
         self._gate = gate

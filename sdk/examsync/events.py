@@ -98,8 +98,10 @@ class DeviceChanged:
     server's clock) under the plan's ``policy`` (``"single"`` or ``"merge"``).
 
     ``this_device``: it names this device. ``replaced``: this device may no longer save edits
-    made from ``since`` on (``single``); they wait here until ``client.take_over()``. Emitted
-    once per new takeover, however many frames, refusals or sign-ins tell of it.
+    made from when it was replaced on (``single``): this ``since``, or an earlier takeover's
+    when another device took over before (a later takeover does not release them); they
+    wait here until ``client.take_over()``. Emitted once per new takeover, however many
+    frames, refusals or sign-ins tell of it.
     """
 
     device_id: str

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from examsync.devices import ActiveDevice, device_replaced_body, later_than, refuses
+from examsync.devices import ActiveDevice, device_replaced_body, refuses, server_sign_in
 from examsync.edits import StoredEdit, edit_time_ms, judge_edit
 from examsync.exceptions import RemoteProtocolError
 from examsync.frames import device_active_message
@@ -61,8 +61,9 @@ class FakeServer:
 
     Devices (docs/protocol.md, "Several devices"): :meth:`sign_in` records the active device
     and queues a ``device_active`` frame in ``device_frames``; under ``policy`` ``single`` a
-    save from another device carrying an edit from the takeover on is refused with 409
-    ``device_replaced`` (the save's ``metadata.device.id`` stands for the token's device).
+    save from another device carrying an edit from the moment that device was replaced on (the
+    first takeover since it was last active) is refused with 409 ``device_replaced`` (the
+    save's ``metadata.device.id`` stands for the token's device).
     """
 
     plan_id: str = PLAN
@@ -79,16 +80,17 @@ class FakeServer:
     active: ActiveDevice | None = None
     device_frames: list[dict[str, Any]] = field(default_factory=list)
     refused: int = 0
+    replaced: dict[str, str | None] = field(default_factory=dict)  # device -> replaced since
 
     def sign_in(self, device_id: str, *, activate: bool = True) -> dict[str, Any]:
         """A candidate's sign-in from ``device_id``: the device fields of its answer."""
-        taken_over = None
-        if activate and (self.active is None or self.active.device_id != device_id):
-            if self.active is not None and self.policy == "single":
-                taken_over = self.active.device_id
-            now = self.clock() if self.clock is not None else self.now
-            since = format_timestamp(later_than(self.active, now))
-            self.active = ActiveDevice.of(device_id, since, self.policy)
+        now = self.clock() if self.clock is not None else self.now
+        before = self.active
+        self.active, taken_over = server_sign_in(
+            before, self.replaced, device_id, activate=activate, now=now, policy=self.policy
+        )
+        if self.active is not None and self.active != before:
+            since = self.active.since
             self.device_frames.append(
                 device_active_message(
                     self.plan_id, self.candidate_id, None, device_id, since, self.policy
@@ -118,9 +120,10 @@ class FakeServer:
         server_time = format_timestamp(received)
         device = payload.metadata.device.id
         stamps = [e.updated for e in payload.answers.values()]
-        if self.active is not None and refuses(self.active, device, stamps):
+        replaced_since = self.replaced.get(device)
+        if self.active is not None and refuses(self.active, device, stamps, replaced_since):
             self.refused += 1
-            return 409, device_replaced_body(self.active)
+            return 409, device_replaced_body(self.active, replaced_since)
         results: dict[str, AnswerResult] = {}
         for code, entry in payload.answers.items():
             current = self.answers.get(code)

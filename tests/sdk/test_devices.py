@@ -26,7 +26,7 @@ from examsync.protocol import decode_json, format_timestamp
 from examsync.storage import MemoryStorage
 
 CONFIG = EngineConfig(plan_id=PLAN, exam_code=EXAM, candidate_id=CANDIDATE)
-HERE, OTHER = "dev-here", "dev-other"
+HERE, OTHER, THIRD = "dev-here", "dev-other", "dev-third"
 
 
 class Setup:
@@ -100,8 +100,22 @@ def test_the_role_follows_the_table(case: str) -> None:
         record = incoming or start.record
         assert record is not None
         assert start.seen(record)[0].role is roles[want], (start.role, case)
-    # Every pair of the table is reachable and named.
-    assert set(ROLE_TRANSITIONS) == {(r, s) for r in Role for (_, s) in ROLE_TRANSITIONS}
+
+
+def test_the_table_is_complete_and_says_what_the_docs_say() -> None:
+    # Written out, not derived from the table: every role meets every kind of record.
+    expected = {
+        ("active", "this device"): "active",
+        ("active", "another device, single"): "replaced",
+        ("active", "another device, merge"): "active",
+        ("active", "older than the record known"): "active",
+        ("replaced", "this device"): "active",
+        ("replaced", "another device, single"): "replaced",
+        ("replaced", "another device, merge"): "active",
+        ("replaced", "older than the record known"): "replaced",
+    }
+    got = {(role.value, seen.value): to.value for (role, seen), to in ROLE_TRANSITIONS.items()}
+    assert got == expected
 
 
 def test_news_only_once_and_not_for_the_first_sign_in_here() -> None:
@@ -137,7 +151,76 @@ def test_the_servers_check() -> None:
     assert not refuses(ActiveDevice.of(OTHER, SINCE, "merge"), HERE, [SINCE])
 
 
+def test_a_later_takeover_keeps_the_moment_this_device_was_replaced() -> None:
+    s2, s3 = "2024-01-01T09:00:20.000Z", "2024-01-01T09:00:30.000Z"
+    gate = DeviceGate(HERE).seen(ActiveDevice.of(HERE, SINCE, "single"))[0]
+    gate, meta, _ = gate.seen(ActiveDevice.of(OTHER, s2, "single"))
+    assert gate.replaced_since == s2 and json.loads(meta["activeDevice"])[3] == s2
+    gate, meta, event = gate.seen(ActiveDevice.of(THIRD, s3, "single"))
+    assert gate.replaced_since == s2 and json.loads(meta["activeDevice"]) == [
+        THIRD, s3, "single", s2
+    ]  # fmt: skip
+    assert event == DeviceChanged(THIRD, s3, "single", this_device=False, replaced=True)
+    assert DeviceGate.load(meta, HERE) == gate  # a restart keeps it
+    # A refusal's earlier moment lowers it (a takeover this device never heard of); a later
+    # one, or one naming an older record than known, does not.
+    record = ActiveDevice.of(THIRD, s3, "single")
+    earlier = "2024-01-01T09:00:15.000Z"
+    assert gate.seen(record, "2024-01-01T09:00:25.000Z") == (gate, {}, None)
+    assert gate.seen(ActiveDevice.of(OTHER, s2, "single"), earlier)[0] == gate
+    lowered, meta, event = gate.seen(record, earlier)
+    assert lowered.replaced_since == earlier and event is None
+    assert json.loads(meta["activeDevice"])[3] == earlier
+    # Active again: cleared.
+    back = ActiveDevice.of(HERE, "2024-01-01T09:00:40.000Z", "single")
+    assert lowered.seen(back)[0].replaced_since is None
+
+
+def test_an_entry_stored_without_the_moment_is_replaced_from_its_since() -> None:
+    entry = {"activeDevice": json.dumps([OTHER, SINCE, "single"])}  # an older SDK's
+    gate = DeviceGate.load(entry, HERE)
+    assert gate.replaced and gate.replaced_since == SINCE
+    assert DeviceGate.load({"activeDevice": json.dumps([HERE, SINCE, "single"])}, HERE) == (
+        DeviceGate(HERE, ActiveDevice.of(HERE, SINCE, "single"))
+    )
+
+
 # --- the engine -----------------------------------------------------------------------------------
+
+
+def test_a_later_takeover_does_not_release_edits_made_while_replaced() -> None:
+    s = Setup()
+    record = s.take_over_elsewhere()
+    s.engine.device_active(OTHER, record.since, "single", s.clock.now)
+    s.edit("Q1", "made while replaced")
+    s.clock.advance(1)
+    s.server.sign_in(THIRD)  # a third device takes over, after the edit
+    assert s.server.active is not None
+    s.engine.device_active(THIRD, s.server.active.since, "single", s.clock.now)
+    assert s.engine.replaced and s.send() is None  # still waits for "continue here"
+    s.engine = s.start()
+    assert s.engine.replaced and s.send() is None  # and after a restart
+    assert s.server.saves == 0 and s.status() is SyncStatus.REPLACED
+
+
+def test_a_device_that_missed_its_takeover_learns_the_moment_from_the_refusal() -> None:
+    s = Setup()
+    s.edit("Q1", "before")
+    s.take_over_elsewhere()  # this device never hears of it
+    s.edit("Q2", "made while replaced")
+    s.clock.advance(1)
+    s.server.sign_in(THIRD)
+    assert s.server.active is not None
+    s.engine.device_active(THIRD, s.server.active.since, "single", s.clock.now)
+    request = s.send()
+    assert s.sent_codes(request) == {"Q1", "Q2"}  # both before the only takeover it knows
+    status, body = s.exchange(request)
+    assert status == 409 and body["error"]["details"]["replacedSince"] < s.server.active.since
+    request = s.send()
+    assert s.sent_codes(request) == {"Q1"}  # Q2 now waits
+    assert s.exchange(request)[0] == 200
+    assert s.send() is None and s.engine.outbox.keys() == {"Q2"}
+    assert s.server.refused == 1 and s.server.state() == {"Q1": (1, "before")}
 
 
 def test_a_refused_save_makes_the_device_replaced_and_holds_without_retrying() -> None:

@@ -82,6 +82,10 @@ class Device:
     generation: int = 0  # bumped by a crash: the old process's answers go nowhere
     lost: set[tuple[str, str]] = field(default_factory=set)  # (quiz, value) said overridden
     inbox: list[dict[str, Any]] = field(default_factory=list)  # device_active frames on the way
+    # What the device was told, in the test's own terms: the latest record's order, and the
+    # moment it was replaced (None: not replaced).
+    heard: tuple[int, str] | None = None
+    replaced_ms: int | None = None
     engine: Engine = field(init=False)
 
     def start(self) -> None:
@@ -111,7 +115,7 @@ class DevicesMachine(RuleBasedStateMachine):
         self.healing = False  # the teardown sends and answers by itself
 
     @initialize(
-        skews=st.lists(st.floats(-SKEW, SKEW), min_size=2, max_size=3),
+        skews=st.lists(st.floats(-SKEW, SKEW), min_size=3, max_size=3),
         delays=st.lists(st.floats(0, DELAY), min_size=3, max_size=3),
         policy=st.sampled_from(["single", "merge"]),
     )
@@ -142,11 +146,31 @@ class DevicesMachine(RuleBasedStateMachine):
                 self.requests.append((i, device.generation, request.batch_id, request.body))
 
     def _check_sendable(self, device: Device, body: bytes) -> None:
-        """A replaced device sends no edit the server would refuse it for."""
-        record = device.engine.active_device
-        if device.engine.replaced and record is not None:
+        """A device told it was replaced sends no edit made from that moment on, whatever
+        takeovers it heard of since (they do not release what waits)."""
+        if device.replaced_ms is not None:
             for entry in decode_json(body)["answers"].values():
-                assert _ms(entry["updated"]) < record.since_ms, (device.name, entry)
+                assert _ms(entry["updated"]) < device.replaced_ms, (device.name, entry)
+
+    def _hear(self, i: int, active: dict[str, Any], policy: str, since: str | None = None) -> None:
+        """Device ``i`` is told ``active`` (a frame, a sign-in's, a refusal's: then ``since``
+        is when it was replaced), by the rule of docs/protocol.md: a record gives way to a
+        later one only; the first takeover by another device under ``single`` replaces it
+        from its ``since`` and later ones do not move that moment; a refusal's earlier
+        moment lowers it; a record naming this device (or ``merge``) ends it."""
+        device = self.devices[i]
+        order = (_ms(active["since"]), active["deviceId"])
+        if device.heard is None or order > device.heard:
+            device.heard = order
+            if active["deviceId"] == device.name or policy == "merge":
+                device.replaced_ms = None
+            elif device.replaced_ms is None:
+                device.replaced_ms = order[0]
+        if since is not None and device.replaced_ms is not None and order >= device.heard:
+            device.replaced_ms = min(device.replaced_ms, _ms(since))
+        if since is None:
+            engine = device.engine
+            engine.device_active(active["deviceId"], active["since"], policy, self.now(i))
 
     def _advance(self, seconds: float) -> None:
         self.true_now += seconds
@@ -171,8 +195,7 @@ class DevicesMachine(RuleBasedStateMachine):
         return dict(active)
 
     def _tell(self, i: int, active: dict[str, Any]) -> None:
-        engine = self.devices[i].engine
-        engine.device_active(active["deviceId"], active["since"], self.server.policy, self.now(i))
+        self._hear(i, active, self.server.policy)
 
     def _server_saves(self, body: bytes) -> tuple[int, Any]:
         status, answer = self.server.save(body)
@@ -182,6 +205,10 @@ class DevicesMachine(RuleBasedStateMachine):
         return status, answer
 
     def _deliver(self, i: int, batch: int, status: int, body: Any) -> None:
+        if status == 409 and body["error"]["code"] == "device_replaced":  # noted, then read
+            details = body["error"]["details"]
+            active = {"deviceId": details["activeDevice"], "since": details["since"]}
+            self._hear(i, active, "single", details["replacedSince"])
         self.devices[i].engine.receive_save_response(batch, status, body, self.now(i))
         self._drain(i)
 
@@ -331,8 +358,7 @@ class DevicesMachine(RuleBasedStateMachine):
         if inbox:
             index = data.draw(st.integers(0, len(inbox) - 1))
             frame = inbox[index] if again else inbox.pop(index)
-            engine = self.devices[i].engine
-            engine.device_active(frame["deviceId"], frame["since"], frame["policy"], self.now(i))
+            self._hear(i, frame, frame["policy"])
             self._drain(i)
 
     # --- what must always hold --------------------------------------------------------------------
@@ -393,9 +419,7 @@ class DevicesMachine(RuleBasedStateMachine):
         for i, device in enumerate(self.devices):
             engine = device.engine
             for frame in device.inbox:  # every frame arrives now
-                engine.device_active(
-                    frame["deviceId"], frame["since"], frame["policy"], self.now(i)
-                )
+                self._hear(i, frame, frame["policy"])
             engine.connection_restored(self.now(i))
             for _ in range(100):
                 if engine.state in (OutboxState.IDLE, OutboxState.HELD):
@@ -411,10 +435,9 @@ class DevicesMachine(RuleBasedStateMachine):
 
         # (d) What never reached the server was followed by another edit of its device and
         # question, or met its value or a later edit in a restore, or is held on a replaced
-        # device, stamped from the takeover on.
+        # device, stamped from when the server replaced it on.
         judged = {(quiz, device, updated) for quiz, device, updated, _, _ in self.server.verdicts}
         held = [e for e in self.edits if (e.quiz, e.device, e.updated) not in judged]
-        final = self.server.active
         for e in held:
             later_here = any(
                 o.at > e.at and (o.device, o.quiz) == (e.device, e.quiz) for o in self.edits
@@ -423,8 +446,9 @@ class DevicesMachine(RuleBasedStateMachine):
             # A restore found its value there, or a later edit (the edit was reported lost).
             if later_here or self._held_since(e) or (e.quiz, e.value) in device.lost:
                 continue
-            assert device.engine.replaced and final is not None, e
-            assert final.device_id != e.device and _ms(e.updated) >= final.since_ms, e
+            replaced_since = self.server.replaced.get(e.device)
+            assert device.engine.replaced and replaced_since is not None, e
+            assert _ms(e.updated) >= _ms(replaced_since), e
             assert device.engine.outbox[e.quiz].updated == e.updated, e
 
         # (a) The last edit in true time of each question, among those judged, is what the

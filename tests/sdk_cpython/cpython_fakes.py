@@ -26,7 +26,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from examsync.devices import ActiveDevice, device_replaced_body, later_than, refuses
+from examsync.devices import ActiveDevice, device_replaced_body, refuses, server_sign_in
 from examsync.edits import StoredEdit, edit_time_ms, judge_edit
 from examsync.exceptions import RemoteProtocolError
 from examsync.frames import (
@@ -106,6 +106,7 @@ class FakeApi:
     logins: list[dict[str, Any]] = field(default_factory=list)  # every sign-in's body
     device_frames: list[dict[str, Any]] = field(default_factory=list)  # device_active, queued
     refused: int = 0  # saves refused with device_replaced
+    replaced: dict[str, str | None] = field(default_factory=dict)  # device -> replaced since
     expire_next: bool = False  # answer the next authenticated request 401 token_expired
     log: list[str] = field(default_factory=list)  # "sign-in", "restore", "save", in order
     restore_delay: float = 0.0  # seconds a restore takes to answer (the loop runs meanwhile)
@@ -184,12 +185,12 @@ class FakeApi:
     def sign_in(self, device: str, *, activate: bool) -> dict[str, Any]:
         """Record a takeover (an activating sign-in from another device than the active one)
         and queue its frame; the device fields of the answer."""
-        active, taken_over = self.active, None
-        if activate and (active is None or active.device_id != device):
-            if active is not None and self.policy == "single":
-                taken_over = active.device_id
-            since = format_timestamp(later_than(active, self.clock()))
-            active = self.active = ActiveDevice.of(device, since, self.policy)
+        before = self.active
+        active, taken_over = server_sign_in(
+            before, self.replaced, device, activate=activate, now=self.clock(), policy=self.policy
+        )
+        if active is not None and active != before:
+            self.active = active
             frame = device_active_message(PLAN, CANDIDATE, None, device, active.since, self.policy)
             self.device_frames.append(frame)
         return {
@@ -207,9 +208,12 @@ class FakeApi:
             body = {"error": {"code": "invalid_payload", "message": str(exc), "details": {}}}
             return 422, body
         stamps = [entry.updated for entry in payload.answers.values()]
-        if self.active is not None and refuses(self.active, device_of_token, stamps):
+        replaced_since = self.replaced.get(device_of_token)
+        if self.active is not None and refuses(
+            self.active, device_of_token, stamps, replaced_since
+        ):
             self.refused += 1
-            return 409, device_replaced_body(self.active)
+            return 409, device_replaced_body(self.active, replaced_since)
         received = self.clock()
         device = payload.metadata.device.id
         self.device_ids.add(device)

@@ -4,14 +4,17 @@ device id at every sign-in, DeviceChanged and the REPLACED status, and take_over
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
-from cpython_fakes import KEY, PLAN, FakeApi, FakeSocketServer
+from cpython_fakes import KEY, PLAN, FakeApi, FakeSocketServer, error
 from cpython_fakes import socket_server as start_socket_server
 from test_cpython_client import client_for, recorder, until
 
-from examsync import DeviceChanged, SyncStatus
+from examsync import DeviceChanged, ServerError, SyncStatus
 from examsync.cpython._local import safe_name
 
 OTHER = "dev-other"
@@ -136,3 +139,88 @@ async def test_take_over_signs_in_restores_then_sends(
         # The tablet now holds, and says so, once the frame reaches it.
         await server.broadcast(api.device_frames[-1])
         await until(lambda: tablet.sync_state.status is SyncStatus.REPLACED)
+
+
+def cached_sessions(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / safe_name(PLAN) / "sessions").glob("*.json"))
+
+
+async def an_old_store(api: FakeApi, tmp_path: Path) -> str:
+    """A store made before the device-wide id: its id is not the one the device keeps."""
+    async with client_for(api, tmp_path) as first:
+        await first.login(key=KEY)
+        store_id = first.device_id
+    (tmp_path / safe_name(PLAN) / "device-id").write_text("another-id")
+    api.logins.clear()
+    return store_id
+
+
+async def test_an_old_stores_id_becomes_the_devices_and_the_final_session_is_cached(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    store_id = await an_old_store(api, tmp_path)
+    async with client_for(api, tmp_path) as exam:
+        await exam.login(key=KEY)
+        assert [b["deviceId"] for b in api.logins] == ["another-id", store_id]
+    assert (tmp_path / safe_name(PLAN) / "device-id").read_text() == store_id
+    [cache] = cached_sessions(tmp_path)
+    assert json.loads(cache.read_text())["token"] == f"tok-1.{store_id}"  # the final sign-in's
+    api.logins.clear()
+    async with client_for(api, tmp_path) as exam:
+        await exam.login(key=KEY)
+        assert [b["deviceId"] for b in api.logins] == [store_id]  # one sign-in from now on
+
+
+@pytest.mark.parametrize("features", [("save",), ()], ids=["socket", "http"])
+async def test_an_old_store_restarts_offline_then_renews_a_token_of_the_wrong_device(
+    api: FakeApi, tmp_path: Path, features: tuple[str, ...]
+) -> None:
+    store_id = await an_old_store(api, tmp_path)
+    api.login({"planId": PLAN, "key": KEY, "deviceId": "another-id"})
+    api.login({"planId": PLAN, "key": KEY, "deviceId": store_id})  # the store's id is active
+    api.logins.clear()
+    async with (
+        start_socket_server(api, features=features) as server,
+        client_for(api, tmp_path) as exam,
+    ):
+        # A cache from an SDK that kept the first sign-in's session: its token's device is
+        # another than the store's.
+        [cache] = cached_sessions(tmp_path)
+        wire = json.loads(cache.read_text())
+        wrong = {"token": "tok-1.another-id", "deviceId": "another-id", "socketUrl": server.url}
+        cache.write_text(json.dumps({**wire, **wrong}))
+        api.down, server.accepting = True, False
+        await exam.login(key=KEY)  # offline: the cached session, no second sign-in
+        assert exam.device_id == store_id and api.logins == []
+        assert (tmp_path / safe_name(PLAN) / "device-id").read_text() == store_id
+        await asyncio.sleep(0.01)
+        exam.set_answer("Q1", "typed offline")
+        api.down, server.accepting = False, True
+        assert await exam.flush(3)  # refused once (the token's device), renewed, sent
+        assert exam.sync_state.status is SyncStatus.SYNCED
+        assert api.refused == 1 and api.answers["Q1"][0] == "typed offline"
+        renewal = {"planId": PLAN, "key": KEY, "deviceId": store_id, "activate": False}
+        assert api.logins == [renewal]
+        assert (api.socket_saves > 0) == bool(features)
+
+
+async def test_a_login_that_fails_after_opening_the_store_can_be_retried(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    store_id = await an_old_store(api, tmp_path)
+    answer = api.login
+    failed: list[str] = []
+
+    def second_sign_in_fails(body: dict[str, Any]) -> httpx.Response:
+        if body.get("deviceId") == store_id and not failed:
+            failed.append(store_id)
+            return error(503, "unavailable")
+        return answer(body)
+
+    api.login = second_sign_in_fails  # type: ignore[method-assign]
+    async with client_for(api, tmp_path) as exam:
+        with pytest.raises(ServerError):
+            await exam.login(key=KEY)
+        assert exam.session is None
+        session = await exam.login(key=KEY)  # not StoreLockedError: the store was released
+        assert session.device_id == store_id and exam.device_id == store_id

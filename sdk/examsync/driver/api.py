@@ -190,13 +190,19 @@ class HttpApi(ABC):
         await self._sign_in({**self._credentials, "activate": False})
         return True
 
+    def use_device(self, device_id: str) -> None:
+        """Sign in from ``device_id`` from now on (renewals and takeovers); no-op before any
+        login."""
+        if self._credentials is not None:
+            self._credentials = {**self._credentials, "deviceId": device_id}
+
     async def take_over(self, device_id: str | None = None) -> Session:
         """Sign in again with the login's credentials, making this device the active one
         (from ``device_id`` from now on, when given). ExamSyncError before any login."""
         if self._credentials is None:
             raise ExamSyncError("log in first")
         if device_id is not None:
-            self._credentials = {**self._credentials, "deviceId": device_id}
+            self.use_device(device_id)
         return await self._sign_in(self._credentials)
 
     async def _sign_in(self, body: Mapping[str, Any]) -> Session:

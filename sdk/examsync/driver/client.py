@@ -210,6 +210,35 @@ class BaseExamClient(AnswerView):
             config.plan_id, device_id, cache, **credentials
         )
         storage, storage_state = await self._open_storage(session.candidate_id)
+        try:
+            session = await self._start(session, online, device_id, storage, asked_at, cache)
+        except BaseException:  # release what it opened: the login can be tried again
+            self._sessions.forget()
+            self._engine = self._storage = self._uploader = self._session = None
+            await self._close_storage(storage)
+            raise
+        self._set_storage_state(storage_state)
+        if config.restore_on_start and online:
+            try:
+                await self.restore()
+            except ExamSyncError as exc:  # unreachable or refused: local answers still stand
+                self._publish([Alert(exc, "restore")])
+        self._conn.start(self._mono())
+        self._runner = asyncio.create_task(self._run(), name="examsync-client")
+        self._spawn(self.uploads.run(), "uploads")
+        return session
+
+    async def _start(
+        self,
+        session: Session,
+        online: bool,
+        device_id: str,
+        storage: Storage,
+        asked_at: float,
+        cache: SessionStore,
+    ) -> Session:
+        """The login once the store is open: the engine, the store's device id, the clock."""
+        config = self._settings
         engine_config = EngineConfig(
             plan_id=config.plan_id,
             exam_code=config.exam_code,
@@ -218,14 +247,11 @@ class BaseExamClient(AnswerView):
             max_batch=config.max_batch,
             request_timeout=config.request_timeout,
         )
-        try:
-            # The id is kept only by a store that has none yet: one id per device's store.
-            self._engine = Engine(engine_config, storage, self._rng, new_device_id=device_id)
-        except ExamSyncError:
-            await self._close_storage(storage)
-            raise
+        # The id is kept only by a store that has none yet: one id per device's store.
+        self._engine = Engine(engine_config, storage, self._rng, new_device_id=device_id)
         self._storage = storage
-        self._session = session = await self._sessions.match_store(device_id, session)
+        ids = self._device_id_store()
+        session = await self._sessions.match_store(device_id, session, online, cache, ids)
         if online:  # a cached session's time is old: the stored offset stands
             self._observe_server_time(session.server_time, asked_at, "login")
         progress = session.raw.get("progress")
@@ -238,15 +264,7 @@ class BaseExamClient(AnswerView):
             publish=self._publish,
             alert=self._alert,
         )
-        self._set_storage_state(storage_state)
-        if config.restore_on_start and online:
-            try:
-                await self.restore()
-            except ExamSyncError as exc:  # unreachable or refused: local answers still stand
-                self._publish([Alert(exc, "restore")])
-        self._conn.start(self._mono())
-        self._runner = asyncio.create_task(self._run(), name="examsync-client")
-        self._spawn(self._uploader.run(), "uploads")
+        self._session = session
         return session
 
     async def take_over(self) -> Session:

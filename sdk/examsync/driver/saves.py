@@ -3,6 +3,8 @@
 A save goes over the socket when the connection says so (its ack comes back as a frame), else
 over HTTP. An answer is read once; its receipts are verified before the engine sees the ack,
 so a receipt that does not verify fails the send (the engine retries) instead of settling it.
+A refusal that names this very device active blames the token (it carries another device's
+id): the token is renewed and the save sent again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..frames import ErrorFrame, SaveAckFrame
 from ..messages import read_save_response
 from .api import HttpApi
 from .receipt_check import ReceiptCheck
+from .sessions import token_for_another
 from .socket_link import SocketLink
 
 __all__ = ["SaveCourier"]
@@ -47,6 +50,8 @@ class SaveCourier:
             return  # the ack comes as a frame, routed to deliver()
         try:
             status, body = await self._http.save(request.body)
+            if self._wrong_token(status, body) and await self._renew():
+                status, body = await self._http.save(request.body)
         except TransportError as exc:
             self._engine().send_failed(request.batch_id, exc, self._clock())
             return
@@ -58,6 +63,8 @@ class SaveCourier:
         if isinstance(frame, SaveAckFrame):
             if batch is not None:  # else not for a save of this socket: nothing to trust
                 self._spawn(self.deliver(batch, 200, dict(frame.body)), "save")
+        elif batch is not None and self._wrong_token(frame.status, dict(frame.body)):
+            self._spawn(self._resend(batch, frame.status, dict(frame.body)), "save")
         elif batch is not None:
             self._engine().receive_save_response(
                 batch, frame.status, dict(frame.body), self._clock()
@@ -67,6 +74,35 @@ class SaveCourier:
                 str(frame.body.get("error")), code="socket_error", status=frame.status
             )
             self._publish([Alert(error, "socket")])
+
+    async def _renew(self) -> bool:
+        """Renew the token, and drop the socket opened with the old one (it reopens with the
+        new); False if that failed (the refusal then stands: the engine retries later)."""
+        try:
+            renewed = await self._http.renew()
+        except ExamSyncError as exc:
+            self._publish([Alert(exc, "save")])
+            return False
+        if renewed:
+            self._link.drop(TransportError("the token named another device: renewed"))
+        return renewed
+
+    async def _resend(self, batch_id: int, status: int, body: dict[str, Any]) -> None:
+        if await self._renew():
+            self._engine().send_failed(batch_id, TransportError("token renewed"), self._clock())
+        else:
+            self._engine().receive_save_response(batch_id, status, body, self._clock())
+
+    def _wrong_token(self, status: int, body: bytes | dict[str, Any]) -> bool:
+        """Whether a refused save named this device active: the token carries another
+        device's id (an offline start from a session cached before)."""
+        if status != 409:
+            return False
+        try:
+            read_save_response(status, body)
+        except ExamSyncError as exc:
+            return token_for_another(exc, self._engine().device_id)
+        return False
 
     async def deliver(self, batch_id: int, status: int, body: bytes | dict[str, Any]) -> None:
         """Read a save's answer once; verify the ack's receipts, then hand the ack to the

@@ -5,7 +5,10 @@ The device id is sent at every sign-in, and must be the id the answer store keep
 ``metadata.device.id``). A key login does not know the candidate, so their store, before it
 signs in: the id is kept device-wide per plan too (:class:`~.interfaces.DeviceIdStore`), every
 new store of the plan takes it, and a store from before it, with an id of its own, makes the
-client sign in once more with that id.
+client sign in once more with that id (online) and makes that id the device's, so that the
+next login signs in once. A token that carries another id than the store's (an offline start
+from a session cached before) is refused as from a replaced device naming this one active:
+that refusal renews the token (:func:`token_for_another`) and the save goes again.
 
 What the server says of the active device (a sign-in's ``activeDevice``, a ``device_active``
 frame) goes to the engine; while a takeover restores, news that this device is active waits,
@@ -19,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..devices import ActiveDevice
+from ..devices import ActiveDevice, replaced_by
 from ..engine import Engine
 from ..events import Alert
 from ..exceptions import ExamSyncError, RemoteProtocolError, TransportError
@@ -27,7 +30,7 @@ from ..frames import DeviceActive
 from .api import HttpApi, Session
 from .interfaces import DeviceIdStore, SessionStore
 
-__all__ = ["Sessions", "device_id_from"]
+__all__ = ["Sessions", "device_id_from", "token_for_another"]
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # the server's ID pattern
 
@@ -40,6 +43,13 @@ async def device_id_from(store: DeviceIdStore) -> str:
     made = uuid.uuid4().hex
     await store.save(made)
     return made
+
+
+def token_for_another(error: ExamSyncError, device_id: str) -> bool:
+    """Whether ``error`` refuses a save as from a replaced device while naming ``device_id``,
+    this one, active: the token carries another device's id (renew it, then send again)."""
+    record = replaced_by(error)
+    return record is not None and record.device_id == device_id
 
 
 class Sessions:
@@ -73,18 +83,29 @@ class Sessions:
                 raise
             self._http.token = cached.token
             return cached, False
-        await cache.save(session)
         return session, True
 
-    async def match_store(self, sent: str, session: Session) -> Session:
+    async def match_store(
+        self, sent: str, session: Session, online: bool, cache: SessionStore, ids: DeviceIdStore
+    ) -> Session:
         """The engine is open: if its store keeps another id than ``sent`` (a store from
-        before the device-wide id), sign in again from the store's; then hand the engine what
-        the sign-ins said."""
+        before the device-wide id), that id becomes the device's (the next login sends it
+        first) and, online, signs in again; then cache the final session (its token carries
+        the store's id) and hand the engine what the sign-ins said."""
         engine = self._engine()
         if engine is not None and engine.device_id != sent:
-            session = await self._http.take_over(engine.device_id)
+            await ids.save(engine.device_id)
+            self._http.use_device(engine.device_id)  # renewals and takeovers from it too
+            if online:  # offline, the first save's refusal renews the token (token_for_another)
+                session = await self._http.take_over(engine.device_id)
+        if online:
+            await cache.save(session)
         self._release()
         return session
+
+    def forget(self) -> None:
+        """A login that failed: what its sign-ins said goes with it."""
+        self._pending = None
 
     async def take_over(self, restore: Callable[[], Awaitable[object]]) -> Session:
         """Make this device the active one: sign in again (activating), restore (what
