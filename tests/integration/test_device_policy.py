@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from examsync import DeviceChanged, SyncStatus
 from examsync.cpython import ExamClient
 
 from .conftest import ServerProcess
 from .test_devices import (
     APART,
-    LONG_TEXT,
+    ISSUE_SEQUENCE,
     SyncedWatch,
     device_network,
     history,
@@ -41,14 +39,7 @@ async def replaced(client: ExamClient) -> None:
     await until(lambda: client.sync_state.status is SyncStatus.REPLACED, "the device is replaced")
 
 
-@pytest.mark.parametrize(
-    ("code", "first", "on_b", "last"),
-    [
-        ("Q001", "1", "2", "3"),  # choice
-        ("Q005", LONG_TEXT, LONG_TEXT + "B에서 고침.", "A에서 마지막으로 " + LONG_TEXT),  # text
-    ],
-    ids=["choice", "text"],
-)
+@ISSUE_SEQUENCE
 async def test_single_a_sign_in_takes_over_and_the_candidates_last_edit_is_kept(
     tmp_path: Path,
     redis_url: str,

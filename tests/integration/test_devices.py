@@ -174,14 +174,19 @@ def stamp_ms(client: ExamClient, code: str) -> int:
 # --- 1. the issue's sequence ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
+# The issue's sequence, on a `choice` and a `text` question: A's first answer, B's change, and
+# A's last change (test_device_policy.py runs it under `single`).
+ISSUE_SEQUENCE = pytest.mark.parametrize(
     ("code", "first", "on_b", "last"),
     [
-        ("Q001", "1", "2", "3"),  # choice
-        ("Q005", LONG_TEXT, LONG_TEXT + "B에서 고침.", "A에서 마지막으로 " + LONG_TEXT),  # text
+        ("Q001", "1", "2", "3"),
+        ("Q005", LONG_TEXT, LONG_TEXT + "B에서 고침.", "A에서 마지막으로 " + LONG_TEXT),
     ],
     ids=["choice", "text"],
 )
+
+
+@ISSUE_SEQUENCE
 async def test_the_last_edit_wins_on_a_device_with_an_old_floor(
     tmp_path: Path,
     redis_url: str,
