@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -343,11 +344,20 @@ def forged_claims(claims: list[Any]) -> str:
 
 
 def tampered(token: str) -> str:
-    """The token with its claims edited to another candidate, the signature left as it was."""
-    payload, _, rest = token.partition(".")
+    """The token with its claims edited to another candidate, the signature left as it was.
+
+    itsdangerous zlib-compresses a payload when that makes it shorter (a leading "."), which
+    depends on the claims: the device id the server makes is random."""
+    compressed = token.startswith(".")
+    payload, _, rest = token.removeprefix(".").partition(".")
     claims = base64_decode(payload)
+    if compressed:
+        claims = zlib.decompress(claims)
     assert b"CAND202301" in claims
-    return f"{base64_encode(claims.replace(b'CAND202301', b'CAND202302')).decode()}.{rest}"
+    edited = claims.replace(b"CAND202301", b"CAND202302")
+    if compressed:
+        edited = zlib.compress(edited)
+    return f"{'.' if compressed else ''}{base64_encode(edited).decode()}.{rest}"
 
 
 TOKEN_CASES = [
