@@ -15,14 +15,15 @@ from dataclasses import dataclass
 
 from examsync.exceptions import ChecksumMismatch, RemoteProtocolError
 from examsync.messages import SavePayload
-from examsync.protocol import decode_json, parse_timestamp
+from examsync.protocol import decode_json
 
 from ..access.tokens import Principal
 from ..base import fast_json
+from ..base.clock import parse_iso
 from ..config import Settings
 from ..errors import ApiError
 from ..exam.catalog import Catalog
-from ..pipeline.plan_queue import PlanQueue, all_before
+from ..pipeline.plan_queue import PlanQueue, made_by
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +46,11 @@ class SaveService:
         payload, its JSON text re-encoded), so it is not decoded a second time."""
         save = await self.validate(who, body, decoded)
         fields = {"exam": save.parsed.test_code, "p": save.text}
-        updated = [e.updated for e in save.parsed.answers.values()]
-        # The latest edit decides whether a replaced device may still send this save.
-        latest = max((round(parse_timestamp(u) * 1000) for u in updated), default=0)
-        return await self.queue.submit(who, "answers", fields, all_before(updated), latest)
+        # The latest edit decides both checks: made before the end (a late save), and made
+        # before its device was replaced. Each stamp is parsed once, on this hot path.
+        latest = max((parse_iso(e.updated) for e in save.parsed.answers.values()), default=None)
+        edited_ms = 0 if latest is None else round(latest.timestamp() * 1000)
+        return await self.queue.submit(who, "answers", fields, made_by(latest), edited_ms)
 
     async def validate(self, who: Principal, body: bytes, decoded: object = None) -> ValidSave:
         if who.role != "candidate":

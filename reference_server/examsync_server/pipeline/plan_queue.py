@@ -72,6 +72,11 @@ _PLAN_STATUSES = frozenset(PlanStatus)
 MadeBefore = Callable[[datetime], bool]
 
 
+def made_by(latest: datetime | None) -> MadeBefore:
+    """For an entry whose content was last made at `latest` (None: carries no time)."""
+    return lambda end: latest is None or latest <= end
+
+
 def all_before(timestamps: Iterable[str]) -> MadeBefore:
     """For entries carrying wire timestamps: each must be at or before the end."""
     moments = [parse_iso(t) for t in timestamps]
