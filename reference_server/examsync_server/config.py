@@ -10,6 +10,7 @@ from them (tests/server/test_settings.py keeps the table true).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import MISSING, dataclass, field, fields, replace
@@ -30,6 +31,7 @@ COMMANDS = ("serve", "demo", "sockets", "persister")
 HTTP_SERVERS = ("hypercorn", "uvicorn")
 
 T = TypeVar("T")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _setting(default: T, meaning: str, commands: frozenset[str] = ALL) -> T:
@@ -100,6 +102,61 @@ class Access:
         SOCKETS,
     )
     session_ttl_seconds: int = _setting(12 * 3600, "how long a session token is valid", HTTP)
+
+
+@dataclass(frozen=True, slots=True)
+class Logins:
+    """Failed sign-ins: how many are answered before `429`, and the lockout (access/throttle.py).
+
+    An "account" is a candidate or a supervisor of a plan, or, for key login (the key names
+    nobody until it matches), the plan and the client's address. 0 turns a limit off."""
+
+    login_failures_per_account_minute: int = _setting(
+        5,
+        "failed sign-ins a minute per candidate, supervisor, or key login's plan and address",
+        HTTP,
+    )
+    login_failures_per_address_minute: int = _setting(
+        30,
+        "failed sign-ins a minute per client address and plan (an exam room's NAT shares one)",
+        HTTP,
+    )
+    login_lockout_after: int = _setting(
+        10, "failed sign-ins in a row that lock an account out (0: never)", HTTP
+    )
+    login_lockout_seconds: int = _setting(
+        900, "how long a lockout lasts, unless a supervisor or the admin lifts it", HTTP
+    )
+    # Off by default: X-Forwarded-For is whatever the client wrote unless a proxy we trust
+    # wrote it, and believing it would let an attacker pick a fresh address per guess.
+    trusted_proxies: str = _setting(
+        "",
+        "comma-separated proxy addresses or networks whose X-Forwarded-For names the client;"
+        " empty: the connection's address",
+        HTTP,
+    )
+
+    def __post_init__(self) -> None:
+        numbers = (
+            self.login_failures_per_account_minute,
+            self.login_failures_per_address_minute,
+            self.login_lockout_after,
+            self.login_lockout_seconds,
+        )
+        if min(numbers) < 0:
+            raise StartupError(f"the login limits must not be negative, not {numbers}")
+        self.trusted_networks  # noqa: B018  (refused at start, not at the first request)
+
+    @property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        try:
+            return tuple(
+                ipaddress.ip_network(part.strip(), strict=False)
+                for part in self.trusted_proxies.split(",")
+                if part.strip()
+            )
+        except ValueError as exc:
+            raise StartupError(f"trusted_proxies: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +300,7 @@ class Settings:
     listen: Listen = field(default_factory=Listen)
     storage: Storage = field(default_factory=Storage)
     access: Access = field(default_factory=Access)
+    logins: Logins = field(default_factory=Logins)
     limits: Limits = field(default_factory=Limits)
     pipeline: Pipeline = field(default_factory=Pipeline)
     connections: Connections = field(default_factory=Connections)

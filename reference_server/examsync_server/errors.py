@@ -42,7 +42,8 @@ def error_headers(exc: ApiError) -> list[tuple[str, str]]:
     if exc.status == 503:
         return [("Retry-After", "1")]
     if exc.status == 429:
-        return [("Retry-After", str(exc.details.get("retryAfterSeconds", 1)))]
+        seconds = exc.details.get("retryAfter", exc.details.get("retryAfterSeconds", 1))
+        return [("Retry-After", str(seconds))]
     return []
 
 

@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
+from .access.lockout_alerts import PublishedAlerts
 from .access.login import SessionService
+from .access.throttle import LoginThrottle
 from .access.tokens import Tokens
 from .answers.intake import SaveService
 from .answers.restore import RestoreService
@@ -76,6 +78,7 @@ class Runtime:
     lifecycle: Lifecycle
     moves: StageMoves
     sessions: SessionService
+    throttle: LoginThrottle
     saves: SaveService
     captures: CaptureService
     logs: LogService
@@ -125,6 +128,7 @@ class Runtime:
         queue = PlanQueue(redis, hub, settings.pipeline.late_grace_seconds)
         candidates = Candidates(db)
         connections = settings.connections
+        throttle = LoginThrottle(redis, settings.logins, alerts=[PublishedAlerts(redis)])
         runtime = cls(
             settings=settings,
             redis=redis,
@@ -132,7 +136,8 @@ class Runtime:
             tokens=tokens,
             lifecycle=lifecycle,
             moves=StageMoves(lifecycle.views, lifecycle.live),
-            sessions=SessionService(db, tokens, lifecycle),
+            sessions=SessionService(db, tokens, lifecycle, throttle),
+            throttle=throttle,
             saves=SaveService(catalog, queue, settings),
             captures=CaptureService(redis, catalog, files, queue),
             logs=LogService(files, queue),
@@ -140,7 +145,7 @@ class Runtime:
             media_records=MediaRecords(db),
             candidates=candidates,
             restores=RestoreService(StoredAnswers(db), AnswerCache(redis), catalog),
-            snapshots=SnapshotService(candidates, redis),
+            snapshots=SnapshotService(candidates, redis, throttle),
             polling=EventPolling(redis, connections.ping_interval + connections.ping_timeout),
             dead_letters=DeadLetters(db, redis),
             signer=signer,

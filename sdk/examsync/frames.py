@@ -40,6 +40,7 @@ __all__ = [
     "UnknownFrame",
     "Welcome",
     "dead_letter_alert_message",
+    "lockout_alert_message",
     "error_message",
     "exam_end_message",
     "examinee_connection_message",
@@ -483,6 +484,27 @@ def dead_letter_alert_message(
         "error": error,
         "timestamp": timestamp,
         "kind": "dead_letter",
+    }
+
+
+def lockout_alert_message(
+    kind: str,
+    plan_id: str,
+    candidate_id: str,
+    group_id: str | None,
+    locked_until: str,
+    timestamp: str,
+) -> dict[str, Any]:
+    """``alert`` of kind ``locked_out`` (failed sign-ins locked the candidate out until
+    ``lockedUntil``) or ``lockout_lifted`` (a supervisor or the admin lifted it)."""
+    return {
+        "type": "alert",
+        "planId": plan_id,
+        "candidateId": candidate_id,
+        "groupId": group_id,
+        "lockedUntil": locked_until,
+        "timestamp": timestamp,
+        "kind": kind,
     }
 
 

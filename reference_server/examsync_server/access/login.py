@@ -4,13 +4,15 @@ Which plan a person belongs to is checked here once; afterwards the signed token
 Unknown ids and wrong codes get the same answer, so ids cannot be probed. A candidate signs in
 from a device (`deviceId`, made here when absent), which the token carries too; unless the
 sign-in says `activate: false` (a token renewal), that device becomes the candidate's active
-one (exam/devices.py).
+one (exam/devices.py). Every attempt passes the login throttle first (throttle.py): failed
+sign-ins are limited, counted and logged, unknown ids exactly like wrong codes.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
@@ -26,7 +28,13 @@ from ..exam.views import public_plan, public_stage
 from ..store.candidates import Candidates, Credential
 from ..store.plans import Plans, Row
 from ..store.sqlite import Database
-from .tokens import Principal, Role, Tokens
+from .addresses import UNKNOWN as UNKNOWN_ADDRESS
+from .throttle import Account, LoginThrottle
+from .tokens import Principal, Tokens
+
+# What a sign-in found: the person whose secret it must match (None: no such id), and the
+# secret it gave.
+Found = tuple[Credential | None, str]
 
 Code = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -64,24 +72,28 @@ class SessionService:
     db: Database
     tokens: Tokens
     lifecycle: Lifecycle
+    throttle: LoginThrottle
 
     def __post_init__(self) -> None:
         self.plans = Plans(self.db)
         self.candidates = Candidates(self.db)
         self.devices = Devices(self.lifecycle.live, self.lifecycle.candidates)
 
-    async def login(self, body: Any, socket_url: str) -> dict[str, Any]:
+    async def login(
+        self, body: Any, socket_url: str, address: str = UNKNOWN_ADDRESS
+    ) -> dict[str, Any]:
+        """Sign in from `address` (the client's, access/addresses.py)."""
         if not isinstance(body, dict):
             raise invalid_request("the body must be a JSON object")
         candidate: _CandidateLogin | None = None
         if "supervisorId" in body:
-            principal = await self._supervisor(parse(SupervisorLogin, body))
+            principal = await self._supervisor(parse(SupervisorLogin, body), address)
         elif "key" in body:
             candidate = parse(KeyLogin, body)
-            principal = await self._candidate_by_key(candidate)
+            principal = await self._candidate_by_key(candidate, address)
         else:
             candidate = parse(WebLogin, body)
-            principal = await self._candidate_by_code(candidate)
+            principal = await self._candidate_by_code(candidate, address)
         plan = await self.lifecycle.get_plan(principal.plan_id)
         signed_in: SignedIn | None = None
         if candidate is not None:
@@ -118,29 +130,64 @@ class SessionService:
             body_out["supervisorId"] = principal.subject_id
         return body_out
 
-    async def _open_plan(self, plan_id: str) -> Row:
+    async def _signed_in(
+        self, account: Account, address: str, find: Callable[[], Awaitable[Found]]
+    ) -> Principal:
+        """The principal whose secret `find` matched, through the throttle: admitted before
+        the secret is read, and every wrong id or code counted and logged."""
+        attempt = await self.throttle.admit(account, address)
+        try:
+            found, given = await find()
+        except Exception:  # no guess (a plan not open for sign-in, say): it does not count
+            await attempt.give_back()
+            raise
+        if found is None or not hmac.compare_digest(found.secret.encode(), given.encode()):
+            reason = (
+                "wrong code" if found else "unknown key" if account.kind == "key" else "unknown id"
+            )
+            await attempt.failed(reason, found.group_id if found is not None else None)
+            raise _bad_credentials()
+        await attempt.succeeded()
+        return Principal(account.role, account.plan_id, found.subject_id, found.group_id)
+
+    async def _open_plan(self, plan_id: str, method: str | None) -> bool:
+        """Whether the plan exists (an unknown plan is answered as a wrong id); 409 when it is
+        not open for sign-in, 403 when it takes another login method."""
         plan = await self.plans.find(plan_id)
         if plan is None:
-            raise _bad_credentials()
+            return False
         require(Action.SIGN_IN, plan_id, plan["status"])
-        return plan
+        if method is not None:
+            self._method(plan, method)
+        return True
 
-    async def _candidate_by_code(self, login: WebLogin) -> Principal:
-        plan = await self._open_plan(login.planId)
-        self._method(plan, "web")
-        found = await self.candidates.by_auth_code(login.planId, login.candidateId)
-        return _principal("candidate", login.planId, found, login.authCode)
+    async def _candidate_by_code(self, login: WebLogin, address: str) -> Principal:
+        async def find() -> Found:
+            if not await self._open_plan(login.planId, "web"):
+                return None, login.authCode
+            found = await self.candidates.by_auth_code(login.planId, login.candidateId)
+            return found, login.authCode
 
-    async def _candidate_by_key(self, login: KeyLogin) -> Principal:
-        plan = await self._open_plan(login.planId)
-        self._method(plan, "key")
-        found = await self.candidates.by_key(login.planId, login.key)
-        return _principal("candidate", login.planId, found, login.key)
+        account = Account(login.planId, "candidate", login.candidateId)
+        return await self._signed_in(account, address, find)
 
-    async def _supervisor(self, login: SupervisorLogin) -> Principal:
-        await self._open_plan(login.planId)
-        found = await self.candidates.supervisor(login.planId, login.supervisorId)
-        return _principal("supervisor", login.planId, found, login.authCode)
+    async def _candidate_by_key(self, login: KeyLogin, address: str) -> Principal:
+        async def find() -> Found:
+            if not await self._open_plan(login.planId, "key"):
+                return None, login.key
+            return await self.candidates.by_key(login.planId, login.key), login.key
+
+        return await self._signed_in(Account(login.planId, "key", address), address, find)
+
+    async def _supervisor(self, login: SupervisorLogin, address: str) -> Principal:
+        async def find() -> Found:
+            if not await self._open_plan(login.planId, None):
+                return None, login.authCode
+            found = await self.candidates.supervisor(login.planId, login.supervisorId)
+            return found, login.authCode
+
+        account = Account(login.planId, "supervisor", login.supervisorId)
+        return await self._signed_in(account, address, find)
 
     @staticmethod
     def _method(plan: Row, method: str) -> None:
@@ -151,10 +198,3 @@ class SessionService:
                 f"this exam uses {plan['login_method']} login",
                 {"login_method": plan["login_method"]},
             )
-
-
-def _principal(role: Role, plan_id: str, found: Credential | None, given: str) -> Principal:
-    """Who signed in, if `found` holds the secret `given` (compared in constant time)."""
-    if found is None or not hmac.compare_digest(found.secret.encode(), given.encode()):
-        raise _bad_credentials()
-    return Principal(role, plan_id, found.subject_id, found.group_id)

@@ -6,6 +6,8 @@ from typing import Any
 
 from quart import Blueprint, jsonify, request
 
+from ..access.throttle import KINDS, Account
+from ..errors import invalid_request
 from ..exam.models import check_id
 from .common import json_body, read_body, require_admin
 
@@ -14,6 +16,18 @@ blueprint = Blueprint("admin", __name__, url_prefix="/api/v1/admin")
 
 def _plan_id(plan_id: str) -> str:
     return check_id(plan_id, "plan_id")
+
+
+def lockout_account(plan_id: str, kind: str, subject: str) -> Account:
+    if kind == "candidate":
+        return Account(plan_id, "candidate", check_id(subject, "candidateId"))
+    if kind == "supervisor":
+        return Account(plan_id, "supervisor", check_id(subject, "supervisorId"))
+    if kind == "key":
+        if not 0 < len(subject) <= 64 or not subject.isprintable():
+            raise invalid_request("id must be the client address", "id")
+        return Account(plan_id, "key", subject)
+    raise invalid_request("kind must be one of " + ", ".join(KINDS), "kind")
 
 
 @blueprint.put("/plans/<plan_id>")
@@ -75,7 +89,19 @@ async def resync(plan_id: str) -> Any:
 @blueprint.get("/plans/<plan_id>")
 async def status(plan_id: str) -> Any:
     rt = require_admin()
-    return jsonify(await rt.lifecycle.status(_plan_id(plan_id)))
+    report = await rt.lifecycle.status(_plan_id(plan_id))
+    return jsonify({**report, "lockouts": await rt.throttle.lockouts(plan_id)})
+
+
+@blueprint.delete("/plans/<plan_id>/lockouts/<kind>/<account_id>")
+async def lift_lockout(plan_id: str, kind: str, account_id: str) -> Any:
+    """Lift a sign-in lockout: `candidate`/`supervisor` and their id, or `key` and the client
+    address whose key logins were locked out."""
+    rt = require_admin()
+    await rt.lifecycle.get_plan(_plan_id(plan_id))
+    account = lockout_account(plan_id, kind, account_id)
+    lifted = await rt.throttle.lift(account, "admin")
+    return jsonify({"planId": plan_id, "kind": kind, "id": account.subject, "lifted": lifted})
 
 
 @blueprint.get("/plans/<plan_id>/candidates")

@@ -6,6 +6,7 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
+from ..access.addresses import client_address
 from ..errors import ApiError
 from .common import json_body, require_session, runtime
 
@@ -20,7 +21,12 @@ async def login() -> Any:
         socket_url = rt.socket_url(request.host)
     except ValueError:  # a Host werkzeug lets through but urllib cannot parse: "[1::2::3]"
         socket_url = rt.socket_url(None)
-    result = await rt.sessions.login(body, socket_url)
+    address = client_address(
+        request.remote_addr,
+        request.headers.get("X-Forwarded-For"),
+        rt.settings.logins.trusted_networks,
+    )
+    result = await rt.sessions.login(body, socket_url, address)
     response = jsonify(result)
     response.status_code = 201
     return response

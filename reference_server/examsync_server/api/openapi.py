@@ -133,6 +133,15 @@ def document() -> dict[str, Any]:
             )
         },
     }
+    paths["/api/v1/admin/plans/{plan_id}/lockouts/{kind}/{account_id}"] = {
+        "delete": _op(
+            "lift a sign-in lockout: kind candidate or supervisor and its id, or key and the"
+            " client address",
+            {200: "planId, kind, id, lifted (false: was not locked out)", **ADMIN_ERRORS},
+            admin=True,
+            params=("plan_id", "kind", "account_id"),
+        )
+    }
     for action, text in (
         ("prepare", "seed 000: DB, Redis and queues ready; idempotent"),
         ("start", "status in_progress; stage clocks begin"),
@@ -157,10 +166,12 @@ def document() -> dict[str, Any]:
             {
                 201: "token, socketUrl, plan config, stages, serverTime; a candidate's also"
                 " deviceId, devicePolicy, activeDevice, replacedDevice",
-                401: "invalid credentials",
+                401: "invalid_credentials: an unknown id and a wrong code alike",
                 403: "login method not allowed",
                 409: "plan not prepared",
                 422: "invalid input",
+                429: "too_many_attempts (details.retryAfter) or locked_out (details.retryAfter,"
+                " details.lockedUntil): failed sign-ins limited; Retry-After header",
             },
             body={
                 "application/json": {
@@ -174,6 +185,9 @@ def document() -> dict[str, Any]:
                 }
             },
         )
+    }
+    paths["/api/v1/sessions"]["post"]["responses"]["429"]["headers"] = {
+        "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
     }
     session_errors = {
         401: "missing, invalid or expired token",
@@ -202,6 +216,20 @@ def document() -> dict[str, Any]:
             " the socket_queue position to resume the socket from (lastPosition)",
             {200: "snapshot", **session_errors},
             session=True,
+        )
+    }
+    paths["/api/v1/supervisor/lockouts/{candidate_id}"] = {
+        "delete": _op(
+            "lift a sign-in lockout of a candidate of the supervisor's group",
+            {
+                200: "planId, candidateId, lifted (false: was not locked out)",
+                **session_errors,
+                403: "supervisors_only, or other_group: not the supervisor's group",
+                404: "candidate_not_found in the supervisor's plan",
+                422: "invalid candidate id",
+            },
+            session=True,
+            params=("candidate_id",),
         )
     }
     paths["/api/v1/me/start"] = {

@@ -4,7 +4,9 @@
 examinee of the plan for a supervisor with no group): the seed 004 connection state, the
 candidate's status and current stage, how many answers the server holds and when the last save
 was committed, the device the candidate last signed in from to take the exam (`activeDevice`,
-`activeSince`: exam/devices.py), and what the examinee's SDK last reported about answers still
+`activeSince`: exam/devices.py), whether failed sign-ins locked the candidate out and until
+when (`lockedUntil`: access/throttle.py; `alert` events of kind `locked_out` and
+`lockout_lifted` follow it live), and what the examinee's SDK last reported about answers still
 on the device (`pending`, `oldestPendingAge`: sockets/sync_reports.py). With it comes
 `position`, the `socket_queue` position at snapshot time: the dashboard opens its socket with
 `lastPosition=<position>` and gets every event after the snapshot, with no gap.
@@ -26,6 +28,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from ..access.throttle import LoginThrottle, read_lockouts
 from ..access.tokens import Principal
 from ..base.clock import iso, parse_iso, utc_now
 from ..errors import ApiError
@@ -34,15 +37,16 @@ from ..store.candidates import Candidates
 
 
 class SnapshotService:
-    def __init__(self, candidates: Candidates, redis: Redis) -> None:
+    def __init__(self, candidates: Candidates, redis: Redis, throttle: LoginThrottle) -> None:
         self.candidates = candidates
         self.redis = redis
+        self.throttle = throttle
 
     async def take(self, who: Principal) -> dict[str, Any]:
         if who.role != "supervisor":
             raise ApiError(403, "supervisors_only", "only supervisors see the group's snapshot")
         ids = await self.candidates.ids(who.plan_id, who.group_id)
-        position, connections, reports = await self._live(who.plan_id, ids)
+        position, connections, reports, locked = await self._live(who.plan_id, ids)
         rows = await self.candidates.examinees(who.plan_id, who.group_id)
         now = utc_now()
         examinees = []
@@ -63,6 +67,7 @@ class SnapshotService:
                     "lastSaveTime": row.last_save,
                     "activeDevice": row.active_device,
                     "activeSince": row.active_since,
+                    "lockedUntil": locked.get(cid),
                     **_sync(report, now),
                 }
             )
@@ -76,22 +81,36 @@ class SnapshotService:
 
     async def _live(
         self, plan_id: str, ids: Sequence[str]
-    ) -> tuple[str, dict[str, dict[str, str]], dict[str, dict[str, str]]]:
-        """The stream position with the connection keys as of that position (one MULTI), and
-        the SDKs' sync reports."""
+    ) -> tuple[str, dict[str, dict[str, str]], dict[str, dict[str, str]], dict[str, str]]:
+        """The stream position with the connection keys and the sign-in lockouts as of that
+        position (one MULTI), and the SDKs' sync reports."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xrevrange(keys.SOCKET_STREAM, count=1)
+            pipe.zrange(
+                keys.login_lockouts(plan_id),
+                f"({self.throttle.now_ms()}",
+                "+inf",
+                byscore=True,
+                withscores=True,
+            )
             for cid in ids:
                 pipe.hgetall(keys.examinee_progress(plan_id, cid))
             for cid in ids:
                 pipe.hgetall(keys.examinee_sync(plan_id, cid))
             replies: list[Any] = await pipe.execute()
-        last, progress, sync = replies[0], replies[1 : len(ids) + 1], replies[len(ids) + 1 :]
+        last, lockouts = replies[0], replies[1]
+        progress, sync = replies[2 : len(ids) + 2], replies[len(ids) + 2 :]
         position = last[0][0] if last else "0-0"
+        locked = {
+            lockout["id"]: lockout["lockedUntil"]
+            for lockout in read_lockouts(lockouts)
+            if lockout["kind"] == "candidate"
+        }
         return (
             position,
             dict(zip(ids, progress, strict=True)),
             dict(zip(ids, sync, strict=True)),
+            locked,
         )
 
 

@@ -124,3 +124,28 @@ STATE_MANAGER_GROUP = "state_managers"  # the consumer group on status_queue
 # Trimming bounds for the cross-plan streams (XADD MAXLEN ~): far above any backlog a live
 # system holds, so only a stream nobody reads is ever trimmed.
 STREAM_MAXLEN = 100_000
+
+
+# Failed sign-ins (ours; access/throttle.py). Every key names its plan, so one throttle call
+# touches one plan's keys (a hash tag on the plan pins them to one slot in cluster mode). An
+# account is `candidate:<id>`, `supervisor:<id>` or, for key login, `key:<address>`.
+
+
+def login_failures(plan_id: str, account: str) -> str:
+    """Sorted set: the account's failed sign-ins of the last minute, scored by epoch ms."""
+    return f"login_failures:{plan_id}:{account}"
+
+
+def login_address_failures(plan_id: str, address: str) -> str:
+    """Sorted set: one client address's failed sign-ins to the plan of the last minute."""
+    return f"login_failures:{plan_id}:address:{address}"
+
+
+def login_account(plan_id: str, account: str) -> str:
+    """Hash: fails (in a row), lastFail and lockedUntil (epoch ms) of one account."""
+    return f"login_account:{plan_id}:{account}"
+
+
+def login_lockouts(plan_id: str) -> str:
+    """Sorted set: the plan's locked-out accounts, scored by when the lockout ends (epoch ms)."""
+    return f"login_lockouts:{plan_id}"
