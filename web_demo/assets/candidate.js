@@ -2,7 +2,18 @@
 // (candidate_page.py); this file only draws what it reports and hands it the answers.
 import { bootSdk } from "./boot.js";
 import { Camera } from "./camera.js";
-import { $, age, both, clock, el, sha256Hex, show, timeOfDay, api } from "./common.js";
+import {
+  $,
+  age,
+  both,
+  clock,
+  el,
+  sha256Hex,
+  show,
+  signInRefusal,
+  timeOfDay,
+  api,
+} from "./common.js";
 import { TabRelay } from "./tabs.js";
 
 const SAVE_DELAY_MS = 300; // typing is saved after this pause (and at once on leaving a field)
@@ -130,6 +141,13 @@ async function signIn(creds) {
     sessionStorage.removeItem("examsync-demo:login");
     show($("#boot"), false);
     showLogin(both("로그인하지 못했습니다", "Could not sign in") + `: ${pythonMessage(error)}`);
+    return;
+  }
+  if (result.refused) {
+    state.relay.close();
+    sessionStorage.removeItem("examsync-demo:login");
+    show($("#boot"), false);
+    showLogin(signInRefusal(result.refused.code, result.refused));
     return;
   }
   sessionStorage.setItem("examsync-demo:login", JSON.stringify(creds));

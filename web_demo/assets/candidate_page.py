@@ -164,18 +164,26 @@ class CandidatePage:
     async def login(
         self, candidate_id: str | None, auth_code: str | None, key: str | None, exam_code: str
     ) -> str:
-        """Log in, restore, start syncing; the session and local state as JSON.
+        """Log in, restore, start syncing; the session and local state as JSON, or
+        ``{"refused": {code, retryAfter, lockedUntil?}}`` when the sign-in limits refused it.
 
         ``exam_code`` is the one this device used last ("" if none): without it a first login
         asks the server which exams the plan has. The client waits for the candidate's Web
         Lock as long as another tab holds it (that tab writes; this one relays, tabs.js).
         """
-        if not exam_code:
-            exam_code = await self._discover_exam(candidate_id, auth_code, key)
-        self.exam_code = exam_code
-        client = examsync.create_client(self.base_url, self.plan_id, exam_code, lock_timeout=None)
-        client.add_listener(self._forward)
-        session = await client.login(candidate_id=candidate_id, auth_code=auth_code, key=key)
+        try:
+            if not exam_code:
+                exam_code = await self._discover_exam(candidate_id, auth_code, key)
+            self.exam_code = exam_code
+            client = examsync.create_client(
+                self.base_url, self.plan_id, exam_code, lock_timeout=None
+            )
+            client.add_listener(self._forward)
+            session = await client.login(candidate_id=candidate_id, auth_code=auth_code, key=key)
+        except examsync.RateLimitedError as exc:
+            # The server's sign-in limits: the page says why and how long, not "wrong code".
+            refused = {"code": exc.code, "retryAfter": exc.retry_after, **exc.details}
+            return json.dumps({"refused": refused}, ensure_ascii=False)
         self._client = client
         return json.dumps(
             {

@@ -18,6 +18,25 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Why the server's sign-in limits refused a login (429), in words; null for other refusals.
+export function signInRefusal(code, details = {}) {
+  if (code === "too_many_attempts") {
+    const wait = Math.max(1, Math.ceil(details.retryAfter ?? 60));
+    return both(
+      `로그인 실패가 너무 많습니다. ${wait}초 후에 다시 시도하세요`,
+      `Too many failed sign-ins. Try again in ${wait} s`,
+    );
+  }
+  if (code === "locked_out") {
+    const until = timeOfDay(details.lockedUntil);
+    return both(
+      `로그인 실패가 계속되어 잠겼습니다. 감독관에게 해제를 요청하거나 ${until}까지 기다리세요`,
+      `Locked after repeated failed sign-ins. Ask your supervisor to unlock it, or wait until ${until}`,
+    );
+  }
+  return null;
+}
+
 export function show(node, visible) {
   node.hidden = !visible;
 }

@@ -5,7 +5,7 @@
 // events from the position it names, so nothing between the two is missed. Answer counts are
 // not events: they are read again from the snapshot every COUNTS_EVERY_MS. If the snapshot
 // cannot be had, the socket replays the event stream from its start (`lastPosition=0-0`).
-import { $, api, both, clock, el, show, timeOfDay } from "./common.js";
+import { $, api, both, clock, el, show, signInRefusal, timeOfDay } from "./common.js";
 
 const LOGIN_KEY = "examsync-demo:supervisor";
 const COUNTS_EVERY_MS = 5000;
@@ -47,7 +47,10 @@ async function signIn(creds) {
     state.session = await api("POST", "/api/v1/sessions", { json: creds });
   } catch (error) {
     sessionStorage.removeItem(LOGIN_KEY);
-    return showLogin(both("로그인하지 못했습니다", "Could not sign in") + `: ${error.message}`);
+    const refusal = signInRefusal(error.code, error.details);
+    return showLogin(
+      refusal ?? both("로그인하지 못했습니다", "Could not sign in") + `: ${error.message}`,
+    );
   }
   sessionStorage.setItem(LOGIN_KEY, JSON.stringify(creds));
   const { plan, groupId } = state.session;
@@ -82,6 +85,7 @@ async function loadSnapshot() {
         lastSave: item.lastSaveTime,
         device: item.activeDevice ?? null,
         deviceSince: item.activeSince ?? null,
+        locked: item.lockedUntil ?? null, // failed sign-ins locked them out until then
       });
     }
     state.position = snapshot.position;
@@ -213,6 +217,12 @@ function receive(socket, frame) {
       );
       break;
     case "alert": {
+      if (frame.kind === "locked_out" || frame.kind === "lockout_lifted") {
+        const locked = frame.kind === "locked_out" ? frame.lockedUntil : null;
+        row(frame.candidateId, { locked });
+        log(`${frame.candidateId} ${lockLabel(locked)}`, frame.timestamp);
+        break;
+      }
       const examinee = row(frame.candidateId, {});
       examinee.alerts = [...examinee.alerts, `${frame.kind}: ${frame.error}`].slice(-3);
       log(`${both("경보", "alert")} ${frame.candidateId}: ${frame.kind}`, frame.timestamp);
@@ -297,8 +307,51 @@ function examineeRow(examinee) {
       title: examinee.pending ? both("기기에만 있는 답안", "answers still only on the device") : "",
     }),
     el("td", { text: examinee.lastSave ? timeOfDay(examinee.lastSave) : "—" }),
-    el("td", { class: "alerts", text: examinee.alerts.join("; ") }),
+    el(
+      "td",
+      { class: "alerts" },
+      examinee.alerts.join("; "),
+      isLocked(examinee) ? lockCell(examinee) : null,
+    ),
   );
+}
+
+// --- sign-in lockouts: failed sign-ins locked an examinee out; the supervisor may lift it ---
+
+function isLocked(examinee) {
+  return examinee.locked != null && Date.parse(examinee.locked) > Date.now();
+}
+
+function lockLabel(locked) {
+  return locked
+    ? both(`로그인 잠김 (${timeOfDay(locked)}까지)`, `sign-in locked until ${timeOfDay(locked)}`)
+    : both("로그인 잠금 해제됨", "sign-in unlocked");
+}
+
+function lockCell(examinee) {
+  return el(
+    "div",
+    { class: "lockout", "data-locked-until": examinee.locked },
+    lockLabel(examinee.locked) + " ",
+    el("button", {
+      type: "button",
+      class: "secondary unlock",
+      text: both("잠금 해제", "Unlock"),
+      onclick: () => unlock(examinee.id),
+    }),
+  );
+}
+
+async function unlock(id) {
+  try {
+    const path = `/api/v1/supervisor/lockouts/${encodeURIComponent(id)}`;
+    await api("DELETE", path, { token: state.session.token });
+    row(id, { locked: null });
+    log(`${id} ${lockLabel(null)}`);
+  } catch (error) {
+    log(`${id} ${both("잠금 해제 실패", "unlock failed")}: ${error.message}`);
+  }
+  render();
 }
 
 // Device ids are long random strings: the first characters tell two devices apart.
