@@ -88,6 +88,11 @@ def server(tmp_path: Path, redis_url: str, web_assets: Path) -> Iterator[ServerP
 @pytest.fixture
 def exam(server: ServerProcess) -> ServerProcess:
     """The server with the sample plan started and in its exam stage (STEP02)."""
+    return start_exam(server)
+
+
+def start_exam(server: ServerProcess) -> ServerProcess:
+    """The sample plan (4 candidates, no camera) loaded, started and in its exam stage."""
     from examsync_server.demo.sample import sample_package, sample_plan
 
     plan = sample_plan(candidates=4)

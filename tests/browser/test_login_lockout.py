@@ -12,7 +12,7 @@ from playwright.sync_api import BrowserContext
 
 from integration.conftest import ServerProcess, start_server
 
-from .conftest import BOOT_TIMEOUT_MS, PLAN_ID, admin_ok, load_plan, open_candidate
+from .conftest import BOOT_TIMEOUT_MS, PLAN_ID, open_candidate, start_exam
 from .test_supervisor import CANDIDATE, CODE, open_supervisor
 
 
@@ -20,8 +20,6 @@ from .test_supervisor import CANDIDATE, CODE, open_supervisor
 def exam(tmp_path: Path, redis_url: str, web_assets: Path) -> Iterator[ServerProcess]:
     """The sample exam on a server that takes 10 failures a minute: a lockout without waiting
     for two real minutes."""
-    from examsync_server.demo.sample import sample_package, sample_plan
-
     server = start_server(
         tmp_path / "data",
         redis_url,
@@ -31,11 +29,7 @@ def exam(tmp_path: Path, redis_url: str, web_assets: Path) -> Iterator[ServerPro
         "10",
     )
     try:
-        plan = sample_plan(candidates=4)
-        plan["exam_plan"]["requires_camera"] = False
-        load_plan(server, plan, sample_package())
-        for step in ("prepare", "start", "advance"):
-            admin_ok(server, "POST", f"/api/v1/admin/plans/{PLAN_ID}/{step}")
+        start_exam(server)
         yield server
     finally:
         server.stop()
