@@ -213,6 +213,10 @@ async def test_a_supervisor_of_the_group_lifts_a_lockout_shown_in_the_snapshot(
         "/api/v1/supervisor/lockouts/CAND202301", headers=bearer(candidate["token"])
     )
     await error_of(response, 403, "supervisors_only")
+    response = await client.delete(
+        "/api/v1/supervisor/lockouts/CAND209999", headers=bearer(own["token"])
+    )
+    await error_of(response, 404, "candidate_not_found")
     lifted = [
         json.loads(f["data"]) for _, f in sync_redis.xrange("socket_queue") if f["type"] == "alert"
     ]
@@ -283,6 +287,43 @@ async def test_one_address_gets_thirty_failures_a_minute_whatever_the_ids(
     await login(client, WEB)  # another address (the test client's own)
     clock.now += 60
     assert (await sign_in(client, WEB)).status_code == 201
+
+
+async def spray(client: Client, count: int, forwarded: str) -> Any:
+    """`count` wrong codes for as many ids from one peer, each forwarded for another address;
+    then the right code of a candidate not tried yet."""
+    for i in range(count):
+        response = await client.post(
+            "/api/v1/sessions",
+            json={**WRONG, "candidateId": f"CAND3{i:05d}"},
+            headers={"X-Forwarded-For": forwarded.format(i)},
+            scope_base={"client": ("192.0.2.1", 40000)},
+        )
+        await error_of(response, 401, "invalid_credentials")
+    return await client.post(
+        "/api/v1/sessions",
+        json=WEB,
+        headers={"X-Forwarded-For": forwarded.format(count)},
+        scope_base={"client": ("192.0.2.1", 40000)},
+    )
+
+
+async def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
+    client: Client, admin: dict[str, str], clock: Clock
+) -> None:
+    await load_plan(client, admin)
+    response = await spray(client, 30, "198.51.100.{}")  # a new address per guess: not believed
+    await error_of(response, 429, "too_many_attempts")
+
+
+@pytest.mark.parametrize("settings_overrides", [{"trusted_proxies": "192.0.2.1"}])
+async def test_behind_a_trusted_proxy_each_forwarded_address_counts_apart(
+    client: Client, admin: dict[str, str], clock: Clock
+) -> None:
+    await load_plan(client, admin)
+    assert (await spray(client, 30, "198.51.100.{}")).status_code == 201
+    response = await spray(client, 30, "6.6.6.{}, 198.51.100.200")  # the proxy saw .200
+    await error_of(response, 429, "too_many_attempts")
 
 
 async def test_a_plan_not_open_for_sign_in_is_no_guess(
