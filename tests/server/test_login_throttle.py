@@ -16,9 +16,10 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 from redis.asyncio import Redis
 
+from examsync_server.access import outage_limiter
 from examsync_server.access.addresses import client_address
 from examsync_server.access.throttle import Account, LoginThrottle
-from examsync_server.app import create_app
+from examsync_server.app import RUNTIME_KEY, create_app
 from examsync_server.config import Logins
 from examsync_server.demo.sample import PLAN_ID
 from examsync_server.process.embedded_redis import EmbeddedRedis
@@ -355,22 +356,30 @@ async def test_every_failed_sign_in_is_logged_without_its_code(
     assert not any("AUTH" in line for line in lines)
 
 
-async def test_sign_in_works_while_redis_is_down(
+async def test_sign_in_works_while_redis_is_down_and_each_process_limits_alone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Fail open: sign-in is promised during an outage; the failures are still logged."""
+    """Fail open, but not wide open: sign-in is promised during an outage, and meanwhile this
+    process counts the failures itself (the same limits a minute, no lockout)."""
     redis = EmbeddedRedis.start_sync(tmp_path / "own-redis", appendonly=False)
     try:
         quart_app = create_app(own_settings(tmp_path, redis))
         async with quart_app.test_app() as test_app:
+            runtime: Runtime = test_app.app.extensions[RUNTIME_KEY]  # type: ignore[attr-defined]
+            clock = runtime.throttle.clock = Clock()
             client = test_app.test_client()
             await load_plan(client, {"Authorization": f"Bearer {ADMIN_TOKEN}"})
             await asyncio.to_thread(redis.stop)
-            await wrong(client, WRONG, 6)
-            assert (await sign_in(client, WEB)).status_code == 201
+            await login(client, WEB)
+            await wrong(client, WRONG, 5)
+            assert await refused(client, WEB, "too_many_attempts") == {"retryAfter": 60}
+            assert (await sign_in(client, WEB, address="192.0.2.50")).status_code == 429
+            clock.now += 60
+            await login(client, WEB)
     finally:
         redis.stop()
-    assert "login throttle unavailable" in caplog.text
+    assert "login throttle cannot reach Redis" in caplog.text
+    assert "reason=wrong code" in caplog.text
 
 
 def test_the_address_is_the_peer_unless_a_trusted_proxy_forwarded_it() -> None:
@@ -381,3 +390,17 @@ def test_the_address_is_the_peer_unless_a_trusted_proxy_forwarded_it() -> None:
     assert client_address("10.1.1.1", "6.6.6.6, 198.51.100.1, 192.0.2.7", proxies) == "198.51.100.1"
     assert client_address("10.1.1.1", "garbage, 10.2.2.2", proxies) == "10.2.2.2"
     assert client_address(None, None, proxies) == "unknown"
+
+
+def test_the_outage_limiter_forgets_old_windows_rather_than_grow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outage_limiter, "MAX_WINDOWS", 3)
+    limiter = outage_limiter.OutageLimiter(60_000)
+    for i in range(3):
+        assert limiter.admit([(f"account{i}", 1)], 1_000, f"t{i}") == 0
+    assert limiter.admit([("account0", 1)], 2_000, "again") == 59_000  # still counted
+    assert limiter.admit([("account3", 1)], 61_000, "t3") == 0  # the three others were old
+    assert limiter.admit([("account0", 1)], 61_000, "t4") == 0
+    limiter.give_back(["account0"], "t4")
+    assert limiter.admit([("account0", 1)], 61_000, "t5") == 0

@@ -10,8 +10,8 @@ no guess, such as one at a plan not yet prepared) gives its booking back, with o
 The attempt that makes `lockout_after` failures in a row locks the account at once; if its code
 was right after all, its success lifts that lock again. Time is the caller's clock, passed into
 the script (`now`, epoch ms): Redis' TTLs only collect keys nobody uses, so a test can run two
-hours of attempts in a second. While Redis is unreachable the throttle lets attempts through
-(sign-in is promised to work during an outage); failures are still logged.
+hours of attempts in a second. While Redis is unreachable sign-in goes on (it is promised to
+work during an outage), and each process limits failures alone (outage_limiter.py).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ..base.clock import iso
 from ..config import Logins
 from ..errors import ApiError
 from ..store import keys
+from .outage_limiter import OutageLimiter
 from .tokens import Role
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,15 @@ def _seconds(ms: float) -> int:
     return max(1, math.ceil(ms / 1000))
 
 
+def _too_many(wait_ms: int) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_attempts",
+        "too many failed sign-ins; wait before trying again",
+        {"retryAfter": _seconds(wait_ms)},
+    )
+
+
 class LoginThrottle:
     def __init__(
         self,
@@ -190,6 +200,7 @@ class LoginThrottle:
         self._settle = redis.register_script(_SETTLE)
         self._lift = redis.register_script(_LIFT)
         self._redis = redis
+        self.outage = OutageLimiter(WINDOW_MS)  # counts while Redis cannot be reached
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -215,8 +226,20 @@ class LoginThrottle:
                 ],
             )
         except RedisError as exc:
-            log.warning("login throttle unavailable, attempt let through (fail open): %s", exc)
-            return Attempt(self, account, address, None, locked_until=None)
+            log.warning("login throttle cannot reach Redis, this process limits alone: %s", exc)
+            limits_by_window = zip(
+                attempt_keys[:2],
+                (
+                    limits.login_failures_per_account_minute,
+                    limits.login_failures_per_address_minute,
+                ),
+                strict=True,
+            )
+            wait_ms = self.outage.admit(list(limits_by_window), self.now_ms(), token)
+            if wait_ms:
+                _log_failure(account, address, "too_many_attempts")
+                raise _too_many(wait_ms) from None
+            return Attempt(self, account, address, attempt_keys, token, local=True)
         verdict = reply[0]
         if verdict == "locked":
             _log_failure(account, address, "locked_out")
@@ -228,12 +251,7 @@ class LoginThrottle:
             )
         if verdict == "throttled":
             _log_failure(account, address, "too_many_attempts")
-            raise ApiError(
-                429,
-                "too_many_attempts",
-                "too many failed sign-ins; wait before trying again",
-                {"retryAfter": _seconds(int(reply[1]))},
-            )
+            raise _too_many(int(reply[1]))
         locked_until = _iso_ms(int(reply[2])) if int(reply[1]) else None
         return Attempt(self, account, address, attempt_keys, token, locked_until)
 
@@ -274,7 +292,8 @@ class LoginThrottle:
         return read_lockouts(found)
 
     async def _settle_attempt(self, attempt: Attempt, mode: str) -> None:
-        if attempt.keys is None:
+        if attempt.local:  # either way, a local booking is given back: no run in a row here
+            self.outage.give_back(attempt.keys[:2], attempt.token)
             return
         try:
             await self._settle(
@@ -303,14 +322,15 @@ def read_lockouts(found: Sequence[tuple[str, float]]) -> list[dict[str, str]]:
 @dataclass
 class Attempt:
     """One admitted sign-in attempt: settle it once, with `succeeded`, `failed` or
-    `give_back`. Without `keys` the throttle was unavailable and nothing was booked."""
+    `give_back`. `local`: booked by this process alone, Redis being unreachable."""
 
     throttle: LoginThrottle
     account: Account
     address: str
-    keys: list[str] | None
-    token: str = ""
+    keys: list[str]
+    token: str
     locked_until: str | None = None  # set when this attempt's failure locks the account
+    local: bool = False
 
     async def succeeded(self) -> None:
         await self.throttle._settle_attempt(self, "success")
