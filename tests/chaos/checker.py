@@ -8,7 +8,8 @@ The properties, each a list of violations in the verdict:
 - ``restore_mismatches``: for each answer, restore returns what the durable store keeps (never
   less: a kept answer missing from the restore, or an older version, is a mismatch), the kept
   edit is the one the version rules make win (the accepted history row of the highest
-  version), and never a version older than one acknowledged accepted.
+  version), and never a version older than one acknowledged accepted — at the end, and in
+  every restore asked during the run (a probe) of each edit acknowledged before it was asked.
 - ``final_mismatches``: each device's final answers (after flushing with the network healed)
   equal what the server keeps for its candidate; a device that ended replaced (another device
   took the exam over under `single`) holds edits the server refused by design, and is exempt.
@@ -26,7 +27,17 @@ from dataclasses import dataclass
 
 from examsync.protocol import value_sha256
 
-from .history import Ack, Answer, AnswerKey, Final, HistoryRow, Record, ServerState, Synced
+from .history import (
+    Ack,
+    Answer,
+    AnswerKey,
+    Final,
+    HistoryRow,
+    Probe,
+    Record,
+    ServerState,
+    Synced,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +46,7 @@ class Violation:
     quiz: str
     detail: str
     client: str = ""
+    at: float | None = None  # when it was seen (a restore during the run: when it was asked)
 
     def __str__(self) -> str:
         who = f"{self.client} " if self.client else ""
@@ -70,7 +82,10 @@ def check(history: Iterable[Record], server: ServerState) -> Verdict:
     accepted_rows = _accepted_rows(server.history)
     return Verdict(
         lost=tuple(_lost(accepted_acks, accepted_rows)),
-        restore_mismatches=tuple(_restore_mismatches(accepted_acks, accepted_rows, server)),
+        restore_mismatches=(
+            *_restore_mismatches(accepted_acks, accepted_rows, server),
+            *_probe_mismatches(accepted_acks, server.probes),
+        ),
         final_mismatches=tuple(
             _final_mismatches([r for r in records if isinstance(r, Final)], server)
         ),
@@ -137,6 +152,31 @@ def _restore_mismatches(
                 "acknowledged accepted",
                 ack.client,
             )
+
+
+def _probe_mismatches(acks: Iterable[Ack], probes: Iterable[Probe]) -> Iterable[Violation]:
+    """A restore asked after an ack returns that version or a later one (acks come in time
+    order per candidate, so each probe only needs the newest of each answer before it)."""
+    by_candidate: dict[str, list[Ack]] = defaultdict(list)
+    for ack in acks:
+        by_candidate[ack.candidate].append(ack)
+    for probe in probes:
+        newest: dict[str, Ack] = {}
+        for ack in by_candidate[probe.candidate]:
+            if ack.t < probe.t and ack.version >= newest.get(ack.quiz, ack).version:
+                newest[ack.quiz] = ack
+        for quiz, ack in sorted(newest.items()):
+            got = probe.answers.get(quiz)
+            if got is None or got[1] < ack.version:
+                listed = " (listed missing)" if quiz in probe.missing else ""
+                yield Violation(
+                    probe.candidate,
+                    quiz,
+                    f"a restore during the run returned {_show(got)}{listed}, older than "
+                    f"version {ack.version} acknowledged accepted {probe.t - ack.t:.2f} s before",
+                    ack.client,
+                    probe.t,
+                )
 
 
 def _winner(versions: dict[int, set[str]]) -> tuple[int, str]:

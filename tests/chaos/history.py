@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 Answer = tuple[str, int]  # (value, version)
@@ -102,14 +102,26 @@ class HistoryRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """A restore through the API during the run: what it returned for ``candidate``, asked at
+    ``t`` (epoch seconds, before the request went out)."""
+
+    candidate: str
+    t: float
+    answers: Mapping[str, Answer]
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ServerState:
     """The server at the end of a run: the durable store (`kept`: the `answer` view, `history`:
-    `answer_history`) and what a restore through the API returned for each candidate."""
+    `answer_history`), what a restore through the API returned for each candidate then, and
+    the restores asked during the run (``probes``)."""
 
     kept: Mapping[AnswerKey, Answer]
     history: tuple[HistoryRow, ...]
     restored: Mapping[str, Mapping[str, Answer]]  # candidate -> quiz code -> answer
-    restore_missing: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    probes: tuple[Probe, ...] = ()
 
 
 def to_line(record: Record) -> str:

@@ -15,6 +15,7 @@ from .history import (
     Final,
     HistoryRow,
     Overridden,
+    Probe,
     Record,
     ServerState,
     Synced,
@@ -146,3 +147,20 @@ def test_two_accepted_rows_of_one_version_are_duplicate_history() -> None:
     verdict = check(CLEAN_HISTORY, server)
     assert [v.quiz for v in verdict.duplicate_history] == ["Q002"]
     assert not verdict.lost
+
+
+def test_a_restore_during_the_run_missing_an_acknowledged_answer_is_a_mismatch() -> None:
+    """Defect 1 as a run sees it: after Redis lost its data, a restore asked later than the
+    acks of Q001 v2 and Q002 v1 returns only an older Q001 and no Q002, though the end is
+    clean again."""
+    probes = (
+        Probe(CAND, 0.5, {}),  # before the acks (at 1.0 s): nothing owed
+        Probe(CAND, 1.5, {"Q001": ("x", 1)}, missing=("Q002",)),
+        Probe(CAND, 2.0, {"Q001": ("z", 3), "Q002": ("1", 1)}),
+    )
+    verdict = check(CLEAN_HISTORY, replace(CLEAN_SERVER, probes=probes))
+    details = [str(v) for v in verdict.restore_mismatches]
+    assert len(details) == 2, details
+    assert "Q001: a restore during the run returned version 1" in details[0]
+    assert "older than version 3" in details[0]
+    assert "returned nothing (listed missing)" in details[1]
