@@ -13,8 +13,10 @@ import os
 import random
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from integration.proxy import TcpProxy
 
 from .cluster import DeviceNetwork, RedisNode, ServerNode, SmallDisk
 
@@ -128,26 +130,23 @@ class Injector:
         return tuple(sorted(rng.sample(range(n), max(1, n // 2))))
 
     def _net_cut(self, fault: Planned) -> tuple[tuple[int, ...], str]:
-        hit = self._some_devices(fault)
-        for i in hit:
-            for proxy in self.networks[i].proxies():
-                proxy.cut()
-        time.sleep(fault.hold)
-        for i in hit:
-            for proxy in self.networks[i].proxies():
-                proxy.heal()
-        return hit, ""
+        return self._on_some_networks(fault, TcpProxy.cut, TcpProxy.heal), ""
 
     def _net_delay(self, fault: Planned) -> tuple[tuple[int, ...], str]:
+        return self._on_some_networks(fault, TcpProxy.pause, TcpProxy.resume), ""
+
+    def _on_some_networks(
+        self, fault: Planned, begin: Callable[[TcpProxy], None], end: Callable[[TcpProxy], None]
+    ) -> tuple[int, ...]:
+        """``begin`` on both proxies of about half the devices, ``end`` after the hold."""
         hit = self._some_devices(fault)
-        for i in hit:
-            for proxy in self.networks[i].proxies():
-                proxy.pause()
+        proxies = [proxy for i in hit for proxy in self.networks[i].proxies()]
+        for proxy in proxies:
+            begin(proxy)
         time.sleep(fault.hold)
-        for i in hit:
-            for proxy in self.networks[i].proxies():
-                proxy.resume()
-        return hit, ""
+        for proxy in proxies:
+            end(proxy)
+        return hit
 
     def _sigstop(self, fault: Planned) -> tuple[None, str]:
         pid = self.server.pick(None, fault.pick)

@@ -24,11 +24,11 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -51,6 +51,7 @@ from .history import (
 
 PLAN_ID, EXAM_CODE = "PLAN202401", "EXAM202401"
 CLIENT_SCRIPT = Path(__file__).with_name("client.py")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ class Report:
     left_out: dict[str, str] = field(default_factory=dict)  # kind -> why
     seconds: float = 0.0
     probes: int = 0  # restores during the run that answered
-    probes_failed: int = 0  # and those that did not (the server was down)
+    probes_failed: Counter[str] = field(default_factory=Counter)  # and why the others did not
 
 
 def devices_of(options: Options) -> list[tuple[str, int]]:
@@ -194,8 +195,9 @@ class Restorer:
         self.http = httpx.Client(base_url=base, timeout=10)
         self.tokens: dict[int, str] = {}
 
-    def restore(self, candidate: int) -> Probe | None:
-        """What the server returns now; None when it does not answer 200 (a fault)."""
+    def restore(self, candidate: int) -> Probe | str:
+        """What the server returns now, or why not (a status or an exception's name: a
+        fault)."""
         candidate_id, auth_code = credentials(candidate)
         asked = time.time()
         try:
@@ -210,16 +212,16 @@ class Restorer:
                     },
                 )
                 if session.status_code not in (200, 201):
-                    return None
+                    return f"sign-in {session.status_code}"
                 self.tokens[candidate] = session.json()["token"]
             restored = self.http.get(
                 f"/api/v1/answers/{EXAM_CODE}",
                 headers={"Authorization": f"Bearer {self.tokens[candidate]}"},
             )
-        except httpx.HTTPError:
-            return None
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
         if restored.status_code != 200:
-            return None
+            return f"restore {restored.status_code}"
         body = restored.json()
         answers = {q: (a["value"], int(a["version"])) for q, a in body["answers"].items()}
         return Probe(candidate_id, asked, answers, tuple(body.get("missing") or ()))
@@ -237,7 +239,7 @@ class Prober:
         self.restorer, self.candidates, self.every = restorer, candidates, every
         self.rng = random.Random(seed)
         self.probes: list[Probe] = []
-        self.failed = 0
+        self.failed: Counter[str] = Counter()  # why a restore was not answered
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -245,8 +247,8 @@ class Prober:
     def _run(self) -> None:
         while not self._stop.wait(self.every):
             probe = self.restorer.restore(self.rng.randrange(self.candidates))
-            if probe is None:
-                self.failed += 1
+            if isinstance(probe, str):
+                self.failed[probe] += 1
             else:
                 self.probes.append(probe)
 
@@ -292,8 +294,8 @@ def run(options: Options, root: Path, out: Any = sys.stdout) -> Report:
         (root / "devices").mkdir()
         networks: list[DeviceNetwork] = []
         running: list[Device] = []
-        stack.callback(lambda: [d.stop() for d in running])
-        stack.callback(lambda: [n.close() for n in networks])
+        stack.callback(_each, running, Device.stop)
+        stack.callback(_each, networks, DeviceNetwork.close)
         pairs = Counter(c for _, c in devices)
         for i, (name, candidate) in enumerate(devices):
             network = DeviceNetwork(server, f"127.0.0.{10 + i}")
@@ -351,7 +353,7 @@ def run(options: Options, root: Path, out: Any = sys.stdout) -> Report:
         restored: dict[str, Mapping[str, Answer]] = {}
         for candidate in range(candidates):
             final = restorer.restore(candidate)
-            assert final is not None, "the final restore failed"
+            assert not isinstance(final, str), f"the final restore failed: {final}"
             restored[final.candidate] = final.answers
     history = [r for path in sorted(histories.glob("*.jsonl")) for r in _read(path)]
     verdict = check(history, ServerState(kept, rows, restored, tuple(probes)))
@@ -359,6 +361,11 @@ def run(options: Options, root: Path, out: Any = sys.stdout) -> Report:
     report.seconds = time.monotonic() - began
     report.probes, report.probes_failed = len(probes), prober.failed
     return report
+
+
+def _each(items: list[T], stop: Callable[[T], None]) -> None:
+    for item in items:
+        stop(item)
 
 
 def _read(path: Path) -> list[Record]:
@@ -399,9 +406,9 @@ def figures(report: Report) -> list[str]:
         f"({report.options.two_device_candidates} candidates with two devices)",
         f"edits {edits}",
         f"acks (accepted) {verdict.acks}",
-        f"restores during the run {report.probes} (+{report.probes_failed} unanswered)",
-        f"faults {len(report.injected)}: "
-        + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())),
+        f"restores during the run {report.probes} answered, "
+        f"{report.probes_failed.total()} not ({_counted(report.probes_failed)})",
+        f"faults {len(report.injected)}: {_counted(kinds)}",
     ]
     lines += [f"{name} {len(found)}" for name, found in verdict.problems().items()]
     lines.append(
@@ -423,10 +430,14 @@ def figures(report: Report) -> list[str]:
     return lines
 
 
+def _counted(counts: Counter[str]) -> str:
+    return ", ".join(f"{what} {n}" for what, n in sorted(counts.items()))
+
+
 def _after_fault(report: Report, at: float | None) -> str:
     """Which fault a violation seen at ``at`` followed: the last one started before it."""
     before = [f for f in report.injected if at is not None and f.started <= at]
-    if not before:
+    if at is None or not before:
         return ""
     fault = before[-1]
     return f" [{at - fault.started:.1f} s after {fault.planned.kind} at {fault.planned.at} s]"
