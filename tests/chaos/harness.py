@@ -422,6 +422,11 @@ def figures(report: Report) -> list[str]:
     )
     for kind, why in report.left_out.items():
         lines.append(f"left out: {kind} ({why})")
+    followed = Counter(
+        _last_fault(report, v.at) for found in verdict.problems().values() for v in found
+    )
+    if followed:
+        lines.append(f"violations by the fault they followed: {_counted(followed)}")
     for name, found in verdict.problems().items():
         for violation in found[:10]:
             lines.append(f"  {name}: {violation}{_after_fault(report, violation.at)}")
@@ -434,12 +439,21 @@ def _counted(counts: Counter[str]) -> str:
     return ", ".join(f"{what} {n}" for what, n in sorted(counts.items()))
 
 
-def _after_fault(report: Report, at: float | None) -> str:
-    """Which fault a violation seen at ``at`` followed: the last one started before it."""
+def _fault_before(report: Report, at: float | None) -> Injected | None:
+    """The last fault started before ``at`` (None: none, or a violation seen at the end)."""
     before = [f for f in report.injected if at is not None and f.started <= at]
-    if at is None or not before:
+    return before[-1] if before else None
+
+
+def _last_fault(report: Report, at: float | None) -> str:
+    fault = _fault_before(report, at)
+    return fault.planned.kind if fault else "-"
+
+
+def _after_fault(report: Report, at: float | None) -> str:
+    fault = _fault_before(report, at)
+    if at is None or fault is None:
         return ""
-    fault = before[-1]
     return f" [{at - fault.started:.1f} s after {fault.planned.kind} at {fault.planned.at} s]"
 
 

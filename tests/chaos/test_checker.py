@@ -151,7 +151,7 @@ def test_two_accepted_rows_of_one_version_are_duplicate_history() -> None:
 
 def test_a_restore_during_the_run_missing_an_acknowledged_answer_is_a_mismatch() -> None:
     """Defect 1 as a run sees it: after Redis lost its data, a restore asked later than the
-    acks of Q001 v2 and Q002 v1 returns only an older Q001 and no Q002, though the end is
+    acks of Q001 (v3) and Q002 (v1) returns only an older Q001 and no Q002, though the end is
     clean again."""
     probes = (
         Probe(CAND, 0.5, {}),  # before the acks (at 1.0 s): nothing owed
