@@ -3,8 +3,8 @@ injector that applies one fault to the cluster (cluster.py) and mends it.
 
 Kinds (``KINDS``): kills (-9) of one HTTP process, of the persister, of the whole server (then
 restarted), of Redis (restarted from its AOF); network cuts and delays of some devices;
-SIGSTOP/SIGCONT of one server process; a full disk under SQLite. ``DATA_LOSS`` kinds make
-Redis lose acknowledged data: FLUSHALL, and the AOF rolled back a second.
+SIGSTOP/SIGCONT of one server process; a full disk under SQLite; Redis losing acknowledged
+data: FLUSHALL, and the AOF rolled back a second.
 """
 
 from __future__ import annotations
@@ -25,15 +25,17 @@ SURVIVED = (
     "kill_persister",
     "kill_server",
     "kill_redis",
+    "redis_flush",
     "net_cut",
     "net_delay",
     "sigstop",
     "disk_full",
 )
-# Redis loses data the server had acknowledged into it. Restore served a partial sheet after
-# this (issue 15, defect 1): the CI run leaves these out until that fix lands.
-DATA_LOSS = ("redis_flush", "aof_rollback")
-KINDS = SURVIVED + DATA_LOSS
+# Not survived yet: after the AOF rolled back, restore serves the older answers the cache
+# holds, and none of those saved since (issue 15, defect 1). CI's run leaves it out until the
+# fix lands.
+NOT_YET_SURVIVED = ("aof_rollback",)
+KINDS = SURVIVED + NOT_YET_SURVIVED
 ROLLBACK_SECONDS = 1.0
 
 
