@@ -130,6 +130,7 @@ class ServerNode:
             "2",
             port=self.port,
             socket_port=self.socket_port,
+            ready_timeout=120,  # a restart on busy cores: ~25 s seen at a load of 10
         )
         return self.server
 
@@ -168,7 +169,7 @@ class ServerNode:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    def wait_healthy(self, timeout: float = 60) -> float:
+    def wait_healthy(self, timeout: float = 120) -> float:
         """Seconds until /healthz answers 200 with every child up."""
         started = time.monotonic()
         while not self.healthy():
