@@ -414,8 +414,7 @@ def figures(report: Report) -> list[str]:
         f"({report.options.two_device_candidates} candidates with two devices)",
         f"edits {edits}",
         f"acks (accepted) {verdict.acks}",
-        f"restores during the run {report.probes} answered, "
-        f"{report.probes_failed.total()} not ({_counted(report.probes_failed)})",
+        f"restores during the run {report.probes} answered, {_not_answered(report)}",
         f"faults {len(report.injected)}: {_counted(kinds)}",
     ]
     lines += [f"{name} {len(found)}" for name, found in verdict.problems().items()]
@@ -443,6 +442,11 @@ def figures(report: Report) -> list[str]:
         if len(found) > 10:
             lines.append(f"  {name}: ... {len(found) - 10} more")
     return lines
+
+
+def _not_answered(report: Report) -> str:
+    failed = report.probes_failed
+    return f"{failed.total()} not ({_counted(failed)})" if failed else "0 not"
 
 
 def _counted(counts: Counter[str]) -> str:
