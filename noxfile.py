@@ -19,6 +19,10 @@ LOWEST = ".ci/lowest-3.11.txt"
 # The web demo in Chromium: run once, on OLDEST with the newest dependencies (the slowest
 # suite; what it proves of the server the other suites prove on every run).
 BROWSER = "tests/browser"
+# The chaos suite's short seeded run (tests/chaos/README.md): ~2 minutes of both cores, run
+# once like BROWSER; its checker's own tests run everywhere. `nox -s chaos` is the long run.
+CHAOS_RUN = "tests/chaos/test_short_run.py"
+ONLY_ON_OLDEST = (BROWSER, CHAOS_RUN)
 
 
 @nox.session(python=False)
@@ -47,24 +51,35 @@ def tests(session: nox.Session) -> None:
     """Every pytest test, with the newest dependencies pip resolves.
 
     SDK core, server on a real Redis and SQLite, integration, and on OLDEST the web demo in
-    Chromium (tests/browser: needs `chromium` and npm, which .ci/run installs).
+    Chromium (tests/browser: needs `chromium` and npm, which .ci/run installs) and the chaos
+    suite's short run.
     """
     session.install("-e", ".[server,dev]")
-    default = ["-q"] if session.python == OLDEST else ["-q", *without_browser(session)]
+    default = ["-q"] if session.python == OLDEST else ["-q", *only_on_oldest(session)]
     session.run("pytest", *(session.posargs or default))
 
 
 @nox.session(python=OLDEST)
 def tests_lowest(session: nox.Session) -> None:
-    """The same tests, less tests/browser, with the lowest versions the ranges allow."""
+    """The same tests, less ONLY_ON_OLDEST, with the lowest versions the ranges allow."""
     session.install("-c", LOWEST, "-e", ".[server,dev]")
-    session.run("pytest", *(session.posargs or ["-q", *without_browser(session)]))
+    session.run("pytest", *(session.posargs or ["-q", *only_on_oldest(session)]))
 
 
-def without_browser(session: nox.Session) -> list[str]:
-    """pytest arguments that deselect tests/browser, counted in pytest's summary line."""
-    session.log(f"{BROWSER} deselected here: it runs in tests-{OLDEST}")
-    return ["--deselect", BROWSER]
+def only_on_oldest(session: nox.Session) -> list[str]:
+    """pytest arguments that deselect ONLY_ON_OLDEST, counted in pytest's summary line."""
+    session.log(f"{', '.join(ONLY_ON_OLDEST)} deselected here: they run in tests-{OLDEST}")
+    return [arg for path in ONLY_ON_OLDEST for arg in ("--deselect", path)]
+
+
+@nox.session(python=OLDEST)
+def chaos(session: nox.Session) -> None:
+    """The chaos suite's long run, printing its figures; not part of the default run. Posargs
+    go to the harness (tests/chaos/README.md), e.g.
+    `nox -s chaos -- --clients 20 --edits 200 --faults 30 --seed 7`. Needs root for the full
+    disk (a tmpfs under the data dir)."""
+    session.install("-e", ".[server,dev]")
+    session.run("python", "-m", "chaos.harness", *session.posargs, env={"PYTHONPATH": "tests"})
 
 
 @nox.session(python=OLDEST)

@@ -85,6 +85,7 @@ def start_server(
     port: int | None = None,
     socket_port: int | None = None,
     env: dict[str, str] | None = None,
+    ready_timeout: float = 30,
 ) -> ServerProcess:
     """Start `examsync <command>` and wait until it is healthy. Ports default to free ones;
     pass them to restart a server where its clients expect it. ``env`` adds variables."""
@@ -127,7 +128,7 @@ def start_server(
             },
         )
     server = ServerProcess(process, f"http://127.0.0.1:{port}", socket_port, where, log)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"server exited {process.returncode}:\n{server.output()}")
@@ -138,7 +139,7 @@ def start_server(
             pass
         time.sleep(0.1)
     server.stop()
-    raise AssertionError(f"server not healthy in 30 s:\n{server.output()}")
+    raise AssertionError(f"server not healthy in {ready_timeout} s:\n{server.output()}")
 
 
 @pytest.fixture
