@@ -6,6 +6,13 @@ own process, resolves the waiting request directly. An acknowledgement that neve
 process died mid-way) ends in a timeout: the client retries, and the edit rule makes the
 retry a harmless `duplicate`.
 
+Pub/sub keeps nothing: an ack published while the listener is not subscribed (a Redis restart,
+a dropped connection) is lost, and its request would wait the whole timeout for a save that
+committed. So each channel message is also appended to the receiving process's ack record (a
+stream trimmed to the last `timeout` seconds, in the same pipeline: no extra round trip), and
+the listener reads that record each time it has (re)subscribed and resolves who still waits.
+The record is in Redis: if Redis lost it too, the wait ends in the timeout as before.
+
 An acknowledgement travels as the JSON bytes the client receives, encoded once by the
 persister: the receiving process sends them on as they are (the HTTP body, or spliced into a
 `save_ack` frame) instead of decoding and encoding each again. On the channel a message holds
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +33,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from ..base import fast_json
+from ..store import keys
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +101,37 @@ class AckHub:
     def publish_remote(self, acks: Mapping[str, Mapping[str, bytes]], pipe: Pipeline) -> None:
         """`{node: {rid: ack JSON}}`: queue other processes' acks on `pipe`, to go out when its
         owner executes it (with the XACKs that must precede them, in one round trip)."""
+        keep_ms = max(1000, int(self.timeout * 1000))
+        oldest = int(time.time() * 1000) - keep_ms
         for node, by_rid in acks.items():
             if node != self.node_id:
                 lines = b"\n".join(rid.encode() + b" " + ack for rid, ack in by_rid.items())
                 pipe.publish(channel(node), lines)
+                record = keys.ack_record(node)
+                pipe.xadd(record, {"a": lines}, minid=oldest, approximate=True)
+                pipe.pexpire(record, 2 * keep_ms)  # a process that is gone has no reader
 
     def resolve_local(self, acks: Mapping[str, Mapping[str, bytes]]) -> None:
         for rid, ack in acks.get(self.node_id, {}).items():
             self.resolve(rid, ack)
+
+    async def recover(self) -> int:
+        """Resolve the waiting requests whose acks the record holds (published while we were
+        not subscribed); how many. Called once subscribed, so nothing falls in between."""
+        if not self._waiting:
+            return 0
+        oldest = int(time.time() * 1000) - max(1000, int(self.timeout * 1000)) - 1000
+        entries: Any = await self.redis.xrange(keys.ack_record(self.node_id), min=oldest)
+        resolved = 0
+        for _, fields in entries:
+            for rid, ack in parse_message(fields.get("a", b"")):
+                future = self._waiting.get(rid)
+                if future is not None and not future.done():
+                    self.resolve(rid, ack)
+                    resolved += 1
+        if resolved:
+            log.warning("ack listener: %d acks recovered from the record", resolved)
+        return resolved
 
     async def listen(self, ready: asyncio.Event | None = None) -> None:
         """Resolve acknowledgements that other processes' persisters publish for us."""
@@ -107,6 +139,7 @@ class AckHub:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(channel(self.node_id))
+                    await self.recover()
                     if ready is not None:
                         ready.set()
                     async for message in pubsub.listen():
