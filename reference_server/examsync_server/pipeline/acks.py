@@ -8,10 +8,12 @@ retry a harmless `duplicate`.
 
 Pub/sub keeps nothing: an ack published while the listener is not subscribed (a Redis restart,
 a dropped connection) is lost, and its request would wait the whole timeout for a save that
-committed. So each channel message is also appended to the receiving process's ack record (a
-stream trimmed to the last `timeout` seconds, in the same pipeline: no extra round trip), and
-the listener reads that record each time it has (re)subscribed and resolves who still waits.
-The record is in Redis: if Redis lost it too, the wait ends in the timeout as before.
+committed. PUBLISH says how many heard it, so a message nobody heard is then appended to the
+receiving process's ack record (a stream trimmed to the last `timeout` seconds): one more round
+trip only then, none while listeners listen. The listener reads the record each time it has
+(re)subscribed, and once more a moment later (a message published just before the subscribe
+may be recorded just after the first read), and answers who still waits. The record is in
+Redis: if Redis lost it too, the wait ends in the timeout as before.
 
 An acknowledgement travels as the JSON bytes the client receives, encoded once by the
 persister: the receiving process sends them on as they are (the HTTP body, or spliced into a
@@ -25,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -36,6 +38,11 @@ from ..base import fast_json
 from ..store import keys
 
 log = logging.getLogger(__name__)
+
+
+# After a (re)subscribe, the record is read again this much later: an ack published just before
+# the subscribe, to nobody, is recorded by its persister one round trip after.
+RECOVER_AGAIN_SECONDS = 1.0
 
 
 def channel(node_id: str) -> str:
@@ -98,18 +105,38 @@ class AckHub:
         if future is not None and not future.done():
             future.set_result(ack)
 
-    def publish_remote(self, acks: Mapping[str, Mapping[str, bytes]], pipe: Pipeline) -> None:
+    def publish_remote(
+        self, acks: Mapping[str, Mapping[str, bytes]], pipe: Pipeline
+    ) -> list[tuple[str, bytes]]:
         """`{node: {rid: ack JSON}}`: queue other processes' acks on `pipe`, to go out when its
-        owner executes it (with the XACKs that must precede them, in one round trip)."""
-        keep_ms = max(1000, int(self.timeout * 1000))
-        oldest = int(time.time() * 1000) - keep_ms
+        owner executes it (with the XACKs that must precede them, in one round trip). Returns
+        (node, message) per PUBLISH queued, in order: they are the pipeline's last commands,
+        whose replies `record_unheard` takes."""
+        published = []
         for node, by_rid in acks.items():
             if node != self.node_id:
                 lines = b"\n".join(rid.encode() + b" " + ack for rid, ack in by_rid.items())
                 pipe.publish(channel(node), lines)
+                published.append((node, lines))
+        return published
+
+    async def record_unheard(
+        self, published: Sequence[tuple[str, bytes]], heard: Sequence[Any]
+    ) -> None:
+        """Keep the messages no listener heard (PUBLISH replied 0) in their ack records."""
+        unheard = [
+            (node, lines) for (node, lines), n in zip(published, heard, strict=True) if n == 0
+        ]
+        if not unheard:
+            return
+        keep_ms = max(1000, int(self.timeout * 1000))
+        oldest = int(time.time() * 1000) - keep_ms
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node, lines in unheard:
                 record = keys.ack_record(node)
                 pipe.xadd(record, {"a": lines}, minid=oldest, approximate=True)
                 pipe.pexpire(record, 2 * keep_ms)  # a process that is gone has no reader
+            await pipe.execute()
 
     def resolve_local(self, acks: Mapping[str, Mapping[str, bytes]]) -> None:
         for rid, ack in acks.get(self.node_id, {}).items():
@@ -142,9 +169,15 @@ class AckHub:
                     await self.recover()
                     if ready is not None:
                         ready.set()
-                    async for message in pubsub.listen():
-                        for rid, ack in parse_message(message["data"]):
-                            self.resolve(rid, ack)
+                    again = asyncio.get_running_loop().time() + RECOVER_AGAIN_SECONDS
+                    while True:
+                        message = await pubsub.get_message(timeout=RECOVER_AGAIN_SECONDS)
+                        if message is not None:
+                            for rid, ack in parse_message(message["data"]):
+                                self.resolve(rid, ack)
+                        if again and asyncio.get_running_loop().time() >= again:
+                            again = 0.0
+                            await self.recover()
             except asyncio.CancelledError:
                 raise
             except (RedisError, ValueError) as exc:
