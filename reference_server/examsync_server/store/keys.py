@@ -96,8 +96,8 @@ def node_sockets(node_id: str) -> str:
 
 
 def ack_record(node_id: str) -> str:
-    """Stream: the acks published to one process in the last ack timeout, one entry per
-    batch (`a`: the channel message), read after the process (re)subscribes (ours)."""
+    """Stream: the ack messages to one process that no listener heard (`a`: the channel
+    message), kept for the ack timeout and read after the process (re)subscribes (ours)."""
     return f"acks:{node_id}:record"
 
 
