@@ -11,6 +11,8 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 
 from examsync_server.demo.sample import PLAN_ID
+from examsync_server.presence.connections import Applied, ConnectionState
+from examsync_server.presence.status import CONNECTED, DISCONNECTED, SERVER_LOST, ConnectionStatus
 from examsync_server.presence.sweeper import sweep
 from examsync_server.runtime import Runtime
 from examsync_server.store import keys
@@ -105,3 +107,40 @@ async def test_a_socket_the_sweeper_took_for_lost_is_taken_back_and_its_close_re
     # Whether the guess reached the dashboard depends on who was first; it never has the
     # last word while the socket is open.
     assert events[1:-1] in ([], [("DISCONNECTED", "SERVER_LOST"), ("CONNECTED", None)])
+
+
+def status_of(socket_id: str, status: str, reason: str | None = None) -> ConnectionStatus:
+    return ConnectionStatus(
+        PLAN_ID, "CAND202301", socket_id, status, "2024-01-01T09:00:00.000Z", reason=reason
+    )
+
+
+async def test_server_lost_is_the_one_disconnect_a_live_process_takes_back(
+    runtime: Runtime, sync_redis: Any
+) -> None:
+    state = ConnectionState(runtime.redis)
+    socket_key = keys.examinee_socket(PLAN_ID, "n1-s")
+    member = json.dumps([PLAN_ID, "CAND202301", "n1-s"])
+    sync_redis.set(keys.socket_node("n1"), "1")
+    await state.apply(status_of("n1-s", CONNECTED), "GROUP01")
+    # The sweeper took the socket from the index; by the time its guess is applied, the
+    # process vouches again: ignored, and the socket is back in the index.
+    sync_redis.srem(keys.node_sockets("n1"), member)
+    assert await state.apply(status_of("n1-s", DISCONNECTED, SERVER_LOST), "G") == Applied.LATE
+    assert sync_redis.hget(socket_key, "status") == "CONNECTED"
+    assert sync_redis.sismember(keys.node_sockets("n1"), member)
+    # Applied while the process's key was missing: disconnected, until the process says
+    # CONNECTED again.
+    sync_redis.delete(keys.socket_node("n1"))
+    assert await state.apply(status_of("n1-s", DISCONNECTED, SERVER_LOST), "G") == Applied.ANNOUNCED
+    assert progress(sync_redis) == "DISCONNECTED"
+    assert await state.apply(status_of("n1-s", CONNECTED), "G") == Applied.LATE  # not vouched
+    sync_redis.set(keys.socket_node("n1"), "1")
+    assert await state.apply(status_of("n1-s", CONNECTED), "G") == Applied.ANNOUNCED
+    assert sync_redis.hgetall(socket_key)["status"] == "CONNECTED"
+    assert "reason" not in sync_redis.hgetall(socket_key) and sync_redis.ttl(socket_key) == -1
+    # Any other DISCONNECTED stays final.
+    await state.apply(status_of("n1-s", DISCONNECTED, "SOCKET_CLOSED"), "G")
+    assert await state.apply(status_of("n1-s", CONNECTED), "G") == Applied.LATE
+    assert progress(sync_redis) == "DISCONNECTED"
+    assert "reason" not in sync_redis.hgetall(socket_key)  # seed 004's fields only

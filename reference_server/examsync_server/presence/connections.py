@@ -66,7 +66,15 @@ if held[1] == 'DISCONNECTED' then
   redis.call('PERSIST', KEYS[1])  -- the guess taken back: the socket is open after all
   redis.call('HDEL', KEYS[1], 'reason')
 elseif status == 'DISCONNECTED' and ARGV[15] == 'SERVER_LOST' and vouched then
-  return 0  -- the sweeper's guess, but the socket's process vouches for it again
+  -- the sweeper's guess, but the socket's process vouches for it again: back in the index
+  -- the sweeper took it from, to be found if that process does die
+  if held[1] == 'CONNECTED' then
+    redis.call('SCARD', KEYS[5])
+    redis.call('SCARD', KEYS[6])
+    redis.call('SADD', KEYS[5], ARGV[11])
+    redis.call('SADD', KEYS[6], ARGV[12])
+  end
+  return 0
 end
 local progress = redis.call('HMGET', KEYS[2], 'connStatusCode', 'lastActiveTime')
 redis.call('SCARD', KEYS[3])
