@@ -11,9 +11,10 @@ a dropped connection) is lost, and its request would wait the whole timeout for 
 committed. PUBLISH says how many heard it, so a message nobody heard is then appended to the
 receiving process's ack record (a stream trimmed to the last `timeout` seconds): one more round
 trip only then, none while listeners listen. The listener reads the record each time it has
-(re)subscribed, and once more a moment later (a message published just before the subscribe
-may be recorded just after the first read), and answers who still waits. The record is in
-Redis: if Redis lost it too, the wait ends in the timeout as before.
+subscribed, and every second while requests wait: the Redis client may reconnect and
+resubscribe on its own, unseen, and a message published to nobody just before a subscribe is
+recorded just after it. It answers who still waits. The record is in Redis: if Redis lost it
+too, the wait ends in the timeout as before.
 
 An acknowledgement travels as the JSON bytes the client receives, encoded once by the
 persister: the receiving process sends them on as they are (the HTTP body, or spliced into a
@@ -40,9 +41,9 @@ from ..store import keys
 log = logging.getLogger(__name__)
 
 
-# After a (re)subscribe, the record is read again this much later: an ack published just before
-# the subscribe, to nobody, is recorded by its persister one round trip after.
-RECOVER_AGAIN_SECONDS = 1.0
+# How often the listener reads the ack record while requests wait: a read of a key that
+# mostly does not exist, about the cost of one save's round trip, once a second.
+RECOVER_EVERY_SECONDS = 1.0
 
 
 def channel(node_id: str) -> str:
@@ -144,7 +145,7 @@ class AckHub:
 
     async def recover(self) -> int:
         """Resolve the waiting requests whose acks the record holds (published while we were
-        not subscribed); how many. Called once subscribed, so nothing falls in between."""
+        not subscribed); how many. Called after each subscribe and every second meanwhile."""
         if not self._waiting:
             return 0
         oldest = int(time.time() * 1000) - max(1000, int(self.timeout * 1000)) - 1000
@@ -169,14 +170,15 @@ class AckHub:
                     await self.recover()
                     if ready is not None:
                         ready.set()
-                    again = asyncio.get_running_loop().time() + RECOVER_AGAIN_SECONDS
+                    loop = asyncio.get_running_loop()
+                    due = loop.time() + RECOVER_EVERY_SECONDS
                     while True:
-                        message = await pubsub.get_message(timeout=RECOVER_AGAIN_SECONDS)
+                        message = await pubsub.get_message(timeout=RECOVER_EVERY_SECONDS)
                         if message is not None:
                             for rid, ack in parse_message(message["data"]):
                                 self.resolve(rid, ack)
-                        if again and asyncio.get_running_loop().time() >= again:
-                            again = 0.0
+                        if loop.time() >= due:
+                            due = loop.time() + RECOVER_EVERY_SECONDS
                             await self.recover()
             except asyncio.CancelledError:
                 raise
