@@ -6,7 +6,6 @@ being back, not after the 10 s ack timeout (issue 15, defect 8)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sqlite3
 import time
 from contextlib import closing
@@ -16,10 +15,11 @@ import httpx
 
 from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
 from examsync.protocol import canonical_json, format_timestamp
-from examsync_server.demo.sample import EXAM_CODE, PLAN_ID, sample_package, sample_plan
+from examsync_server.demo.sample import EXAM_CODE, PLAN_ID
 from examsync_server.process.embedded_redis import EmbeddedRedis
 
 from .conftest import ServerProcess, start_server
+from .test_connection_status import prepared
 from .test_serve import login
 
 CANDIDATES = [("CAND202301", "AUTH1234"), ("CAND202302", "AUTH1235"), ("CAND202303", "AUTH1236")]
@@ -44,18 +44,7 @@ def save(candidate: str, version: int) -> bytes:
 
 def started_plan(server: ServerProcess) -> list[str]:
     """The plan started; a session token per candidate."""
-    plan = sample_plan(candidates=len(CANDIDATES))
-    assert server.admin("PUT", f"/api/v1/admin/plans/{PLAN_ID}", json=plan).status_code == 201
-    package = sample_package()
-    response = server.admin(
-        "PUT",
-        f"/api/v1/admin/plans/{PLAN_ID}/package",
-        content=package,
-        headers={"X-Content-SHA256": hashlib.sha256(package).hexdigest()},
-    )
-    assert response.status_code == 200, response.text
-    assert server.admin("POST", f"/api/v1/admin/plans/{PLAN_ID}/prepare").status_code == 200
-    assert server.admin("POST", f"/api/v1/admin/plans/{PLAN_ID}/start").status_code == 200
+    prepared(server)
     return [
         login(server, {"planId": PLAN_ID, "candidateId": c, "authCode": code})["token"]
         for c, code in CANDIDATES
