@@ -31,7 +31,9 @@ def change(
     meta_version: int | None = None,
     steps: int = 0,
     updated: str = T,
+    base: int | None = None,
 ) -> SheetChange:
+    """`base`: the sheet version the batch started from (None: unknown, as a stale batch)."""
     return SheetChange(
         "P1",
         "C1",
@@ -42,6 +44,7 @@ def change(
         },
         {} if meta_version is None else {"lastSync": T, "version": meta_version, "status": "s"},
         [{"from": "Q1", "to": "Q2", "timestamp": f"{i}"} for i in range(steps)],
+        base,
     )
 
 
@@ -87,13 +90,68 @@ async def test_a_part_of_a_sheet_redis_lost_is_no_whole_sheet(cache: AnswerCache
     await cache.apply([change({"Q2": ("b", 2)}, meta_version=3)])
     assert await cache.read("P1", "E1", "C1") is None
     sheet = StoredSheet({"Q1": {"value": "a", "version": 1, "updated": T}}, {"version": 2}, [], [])
-    await cache.fill("P1", "E1", "C1", sheet)
+    await cache.fill("P1", "E1", "C1", sheet)  # merged with what the batch put there
     found = await cache.read("P1", "E1", "C1")
-    assert found is not None and set(found[0].answers) == {"Q1"}
-    await cache.apply([change({"Q2": ("b", 2)}, meta_version=3)])  # now a part of a whole
+    assert found is not None and set(found[0].answers) == {"Q1", "Q2"}
+    await cache.apply([change({"Q2": ("b", 2)}, meta_version=3, base=2)])  # a part of a whole
     found = await cache.read("P1", "E1", "C1")
     assert found is not None and set(found[0].answers) == {"Q1", "Q2"}
     assert found[0].meta is not None and found[0].meta["version"] == 3
+
+
+async def test_a_batch_that_finds_a_commit_missing_unmarks_the_sheet(cache: AnswerCache) -> None:
+    """Redis lost a commit (an AOF rolled back): the next batch starts from a version the hash
+    does not hold, so the hash is no longer a whole sheet and restore reads SQLite."""
+    sheet = StoredSheet({"Q1": {"value": "a", "version": 1, "updated": T}}, {"version": 2}, [], [])
+    await cache.fill("P1", "E1", "C1", sheet)
+    await cache.apply([change({"Q2": ("b", 1)}, meta_version=4, base=3)])  # version 3 is lost
+    assert await cache.read("P1", "E1", "C1") is None
+    assert "meta" not in await cache.redis.hgetall(KEY)
+    # A batch arriving after a later one (another persister) moves nothing back.
+    await cache.fill("P1", "E1", "C1", sheet)
+    await cache.apply([change({"Q2": ("b", 1)}, meta_version=3, base=2)])
+    await cache.apply([change({"Q1": ("a", 1)}, meta_version=2, base=2)])
+    found = await cache.read("P1", "E1", "C1")
+    assert found is not None and found[0].meta is not None and found[0].meta["version"] == 3
+
+
+async def test_a_fill_keeps_what_later_commits_put_there(cache: AnswerCache) -> None:
+    """A fill carries the sheet as SQLite held it when read; a commit that reached the hash
+    since (a persister racing the restore) stays: a fill merges, it does not start over."""
+    later = "2024-01-15T09:00:05.000Z"
+    await cache.apply(
+        [
+            SheetChange(
+                "P1",
+                "C1",
+                "E1",
+                {"Q1": {"value": "new", "version": 2, "updated": later}},
+                {"version": 3},
+                [{"from": "Q1", "to": "Q2", "timestamp": later}],
+                2,
+            )
+        ]
+    )
+    older = StoredSheet(
+        {
+            "Q1": {"value": "old", "version": 1, "updated": T},
+            "Q2": {"value": "b", "version": 1, "updated": T},
+        },
+        {"version": 2},
+        [{"from": "Q2", "to": "Q1", "timestamp": T}],
+        [],
+    )
+    await cache.fill("P1", "E1", "C1", older)
+    found = await cache.read("P1", "E1", "C1")
+    assert found is not None
+    sheet = found[0]
+    assert sheet.answers["Q1"] == {"value": "new", "version": 2, "updated": later}
+    assert sheet.answers["Q2"]["value"] == "b"
+    assert sheet.meta is not None and sheet.meta["version"] == 2  # the fill's own version
+    assert [n["timestamp"] for n in sheet.navigation] == [T, later]
+    await cache.fill("P1", "E1", "C1", older)  # again: no step twice
+    found = await cache.read("P1", "E1", "C1")
+    assert found is not None and len(found[0].navigation) == 2
 
 
 async def test_versions_compare_as_numbers_up_to_the_largest_exact_one(cache: AnswerCache) -> None:

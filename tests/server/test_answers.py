@@ -181,3 +181,47 @@ async def test_a_new_device_restores_everything_acknowledged(
         )
     ).get_json()
     assert {q: a["version"] for q, a in body["answers"].items()} == {"Q001": 1, "Q003": 5}
+
+
+async def restored_versions(client: Client, auth: dict[str, str]) -> dict[str, tuple[str, int]]:
+    response = await client.get(f"/api/v1/answers/{EXAM_CODE}", headers=auth)
+    assert response.status_code == 200
+    restore = RestoreResponse.from_wire(await response.get_json())  # checksum verified
+    return {q: (a.value, a.version) for q, a in restore.answers.items()}
+
+
+async def test_restore_after_an_aof_rollback_is_never_older_than_sqlite(
+    client: Client, admin: dict[str, str], sync_redis: Any
+) -> None:
+    """Redis comes back from an AOF that lost its last second: the answer cache is whole but
+    old. A restore returns what SQLite holds, and the saves after it still reach the cache."""
+    auth = await started(client, admin)
+    await save(client, auth, save_body({"Q001": ("1", 1), "Q002": ("1", 1)}))
+    assert await restored_versions(client, auth) == {"Q001": ("1", 1), "Q002": ("1", 1)}
+    cache_key = f"exam:{PLAN_ID}:test:{EXAM_CODE}:user:CAND202301"
+    before = sync_redis.hgetall(cache_key)  # a whole sheet, as the fill left it
+    assert "meta" in before
+    await save(client, auth, save_body({"Q001": ("2", 2), "Q003": ("9", 1)}, updated=at(1)))
+    # The rollback: the hash as it was a second ago.
+    sync_redis.delete(cache_key)
+    sync_redis.hset(cache_key, mapping=before)
+    expected = {"Q001": ("2", 2), "Q002": ("1", 1), "Q003": ("9", 1)}
+    assert await restored_versions(client, auth) == expected
+    await save(client, auth, save_body({"Q002": ("5", 2)}, updated=at(2)))
+    assert await restored_versions(client, auth) == {**expected, "Q002": ("5", 2)}
+    assert '"version":2' in sync_redis.hget(cache_key, "a:Q002")  # from the cache, refilled
+
+
+async def test_restore_after_a_redis_wipe_holds_every_committed_answer(
+    client: Client, admin: dict[str, str], sync_redis: Any, runtime: Any
+) -> None:
+    """FLUSHALL, then one save recreates the cache hash with only that save's answers: a
+    restore still returns the whole sheet (the hash lacks the marker only a fill writes)."""
+    auth = await started(client, admin)
+    first = {f"Q00{i}": (str(i), 1) for i in range(1, 4)}
+    await save(client, auth, save_body(first))
+    assert await restored_versions(client, auth) == first
+    sync_redis.flushall()
+    await runtime.lifecycle.repair()  # the stage timer's repair brings the plan's keys back
+    await save(client, auth, save_body({"Q004": ("4", 1)}, updated=at(1)))
+    assert await restored_versions(client, auth) == {**first, "Q004": ("4", 1)}

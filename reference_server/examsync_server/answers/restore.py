@@ -1,6 +1,9 @@
 """Restore (seed 002 §3.2, §5.2): a candidate's committed answers for one exam, checksummed.
 
-Redis first; on a miss, or an entry that does not decode, SQLite (and the cache is refilled).
+Redis first, but only a cached sheet at least as new as SQLite's: its `meta` version must not be
+below the sheet version SQLite holds (one primary-key read), which catches a hash Redis lost
+commits of (an AOF rolled back, a failover to a lagging replica; store/answer_cache.py). On a
+miss, a stale hash or an entry that does not decode, SQLite (and the cache is refilled).
 An answer whose stored value no longer matches its digest is left out and named in
 `missing`: a partial restore says what it could not restore rather than return it corrupt.
 """
@@ -78,7 +81,17 @@ class RestoreService:
             log.warning("restore reads SQLite: Redis unavailable (%s)", exc)
             return await self.stored.sheet(candidate_id, exam_code)
         if cached is not None and not cached[1]:
-            return cached[0]
+            held = (cached[0].meta or {}).get("version")
+            durable = await self.stored.sheet_version(candidate_id, exam_code)
+            if isinstance(held, int) and held >= durable:
+                return cached[0]
+            log.warning(
+                "answer cache of %s/%s is behind SQLite (version %s < %d); refilling",
+                candidate_id,
+                exam_code,
+                held,
+                durable,
+            )
         sheet = await self.stored.sheet(candidate_id, exam_code)
         try:
             await self.cache.fill(plan_id, exam_code, candidate_id, sheet)

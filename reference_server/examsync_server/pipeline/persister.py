@@ -279,9 +279,11 @@ class Persister:
         # the requests waiting in this process are answered once it is back.
         async with self.redis.pipeline(transaction=False) as pipe:
             self.group.queue_done(pipe, [(q.stream, q.message_id) for q in committed.batch])
-            self.hub.publish_remote(by_node, pipe)
-            await pipe.execute()
+            published = self.hub.publish_remote(by_node, pipe)
+            replies = await pipe.execute()
         self.hub.resolve_local(by_node)
+        if published:  # a message no listener heard is kept for its listener's return
+            await self.hub.record_unheard(published, replies[-len(published) :])
 
     async def _failed(self, batch: list[Queued], exc: Exception) -> None:
         """Count an attempt for each entry; one that has failed too often is tried alone and,

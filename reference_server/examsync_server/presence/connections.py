@@ -10,7 +10,10 @@ reach the supervisors in the order the state changed, whichever process handled 
 Messages may be handled out of order (several processes consume the queue) and more than once
 (a retry, a claimed message). The rules make that harmless:
 - a socket's DISCONNECTED is final; anything for that socket handled after it is late and
-  ignored;
+  ignored. Except the sweeper's `SERVER_LOST`, a guess that the socket's process died: when
+  that process's presence key exists as the guess is applied, it is ignored, and a CONNECTED
+  the process sends while vouching for its sockets again takes it back (after Redis lost its
+  data, a socket process re-asserts its open sockets: sockets/server.py);
 - the examinee is CONNECTED while any of their sockets is (the set
   `plan:{planId}:examinee:{examineeId}:sockets`), so a late DISCONNECTED of an old socket cannot
   mark an examinee who has reconnected on a new one;
@@ -44,16 +47,33 @@ CLOSED_SOCKET_TTL_MS = 24 * 3600 * 1000
 _APPLY = """
 -- KEYS  1 socket hash, 2 progress hash, 3 live-sockets set, 4 socket_queue,
 --       5 the socket's process's socket index, 6 the set of processes with sockets,
---       7 the disconnected examinees (by time), 8.. hashes of sockets whose process died
+--       7 the disconnected examinees (by time), 8 the socket's process's presence key,
+--       9.. hashes of sockets whose process died
 -- ARGV  1 status, 2 socketId, 3 examineeId, 4 timestamp, 5 closed-socket TTL (ms),
 --       6 event type, 7 planId, 8 groupId, 9 event JSON, 10 stream maxlen,
 --       11 the socket's index member ('' when its id names no process), 12 its process,
---       13 timestamp in epoch ms, 14 the examinee's member in KEYS 7,
---       15.. socket ids of KEYS 8..
+--       13 timestamp in epoch ms, 14 the examinee's member in KEYS 7, 15 the reason,
+--       16.. socket ids of KEYS 9..
 -- Everything is read before anything is written: a key of the wrong type fails the call
 -- before it has changed anything.
 local status, now = ARGV[1], ARGV[4]
-if redis.call('HGET', KEYS[1], 'status') == 'DISCONNECTED' then
+local held = redis.call('HMGET', KEYS[1], 'status', 'reason')
+local vouched = ARGV[11] ~= '' and redis.call('EXISTS', KEYS[8]) == 1
+if held[1] == 'DISCONNECTED' then
+  if not (status == 'CONNECTED' and held[2] == 'SERVER_LOST' and vouched) then
+    return 0
+  end
+  redis.call('PERSIST', KEYS[1])  -- the guess taken back: the socket is open after all
+  redis.call('HDEL', KEYS[1], 'reason')
+elseif status == 'DISCONNECTED' and ARGV[15] == 'SERVER_LOST' and vouched then
+  -- the sweeper's guess, but the socket's process vouches for it again: back in the index
+  -- the sweeper took it from, to be found if that process does die
+  if held[1] == 'CONNECTED' then
+    redis.call('SCARD', KEYS[5])
+    redis.call('SCARD', KEYS[6])
+    redis.call('SADD', KEYS[5], ARGV[11])
+    redis.call('SADD', KEYS[6], ARGV[12])
+  end
   return 0
 end
 local progress = redis.call('HMGET', KEYS[2], 'connStatusCode', 'lastActiveTime')
@@ -70,9 +90,9 @@ if ARGV[11] ~= '' then
     redis.call('SREM', KEYS[5], ARGV[11])
   end
 end
-for i = 8, #KEYS do
+for i = 9, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('HSET', KEYS[i], 'status', 'DISCONNECTED')
+    redis.call('HSET', KEYS[i], 'status', 'DISCONNECTED', 'reason', 'SERVER_LOST')
     redis.call('PEXPIRE', KEYS[i], ARGV[5])
   end
   redis.call('SREM', KEYS[3], ARGV[i + 7])
@@ -80,6 +100,8 @@ end
 if status == 'CONNECTED' then
   redis.call('SADD', KEYS[3], ARGV[2])
 else
+  -- beside seed 004's fields, only a guess is marked: the one reason that can be taken back
+  if ARGV[15] == 'SERVER_LOST' then redis.call('HSET', KEYS[1], 'reason', ARGV[15]) end
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
   redis.call('SREM', KEYS[3], ARGV[2])
   if redis.call('SCARD', KEYS[3]) > 0 then
@@ -176,6 +198,7 @@ class ConnectionState:
                 keys.node_sockets(node),
                 keys.SOCKET_NODES,
                 keys.DISCONNECTED_EXAMINEES,
+                keys.socket_node(node),
                 *(keys.examinee_socket(status.plan_id, s) for s in dead),
             ],
             args=[
@@ -193,6 +216,7 @@ class ConnectionState:
                 node,
                 int(parse_iso(status.timestamp).timestamp() * 1000),
                 examinee_member(status.plan_id, status.examinee_id, group_id),
+                status.reason or "",
                 *dead,
             ],
         )

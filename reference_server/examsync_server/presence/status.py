@@ -9,6 +9,13 @@ task writes to Redis, retrying while Redis is away (a repeat is harmless: the st
 applies each message idempotently). One socket's CONNECTED therefore always precedes its
 DISCONNECTED on the stream. The same task keeps this process's presence key alive, by which the
 state manager recognises sockets of a process that died without saying goodbye.
+
+The presence key is also how a process learns that Redis lost its data (a wipe, a failover to
+an empty replica, a restart without persistence, or an outage longer than the key's TTL): it is
+set with GET every second and before every batch of messages, and a key found missing after the
+first set means Redis forgot this process and, with it, the state of its sockets. `on_lost` is
+then called (the socket server re-asserts every open socket's CONNECTED), after the key is back,
+so the sweeper cannot take those sockets for a dead process's.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -38,6 +45,7 @@ SOCKET_CLOSED = "SOCKET_CLOSED"
 PING_TIMEOUT = "PING_TIMEOUT"
 SERVER_LOST = "SERVER_LOST"  # its server process died without reporting it (the sweeper)
 STATUSES = (CONNECTED, DISCONNECTED)
+LOSS_CHECK_SECONDS = 1.0  # how often at most the presence key is set (and checked)
 
 
 class InvalidStatus(ValueError):
@@ -147,7 +155,10 @@ class StatusPublisher:
     node_id: str
     # The presence key outlives a few missed refreshes, so a busy process is not taken for dead.
     presence_ttl: float
+    # Called when Redis is found to have forgotten this process (see above); publishes again.
+    on_lost: Callable[[], None] | None = None
     limit: int = 100_000
+    _vouched: bool = False  # the presence key has been set once
     _queue: deque[dict[str, str]] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -161,19 +172,20 @@ class StatusPublisher:
         self._wake.set()
 
     async def run(self) -> None:
-        refresh = self.presence_ttl / 3
+        # At least every second: a loss is noticed, and the sockets re-asserted, that soon.
+        refresh = min(LOSS_CHECK_SECONDS, self.presence_ttl / 3)
         next_presence = 0.0
         loop = asyncio.get_running_loop()
         while not cancel_requested():
             try:
                 if loop.time() >= next_presence:
-                    await self.redis.set(
-                        keys.socket_node(self.node_id), "1", px=int(self.presence_ttl * 1000)
-                    )
+                    self._vouch(await self._set_presence(self.redis))
                     next_presence = loop.time() + refresh
                 while self._queue:
                     batch = list(islice(self._queue, 500))
                     async with self.redis.pipeline(transaction=False) as pipe:
+                        # First: whoever applies these finds this process vouching for them.
+                        self._set_presence(pipe)
                         for fields in batch:
                             pipe.xadd(
                                 keys.STATUS_STREAM,
@@ -181,9 +193,10 @@ class StatusPublisher:
                                 maxlen=keys.STREAM_MAXLEN,
                                 approximate=True,
                             )
-                        await pipe.execute()
+                        replies = await pipe.execute()
                     for _ in batch:
                         self._queue.popleft()
+                    self._vouch(replies[0])
             except RedisError as exc:
                 log.warning("status publisher: %s; retrying in 1 s", exc)
                 await asyncio.sleep(1)
@@ -194,6 +207,20 @@ class StatusPublisher:
                 await asyncio.wait_for(self._wake.wait(), max(0.0, next_presence - loop.time()))
             except TimeoutError:
                 pass
+
+    def _set_presence(self, target: Any) -> Any:
+        """SET this process's presence key with GET, on Redis or queued on a pipeline."""
+        ttl_ms = int(self.presence_ttl * 1000)
+        return target.set(keys.socket_node(self.node_id), "1", px=ttl_ms, get=True)
+
+    def _vouch(self, previous: object) -> None:
+        """After a SET ... GET of the presence key: a key missing once we had set it means
+        Redis lost it (and what it held of our sockets)."""
+        if previous is None and self._vouched:
+            log.warning("Redis forgot this process's presence; re-asserting its sockets")
+            if self.on_lost is not None:
+                self.on_lost()
+        self._vouched = True
 
     async def flush(self, timeout: float) -> None:
         """Wait (bounded) until everything published so far is on the stream."""

@@ -12,8 +12,9 @@ frame carrying its `id`. Bad frames get an `{"type": "error", "error": {"code", 
 "details"}}` reply; oversized frames close the socket (1009).
 
 A candidate's socket publishes seed 004's `connection_status` when it opens (CONNECTED, with
-clientInfo) and when it closes (DISCONNECTED, reason SOCKET_CLOSED or PING_TIMEOUT); the state
-manager (presence/state_manager.py) takes it from there.
+clientInfo) and when it closes (DISCONNECTED, reason SOCKET_CLOSED or PING_TIMEOUT), and again
+CONNECTED, for every open one, when Redis turns out to have lost its data; the state manager
+(presence/state_manager.py) takes it from there.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class _Socket:
     socket_id: str
     who: Principal
     gone: bool = False  # its DISCONNECTED is published
+    info: dict[str, Any] | None = None  # its CONNECTED's clientInfo, to re-assert it
 
 
 def _json_response(
@@ -122,7 +124,10 @@ class SocketServer:
         self.publisher: StatusPublisher | None = None
         if redis is not None:
             self.publisher = StatusPublisher(
-                redis, self.node_id, presence_ttl=3 * ping_interval + ping_timeout
+                redis,
+                self.node_id,
+                presence_ttl=3 * ping_interval + ping_timeout,
+                on_lost=self._reassert,
             )
         # Candidates' saves over the socket, offered in the welcome when given.
         self.saves = SocketSaves(saves) if saves is not None else None
@@ -234,7 +239,8 @@ class SocketServer:
             resume=last_position is not None,
         )
         self.heartbeat.add(conn, asyncio.get_running_loop().time())
-        self._publish(sock, CONNECTED, info=client_info(conn))
+        sock.info = client_info(conn)
+        self._publish(sock, CONNECTED, info=sock.info)
         try:
             await conn.send(json.dumps(welcome))
             await self._catch_up(conn, who)
@@ -295,6 +301,13 @@ class SocketServer:
                 client_info=info,
             )
         )
+
+    def _reassert(self) -> None:
+        """Redis lost what it held of our sockets (presence/status.py): each open one says
+        CONNECTED again, so supervisors see it and its close is reported later."""
+        for sock in list(self._sockets.values()):
+            if not sock.gone:
+                self._publish(sock, CONNECTED, info=sock.info)
 
     async def _resume(self, conn: ServerConnection, sock: _Socket, last: str) -> None:
         """Send what the socket missed after `last`, then deliver to it live: each step ends

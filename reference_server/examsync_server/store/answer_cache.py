@@ -10,6 +10,13 @@ versions only grow), and of one version the later `updated` (a later edit of the
 moves the kept edit's time up, store/answers.py), so two persisters finishing out of order
 cannot put an older answer over a newer one, and a reader never sees what SQLite has not
 committed.
+
+Redis may lose data (a wipe, a failover to an empty replica, an AOF rolled back a second), so
+`meta` is the proof that the hash is whole: only a fill from SQLite creates it, and a batch
+moves its version (`answer_sheet.version`) on only from exactly the version the batch started
+from. A batch that finds another version (the hash missed a commit) removes `meta`. So a hash
+whose meta says version v holds every commit up to v, and a restore trusts it only when SQLite's
+version is not higher (answers/restore.py); otherwise it refills from SQLite.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ TTL_SECONDS = 7 * 24 * 3600
 # KEYS: one cache hash per change. ARGV[1], ARGV[2]: navigation steps kept, TTL; ARGV[3]:
 # 'whole' when the changes are whole sheets (a fill from SQLite), else 'part'. Then per key,
 # in KEYS' order: the answer count n, n times (field, version, updated, answer JSON); the
-# meta's version and JSON ('' '' for none); the new navigation steps as a JSON array.
+# meta's version and JSON ('' '' for none) and the sheet version the batch started from ('' for
+# a whole sheet); the new navigation steps as a JSON array (a whole sheet: all of them).
 # Answers and meta arrive encoded and are stored as they are; a stored version and `updated`
 # are read off the JSON text (`"version":` can only be a key: a quote inside a string is
 # escaped), not decoded. Times are wire timestamps of one width, so they compare as text.
@@ -39,6 +47,9 @@ local function stored_version(text)
 end
 local function stored_updated(text)
   return string.match(text, '"updated":"([^"]*)"') or ''
+end
+local function step_key(step)
+  return step['timestamp'] .. '\0' .. step['from'] .. '\0' .. step['to']
 end
 local keep = tonumber(ARGV[1])
 local whole = ARGV[3] == 'whole'
@@ -57,29 +68,50 @@ for _, key in ipairs(KEYS) do
       redis.call('HSET', key, field, answer)
     end
   end
-  local meta_version, meta = ARGV[at], ARGV[at + 1]
-  local steps = ARGV[at + 2]
-  at = at + 3
+  local meta_version, meta, base = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local steps = ARGV[at + 3]
+  at = at + 4
   if meta_version ~= '' then
-    -- `meta` marks a whole sheet, the only kind a restore reads: a batch's part of a sheet
-    -- whose hash Redis lost (evicted, expired) must not pass for all of it.
     local current = redis.call('HGET', key, 'meta')
-    if (current and (stored_version(current) or 0) <= tonumber(meta_version))
-        or (not current and whole) then
-      redis.call('HSET', key, 'meta', meta)
+    local held = current and (stored_version(current) or -1)
+    local version = tonumber(meta_version)
+    if whole then
+      -- a fill: the answers above merged into whatever later commits already put here
+      if (not current) or held <= version then
+        redis.call('HSET', key, 'meta', meta)
+      end
+    elseif current then
+      if held == tonumber(base) then
+        redis.call('HSET', key, 'meta', meta)
+      elseif held < version then
+        -- the hash missed a commit (Redis lost it): no longer a whole sheet
+        redis.call('HDEL', key, 'meta')
+      end
     end
   end
-  if steps ~= '[]' then
+  if steps ~= '[]' or whole then
     local nav = {}
     local current = redis.call('HGET', key, 'nav')
     if current then nav = cjson.decode(current) end
-    for _, step in ipairs(cjson.decode(steps)) do table.insert(nav, step) end
+    local added = cjson.decode(steps)
+    if whole then
+      -- every stored step, plus those later commits put here meanwhile, in time order
+      local seen = {}
+      for _, step in ipairs(added) do seen[step_key(step)] = true end
+      for _, step in ipairs(nav) do
+        if not seen[step_key(step)] then table.insert(added, step) end
+      end
+      table.sort(added, function(a, b) return a['timestamp'] < b['timestamp'] end)
+      nav = added
+    else
+      for _, step in ipairs(added) do table.insert(nav, step) end
+    end
     if #nav > keep then
       local trimmed = {}
       for j = #nav - keep + 1, #nav do table.insert(trimmed, nav[j]) end
       nav = trimmed
     end
-    redis.call('HSET', key, 'nav', cjson.encode(nav))
+    if #nav > 0 then redis.call('HSET', key, 'nav', cjson.encode(nav)) end
   end
   redis.call('EXPIRE', key, ARGV[2])
 end
@@ -96,9 +128,10 @@ def _arguments(change: SheetChange) -> list[str | int | bytes]:
     for quiz_code, answer in change.answers.items():
         args += ["a:" + quiz_code, answer["version"], answer["updated"], fast_json.dumps(answer)]
     if change.meta and "version" in change.meta:
-        args += [change.meta["version"], fast_json.dumps(change.meta)]
+        base = "" if change.base_version is None else change.base_version
+        args += [change.meta["version"], fast_json.dumps(change.meta), base]
     else:
-        args += ["", ""]
+        args += ["", "", ""]
     args.append(fast_json.dumps(change.navigation))
     return args
 
@@ -127,7 +160,9 @@ class AnswerCache:
     async def fill(
         self, plan_id: str, exam_code: str, candidate_id: str, sheet: StoredSheet
     ) -> None:
-        """Refill from SQLite after a miss (the same newest-wins rule applies)."""
+        """Refill from SQLite after a miss or a stale hash. Merged under the same newest-wins
+        rule, not written over a deleted hash: a commit that reached the hash after `sheet` was
+        read must not be undone."""
         change = SheetChange(
             plan_id,
             candidate_id,
@@ -136,8 +171,6 @@ class AnswerCache:
             dict(sheet.meta or {}),
             sheet.navigation[-NAV_KEPT:],
         )
-        key = keys.answer_cache(plan_id, exam_code, candidate_id)
-        await self.redis.delete(key)
         await self.apply([change], whole=True)
 
     async def read(

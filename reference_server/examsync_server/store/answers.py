@@ -73,6 +73,9 @@ class SheetChange:
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     navigation: list[dict[str, str]] = field(default_factory=list)
+    # The sheet's version (`answer_sheet.version`) before this batch: the cache takes the
+    # batch's meta only on top of exactly that one, so its meta proves it missed no commit.
+    base_version: int | None = None
 
 
 @dataclass
@@ -204,6 +207,7 @@ def apply_saves(
         _add_kept_values(conn, outcomes, superseded)
     for key, update in updates.items():
         sheets[key].meta = update.write(conn, *key, server_time)
+        sheets[key].base_version = sheets[key].meta["version"] - update.accepted
     return BatchResult(outcomes, list(sheets.values()))
 
 
@@ -426,6 +430,14 @@ class StoredAnswers:
             key,
         )
         return read_sheet(answers, sheet, navigation)
+
+    async def sheet_version(self, candidate_id: str, exam_code: str) -> int:
+        """The sheet's version (0 before its first save): how far a cached copy must reach."""
+        row = await self.db.fetch_one(
+            "SELECT version FROM answer_sheet WHERE candidate_id = ? AND exam_code = ?",
+            (candidate_id, exam_code),
+        )
+        return 0 if row is None else int(row["version"])
 
     async def history(
         self, plan_id: str, candidate_id: str, exam_code: str, quiz_code: str | None

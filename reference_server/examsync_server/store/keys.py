@@ -95,6 +95,12 @@ def node_sockets(node_id: str) -> str:
     return f"socket_node:{node_id}:sockets"
 
 
+def ack_record(node_id: str) -> str:
+    """Stream: the ack messages to one process that no listener heard (`a`: the channel
+    message), kept for the ack timeout and read after the process (re)subscribes (ours)."""
+    return f"acks:{node_id}:record"
+
+
 # Set: the processes that have sockets in a `node_sockets` index (ours, for the sweeper).
 SOCKET_NODES = "socket_nodes"
 
