@@ -20,7 +20,7 @@ from integration.proxy import TcpProxy
 
 from .cluster import DeviceNetwork, RedisNode, ServerNode, SmallDisk
 
-SURVIVED = (
+KINDS = (
     "kill_http",
     "kill_persister",
     "kill_server",
@@ -30,12 +30,8 @@ SURVIVED = (
     "net_delay",
     "sigstop",
     "disk_full",
+    "aof_rollback",
 )
-# Not survived yet: after the AOF rolled back, restore serves the older answers the cache
-# holds, and none of those saved since (issue 15, defect 1). CI's run leaves it out until the
-# fix lands.
-NOT_YET_SURVIVED = ("aof_rollback",)
-KINDS = SURVIVED + NOT_YET_SURVIVED
 ROLLBACK_SECONDS = 1.0
 
 
