@@ -19,6 +19,7 @@ manager (presence/state_manager.py) takes it from there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -40,6 +41,7 @@ from examsync import frames
 from examsync.exceptions import RemoteProtocolError
 from examsync.protocol import decode_json
 
+from ..access.revocations import session_revoked
 from ..access.tokens import Principal, Tokens
 from ..answers.intake import SaveService
 from ..base.clock import iso, utc_now
@@ -68,6 +70,7 @@ log = logging.getLogger(__name__)
 PATH = "/ws"
 MAX_FRAME_BYTES = 64 * 1024
 PING_TIMEOUT_CLOSE = 4408  # ours (4000-4999 are the application's): "you did not answer"
+SESSION_REVOKED_CLOSE = 4401  # ours: "your session was revoked; sign in again"
 
 
 LISTEN_BACKLOG = 4096  # pending connections the kernel queues for accept()
@@ -236,12 +239,18 @@ class SocketServer:
         self.heartbeat.add(conn, asyncio.get_running_loop().time())
         self._publish(sock, CONNECTED, info=client_info(conn))
         try:
+            if self.tokens.revoked.revoked(who):  # revoked since the handshake was admitted
+                await self._close_revoked(conn)
+                return
             await conn.send(json.dumps(welcome))
             await self._catch_up(conn, who)
             if last_position is not None:
                 await self._resume(conn, sock, last_position)
             async for frame in conn:
                 self.heartbeat.seen(conn)
+                if self.tokens.revoked.revoked(who):  # a save must not outrun the close
+                    await self._close_revoked(conn)
+                    break
                 reply = self._reply(conn, who, frame)
                 if reply is not None:
                     await conn.send(json.dumps(reply, ensure_ascii=False))
@@ -254,6 +263,20 @@ class SocketServer:
             if self.saves is not None:
                 self.saves.closed(conn)
             self._publish(sock, DISCONNECTED, reason=SOCKET_CLOSED)
+
+    def close_revoked(self) -> None:
+        """Close the sockets whose sessions a revocation now refuses (told by `Revoked`)."""
+        for conn, sock in list(self._sockets.items()):
+            if self.tokens.revoked.revoked(sock.who):
+                self._spawn(self._close_revoked(conn), "close")
+
+    @staticmethod
+    async def _close_revoked(conn: ServerConnection) -> None:
+        """An `error` frame `session_revoked`, then close code 4401 with the same reason."""
+        error = session_revoked()
+        with contextlib.suppress(ConnectionClosed):
+            await conn.send(json.dumps(error.to_frame(), ensure_ascii=False))
+        await conn.close(SESSION_REVOKED_CLOSE, error.code)
 
     async def _beat(self) -> None:
         """Ping what is due (one encoded frame for all), drop what stayed silent."""

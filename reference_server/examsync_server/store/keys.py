@@ -124,3 +124,7 @@ STATE_MANAGER_GROUP = "state_managers"  # the consumer group on status_queue
 # Trimming bounds for the cross-plan streams (XADD MAXLEN ~): far above any backlog a live
 # system holds, so only a stream nobody reads is ever trimmed.
 STREAM_MAXLEN = 100_000
+
+# Pub/sub: a revocation just committed, so every process refuses its sessions at once (ours;
+# SQLite holds the record, and each process reloads it too, for a message that was lost).
+REVOCATIONS_CHANNEL = "session_revocations"
