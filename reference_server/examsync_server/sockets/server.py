@@ -19,7 +19,6 @@ manager (presence/state_manager.py) takes it from there.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -272,11 +271,9 @@ class SocketServer:
 
     @staticmethod
     async def _close_revoked(conn: ServerConnection) -> None:
-        """An `error` frame `session_revoked`, then close code 4401 with the same reason."""
-        error = session_revoked()
-        with contextlib.suppress(ConnectionClosed):
-            await conn.send(json.dumps(error.to_frame(), ensure_ascii=False))
-        await conn.close(SESSION_REVOKED_CLOSE, error.code)
+        """Close code 4401, reason `session_revoked` (no error frame: the SDK would alert on it,
+        while the reconnect's handshake answers 401 session_revoked and it signs in again)."""
+        await conn.close(SESSION_REVOKED_CLOSE, session_revoked().code)
 
     async def _beat(self) -> None:
         """Ping what is due (one encoded frame for all), drop what stayed silent."""
