@@ -128,6 +128,14 @@ LOG_BATCH = json.dumps(
     }
 ).encode()
 
+
+def _upload(rule: str, path: str, content_type: str, data: bytes) -> Row:
+    """A candidate's upload with its digest header (captures, logs)."""
+    digest = hashlib.sha256(data).hexdigest()
+    headers = {"Content-Type": content_type, "X-Content-SHA256": digest}
+    return Row("POST", rule, path, candidates_only(), body=data, headers=headers)
+
+
 A = "/api/v1/admin/plans"
 P = "<plan_id>"
 
@@ -245,28 +253,13 @@ def http_rows(save_body: bytes) -> list[Row]:
             f"/api/v1/answers/{EXAM_CODE}/history",
             candidates_only(),
         ),
-        Row(
-            "POST",
+        _upload(
             "/api/v1/captures",
             f"/api/v1/captures?kind=webcam&captureId=cap1&capturedAt={_now()}",
-            candidates_only(),
-            body=JPEG,
-            headers={
-                "Content-Type": "image/jpeg",
-                "X-Content-SHA256": hashlib.sha256(JPEG).hexdigest(),
-            },
+            "image/jpeg",
+            JPEG,
         ),
-        Row(
-            "POST",
-            "/api/v1/logs",
-            "/api/v1/logs",
-            candidates_only(),
-            body=LOG_BATCH,
-            headers={
-                "Content-Type": "application/json",
-                "X-Content-SHA256": hashlib.sha256(LOG_BATCH).hexdigest(),
-            },
-        ),
+        _upload("/api/v1/logs", "/api/v1/logs", "application/json", LOG_BATCH),
         # The raw ASGI save route: CAND202301's save; nobody else may save it.
         Row(
             "POST",

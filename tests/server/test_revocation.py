@@ -42,24 +42,16 @@ from .conftest import (
     socket_url,
 )
 from .test_answers import save, started
+from .test_sessions import SUPERVISOR, WEB, bearer, me
 from .test_socket_saves import answer_to, save_frame
 
-CAND = {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
-OTHER = {"planId": PLAN_ID, "candidateId": "CAND202302", "authCode": "AUTH1235"}
-SUPERVISOR = {"planId": PLAN_ID, "supervisorId": "SUP202301", "authCode": "SUPAUTH01"}
+CAND = WEB
+OTHER = {**WEB, "candidateId": "CAND202302", "authCode": "AUTH1235"}
 REVOKE = f"/api/v1/admin/plans/{PLAN_ID}/sessions/revoke"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def token_of(client: Client, body: dict[str, str]) -> str:
     return str((await login(client, body))["token"])
-
-
-async def me(client: Client, token: str) -> Any:
-    return await client.get("/api/v1/me", headers=bearer(token))
 
 
 async def revoke(client: Client, admin: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:

@@ -149,26 +149,31 @@ def document() -> dict[str, Any]:
         paths[f"/api/v1/admin/plans/{{plan_id}}/{action}"] = {
             "post": _op(text, {200: "done", **ADMIN_ERRORS}, admin=True, params=plan)
         }
-    end = _op(
-        "seed 001: completed, exam_end to every socket; {revokeSessions: true} also revokes"
-        " every candidate's session",
-        {200: "done", 400: "invalid JSON", **ADMIN_ERRORS},
-        body=_json("EndRequest"),
-        admin=True,
-        params=plan,
-    )
-    end["requestBody"]["required"] = False
-    paths["/api/v1/admin/plans/{plan_id}/end"] = {"post": end}
-    paths["/api/v1/admin/plans/{plan_id}/sessions/revoke"] = {
-        "post": _op(
+    for action, text, model, required in (
+        (
+            "end",
+            "seed 001: completed, exam_end to every socket; {revokeSessions: true} also"
+            " revokes every candidate's session",
+            "EndRequest",
+            False,
+        ),
+        (
+            "sessions/revoke",
             "revoke sessions now: named candidates and supervisors, or all of the plan's;"
             " they are answered 401 session_revoked and their sockets closed (4401)",
-            {200: "revoked", 400: "invalid JSON", **ADMIN_ERRORS},
-            body=_json("RevokeRequest"),
+            "RevokeRequest",
+            True,
+        ),
+    ):
+        op = _op(
+            text,
+            {200: "done", 400: "invalid JSON", **ADMIN_ERRORS},
+            body=_json(model),
             admin=True,
             params=plan,
         )
-    }
+        op["requestBody"]["required"] = required
+        paths[f"/api/v1/admin/plans/{{plan_id}}/{action}"] = {"post": op}
     paths["/api/v1/admin/plans/{plan_id}/advance"] = {
         "post": _op(
             "move a stage clock on by hand",
