@@ -69,6 +69,17 @@ def test_zero_config_serve_walks_a_plan_through_the_cli(
     assert live.hget(f"exam_plan:{PLAN_ID}", "status") == "ready"
     assert json.loads(examsync(*cli, "start", PLAN_ID).stdout)["status"] == "in_progress"
 
+    revoked = login(
+        server, {"planId": PLAN_ID, "candidateId": "CAND202302", "authCode": "AUTH1235"}
+    )
+    answer = json.loads(examsync(*cli, "revoke", PLAN_ID, "--candidate", "CAND202302").stdout)
+    assert answer["revokedSessions"]["candidates"] == ["CAND202302"]
+    me = httpx.get(
+        server.base + "/api/v1/me", headers={"Authorization": f"Bearer {revoked['token']}"}
+    )
+    assert me.status_code == 401 and me.json()["error"]["code"] == "session_revoked"
+    assert examsync(*cli, "revoke", PLAN_ID, check=False).returncode == 2  # names nobody
+
     session = login(
         server, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
     )
@@ -80,8 +91,8 @@ def test_zero_config_serve_walks_a_plan_through_the_cli(
             receive(f"{session['socketUrl']}?token={session['token']}", "exam_end", ready)
         )
         await asyncio.wait_for(ready.wait(), 5)
-        ended = await asyncio.to_thread(examsync, *cli, "end", PLAN_ID)
-        assert json.loads(ended.stdout)["status"] == "completed"
+        ended = await asyncio.to_thread(examsync, *cli, "end", PLAN_ID, "--revoke-sessions")
+        assert json.loads(ended.stdout)["revokedSessions"]["everyCandidate"] is True
         return await listener
 
     message = asyncio.run(end_while_listening())

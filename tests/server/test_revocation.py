@@ -168,6 +168,21 @@ async def test_an_end_revokes_the_candidates_only_when_asked(
     await error_of(bad, 422, "invalid_request")
 
 
+async def test_an_end_that_revokes_tells_the_open_sockets_of_the_end_before_closing_them(
+    client: Client, admin: dict[str, str], runtime: Runtime
+) -> None:
+    """Candidates flush edits made before the end (late saves): their SDK must hear exam_end
+    before the close, not only after signing in again."""
+    auth = await started(client, admin)
+    async with peer(socket_url(runtime), auth["Authorization"].removeprefix("Bearer ")) as p:
+        end = f"/api/v1/admin/plans/{PLAN_ID}/end"
+        response = await client.post(end, json={"revokeSessions": True}, headers=admin)
+        assert response.status_code == 200
+        await asyncio.wait_for(p.closed.wait(), 2)
+        assert p.close_code == 4401
+        assert [f["type"] for f in p.frames if f["type"] != "ping"][:1] == ["exam_end"]
+
+
 async def test_an_end_without_the_option_revokes_nothing(
     client: Client, admin: dict[str, str]
 ) -> None:

@@ -149,7 +149,7 @@ def document() -> dict[str, Any]:
         paths[f"/api/v1/admin/plans/{{plan_id}}/{action}"] = {
             "post": _op(text, {200: "done", **ADMIN_ERRORS}, admin=True, params=plan)
         }
-    for action, text, model, required in (
+    for action, text, schema_name, required in (
         (
             "end",
             "seed 001: completed, exam_end to every socket; {revokeSessions: true} also"
@@ -168,7 +168,7 @@ def document() -> dict[str, Any]:
         op = _op(
             text,
             {200: "done", 400: "invalid JSON", **ADMIN_ERRORS},
-            body=_json(model),
+            body=_json(schema_name),
             admin=True,
             params=plan,
         )

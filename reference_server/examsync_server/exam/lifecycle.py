@@ -282,7 +282,6 @@ class Lifecycle:
             await self.plans.audit(
                 tx, "plan_ended", plan_id, now, revoke_sessions=options.revokeSessions
             )
-        await self.on_revoke(revoked)
 
         async def propagate() -> None:
             await self.state.set_plan_fields(plan_id, {"status": found.to, "end_datetime": now})
@@ -294,7 +293,12 @@ class Lifecycle:
                 {"status": CandidateStatus.COMPLETED, "last_active_time": now},
             )
 
-        await self.live.after_commit(propagate())
+        try:
+            await self.live.after_commit(propagate())
+        finally:
+            # After Redis says `completed`: a socket closed for the revocation is told of the
+            # end first (sockets/server.py). Announced even when Redis failed (committed).
+            await self.on_revoke(revoked)
         return {
             "planId": plan_id,
             "status": found.to,

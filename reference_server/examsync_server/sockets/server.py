@@ -239,7 +239,7 @@ class SocketServer:
         self._publish(sock, CONNECTED, info=client_info(conn))
         try:
             if self.tokens.revoked.revoked(who):  # revoked since the handshake was admitted
-                await self._close_revoked(conn)
+                await self._close_revoked(conn, who)
                 return
             await conn.send(json.dumps(welcome))
             await self._catch_up(conn, who)
@@ -248,7 +248,7 @@ class SocketServer:
             async for frame in conn:
                 self.heartbeat.seen(conn)
                 if self.tokens.revoked.revoked(who):  # a save must not outrun the close
-                    await self._close_revoked(conn)
+                    await self._close_revoked(conn, who)
                     break
                 reply = self._reply(conn, who, frame)
                 if reply is not None:
@@ -267,12 +267,22 @@ class SocketServer:
         """Close the sockets whose sessions a revocation now refuses (told by `Revoked`)."""
         for conn, sock in list(self._sockets.items()):
             if self.tokens.revoked.revoked(sock.who):
-                self._spawn(self._close_revoked(conn), "close")
+                self._spawn(self._close_revoked(conn, sock.who), "close")
 
-    @staticmethod
-    async def _close_revoked(conn: ServerConnection) -> None:
+    async def _close_revoked(self, conn: ServerConnection, who: Principal) -> None:
         """Close code 4401, reason `session_revoked` (no error frame: the SDK would alert on it,
-        while the reconnect's handshake answers 401 session_revoked and it signs in again)."""
+        while the reconnect's handshake answers 401 session_revoked and it signs in again).
+        An end that revoked the candidates must not close their sockets before they hear of
+        it, so an ended plan's `exam_end` goes first (a second one is ignored by clients)."""
+        if self.redis is not None:
+            try:
+                plan: Any = await self.redis.hmget(
+                    keys.plan(who.plan_id), ["status", "end_datetime"]
+                )
+                if plan[0] == PlanStatus.COMPLETED:
+                    await self._send_end(conn, who.plan_id, plan[1])
+            except (RedisError, ConnectionClosed) as exc:
+                log.info("no exam_end before a revoked socket's close: %s", exc)
         await conn.close(SESSION_REVOKED_CLOSE, session_revoked().code)
 
     async def _beat(self) -> None:
