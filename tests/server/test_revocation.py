@@ -334,3 +334,17 @@ def test_a_whole_role_or_plan_revocation_spares_other_roles_and_plans() -> None:
     # An earlier time never narrows a revocation.
     revoked.apply([Revocation(PLAN_ID, "candidate", EVERYONE, 10.0)])
     assert revoked.revoked(Principal("candidate", PLAN_ID, "C1", None, **old))
+
+
+def test_a_reload_read_before_a_revocation_does_not_undo_it() -> None:
+    """The reload's read may start before a revocation commits and end after it was applied
+    here: what it brings is merged, never a narrower table; only records past every session's
+    life are dropped."""
+    revoked = Revoked()
+    revoked.apply([Revocation(PLAN_ID, "candidate", "C1", 100.0)])
+    revoked.load([], alive_after=50.0)  # a snapshot without it
+    assert revoked.revoked(Principal("candidate", PLAN_ID, "C1", None, issued_at=99.0))
+    revoked.load([Revocation(PLAN_ID, "candidate", "C2", 200.0)], alive_after=150.0)
+    assert not revoked.revoked(Principal("candidate", PLAN_ID, "C1", None, issued_at=99.0))
+    assert revoked.revoked(Principal("candidate", PLAN_ID, "C2", None, issued_at=199.0))
+    assert len(revoked) == 1

@@ -78,13 +78,12 @@ class Revoked:
         if widened:
             self._changed()
 
-    def load(self, revocations: Iterable[Revocation]) -> None:
-        """Replace the table with what SQLite holds (records past every session's life go)."""
-        loaded = {r.key: r.revoked_before for r in revocations}
-        widened = any(t > self._before.get(k, float("-inf")) for k, t in loaded.items())
-        self._before = loaded
-        if widened:
-            self._changed()
+    def load(self, revocations: Iterable[Revocation], alive_after: float) -> None:
+        """Merge what SQLite holds. Nothing narrows: a read that began before a revocation was
+        applied here must not drop it. Records that refuse only sessions signed before
+        `alive_after` (all expired) go."""
+        self._before = {k: t for k, t in self._before.items() if t > alive_after}
+        self.apply(revocations)
 
     def __len__(self) -> int:
         return len(self._before)
@@ -129,7 +128,8 @@ class RevocationSync:
     reload_seconds: float
 
     async def load(self) -> None:
-        self.revoked.load(await store.since(self.db, time.time() - self.session_ttl_seconds))
+        alive_after = time.time() - self.session_ttl_seconds
+        self.revoked.load(await store.since(self.db, alive_after), alive_after)
 
     async def announce(self, revocations: list[Revocation]) -> None:
         """After the commit: refuse here at once, and tell the other processes. A failed
