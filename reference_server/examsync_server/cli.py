@@ -405,8 +405,41 @@ def _action(name: str, help_text: str) -> None:
 
 _action("prepare", "Prepare a plan (seed 000): DB, Redis keys, queues; status ready.")
 _action("start", "Start a prepared plan; stage clocks begin.")
-_action("end", "End a plan (seed 001): completed, exam_end to every socket.")
 _action("resync", "Rewrite a plan's Redis keys from SQLite.")
+
+
+@admin.command()
+@click.argument("plan_id")
+@click.option(
+    "--revoke-sessions",
+    is_flag=True,
+    help="Also revoke every candidate's session (they sign in again to flush late saves).",
+)
+@click.pass_obj
+def end(client: AdminClient, plan_id: str, revoke_sessions: bool) -> None:
+    """End a plan (seed 001): completed, exam_end to every socket."""
+    body = {"revokeSessions": True} if revoke_sessions else {}
+    _show(client.request("POST", f"/api/v1/admin/plans/{plan_id}/end", json=body))
+
+
+@admin.command()
+@click.argument("plan_id")
+@click.option("--candidate", "candidates", multiple=True, help="A candidate id (repeatable).")
+@click.option("--supervisor", "supervisors", multiple=True, help="A supervisor id (repeatable).")
+@click.option("--all", "everyone", is_flag=True, help="Every session of the plan.")
+@click.pass_obj
+def revoke(
+    client: AdminClient,
+    plan_id: str,
+    candidates: tuple[str, ...],
+    supervisors: tuple[str, ...],
+    everyone: bool,
+) -> None:
+    """Revoke sessions now: they are refused (401 session_revoked), their sockets closed."""
+    if not (everyone or candidates or supervisors):
+        raise click.UsageError("name --candidate or --supervisor ids, or --all")
+    body = {"all": True} if everyone else {"candidates": candidates, "supervisors": supervisors}
+    _show(client.request("POST", f"/api/v1/admin/plans/{plan_id}/sessions/revoke", json=body))
 
 
 @admin.command()

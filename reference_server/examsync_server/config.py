@@ -102,6 +102,19 @@ class Access:
         SOCKETS,
     )
     session_ttl_seconds: int = _setting(12 * 3600, "how long a session token is valid", HTTP)
+    # Each revocation is also announced at once over Redis; the reload bounds a lost message.
+    revocation_reload_seconds: float = _setting(
+        10.0,
+        "how often a process reloads revoked sessions from SQLite: the longest a revoked"
+        " session works when the announcement was lost",
+        SOCKETS,
+    )
+
+    def __post_init__(self) -> None:
+        if self.revocation_reload_seconds <= 0:
+            raise StartupError(
+                f"revocation_reload_seconds must be positive, not {self.revocation_reload_seconds}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

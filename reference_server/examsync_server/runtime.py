@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from .access.lockout_alerts import PublishedAlerts
 from .access.login import SessionService
+from .access.revocations import RevocationSync
 from .access.throttle import LoginThrottle
 from .access.tokens import Tokens
 from .answers.intake import SaveService
@@ -91,6 +92,7 @@ class Runtime:
     dead_letters: DeadLetters
     signer: ReceiptSigner
     hub: AckHub
+    revocations: RevocationSync
     sockets: SocketServer | None
     embedded: EmbeddedRedis | None = None
     persister: Persister | None = None  # None in the HTTP processes of `serve --processes N`
@@ -120,8 +122,15 @@ class Runtime:
         db = await Database.open(settings.storage.sqlite_path)
         stack.push_async_callback(_bounded, "sqlite", db.close)
         tokens = Tokens(secret, admin, settings.access.session_ttl_seconds)
+        revocations = RevocationSync(
+            tokens.revoked,
+            db,
+            redis,
+            settings.access.session_ttl_seconds,
+            settings.access.revocation_reload_seconds,
+        )
         files = FileStore(settings.storage.files_dir)
-        lifecycle = Lifecycle(settings, db, redis, files)
+        lifecycle = Lifecycle(settings, db, redis, files, on_revoke=revocations.announce)
         catalog = Catalog(db, files)
         hub = AckHub(redis, settings.process.node_id, settings.pipeline.ack_timeout_seconds)
         signer = await asyncio.to_thread(ReceiptSigner.load, data_dir / "receipt_keys")
@@ -150,11 +159,19 @@ class Runtime:
             dead_letters=DeadLetters(db, redis),
             signer=signer,
             hub=hub,
+            revocations=revocations,
             sockets=None,
             embedded=embedded,
         )
         listening = asyncio.Event()
         await _started(runtime._spawn(stack, hub.listen(listening), "acks"), listening)
+        # Subscribed before the first load: a revocation made in between is in one or the other.
+        listening = asyncio.Event()
+        await _started(
+            runtime._spawn(stack, revocations.listen(listening), "revocations"), listening
+        )
+        await revocations.load()
+        runtime._spawn(stack, revocations.reload_every(), "revocation-reload")
         if settings.process.run_socket_server:
             await runtime._start_sockets(stack)
         if settings.process.run_persister:
@@ -181,6 +198,7 @@ class Runtime:
         await sockets.start()
         stack.push_async_callback(_bounded, "socket server", sockets.stop)
         self.sockets = sockets
+        self.tokens.revoked.on_change(sockets.close_revoked)
         ready = asyncio.Event()
         await _started(
             self._spawn(stack, run_fanout(self.redis, sockets.registry, ready), "fanout"), ready

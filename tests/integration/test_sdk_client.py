@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from examsync import (
@@ -595,14 +596,38 @@ async def short_sessions(
     )
 
 
-async def test_an_expired_session_is_renewed_without_losing_a_save(
-    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+# How a session ends under a client: its 12 hours pass (2 s here), or the admin revokes it
+# (401 token_expired / session_revoked). Either way the client signs in again by itself.
+SESSION_ENDS = ("expired", "revoked")
+
+
+async def exam_whose_session_ends(
+    how: str, tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> ServerProcess:
+    if how == "expired":
+        return await short_sessions(tmp_path, redis_url, servers)
+    return await asyncio.to_thread(serve_exam, tmp_path / "data", redis_url, servers)
+
+
+async def end_session(how: str, server: ServerProcess) -> None:
+    if how == "expired":
+        await asyncio.sleep(3.5)  # past the session's life
+        return
+    path = f"/api/v1/admin/plans/{PLAN_ID}/sessions/revoke"
+    revoked = await asyncio.to_thread(server.admin, "POST", path, json={"candidates": [CANDIDATE]})
+    assert revoked.status_code == 200, revoked.text
+
+
+@pytest.mark.parametrize("how", SESSION_ENDS)
+async def test_an_ended_session_is_renewed_without_losing_a_save(
+    how: str, tmp_path: Path, redis_url: str, servers: list[ServerProcess]
 ) -> None:
-    """Sessions last 2 s here; the client logs in again by itself when the server says the
-    token expired, and the save that met the expiry is acknowledged all the same."""
-    server = await short_sessions(tmp_path, redis_url, servers)
+    """The client logs in again by itself when the server says the token expired or was
+    revoked, and the save that met it is acknowledged all the same (never shown saved
+    before)."""
+    server = await exam_whose_session_ends(how, tmp_path, redis_url, servers)
     config = client_config(server.base, tmp_path / "device")
-    # Saves over HTTP: a socket authenticated at its handshake outlives the session.
+    # Saves over HTTP: a socket authenticated at its handshake outlives the session's expiry.
     http_saves = replace(config, connection=replace(config.connection, socket_saves=False))
     async with ExamClient(http_saves) as client:
         seen = recorder(client)
@@ -610,7 +635,7 @@ async def test_an_expired_session_is_renewed_without_losing_a_save(
         client.set_answer("Q001", "1")
         assert await client.flush(timeout=10)
         first_token = client.session.token if client.session else ""
-        await asyncio.sleep(3.5)  # past the session's life
+        await end_session(how, server)
         client.set_answer("Q001", "2")
         assert await client.flush(timeout=10), client.sync_state
         assert not any(isinstance(e, DeliveryFailure) for e in seen)
@@ -618,20 +643,23 @@ async def test_an_expired_session_is_renewed_without_losing_a_save(
         assert client._http.token != first_token  # noqa: SLF001 - the renewed session
 
 
-async def test_a_socket_reopened_after_the_session_expired_logs_in_again(
-    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+@pytest.mark.parametrize("how", SESSION_ENDS)
+async def test_a_socket_reopened_after_the_session_ended_logs_in_again(
+    how: str, tmp_path: Path, redis_url: str, servers: list[ServerProcess]
 ) -> None:
-    """The handshake refuses the expired token (401 token_expired): the client renews the
-    session and the socket opens, rather than alerting and falling back to HTTP."""
-    server = await short_sessions(tmp_path, redis_url, servers)
+    """The handshake refuses the token (401 token_expired or session_revoked): the client
+    renews the session and the socket opens, rather than alerting and falling back to HTTP.
+    A revoked session's socket is closed by the server (4401); an expired one's is cut here."""
+    server = await exam_whose_session_ends(how, tmp_path, redis_url, servers)
     async with ExamClient(client_config(server.base, tmp_path / "device")) as client:
         seen = recorder(client)
         await login(client)
         await until(lambda: client.connection_state is ConnectionState.OPEN, "the socket opens")
         first_token = client._http.token  # noqa: SLF001 - the session's token
-        await asyncio.sleep(3.5)  # past the session's life
-        client._link.drop(TransportError("cut by the test"))  # noqa: SLF001
-        await until(lambda: client.connection_state is not ConnectionState.OPEN, "the cut")
+        await end_session(how, server)
+        if how == "expired":
+            client._link.drop(TransportError("cut by the test"))  # noqa: SLF001
+        await until(lambda: client.connection_state is not ConnectionState.OPEN, "the close")
         await until(lambda: client.connection_state is ConnectionState.OPEN, "reopens")
         assert client._http.token != first_token  # noqa: SLF001 - renewed for the handshake
         assert not [e for e in seen if isinstance(e, Alert)]

@@ -69,6 +69,17 @@ def test_zero_config_serve_walks_a_plan_through_the_cli(
     assert live.hget(f"exam_plan:{PLAN_ID}", "status") == "ready"
     assert json.loads(examsync(*cli, "start", PLAN_ID).stdout)["status"] == "in_progress"
 
+    revoked = login(
+        server, {"planId": PLAN_ID, "candidateId": "CAND202302", "authCode": "AUTH1235"}
+    )
+    answer = json.loads(examsync(*cli, "revoke", PLAN_ID, "--candidate", "CAND202302").stdout)
+    assert answer["revokedSessions"]["candidates"] == ["CAND202302"]
+    me = httpx.get(
+        server.base + "/api/v1/me", headers={"Authorization": f"Bearer {revoked['token']}"}
+    )
+    assert me.status_code == 401 and me.json()["error"]["code"] == "session_revoked"
+    assert examsync(*cli, "revoke", PLAN_ID, check=False).returncode == 2  # names nobody
+
     session = login(
         server, {"planId": PLAN_ID, "candidateId": "CAND202301", "authCode": "AUTH1234"}
     )
@@ -80,8 +91,8 @@ def test_zero_config_serve_walks_a_plan_through_the_cli(
             receive(f"{session['socketUrl']}?token={session['token']}", "exam_end", ready)
         )
         await asyncio.wait_for(ready.wait(), 5)
-        ended = await asyncio.to_thread(examsync, *cli, "end", PLAN_ID)
-        assert json.loads(ended.stdout)["status"] == "completed"
+        ended = await asyncio.to_thread(examsync, *cli, "end", PLAN_ID, "--revoke-sessions")
+        assert json.loads(ended.stdout)["revokedSessions"]["everyCandidate"] is True
         return await listener
 
     message = asyncio.run(end_while_listening())
@@ -115,19 +126,15 @@ def test_cli_errors_are_clear_not_tracebacks(tmp_path: Path) -> None:
     assert result.returncode != 0 and "no admin token" in result.stderr
 
 
-def test_two_processes_share_redis_and_sqlite(
-    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
-) -> None:
-    """A socket on process B gets the exam_end that process A's admin call produced, and the
-    stage timers of both processes move each clock exactly once."""
-    data = tmp_path / "shared"
+def two_prepared(
+    data: Path, redis_url: str, servers: list[ServerProcess], plan: dict[str, Any]
+) -> tuple[ServerProcess, ServerProcess]:
+    """Two `serve` processes on one Redis and one data dir; `plan` imported and packaged
+    through the first, prepared through the second."""
     a = start_server(data, redis_url)
     servers.append(a)
     b = start_server(data, redis_url)
     servers.append(b)
-
-    plan = sample_plan(candidates=4)
-    plan["stages"][0]["time_limit_seconds"] = 1
     assert a.admin("PUT", f"/api/v1/admin/plans/{PLAN_ID}", json=plan).status_code == 201
     package = sample_package()
     response = a.admin(
@@ -138,6 +145,18 @@ def test_two_processes_share_redis_and_sqlite(
     )
     assert response.status_code == 200, response.text
     assert b.admin("POST", f"/api/v1/admin/plans/{PLAN_ID}/prepare").status_code == 200
+    return a, b
+
+
+def test_two_processes_share_redis_and_sqlite(
+    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> None:
+    """A socket on process B gets the exam_end that process A's admin call produced, and the
+    stage timers of both processes move each clock exactly once."""
+    data = tmp_path / "shared"
+    plan = sample_plan(candidates=4)
+    plan["stages"][0]["time_limit_seconds"] = 1
+    a, b = two_prepared(data, redis_url, servers, plan)
 
     session = login(b, {"planId": PLAN_ID, "candidateId": "CAND202302", "authCode": "AUTH1235"})
     url = f"{session['socketUrl']}?token={session['token']}"
@@ -176,6 +195,38 @@ def test_two_processes_share_redis_and_sqlite(
             "completed",
         )
     assert redis.Redis.from_url(redis_url).xlen("queue:exam_end") == 1
+
+
+def test_a_revocation_made_by_one_process_is_refused_by_the_other_at_once(
+    tmp_path: Path, redis_url: str, servers: list[ServerProcess]
+) -> None:
+    """Process A revokes; process B, told over Redis, closes its socket of the session (4401)
+    and refuses its requests well before its own reload from SQLite (10 s) would."""
+    a, b = two_prepared(tmp_path / "shared", redis_url, servers, sample_plan(candidates=4))
+    session = login(b, {"planId": PLAN_ID, "candidateId": "CAND202302", "authCode": "AUTH1235"})
+    me = {"Authorization": f"Bearer {session['token']}"}
+    assert httpx.get(b.base + "/api/v1/me", headers=me, timeout=5).status_code == 200
+
+    async def scenario() -> tuple[int | None, str | None, float]:
+        async with connect(f"{session['socketUrl']}?token={session['token']}") as ws:
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            loop = asyncio.get_running_loop()
+            asked = loop.time()
+            revoked = await asyncio.to_thread(
+                a.admin,
+                "POST",
+                f"/api/v1/admin/plans/{PLAN_ID}/sessions/revoke",
+                json={"candidates": ["CAND202302"]},
+            )
+            assert revoked.status_code == 200, revoked.text
+            await asyncio.wait_for(ws.wait_closed(), 5)
+            return ws.protocol.close_code, ws.protocol.close_reason, loop.time() - asked
+
+    code, reason, took = asyncio.run(scenario())
+    assert (code, reason) == (4401, "session_revoked")
+    assert took < 3.0
+    refused = httpx.get(b.base + "/api/v1/me", headers=me, timeout=5)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "session_revoked"
 
 
 def test_a_relative_data_dir_works(tmp_path: Path, servers: list[ServerProcess]) -> None:

@@ -3,33 +3,25 @@
 Session tokens are itsdangerous-signed claims; they carry the role, plan, subject, group and
 the device signed in from, so every check after login is a signature check, not a database
 read. Admin and session
-tokens are never interchangeable.
+tokens are never interchangeable. A token also carries when it was issued (ms), so a
+revocation refuses exactly the sessions signed before it (access/revocations.py); the check is
+made on every verify, the cached ones too.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
-from dataclasses import dataclass
-from typing import Literal
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from ..errors import ApiError
+from .principal import Principal, Role
+from .revocations import Revoked
 
-Role = Literal["candidate", "supervisor"]
+__all__ = ["Principal", "Role", "Tokens", "bearer"]
+
 VERIFIED_KEPT = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    role: Role
-    plan_id: str
-    subject_id: str  # candidate_id or supervisor_id
-    group_id: str | None
-    # The device signed in from ("" for a supervisor, and for a token issued before devices
-    # were named: no device check refuses it).
-    device_id: str = ""
 
 
 class Tokens:
@@ -40,6 +32,7 @@ class Tokens:
         # token -> (principal, expiry): a candidate sends the same token with every save, and
         # checking the signature again each time cost more than the rest of the auth.
         self._verified: dict[str, tuple[Principal, float]] = {}
+        self.revoked = Revoked()
 
     def issue(self, principal: Principal) -> str:
         claims = [
@@ -48,17 +41,22 @@ class Tokens:
             principal.subject_id,
             principal.group_id,
             principal.device_id,
+            # itsdangerous stamps whole seconds: a sign-in in the second a revocation was made
+            # would be refused with it. Milliseconds tell them apart.
+            int(time.time() * 1000),
         ]
         return self._serializer.dumps(claims)
 
     def verify(self, token: str) -> Principal:
         known = self._verified.get(token)
         if known is not None and known[1] > time.time():
+            self.revoked.check(known[0])
             return known[0]
         principal, signed_at = self._verify_signature(token)
         if len(self._verified) >= VERIFIED_KEPT:
             self._verified.clear()  # bounded; refilled by the tokens in use
         self._verified[token] = (principal, signed_at + self.ttl_seconds)
+        self.revoked.check(principal)
         return principal
 
     def _verify_signature(self, token: str) -> tuple[Principal, float]:
@@ -70,15 +68,15 @@ class Tokens:
             raise ApiError(401, "token_expired", "the session has expired; log in again") from None
         except BadSignature:
             raise ApiError(401, "invalid_token", "the token is not valid") from None
-        # A token of four claims was issued before the device was one: device "".
+        # A token of four claims was issued before the device was one (device ""), of five
+        # before it said when to the millisecond (the signature's whole second).
         match claims:
-            case ["candidate" | "supervisor" as role, str(plan), str(subject), group, *device] if (
-                (group is None or isinstance(group, str))
-                and len(device) <= 1
-                and all(isinstance(d, str) for d in device)
-            ):
-                principal = Principal(role, plan, subject, group, device[0] if device else "")
-                return principal, signed.timestamp()
+            case ["candidate" | "supervisor" as role, str(plan), str(subject), group, *rest] if (
+                group is None or isinstance(group, str)
+            ) and _known_rest(rest):
+                device = rest[0] if rest else ""
+                issued = rest[1] / 1000 if len(rest) == 2 else signed.timestamp()
+                return Principal(role, plan, subject, group, device, issued), signed.timestamp()
         raise ApiError(401, "invalid_token", "the token is not valid")
 
     def is_admin(self, token: str) -> bool:
@@ -103,6 +101,16 @@ class Tokens:
         if self.is_admin(token):
             raise ApiError(403, "session_only", "this endpoint needs a session token, not admin's")
         return self.verify(token)
+
+
+def _known_rest(rest: list[object]) -> bool:
+    """The claims after the group: none, the device, or the device and the issued ms."""
+    match rest:
+        case [] | [str()]:
+            return True
+        case [str(), int() as issued] if not isinstance(issued, bool):
+            return True
+    return False
 
 
 def bearer(header: str | None) -> str | None:

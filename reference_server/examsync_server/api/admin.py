@@ -66,7 +66,14 @@ async def start(plan_id: str) -> Any:
 @blueprint.post("/plans/<plan_id>/end")
 async def end(plan_id: str) -> Any:
     rt = require_admin()
-    return jsonify(await rt.lifecycle.end(_plan_id(plan_id)))
+    return jsonify(await rt.lifecycle.end(_plan_id(plan_id), await json_body(optional=True)))
+
+
+@blueprint.post("/plans/<plan_id>/sessions/revoke")
+async def revoke_sessions(plan_id: str) -> Any:
+    """End sessions now: `{"candidates": [..], "supervisors": [..]}` or `{"all": true}`."""
+    rt = require_admin()
+    return jsonify(await rt.lifecycle.revoke_sessions(_plan_id(plan_id), await json_body()))
 
 
 @blueprint.post("/plans/<plan_id>/advance")

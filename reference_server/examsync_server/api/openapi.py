@@ -11,7 +11,7 @@ from quart import Blueprint, jsonify
 
 from .. import __version__
 from ..access.login import KeyLogin, SupervisorLogin, WebLogin
-from ..exam.models import AdvanceRequest, PlanImport
+from ..exam.models import AdvanceRequest, EndRequest, PlanImport, RevokeRequest
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -83,7 +83,15 @@ def document() -> dict[str, Any]:
             },
         },
     }
-    for model in (PlanImport, AdvanceRequest, WebLogin, KeyLogin, SupervisorLogin):
+    for model in (
+        PlanImport,
+        AdvanceRequest,
+        EndRequest,
+        RevokeRequest,
+        WebLogin,
+        KeyLogin,
+        SupervisorLogin,
+    ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -145,12 +153,36 @@ def document() -> dict[str, Any]:
     for action, text in (
         ("prepare", "seed 000: DB, Redis and queues ready; idempotent"),
         ("start", "status in_progress; stage clocks begin"),
-        ("end", "seed 001: completed, exam_end to every socket"),
         ("resync", "rewrite the plan's Redis keys from SQLite"),
     ):
         paths[f"/api/v1/admin/plans/{{plan_id}}/{action}"] = {
             "post": _op(text, {200: "done", **ADMIN_ERRORS}, admin=True, params=plan)
         }
+    for action, text, schema_name, required in (
+        (
+            "end",
+            "seed 001: completed, exam_end to every socket; {revokeSessions: true} also"
+            " revokes every candidate's session",
+            "EndRequest",
+            False,
+        ),
+        (
+            "sessions/revoke",
+            "revoke sessions now: named candidates and supervisors, or all of the plan's;"
+            " they are answered 401 session_revoked and their sockets closed (4401)",
+            "RevokeRequest",
+            True,
+        ),
+    ):
+        op = _op(
+            text,
+            {200: "done", 400: "invalid JSON", **ADMIN_ERRORS},
+            body=_json(schema_name),
+            admin=True,
+            params=plan,
+        )
+        op["requestBody"]["required"] = required
+        paths[f"/api/v1/admin/plans/{{plan_id}}/{action}"] = {"post": op}
     paths["/api/v1/admin/plans/{plan_id}/advance"] = {
         "post": _op(
             "move a stage clock on by hand",
@@ -190,7 +222,7 @@ def document() -> dict[str, Any]:
         "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
     }
     session_errors = {
-        401: "missing, invalid or expired token",
+        401: "missing, invalid, expired (token_expired) or revoked (session_revoked) token",
         403: "not allowed",
         409: "not allowed in this state",
     }

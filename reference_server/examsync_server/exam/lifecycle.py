@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -26,14 +28,16 @@ from ..base.digests import verified_sha256
 from ..config import Settings
 from ..errors import ApiError, invalid_request
 from ..store import keys, outbox
+from ..store import revocations as revocation_records
 from ..store.candidates import Candidates
 from ..store.files import FileStore
 from ..store.plans import Plans, PlanSnapshot, Row
+from ..store.revocations import Revocation
 from ..store.sqlite import Database
 from ..store.state import RedisState
-from . import packages, stages
+from . import packages, revocation, stages
 from .live_state import LiveState
-from .models import PlanImport, parse
+from .models import EndRequest, PlanImport, RevokeRequest, parse
 from .plan_status import Action, CandidateStatus, PlanStatus, Repeat, require, transition
 from .stage_clocks import StageClocks
 from .transactions import transaction
@@ -46,12 +50,19 @@ _LIVE = (PlanStatus.READY, PlanStatus.IN_PROGRESS)
 _ENDED_LIVE_FOR = timedelta(days=7)
 
 
+async def _nobody_told(revocations: list[Revocation]) -> None:
+    """The default `on_revoke`: a Lifecycle outside a Runtime has no sessions to refuse."""
+
+
 @dataclass
 class Lifecycle:
     settings: Settings
     db: Database
     redis: Redis
     files: FileStore
+    # After a commit that revoked sessions: refuse them here and tell the other processes
+    # (access/revocations.py, wired by the runtime).
+    on_revoke: Callable[[list[Revocation]], Awaitable[None]] = field(default=_nobody_told)
 
     def __post_init__(self) -> None:
         self.state = RedisState(self.redis)
@@ -76,12 +87,15 @@ class Lifecycle:
         now = iso(utc_now())
         to = PlanStatus.CREATED  # a new plan
         old: PlanSnapshot | None = None
+        revoked: list[Revocation] = []
         async with transaction(self.db) as tx:
             previous = await self.plans.find(plan_id, tx)
             if previous is not None:
                 to = transition(Action.REPLACE, plan_id, previous["status"])
                 old = await self.plans.snapshot(tx, plan_id)
+                revoked = revocation.replaced(old, data, time.time())
             await self.plans.replace(tx, plan_id, data, to, now, old)
+            await revocation_records.record(tx, revoked, "plan_replaced", now)
             await self.plans.audit(
                 tx,
                 "plan_replaced" if old else "plan_created",
@@ -89,7 +103,9 @@ class Lifecycle:
                 now,
                 candidates=len(data.candidates),
                 stages=len(data.stages),
+                **({"revoked": revocation.summary(revoked)} if revoked else {}),
             )
+        await self.on_revoke(revoked)
         if old is not None:
             await self.live.after_commit(
                 self.state.forget_plan(
@@ -109,6 +125,7 @@ class Lifecycle:
                 "candidates": len(data.candidates),
                 "supervisors": len(data.supervisors),
             },
+            "revokedSessions": revocation.summary(revoked),
         }
         return summary, old is None
 
@@ -229,8 +246,12 @@ class Lifecycle:
             "currentStage": clock.stage_id if clock else None,
         }
 
-    async def end(self, plan_id: str) -> dict[str, Any]:
+    async def end(self, plan_id: str, body: Any = None) -> dict[str, Any]:
+        """End the exam; `{"revokeSessions": true}` also revokes every candidate's session
+        (supervisors keep theirs, to watch the end through)."""
+        options = parse(EndRequest, {} if body is None else body)
         now = iso(utc_now())
+        revoked: list[Revocation] = []
         async with transaction(self.db) as tx:
             plan = await self.plans.get(tx, plan_id)
             found = require(Action.END, plan_id, plan["status"])
@@ -255,7 +276,12 @@ class Lifecycle:
                 },
                 now,
             )
-            await self.plans.audit(tx, "plan_ended", plan_id, now)
+            if options.revokeSessions:
+                revoked = [revocation.everyone_of(plan_id, revocation.CANDIDATE, time.time())]
+                await revocation_records.record(tx, revoked, "plan_ended", now)
+            await self.plans.audit(
+                tx, "plan_ended", plan_id, now, revoke_sessions=options.revokeSessions
+            )
 
         async def propagate() -> None:
             await self.state.set_plan_fields(plan_id, {"status": found.to, "end_datetime": now})
@@ -267,8 +293,34 @@ class Lifecycle:
                 {"status": CandidateStatus.COMPLETED, "last_active_time": now},
             )
 
-        await self.live.after_commit(propagate())
-        return {"planId": plan_id, "status": found.to, "endedAt": now}
+        try:
+            await self.live.after_commit(propagate())
+        finally:
+            # After Redis says `completed`: a socket closed for the revocation is told of the
+            # end first (sockets/server.py). Announced even when Redis failed (committed).
+            await self.on_revoke(revoked)
+        return {
+            "planId": plan_id,
+            "status": found.to,
+            "endedAt": now,
+            "revokedSessions": revocation.summary(revoked),
+        }
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    async def revoke_sessions(self, plan_id: str, body: Any) -> dict[str, Any]:
+        """The admin revokes named people's sessions, or the whole plan's, in any status."""
+        request = parse(RevokeRequest, body)
+        now = iso(utc_now())
+        async with transaction(self.db) as tx:
+            await self.plans.get(tx, plan_id)
+            revoked = revocation.requested(plan_id, request, time.time())
+            await revocation_records.record(tx, revoked, "admin", now)
+            await self.plans.audit(
+                tx, "sessions_revoked", plan_id, now, **revocation.summary(revoked)
+            )
+        await self.on_revoke(revoked)
+        return {"planId": plan_id, "revokedAt": now, "revokedSessions": revocation.summary(revoked)}
 
     # -- reads ----------------------------------------------------------------------------------
 

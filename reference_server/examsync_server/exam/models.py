@@ -191,6 +191,27 @@ class AdvanceRequest(_Strict):
 MAX_CANDIDATES = 100_000
 
 
+class RevokeRequest(_Strict):
+    """`POST …/sessions/revoke`: the people whose sessions end, or `all` of the plan's. Ids
+    need not be in the plan now: a person removed from it is who most needs revoking."""
+
+    candidates: Annotated[list[Id], Field(max_length=MAX_CANDIDATES)] = []
+    supervisors: Annotated[list[Id], Field(max_length=10_000)] = []
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _names_someone(self) -> RevokeRequest:
+        if not (self.all or self.candidates or self.supervisors):
+            raise ValueError("name candidates or supervisors, or say all: true")
+        return self
+
+
+class EndRequest(_Strict):
+    """`POST …/end`'s optional body."""
+
+    revokeSessions: bool = False
+
+
 class PlanImport(_Strict):
     exam_plan: ExamPlanIn
     stages: Annotated[list[StageIn], Field(min_length=1, max_length=100)]

@@ -41,6 +41,7 @@ from examsync import frames
 from examsync.exceptions import RemoteProtocolError
 from examsync.protocol import decode_json
 
+from ..access.revocations import session_revoked
 from ..access.tokens import Principal, Tokens
 from ..answers.intake import SaveService
 from ..base.clock import iso, utc_now
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 PATH = "/ws"
 MAX_FRAME_BYTES = 64 * 1024
 PING_TIMEOUT_CLOSE = 4408  # ours (4000-4999 are the application's): "you did not answer"
+SESSION_REVOKED_CLOSE = 4401  # ours: "your session was revoked; sign in again"
 
 
 LISTEN_BACKLOG = 4096  # pending connections the kernel queues for accept()
@@ -242,12 +244,18 @@ class SocketServer:
         sock.info = client_info(conn)
         self._publish(sock, CONNECTED, info=sock.info)
         try:
+            if self.tokens.revoked.revoked(who):  # revoked since the handshake was admitted
+                await self._close_revoked(conn, who)
+                return
             await conn.send(json.dumps(welcome))
             await self._catch_up(conn, who)
             if last_position is not None:
                 await self._resume(conn, sock, last_position)
             async for frame in conn:
                 self.heartbeat.seen(conn)
+                if self.tokens.revoked.revoked(who):  # a save must not outrun the close
+                    await self._close_revoked(conn, who)
+                    break
                 reply = self._reply(conn, who, frame)
                 if reply is not None:
                     await conn.send(json.dumps(reply, ensure_ascii=False))
@@ -260,6 +268,28 @@ class SocketServer:
             if self.saves is not None:
                 self.saves.closed(conn)
             self._publish(sock, DISCONNECTED, reason=SOCKET_CLOSED)
+
+    def close_revoked(self) -> None:
+        """Close the sockets whose sessions a revocation now refuses (told by `Revoked`)."""
+        for conn, sock in list(self._sockets.items()):
+            if self.tokens.revoked.revoked(sock.who):
+                self._spawn(self._close_revoked(conn, sock.who), "close")
+
+    async def _close_revoked(self, conn: ServerConnection, who: Principal) -> None:
+        """Close code 4401, reason `session_revoked` (no error frame: the SDK would alert on it,
+        while the reconnect's handshake answers 401 session_revoked and it signs in again).
+        An end that revoked the candidates must not close their sockets before they hear of
+        it, so an ended plan's `exam_end` goes first (a second one is ignored by clients)."""
+        if self.redis is not None:
+            try:
+                plan: Any = await self.redis.hmget(
+                    keys.plan(who.plan_id), ["status", "end_datetime"]
+                )
+                if plan[0] == PlanStatus.COMPLETED:
+                    await self._send_end(conn, who.plan_id, plan[1])
+            except (RedisError, ConnectionClosed) as exc:
+                log.info("no exam_end before a revoked socket's close: %s", exc)
+        await conn.close(SESSION_REVOKED_CLOSE, session_revoked().code)
 
     async def _beat(self) -> None:
         """Ping what is due (one encoded frame for all), drop what stayed silent."""

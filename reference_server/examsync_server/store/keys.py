@@ -155,3 +155,8 @@ def login_account(plan_id: str, account: str) -> str:
 def login_lockouts(plan_id: str) -> str:
     """Sorted set: the plan's locked-out accounts, scored by when the lockout ends (epoch ms)."""
     return f"login_lockouts:{plan_id}"
+
+
+# Pub/sub: a revocation just committed, so every process refuses its sessions at once (ours;
+# SQLite holds the record, and each process reloads it too, for a message that was lost).
+REVOCATIONS_CHANNEL = "session_revocations"

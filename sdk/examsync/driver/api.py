@@ -124,6 +124,11 @@ def error_for(response: Response) -> ServerError:
     return parse_error(response.status, body)
 
 
+# The 401 codes a new sign-in answers: the session expired, or was revoked (a person removed
+# from the plan then fails that sign-in with invalid_credentials, which stands).
+SIGN_IN_AGAIN = frozenset({"token_expired", "session_revoked"})
+
+
 def socket_url_with_token(url: str, token: str, last_position: str | None = None) -> str:
     """``url`` with ``token=`` (and ``lastPosition=``, to resume) set in its query; other query
     parameters are kept."""
@@ -179,7 +184,7 @@ class HttpApi(ABC):
 
     @staticmethod
     def _expired(response: Response) -> bool:
-        return response.status == 401 and error_for(response).code == "token_expired"
+        return response.status == 401 and error_for(response).code in SIGN_IN_AGAIN
 
     async def renew(self) -> bool:
         """Log in again as the first login did (the session expired), with ``activate:

@@ -57,7 +57,7 @@ from ..receipts import ReceiptVerifier
 from ..storage import Storage
 from ..uploads import UploadOutcome, UploadQueue
 from .answer_view import AnswerView
-from .api import HttpApi, Session
+from .api import SIGN_IN_AGAIN, HttpApi, Session
 from .interfaces import ClientSettings, DeviceIdStore, SessionStore, Socket
 from .publisher import Publisher
 from .receipt_check import ReceiptCheck
@@ -488,14 +488,14 @@ class BaseExamClient(AnswerView):
     async def _open_socket(self, last_position: str | None) -> Socket:
         session = self._session
         assert session is not None
-        # The API's token, renewed there when a request met the session's expiry; a handshake
-        # refused for it renews it too.
+        # The API's token, renewed there when a request met the session's expiry or
+        # revocation; a handshake refused for either renews it too.
         url = session.socket_url
         self._socket_asked_at = self._clock()  # its welcome is stamped after this
         try:
             return await self._connect_socket(url, self._http.token or "", last_position)
         except ServerError as exc:
-            if exc.code != "token_expired" or not await self._http.renew():
+            if exc.code not in SIGN_IN_AGAIN or not await self._http.renew():
                 raise
         return await self._connect_socket(url, self._http.token or "", last_position)
 
