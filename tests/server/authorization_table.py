@@ -192,6 +192,12 @@ def http_rows(save_body: bytes) -> list[Row]:
             f"{A}/{PLAN_ID}/answers/{CANDIDATE}/{EXAM_CODE}/history",
             admin_only(),
         ),
+        Row(
+            "DELETE",
+            f"{A}/{P}/lockouts/<kind>/<account_id>",
+            f"{A}/{PLAN_ID}/lockouts/candidate/{CANDIDATE}",
+            admin_only(),
+        ),
         Row("GET", f"{A}/{P}/dead-letters", f"{A}/{PLAN_ID}/dead-letters", admin_only()),
         Row(
             "POST",
@@ -237,6 +243,19 @@ def http_rows(save_body: bytes) -> list[Row]:
             session(
                 **{p: Answer(403, "supervisors_only") for p in CANDIDATES},
                 **{p: ALLOWED for p in SUPERVISORS},  # each their own group's
+            ),
+        ),
+        # Lifting a candidate's lockout: a supervisor of their group; another group's is refused
+        # (another plan's supervisor finds no such candidate in their plan: 404, not a refusal).
+        Row(
+            "DELETE",
+            "/api/v1/supervisor/lockouts/<candidate_id>",
+            f"/api/v1/supervisor/lockouts/{CANDIDATE}",
+            session(
+                **{p: Answer(403, "supervisors_only") for p in CANDIDATES},
+                supervisor=ALLOWED,
+                supervisor_other_group=Answer(403, "other_group"),
+                supervisor_other_plan=ALLOWED,
             ),
         ),
         # Restore and history read the token's own answers (no path names a person): another
