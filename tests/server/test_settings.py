@@ -75,7 +75,7 @@ def test_the_docs_table_lists_every_setting_as_the_code_has_it() -> None:
 
 
 def test_a_name_is_unique_and_names_its_flag_and_variable() -> None:
-    assert len({info.name for info in SETTINGS}) == len(SETTINGS) == 38
+    assert len({info.name for info in SETTINGS}) == len(SETTINGS) == 43
     for info in SETTINGS:
         assert info.flag == "--" + info.name.replace("_", "-")
         assert info.variable == "EXAMSYNC_" + info.name.upper()
