@@ -89,7 +89,8 @@ class Access:
     # A flag shows in `ps` and the shell's history: the variable or the data dir keep a secret.
     admin_token: str = _setting(
         "",
-        "the admin API's bearer token; empty: generated once into the data dir"
+        "the admin API's bearer token, at least 22 characters; empty: generated once into the"
+        " data dir"
         " (prefer the variable: a flag shows in ps)",
         HTTP,
     )
@@ -100,6 +101,10 @@ class Access:
         SOCKETS,
     )
     session_ttl_seconds: int = _setting(12 * 3600, "how long a session token is valid", HTTP)
+
+    def __post_init__(self) -> None:
+        if self.admin_token:  # empty: generated, or read from the data dir (checked there)
+            check_admin_token(self.admin_token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +397,23 @@ def _flag(raw: str) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+# 128 bits: 22 characters of URL-safe base64 hold 132, 32 hex digits 128 (a generated token is
+# 43 characters of URL-safe base64, 256 bits).
+MIN_ADMIN_TOKEN_CHARS = 22
+
+
+def check_admin_token(token: str) -> None:
+    """Refuse an admin token too short to hold 128 bits of randomness (docs/server.md,
+    "Secrets")."""
+    if len(token) < MIN_ADMIN_TOKEN_CHARS:
+        raise StartupError(
+            f"the admin token has {len(token)} characters; it needs at least"
+            f" {MIN_ADMIN_TOKEN_CHARS} (128 bits of randomness), for example"
+            " `python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or leave it unset"
+            " and one is generated"
+        )
 
 
 def load_or_create_secret(data_dir: Path, name: str, given: str) -> tuple[str, bool]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from integration.conftest import ServerProcess, start_server
+from integration.conftest import ADMIN_TOKEN, ServerProcess, start_server
 
 
 def test_pages_pyodide_and_wheel_are_served(server: ServerProcess) -> None:
@@ -49,9 +49,10 @@ def test_demo_serves_the_checkouts_pages_and_prints_their_urls(
     demo = start_server(tmp_path / "data", redis_url, command="demo")
     try:
         assert httpx.get(demo.base + "/candidate").status_code == 200
-        output = printed(demo, "#token=")  # the last line it prints
+        output = printed(demo, "sign in with the admin token")  # the last line it prints
         assert f"{demo.base}/candidate?plan=PLAN202401" in output
-        assert f"{demo.base}/admin?plan=PLAN202401#token=" in output
+        assert f"{demo.base}/admin?plan=PLAN202401 " in output
+        assert ADMIN_TOKEN not in output  # it came from the variable: never printed
     finally:
         demo.stop()
     off = start_server(tmp_path / "off", redis_url, "--web-dir", "off", command="demo")

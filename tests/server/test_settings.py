@@ -47,6 +47,8 @@ def other_value(info: SettingInfo) -> tuple[str, object]:
         return str(default + 0.5), default + 0.5
     if info.kind is Path:
         return "elsewhere", Path("elsewhere")
+    if info.name == "admin_token":  # refused under 22 characters
+        return "other-admin-token-0123456789", "other-admin-token-0123456789"
     return "other", "other"
 
 
