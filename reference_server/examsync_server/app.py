@@ -10,6 +10,7 @@ from quart import Quart, Response, jsonify
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
+from .access.tokens import bearer
 from .api import (
     admin,
     admin_answers,
@@ -27,6 +28,7 @@ from .api.http_guard import (
     BodyLimits,
     BoundedRequest,
     declared_length,
+    header,
     response_headers,
     send_error,
     too_large,
@@ -54,13 +56,31 @@ class ExamsyncApp(Quart):
             await handle_save(self.extensions.get(RUNTIME_KEY), scope, receive, send)
             return
         if scope["type"] == "http":
-            limit = self.body_limits.of(scope)
+            limit, admin_only = self.body_limits.of(scope)
             declared = declared_length(scope)
             if declared is not None and declared > limit:
                 await send_error(send, too_large(limit))
                 return
+            if admin_only and not await self._admin_may_send(scope, send):
+                return
             scope[BODY_LIMIT] = limit
         await super().asgi_app(scope, receive, send)
+
+    async def _admin_may_send(self, scope: Any, send: Any) -> bool:
+        """A route whose big body only the admin may send: anyone else is answered before Quart
+        starts reading it, and the connection is closed so the server reads no more either."""
+        runtime: Runtime | None = self.extensions.get(RUNTIME_KEY)
+        if runtime is None:
+            return True  # Quart's handler answers 503 "starting"
+        authorization = header(scope, b"authorization")
+        try:
+            runtime.tokens.require_admin(
+                bearer(authorization.decode("latin-1") if authorization else None)
+            )
+        except ApiError as error:
+            await send_error(send, error, close=True)
+            return False
+        return True
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Quart:
@@ -87,7 +107,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Quart:
 
     @app.after_request
     async def secure(response: Response) -> Response:
-        response.headers.extend(SECURITY_HEADERS)
+        for name, value in SECURITY_HEADERS:  # a page may have set a policy of its own
+            response.headers.setdefault(name, value)
         return response
 
     @app.while_serving

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from examsync_server.api.http_guard import CANDIDATE_PAGE_POLICY, CONTENT_SECURITY_POLICY
 from integration.conftest import ADMIN_TOKEN, ServerProcess, start_server
 
 
@@ -17,6 +18,13 @@ def test_pages_pyodide_and_wheel_are_served(server: ServerProcess) -> None:
         response = httpx.get(server.base + path)
         assert response.status_code == 200, path
         assert response.headers["cache-control"] == "no-cache"
+        # the security headers; only the candidate page's policy allows eval (docs/server.md)
+        policy = CANDIDATE_PAGE_POLICY if path == "/candidate" else CONTENT_SECURITY_POLICY
+        assert response.headers["content-security-policy"] == policy, path
+        assert "frame-ancestors 'none'" in policy
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
     config = httpx.get(server.base + "/web/config.json").json()
     wasm = httpx.get(f"{server.base}{config['pyodideUrl']}pyodide.asm.wasm")
     assert wasm.status_code == 200

@@ -151,6 +151,22 @@ def test_an_oversized_login_is_refused_before_its_body_is_sent(server: ServerPro
         assert b"connection: close" in received.lower()
 
 
+def test_a_plan_import_without_the_admin_token_is_refused_before_its_body_is_sent(
+    server: ServerProcess,
+) -> None:
+    with ExitStack() as stack:
+        sock = connect(server, stack)
+        # under the plan import's 64 MiB, but only the admin may send that much
+        sock.sendall(
+            b"PUT /api/v1/admin/plans/PLAN1 HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (60 * 1024 * 1024)
+        )
+        received, _ = read_until_closed(sock, within=TIMEOUT * 0.8)
+        status, error = status_and_body(received)
+        assert (status, error_code(error)) == (401, "missing_token")
+        assert b"connection: close" in received.lower()
+
+
 def test_a_chunked_login_is_cut_once_it_passes_the_limit(server: ServerProcess) -> None:
     with ExitStack() as stack:
         sock = connect(server, stack)

@@ -181,3 +181,16 @@ async def test_a_new_device_restores_everything_acknowledged(
         )
     ).get_json()
     assert {q: a["version"] for q, a in body["answers"].items()} == {"Q001": 1, "Q003": 5}
+
+
+async def test_restore_and_history_refuse_an_exam_code_that_is_no_id(
+    client: Client, admin: dict[str, str]
+) -> None:
+    """422, as the OpenAPI document says (issue 15, defect 9: the `app` fixture fails a test
+    that sees a status the document lacks)."""
+    auth = await started(client, admin)
+    for path in ("/api/v1/answers/EXAM%20202401", "/api/v1/answers/EXAM%20202401/history"):
+        response = await client.get(path, headers=auth)
+        assert response.status_code == 422, await response.get_json()
+    response = await client.get(f"/api/v1/answers/{EXAM_CODE}/history?quizCode=Q%201", headers=auth)
+    assert response.status_code == 422, await response.get_json()

@@ -29,21 +29,29 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+
 # The pages run the SDK in Pyodide: compiling its WebAssembly needs 'wasm-unsafe-eval' (not
 # 'unsafe-eval'); the socket server is on its own port, so `connect-src` names the ws schemes.
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self' 'wasm-unsafe-eval'",
-        "connect-src 'self' ws: wss:",
-        "img-src 'self' data: blob:",
-        "media-src 'self' blob:",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
+def _policy(script_src: str) -> str:
+    return "; ".join(
+        (
+            "default-src 'self'",
+            f"script-src {script_src}",
+            "connect-src 'self' ws: wss:",
+            "img-src 'self' data: blob:",
+            "media-src 'self' blob:",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
     )
-)
+
+
+CONTENT_SECURITY_POLICY = _policy("'self' 'wasm-unsafe-eval'")
+# The candidate page alone: the SDK's Pyodide adapter evaluates its two JavaScript helpers
+# (IndexedDB, Web Locks) with `pyodide.code.run_js`, which is eval (docs/server.md, "Secrets").
+CANDIDATE_PAGE_POLICY = _policy("'self' 'wasm-unsafe-eval' 'unsafe-eval'")
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
     ("X-Frame-Options", "DENY"),
@@ -58,6 +66,8 @@ BODY_LIMIT = "examsync.body_limit"  # the scope key BoundedRequest reads
 
 # The routes with a limit of their own (endpoint names); every other route takes
 # `max_small_body_bytes`. The save route (api/save_route.py) holds `max_save_bytes` itself.
+# The admin's big bodies are taken from the admin only: the token is checked before Quart
+# starts reading (ADMIN_BODIES).
 _ROUTE_LIMITS: dict[str, Callable[[Limits], int]] = {
     "candidate.login": lambda limits: limits.max_login_body_bytes,
     "admin.put_plan": lambda limits: limits.max_json_body_bytes,
@@ -65,6 +75,9 @@ _ROUTE_LIMITS: dict[str, Callable[[Limits], int]] = {
     "media.capture": lambda limits: MAX_CAPTURE_BYTES,
     "media.logs": lambda limits: MAX_LOG_BATCH_BYTES,
 }
+
+
+ADMIN_BODIES = frozenset({"admin.put_plan", "admin.put_package"})
 
 
 class BodyLimits:
@@ -77,14 +90,16 @@ class BodyLimits:
         self.largest = max(self.default, *self.by_endpoint.values())
         self._adapter: MapAdapter | None = None
 
-    def of(self, scope: Scope) -> int:
+    def of(self, scope: Scope) -> tuple[int, bool]:
+        """The route's body limit, and whether only the admin may send it."""
         if self._adapter is None:  # bound on first use: every blueprint is registered by then
             self._adapter = self._app.url_map.bind("examsync")
         try:
             rule, _ = self._adapter.match(scope["path"], scope["method"], return_rule=True)
         except HTTPException:  # 404, 405, a redirect: Quart answers those; no body is needed
-            return self.default
-        return self.by_endpoint.get(str(rule.endpoint), self.default)
+            return self.default, False
+        endpoint = str(rule.endpoint)
+        return self.by_endpoint.get(endpoint, self.default), endpoint in ADMIN_BODIES
 
 
 class BoundedRequest(Request):
@@ -102,12 +117,18 @@ class BoundedRequest(Request):
             self.max_content_length = limit
 
 
+def header(scope: Scope, wanted: bytes) -> bytes | None:
+    """A request header's value (`wanted` in lower case), straight off the scope."""
+    for name, value in scope["headers"]:
+        if name.lower() == wanted:
+            return bytes(value)
+    return None
+
+
 def declared_length(scope: Scope) -> int | None:
     """The request's `Content-Length`, if it declares a valid one."""
-    for name, value in scope["headers"]:
-        if name.lower() == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+    value = header(scope, b"content-length")
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def too_large(limit: int) -> ApiError:
@@ -119,11 +140,11 @@ def too_large(limit: int) -> ApiError:
 CLOSE = (("Connection", "close"),)
 
 
-def response_headers(error: ApiError) -> list[tuple[str, str]]:
-    """An error's extra headers; a 413 also closes the connection, so the server does not go on
-    reading a body it refused."""
+def response_headers(error: ApiError, close: bool = False) -> list[tuple[str, str]]:
+    """An error's extra headers; a 413 (or `close`) also closes the connection, so the server
+    does not go on reading a body it refused."""
     extra = error_headers(error)
-    return [*extra, *CLOSE] if error.status == 413 else extra
+    return [*extra, *CLOSE] if close or error.status == 413 else extra
 
 
 async def send_json(send: Send, status: int, data: bytes, extra: list[tuple[str, str]]) -> None:
@@ -144,18 +165,20 @@ async def send_json(send: Send, status: int, data: bytes, extra: list[tuple[str,
     await send({"type": "http.response.body", "body": data, "more_body": False})
 
 
-async def send_error(send: Send, error: ApiError) -> None:
+async def send_error(send: Send, error: ApiError, close: bool = False) -> None:
     data = json.dumps(error.to_body(), ensure_ascii=False, separators=(",", ":")).encode()
-    await send_json(send, error.status, data, response_headers(error))
+    await send_json(send, error.status, data, response_headers(error, close))
 
 
 __all__ = [
     "BODY_LIMIT",
+    "CANDIDATE_PAGE_POLICY",
     "CONTENT_SECURITY_POLICY",
     "SECURITY_HEADERS",
     "BodyLimits",
     "BoundedRequest",
     "declared_length",
+    "header",
     "response_headers",
     "send_error",
     "send_json",
