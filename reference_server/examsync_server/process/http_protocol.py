@@ -92,8 +92,10 @@ def guarded_protocol(limits: HttpPort) -> type[HttpToolsProtocol]:
             self._expect(None, in_body=False)
 
         def on_response_complete(self) -> None:
+            # A pipelined request already read whole starts now: nothing is awaited for it.
+            pipelined = bool(self.pipeline)
             super().on_response_complete()
-            if not self.transport.is_closing():
+            if not pipelined and not self.transport.is_closing():
                 self._expect(limits.header_timeout_seconds, in_body=False)
 
         def _expect(self, within: float | None, *, in_body: bool) -> None:
