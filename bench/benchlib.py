@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from examsync_server.demo.sample import PLAN_ID
 
-TOKEN = "bench-admin-token"
+TOKEN = "bench-admin-token-0123456789"
 T = TypeVar("T")
 
 

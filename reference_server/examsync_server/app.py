@@ -6,10 +6,11 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from quart import Quart, jsonify
+from quart import Quart, Response, jsonify
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
+from .access.tokens import bearer
 from .api import (
     admin,
     admin_answers,
@@ -21,9 +22,20 @@ from .api import (
     openapi,
     supervisor,
 )
+from .api.http_guard import (
+    BODY_LIMIT,
+    SECURITY_HEADERS,
+    BodyLimits,
+    BoundedRequest,
+    declared_length,
+    header,
+    response_headers,
+    send_error,
+    too_large,
+)
 from .api.save_route import handle_save, is_save
 from .config import Settings
-from .errors import ApiError, error_headers
+from .errors import ApiError
 from .runtime import Runtime
 from .web import init_app as init_web
 
@@ -33,23 +45,50 @@ RUNTIME_KEY = "examsync.runtime"
 
 
 class ExamsyncApp(Quart):
-    """Quart, with the save route answered before Quart's request machinery (api/save_route)."""
+    """Quart, with the save route answered before Quart's request machinery (api/save_route),
+    and every other route's body limit applied before Quart reads a byte (api/http_guard)."""
+
+    request_class = BoundedRequest
+    body_limits: BodyLimits
 
     async def asgi_app(self, scope: Any, receive: Any, send: Any) -> None:
         if is_save(scope):
             await handle_save(self.extensions.get(RUNTIME_KEY), scope, receive, send)
-        else:
-            await super().asgi_app(scope, receive, send)
+            return
+        if scope["type"] == "http":
+            limit, admin_only = self.body_limits.of(scope)
+            declared = declared_length(scope)
+            if declared is not None and declared > limit:
+                await send_error(send, too_large(limit))
+                return
+            if admin_only and not await self._admin_may_send(scope, send):
+                return
+            scope[BODY_LIMIT] = limit
+        await super().asgi_app(scope, receive, send)
+
+    async def _admin_may_send(self, scope: Any, send: Any) -> bool:
+        """A route whose big body only the admin may send: anyone else is answered before Quart
+        starts reading it, and the connection is closed so the server reads no more either."""
+        runtime: Runtime | None = self.extensions.get(RUNTIME_KEY)
+        if runtime is None:
+            return True  # Quart's handler answers 503 "starting"
+        authorization = header(scope, b"authorization")
+        try:
+            runtime.tokens.require_admin(
+                bearer(authorization.decode("latin-1") if authorization else None)
+            )
+        except ApiError as error:
+            await send_error(send, error, close=True)
+            return False
+        return True
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Quart:
     """The app; it starts and stops its own `Runtime` unless the caller passes one it owns."""
     app = ExamsyncApp("examsync_server")
-    # Quart fixes a request's body limit when the request arrives, so the app-wide limit is the
-    # largest body any route takes (a package); JSON routes hold theirs in `json_body()`.
-    app.config["MAX_CONTENT_LENGTH"] = max(
-        settings.limits.max_json_body_bytes, settings.limits.max_package_bytes
-    )
+    app.body_limits = BodyLimits(app, settings.limits)
+    # Each request gets its route's limit (BoundedRequest); this is only the ceiling.
+    app.config["MAX_CONTENT_LENGTH"] = app.body_limits.largest
     app.config["examsync.settings"] = settings
     for blueprint in (
         health.blueprint,
@@ -65,6 +104,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Quart:
         app.register_blueprint(blueprint)
     init_web(app, settings)
     _register_errors(app)
+
+    @app.after_request
+    async def secure(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS:  # a page may have set a policy of its own
+            response.headers.setdefault(name, value)
+        return response
 
     @app.while_serving
     async def lifespan() -> AsyncGenerator[None, None]:
@@ -86,7 +131,7 @@ def _register_errors(app: Quart) -> None:
     async def api_error(exc: ApiError) -> Any:
         response = jsonify(exc.to_body())
         response.status_code = exc.status
-        response.headers.extend(error_headers(exc))
+        response.headers.extend(response_headers(exc))
         return response
 
     @app.errorhandler(HTTPException)

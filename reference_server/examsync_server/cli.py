@@ -86,9 +86,12 @@ def _settings(options: dict[str, Any], web_default: str = "") -> Settings:
     admin, created = load_or_create_secret(
         settings.storage.data_dir, "admin_token", settings.access.admin_token
     )
+    # Shown once, when made here: a token from the variable, a flag or the data dir's file is
+    # the operator's already, and printing it would only copy it into terminal logs.
     if created:
         click.echo(
-            f"Generated an admin token (kept in {settings.storage.data_dir / 'admin_token'})."
+            f"Generated an admin token (kept in {settings.storage.data_dir / 'admin_token'}):"
+            f" {admin}"
         )
     return settings.with_changes(admin_token=admin)
 
@@ -123,7 +126,6 @@ def _run(settings: Settings, demo: bool) -> None:
 
         def ready(base: str) -> None:
             click.echo(f"examsync serving {base} with {settings.process.processes} processes")
-            click.echo(f"admin token: {settings.access.admin_token}")
             if demo:
                 _load_demo(base, settings.access.admin_token, bool(settings.process.web_dir))
 
@@ -152,7 +154,6 @@ async def _serve(settings: Settings, demo: bool) -> None:
         server = asyncio.create_task(serve_http(create_app(settings, runtime), settings, stop))
         await _wait_healthy(base, server)
         click.echo(f"examsync serving {base} (socket server {runtime.socket_url(None)})")
-        click.echo(f"admin token: {settings.access.admin_token}")
         if demo:
             await asyncio.to_thread(
                 _load_demo, base, settings.access.admin_token, bool(settings.process.web_dir)
@@ -258,8 +259,8 @@ def _load_demo(base: str, token: str, pages: bool) -> None:
         click.echo("\nWeb demo:")
         click.echo(f"  candidate   {base}/candidate?plan={PLAN_ID}")
         click.echo(f"  supervisor  {base}/supervisor?plan={PLAN_ID}")
-        # The token rides in the fragment, which the browser never sends to the server.
-        click.echo(f"  admin       {base}/admin?plan={PLAN_ID}#token={token}")
+        # Signed in with the admin token on the page: never in a URL, which lands in histories.
+        click.echo(f"  admin       {base}/admin?plan={PLAN_ID}  (sign in with the admin token)")
 
 
 # -- admin ----------------------------------------------------------------------------------

@@ -91,7 +91,8 @@ class Access:
     # A flag shows in `ps` and the shell's history: the variable or the data dir keep a secret.
     admin_token: str = _setting(
         "",
-        "the admin API's bearer token; empty: generated once into the data dir"
+        "the admin API's bearer token, at least 22 characters; empty: generated once into the"
+        " data dir"
         " (prefer the variable: a flag shows in ps)",
         HTTP,
     )
@@ -111,6 +112,8 @@ class Access:
     )
 
     def __post_init__(self) -> None:
+        if self.admin_token:  # empty: generated, or read from the data dir (checked there)
+            check_admin_token(self.admin_token)
         if self.revocation_reload_seconds <= 0:
             raise StartupError(
                 f"revocation_reload_seconds must be positive, not {self.revocation_reload_seconds}"
@@ -177,8 +180,20 @@ class Limits:
     """The largest inputs the server takes."""
 
     # A plan import of 100,000 candidates is ~40 MB of JSON.
-    max_json_body_bytes: int = _setting(64 * 1024 * 1024, "the largest JSON body", HTTP)
-    max_package_bytes: int = _setting(200 * 1024 * 1024, "the largest exam package", HTTP)
+    max_json_body_bytes: int = _setting(
+        64 * 1024 * 1024, "the largest plan import (JSON; admin only)", HTTP
+    )
+    max_package_bytes: int = _setting(
+        200 * 1024 * 1024, "the largest exam package (admin only)", HTTP
+    )
+    # Anyone may log in: the one unauthenticated body stays small (docs/server.md, "The HTTP
+    # port's limits").
+    max_login_body_bytes: int = _setting(
+        4 * 1024, "the largest login body (`POST /sessions`)", HTTP
+    )
+    max_small_body_bytes: int = _setting(
+        64 * 1024, "the largest body of a route without its own limit (stage moves, replays)", HTTP
+    )
     # Zip-bomb guards.
     max_package_unpacked_bytes: int = _setting(
         1024 * 1024 * 1024, "the most a package may unpack to", HTTP
@@ -186,6 +201,32 @@ class Limits:
     max_package_members: int = _setting(10_000, "the most files a package may hold", HTTP)
     max_save_bytes: int = _setting(1024 * 1024, "the largest save", SOCKETS)
     max_answers_per_save: int = _setting(100, "the most answers in one save", SOCKETS)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpPort:
+    """How long the HTTP port waits for a client, and how many it serves at once
+    (process/http_protocol.py; Hypercorn takes only `body_idle_timeout_seconds`, as its
+    `read_timeout`)."""
+
+    header_timeout_seconds: float = _setting(
+        10.0, "a connection whose request headers are not complete this long is closed", HTTP
+    )
+    body_idle_timeout_seconds: float = _setting(
+        30.0, "a request body that sends nothing for this long is cut (408)", HTTP
+    )
+    max_connections: int = _setting(
+        4096, "open HTTP connections per process; more are answered 503 and closed", HTTP
+    )
+
+    def __post_init__(self) -> None:
+        if not (self.header_timeout_seconds > 0 and self.body_idle_timeout_seconds > 0):
+            raise StartupError(
+                f"header_timeout_seconds and body_idle_timeout_seconds must be positive, not"
+                f" {self.header_timeout_seconds} and {self.body_idle_timeout_seconds}"
+            )
+        if self.max_connections < 1:
+            raise StartupError(f"max_connections must be >= 1, not {self.max_connections}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +356,7 @@ class Settings:
     access: Access = field(default_factory=Access)
     logins: Logins = field(default_factory=Logins)
     limits: Limits = field(default_factory=Limits)
+    http: HttpPort = field(default_factory=HttpPort)
     pipeline: Pipeline = field(default_factory=Pipeline)
     connections: Connections = field(default_factory=Connections)
     timers: Timers = field(default_factory=Timers)
@@ -424,6 +466,23 @@ def _flag(raw: str) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+# 128 bits: 22 characters of URL-safe base64 hold 132, 32 hex digits 128 (a generated token is
+# 43 characters of URL-safe base64, 256 bits).
+MIN_ADMIN_TOKEN_CHARS = 22
+
+
+def check_admin_token(token: str) -> None:
+    """Refuse an admin token too short to hold 128 bits of randomness (docs/server.md,
+    "Secrets")."""
+    if len(token) < MIN_ADMIN_TOKEN_CHARS:
+        raise StartupError(
+            f"the admin token has {len(token)} characters; it needs at least"
+            f" {MIN_ADMIN_TOKEN_CHARS} (128 bits of randomness), for example"
+            " `python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or leave it unset"
+            " and one is generated"
+        )
 
 
 def load_or_create_secret(data_dir: Path, name: str, given: str) -> tuple[str, bool]:

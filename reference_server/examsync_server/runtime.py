@@ -30,7 +30,8 @@ from .answers.restore import RestoreService
 from .answers.signing import ReceiptSigner
 from .answers.sink import AnswerSink
 from .base.clock import iso, utc_now
-from .config import Settings, load_or_create_secret
+from .base.private import private_dir
+from .config import Settings, check_admin_token, load_or_create_secret
 from .errors import StartupError
 from .exam.catalog import Catalog
 from .exam.lifecycle import Lifecycle
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 
 def check_data_dir(path: Path) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
             pass
     except OSError as exc:
@@ -118,6 +119,7 @@ class Runtime:
         check_data_dir(data_dir)
         secret, _ = load_or_create_secret(data_dir, "secret_key", settings.access.secret_key)
         admin, _ = load_or_create_secret(data_dir, "admin_token", settings.access.admin_token)
+        check_admin_token(admin)  # one from the data dir's file too
         redis, embedded = await _open_redis(settings, stack)
         db = await Database.open(settings.storage.sqlite_path)
         stack.push_async_callback(_bounded, "sqlite", db.close)
@@ -129,7 +131,7 @@ class Runtime:
             settings.access.session_ttl_seconds,
             settings.access.revocation_reload_seconds,
         )
-        files = FileStore(settings.storage.files_dir)
+        files = FileStore(private_dir(settings.storage.files_dir))
         lifecycle = Lifecycle(settings, db, redis, files, on_revoke=revocations.announce)
         catalog = Catalog(db, files)
         hub = AckHub(redis, settings.process.node_id, settings.pipeline.ack_timeout_seconds)

@@ -17,9 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    sync_playwright,
+)
 
-from integration.conftest import ServerProcess, start_server
+from integration.conftest import ADMIN_TOKEN, ServerProcess, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB_DIR = ROOT / "web_demo"
@@ -61,20 +68,34 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     launched.close()
 
 
+REPORT_VIOLATIONS = """document.addEventListener("securitypolicyviolation", (e) =>
+    console.error(`Content Security Policy violation: ${e.violatedDirective} ${e.blockedURI}`));"""
+
+
 @pytest.fixture
 def new_context(browser: Browser) -> Iterator[Callable[[], BrowserContext]]:
-    """A fresh browser profile per call (another device); all closed after the test."""
+    """A fresh browser profile per call (another device); all closed after the test, which
+    fails if any page or worker broke the server's Content-Security-Policy."""
     opened: list[BrowserContext] = []
+    violations: list[str] = []
+
+    def record(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(message.text)
 
     def make() -> BrowserContext:
         context = browser.new_context(viewport=VIEWPORT, locale="ko-KR")
         context.set_default_timeout(20_000)
+        context.on("console", record)
+        # An eval the policy refuses throws in the page without a console line: say it there.
+        context.add_init_script(REPORT_VIOLATIONS)
         opened.append(context)
         return context
 
     yield make
     for context in opened:
         context.close()
+    assert not violations, violations
 
 
 @pytest.fixture
@@ -120,6 +141,19 @@ def load_plan(server: ServerProcess, plan: dict[str, Any], package: bytes) -> No
         content=package,
         headers={"X-Content-SHA256": digest},
     )
+
+
+# --- the admin page ---------------------------------------------------------------------------
+
+
+def open_admin(context: BrowserContext, server: ServerProcess, plan: str = "") -> Page:
+    """A new tab on the admin page, signed in through its form (the token is in no URL)."""
+    page = context.new_page()
+    page.goto(f"{server.base}/admin" + (f"?plan={plan}" if plan else ""))
+    page.fill("#signin [name=token]", ADMIN_TOKEN)
+    page.click("#signin button[type=submit]")
+    page.wait_for_selector("#workspace:not([hidden])")
+    return page
 
 
 # --- the candidate page ------------------------------------------------------------------------

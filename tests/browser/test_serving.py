@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from integration.conftest import ServerProcess, start_server
+from examsync_server.api.http_guard import CANDIDATE_PAGE_POLICY, CONTENT_SECURITY_POLICY
+from integration.conftest import ADMIN_TOKEN, ServerProcess, start_server
 
 
 def test_pages_pyodide_and_wheel_are_served(server: ServerProcess) -> None:
@@ -17,6 +18,13 @@ def test_pages_pyodide_and_wheel_are_served(server: ServerProcess) -> None:
         response = httpx.get(server.base + path)
         assert response.status_code == 200, path
         assert response.headers["cache-control"] == "no-cache"
+        # the security headers; only the candidate page's policy allows eval (docs/server.md)
+        policy = CANDIDATE_PAGE_POLICY if path == "/candidate" else CONTENT_SECURITY_POLICY
+        assert response.headers["content-security-policy"] == policy, path
+        assert "frame-ancestors 'none'" in policy
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
     config = httpx.get(server.base + "/web/config.json").json()
     wasm = httpx.get(f"{server.base}{config['pyodideUrl']}pyodide.asm.wasm")
     assert wasm.status_code == 200
@@ -49,9 +57,10 @@ def test_demo_serves_the_checkouts_pages_and_prints_their_urls(
     demo = start_server(tmp_path / "data", redis_url, command="demo")
     try:
         assert httpx.get(demo.base + "/candidate").status_code == 200
-        output = printed(demo, "#token=")  # the last line it prints
+        output = printed(demo, "sign in with the admin token")  # the last line it prints
         assert f"{demo.base}/candidate?plan=PLAN202401" in output
-        assert f"{demo.base}/admin?plan=PLAN202401#token=" in output
+        assert f"{demo.base}/admin?plan=PLAN202401 " in output
+        assert ADMIN_TOKEN not in output  # it came from the variable: never printed
     finally:
         demo.stop()
     off = start_server(tmp_path / "off", redis_url, "--web-dir", "off", command="demo")

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 from playwright.sync_api import BrowserContext, Page
 
-from integration.conftest import ADMIN_TOKEN, ServerProcess
+from integration.conftest import ServerProcess
 
-from .conftest import PLAN_ID, answer, open_candidate, screenshot
+from .conftest import PLAN_ID, answer, open_admin, open_candidate, screenshot
 
 # Both GROUP01 (the sample plan alternates groups), which SUP202301 supervises.
 CANDIDATE, CODE = "CAND202301", "AUTH1234"
@@ -70,8 +70,7 @@ def test_exam_end_reaches_candidate_and_supervisor_within_a_second(
     candidate = open_candidate(new_context(), exam, CANDIDATE, CODE)
     supervisor = open_supervisor(new_context(), exam)
     connection(supervisor, CANDIDATE, "CONNECTED")
-    admin = new_context().new_page()
-    admin.goto(f"{exam.base}/admin?plan={PLAN_ID}#token={ADMIN_TOKEN}")
+    admin = open_admin(new_context(), exam, PLAN_ID)
     admin.wait_for_selector('#plan-status[data-status="in_progress"]')
 
     admin.once("dialog", lambda dialog: dialog.accept())

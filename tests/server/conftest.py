@@ -25,6 +25,8 @@ from examsync_server.presence.sweeper import LOCK as SWEEPER_LOCK
 from examsync_server.runtime import Runtime
 from examsync_server.store import keys
 
+from .documented import observe_statuses
+
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SECRET_KEY = "test-secret-key"
 
@@ -53,9 +55,13 @@ def settings(tmp_path: Path, redis_url: str, settings_overrides: dict[str, Any])
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[TestAppProtocol]:
+    """The app, failing the test if a route answered a status the OpenAPI document lacks."""
     quart_app = create_app(settings)
+    statuses = observe_statuses(quart_app)
     async with quart_app.test_app() as test_app:
         yield test_app
+    missing = statuses.undocumented()
+    assert not missing, f"statuses missing from api/openapi.py: {missing}"
 
 
 @pytest.fixture

@@ -213,7 +213,8 @@ NOT_JSON_CASES = [
     pytest.param(raw('{"exam_plan": NaN}'), 400, "invalid_json", id="nan"),
     pytest.param(raw('{"exam_plan": 1e999}'), 400, "invalid_json", id="out-of-range"),
     pytest.param(raw('{"exam_plan": -Infinity}'), 400, "invalid_json", id="infinity"),
-    pytest.param(raw("[" * 100_000 + "]" * 100_000), 400, "invalid_json", id="deeply-nested"),
+    # deeper than the parser's recursion limit, yet under the small routes' body limit
+    pytest.param(raw("[" * 30_000 + "]" * 30_000), 400, "invalid_json", id="deeply-nested"),
     pytest.param(raw('{"exam_plan": ' + "9" * 5000 + "}"), 400, "invalid_json", id="huge-int"),
 ]
 
@@ -599,7 +600,7 @@ async def test_wrong_state_transitions_are_409(
 
 # -- size ---------------------------------------------------------------------------------------
 
-SMALL_JSON = {"max_json_body_bytes": 4096}
+SMALL_JSON = {"max_json_body_bytes": 4096, "max_small_body_bytes": 4096}
 
 
 @pytest.mark.parametrize("settings_overrides", [SMALL_JSON])

@@ -225,3 +225,16 @@ async def test_restore_after_a_redis_wipe_holds_every_committed_answer(
     await runtime.lifecycle.repair()  # the stage timer's repair brings the plan's keys back
     await save(client, auth, save_body({"Q004": ("4", 1)}, updated=at(1)))
     assert await restored_versions(client, auth) == {**first, "Q004": ("4", 1)}
+
+
+async def test_restore_and_history_refuse_an_exam_code_that_is_no_id(
+    client: Client, admin: dict[str, str]
+) -> None:
+    """422, as the OpenAPI document says (issue 15, defect 9: the `app` fixture fails a test
+    that sees a status the document lacks)."""
+    auth = await started(client, admin)
+    for path in ("/api/v1/answers/EXAM%20202401", "/api/v1/answers/EXAM%20202401/history"):
+        response = await client.get(path, headers=auth)
+        assert response.status_code == 422, await response.get_json()
+    response = await client.get(f"/api/v1/answers/{EXAM_CODE}/history?quizCode=Q%201", headers=auth)
+    assert response.status_code == 422, await response.get_json()

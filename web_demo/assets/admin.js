@@ -1,18 +1,18 @@
 // The admin page: the admin API (docs/server.md) behind buttons. Import a plan, upload its
 // package, prepare, start, move the stage on, end; the status, dead letters and credentials.
-import { $, api, both, el, say, sha256Hex, timeOfDay } from "./common.js";
+import { $, api, both, el, say, sha256Hex, show, timeOfDay } from "./common.js";
 
 const TOKEN_KEY = "examsync-demo:admin-token";
+const signin = $("#signin");
 const form = $("#access");
+let token = sessionStorage.getItem(TOKEN_KEY) ?? "";
 let currentStage = null; // from the last status: a repeated "next stage" click moves once
 
-// `examsync demo` prints /admin#token=...: the fragment never reaches the server or its logs.
-const fragment = new URLSearchParams(location.hash.slice(1));
-if (fragment.get("token")) {
-  sessionStorage.setItem(TOKEN_KEY, fragment.get("token"));
+// The token is typed or pasted into the sign-in form and kept in this tab's sessionStorage
+// only: a URL (an older `#token=` link) would keep it in the history, so it is dropped unread.
+if (new URLSearchParams(location.hash.slice(1)).has("token")) {
   history.replaceState(null, "", location.pathname + location.search);
 }
-form.token.value = sessionStorage.getItem(TOKEN_KEY) ?? "";
 form.planId.value =
   new URLSearchParams(location.search).get("plan") ??
   localStorage.getItem("examsync-demo:admin-plan") ??
@@ -21,12 +21,45 @@ form.planId.value =
 const admin = (method, path, options = {}) =>
   api(method, `/api/v1/admin/plans/${encodeURIComponent(form.planId.value.trim())}${path}`, {
     ...options,
-    token: form.token.value.trim(),
+    token,
   });
+
+function signedIn(value) {
+  token = value;
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+  signin.token.value = "";
+  show(signin, !token);
+  show($("#workspace"), Boolean(token));
+  if (!token) {
+    // what the token showed (auth codes, access keys) goes with it
+    for (const id of ["#facts", "#dead-letters", "#candidates"]) $(id).replaceChildren();
+    for (const id of ["#plan-status", "#dead-summary", "#result"]) $(id).textContent = "";
+    $("#plan-status").dataset.status = "";
+  }
+}
+
+signin.onsubmit = async (event) => {
+  event.preventDefault();
+  const typed = signin.token.value.trim();
+  try {
+    // Any admin path checks the token first: 404 for a plan that does not exist means "valid".
+    await api("GET", "/api/v1/admin/plans/-", { token: typed });
+  } catch (error) {
+    if (error.status === 401 || error.status === 403) {
+      say($("#signin-result"), both("토큰이 맞지 않습니다", "The token is not valid"), "error");
+      return;
+    }
+  }
+  say($("#signin-result"), "");
+  signedIn(typed);
+  refresh();
+};
+
+$("#signout").onclick = () => signedIn("");
 
 form.onsubmit = (event) => {
   event.preventDefault();
-  sessionStorage.setItem(TOKEN_KEY, form.token.value.trim());
   localStorage.setItem("examsync-demo:admin-plan", form.planId.value.trim());
   refresh();
 };
@@ -102,11 +135,16 @@ $("#replay").onclick = () =>
   run(both("재처리", "Replay"), () => admin("POST", "/dead-letters/replay", { json: {} }));
 
 async function refresh() {
-  if (!form.token.value || !form.planId.value) return;
+  if (!token || !form.planId.value) return;
   let status;
   try {
     status = await admin("GET", "");
   } catch (error) {
+    if (error.status === 401 || error.status === 403) {
+      signedIn(""); // the token stopped working (the server's changed): sign in again
+      say($("#signin-result"), both("다시 로그인하세요", "Sign in again"), "error");
+      return;
+    }
     $("#plan-status").textContent =
       error.status === 404 ? both("계획 없음", "No such plan") : error.message;
     $("#plan-status").dataset.status = "";
@@ -193,6 +231,7 @@ async function candidates() {
   );
 }
 
+signedIn(token);
 refresh();
 setInterval(() => {
   if (!document.hidden) refresh();

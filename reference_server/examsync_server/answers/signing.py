@@ -23,6 +23,7 @@ from examsync.protocol import b64url_encode, canonical_json
 from examsync.receipts import build, leaf_hash, root_statement
 
 from ..base import fast_json
+from ..base.private import private_dir
 
 
 def _raw_public(private: Ed25519PrivateKey) -> bytes:
@@ -55,7 +56,7 @@ class ReceiptSigner:
 
         A lock file keeps two processes starting together from making a key each.
         """
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         with open(directory / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not any(directory.glob("*.pem")):

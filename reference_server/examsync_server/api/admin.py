@@ -44,7 +44,7 @@ async def put_plan(plan_id: str) -> Any:
 async def put_package(plan_id: str) -> Any:
     rt = require_admin()
     _plan_id(plan_id)
-    data = await read_body(rt.settings.limits.max_package_bytes)
+    data = await read_body()
     result = await rt.lifecycle.upload_package(
         plan_id, data, request.headers.get("X-Content-SHA256")
     )

@@ -6,11 +6,13 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from quart import current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from examsync.protocol import finite_float, reject_constant
 
 from ..access.tokens import Principal, bearer
 from ..errors import ApiError
+from .http_guard import too_large
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -34,30 +36,28 @@ def require_session() -> tuple[Runtime, Principal]:
     return rt, rt.tokens.require_session(bearer(request.headers.get("Authorization")))
 
 
-def too_large(limit: int) -> ApiError:
-    return ApiError(
-        413, "payload_too_large", f"the body is larger than {limit} bytes", {"limit": limit}
-    )
-
-
-async def read_body(limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to pass `limit` (the app's
-    MAX_CONTENT_LENGTH is the largest of all routes' limits)."""
+async def read_body() -> bytes:
+    """The request body, refused with 413 as soon as it is known to pass its route's limit
+    (api/http_guard.py: a declared length over it never gets here)."""
+    limit = request.max_content_length or 0
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.body:
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.body:
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+    except RequestEntityTooLarge:  # Quart's Body counted past the same limit first
+        raise too_large(limit) from None
     return b"".join(chunks)
 
 
 async def json_body(*, optional: bool = False) -> Any:
     """The request's JSON; with `optional`, an empty body reads as `{}`."""
-    data = await read_body(runtime().settings.limits.max_json_body_bytes)
+    data = await read_body()
     if not data and optional:
         return {}
     if not data:

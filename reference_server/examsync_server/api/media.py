@@ -9,8 +9,7 @@ from quart import Blueprint, Response, jsonify, request
 
 from ..errors import not_found
 from ..exam.models import check_id
-from ..media.candidate_logs import MAX_LOG_BATCH_BYTES
-from ..media.captures import MAX_CAPTURE_BYTES, capture_request
+from ..media.captures import capture_request
 from .common import read_body, require_admin, require_session
 
 blueprint = Blueprint("media", __name__, url_prefix="/api/v1")
@@ -24,14 +23,14 @@ async def capture() -> Any:
         request.headers.get("Content-Type", ""),
         request.headers.get("X-Content-SHA256"),
     )
-    data = await read_body(MAX_CAPTURE_BYTES)
+    data = await read_body()
     return _json(await rt.captures.receive(who, upload, data))
 
 
 @blueprint.post("/logs")
 async def logs() -> Any:
     rt, who = require_session()
-    data = await read_body(MAX_LOG_BATCH_BYTES)
+    data = await read_body()
     return _json(await rt.logs.receive(who, data, request.headers.get("X-Content-SHA256")))
 
 

@@ -17,6 +17,13 @@ blueprint = Blueprint("openapi", __name__)
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
+# What any route may answer, whatever it does (docs/server.md, "The HTTP port's limits").
+ANY_ROUTE = {
+    408: "body_timeout: the request body stopped arriving",
+    413: "payload_too_large: the body is over the route's limit",
+    503: "starting, redis_unavailable or too_many_connections: retry (Retry-After)",
+}
+
 
 def _op(
     summary: str,
@@ -34,7 +41,7 @@ def _op(
                 "description": text,
                 **({"content": {"application/json": {"schema": _ERROR}}} if code >= 400 else {}),
             }
-            for code, text in responses.items()
+            for code, text in {**ANY_ROUTE, **responses}.items()
         },
     }
     if admin:
@@ -55,6 +62,7 @@ def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
+NOT_JSON = {400: "empty_body or invalid_json"}
 ADMIN_ERRORS = {
     401: "missing or invalid token",
     403: "not the admin token",
@@ -106,7 +114,7 @@ def document() -> dict[str, Any]:
         "/api/v1/admin/plans/{plan_id}": {
             "put": _op(
                 "create or replace a plan (seed 003 tables)",
-                {200: "replaced", 201: "a new plan", **ADMIN_ERRORS},
+                {200: "replaced", 201: "a new plan", **ADMIN_ERRORS, **NOT_JSON},
                 body=_json("PlanImport"),
                 admin=True,
                 params=plan,
@@ -186,7 +194,7 @@ def document() -> dict[str, Any]:
     paths["/api/v1/admin/plans/{plan_id}/advance"] = {
         "post": _op(
             "move a stage clock on by hand",
-            {200: "moved", **ADMIN_ERRORS},
+            {200: "moved", **ADMIN_ERRORS, **NOT_JSON},
             body=_json("AdvanceRequest"),
             admin=True,
             params=plan,
@@ -198,6 +206,7 @@ def document() -> dict[str, Any]:
             {
                 201: "token, socketUrl, plan config, stages, serverTime; a candidate's also"
                 " deviceId, devicePolicy, activeDevice, replacedDevice",
+                400: "empty_body or invalid_json",
                 401: "invalid_credentials: an unknown id and a wrong code alike",
                 403: "login method not allowed",
                 409: "plan not prepared",
@@ -326,7 +335,12 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
     paths["/api/v1/answers/{exam_code}"] = {
         "get": _op(
             "restore (seed 002 §4.2) with its checksum; `missing` names what could not be restored",
-            {200: "RestoreResponse", 404: "no such exam code", **session_errors},
+            {
+                200: "RestoreResponse",
+                404: "no such exam code",
+                422: "exam_code is not an id",
+                **session_errors,
+            },
             session=True,
             params=exam,
         )
@@ -334,7 +348,7 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
     paths["/api/v1/answers/{exam_code}/history"] = {
         "get": _op(
             "every stored version of one's own answers; ?quizCode= for one question",
-            {200: "versions", **session_errors},
+            {200: "versions", 422: "exam_code or quizCode is not an id", **session_errors},
             session=True,
             params=exam,
         )
@@ -365,7 +379,7 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
     paths[base + "/dead-letters/replay"] = {
         "post": _op(
             "put dead letters back on their queue: {} for all, {ids: [..]} for some",
-            {200: "replayed ids", **ADMIN_ERRORS},
+            {200: "replayed ids", **ADMIN_ERRORS, **NOT_JSON},
             admin=True,
             params=("plan_id",),
             body={"application/json": {"schema": {"type": "object"}}},

@@ -9,22 +9,16 @@ codes as every Quart route. All other paths go to Quart.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..access.tokens import bearer
-from ..errors import ApiError, error_for, error_headers
+from ..errors import ApiError, error_for
+from .http_guard import Receive, Scope, Send, send_error, send_json, too_large
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
 PATH = "/api/v1/answers"
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 def is_save(scope: Scope) -> bool:
@@ -39,24 +33,11 @@ async def handle_save(runtime: Runtime | None, scope: Scope, receive: Receive, s
         headers = _headers(scope)
         who = runtime.tokens.require_session(bearer(headers.get(b"authorization")))
         body = await _body(receive, headers, runtime.settings.limits.max_save_bytes)
-        status, data, extra = 200, await runtime.saves.receive(who, body), []  # the ack's JSON
+        ack = await runtime.saves.receive(who, body)  # the ack's JSON
     except Exception as exc:
-        error = error_for(exc, "a save")
-        status, extra = error.status, error_headers(error)
-        data = json.dumps(error.to_body(), ensure_ascii=False, separators=(",", ":")).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                *((name.encode(), value.encode()) for name, value in extra),
-            ],
-        }
-    )
-    # `more_body` may be left out by the ASGI spec, but Quart 0.23's test client reads it.
-    await send({"type": "http.response.body", "body": data, "more_body": False})
+        await send_error(send, error_for(exc, "a save"))
+    else:
+        await send_json(send, 200, ack, [])
 
 
 def _headers(scope: Scope) -> dict[bytes, str]:
@@ -67,7 +48,7 @@ async def _body(receive: Receive, headers: dict[bytes, str], limit: int) -> byte
     """The whole body, refusing one over `limit` as soon as that is known."""
     declared = headers.get(b"content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -77,11 +58,7 @@ async def _body(receive: Receive, headers: dict[bytes, str], limit: int) -> byte
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, "payload_too_large", "the save is too large", {"limit": limit})

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..base.private import private_dir
 from ..errors import StartupError
 
 
@@ -78,7 +79,7 @@ class EmbeddedRedis:
     @classmethod
     def start_sync(cls, directory: Path, *, appendonly: bool = True) -> EmbeddedRedis:
         binary = find_redis_server()
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)  # its AOF holds answers and credentials
         # unix socket paths are limited to ~107 bytes; a deep data dir gets a short name.
         socket_path = (directory / "redis.sock").resolve()  # a unix:// URL needs it absolute
         if len(str(socket_path)) > 100:
@@ -116,6 +117,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent,
+            umask=0o077,  # its AOF, dump and socket: this user's only
         )
         deadline = time.monotonic() + 10
         # The socket file appears at bind(), a moment before listen(): a connect in between is

@@ -43,11 +43,15 @@ async def _hypercorn(app: Quart, settings: Settings, stop: asyncio.Event) -> Non
     config.bind = [f"{settings.listen.host}:{settings.listen.port}"]
     config.accesslog = None
     config.graceful_timeout = 5
+    # Hypercorn has one idle read timeout, for headers and bodies alike; no connection cap.
+    config.read_timeout = max(1, round(settings.http.body_idle_timeout_seconds))
     await serve(app, config, shutdown_trigger=stop.wait)
 
 
 async def _uvicorn(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
     import uvicorn
+
+    from .http_protocol import guarded_protocol
 
     sockets = (
         [_reusable_socket(settings.listen.host, settings.listen.port)]
@@ -58,6 +62,8 @@ async def _uvicorn(app: Quart, settings: Settings, stop: asyncio.Event) -> None:
         app,
         host=settings.listen.host,
         port=settings.listen.port,
+        # httptools with the header and body timeouts and the connection cap (http_protocol.py)
+        http=guarded_protocol(settings.http),
         lifespan="on",
         access_log=False,
         # Served directly, not behind a proxy: no per-request header rewriting or extra headers.

@@ -18,6 +18,7 @@ from typing import Any, TypeAlias
 
 import aiosqlite
 
+from ..base.private import private_file
 from ..errors import StartupError
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Database:
     @classmethod
     async def open(cls, path: Path) -> Database:
         opened: list[aiosqlite.Connection] = []
+        private_file(path)  # auth codes, access keys, answers
         try:
             opened.append(await _connect(path))
             await _migrate(opened[0])

@@ -18,6 +18,7 @@ from typing import Any
 from quart import Blueprint, Response, jsonify, send_from_directory
 from werkzeug.exceptions import NotFound
 
+from ..api.http_guard import CANDIDATE_PAGE_POLICY
 from .assets import WebAssets
 
 PAGES = {
@@ -64,7 +65,10 @@ def blueprint(assets: WebAssets) -> Blueprint:
     @web.get("/", defaults={"page": ""})
     @web.get("/<any(candidate, supervisor, admin):page>")
     async def page(page: str) -> Response:
-        return await send(assets.web_dir, PAGES[page], REVALIDATE)
+        response = await send(assets.web_dir, PAGES[page], REVALIDATE)
+        if page == "candidate":
+            response.headers["Content-Security-Policy"] = CANDIDATE_PAGE_POLICY
+        return response
 
     @web.get("/sw.js")
     async def service_worker() -> Response:
