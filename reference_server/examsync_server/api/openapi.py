@@ -98,7 +98,7 @@ def document() -> dict[str, Any]:
         "/api/v1/admin/plans/{plan_id}": {
             "put": _op(
                 "create or replace a plan (seed 003 tables)",
-                {200: "replaced", 201: "a new plan", **ADMIN_ERRORS},
+                {200: "replaced", 201: "a new plan", 400: "not JSON", **ADMIN_ERRORS},
                 body=_json("PlanImport"),
                 admin=True,
                 params=plan,
@@ -145,7 +145,7 @@ def document() -> dict[str, Any]:
     paths["/api/v1/admin/plans/{plan_id}/advance"] = {
         "post": _op(
             "move a stage clock on by hand",
-            {200: "moved", **ADMIN_ERRORS},
+            {200: "moved", 400: "not JSON", **ADMIN_ERRORS},
             body=_json("AdvanceRequest"),
             admin=True,
             params=plan,
@@ -157,6 +157,7 @@ def document() -> dict[str, Any]:
             {
                 201: "token, socketUrl, plan config, stages, serverTime; a candidate's also"
                 " deviceId, devicePolicy, activeDevice, replacedDevice",
+                400: "not JSON",
                 401: "invalid credentials",
                 403: "login method not allowed",
                 409: "plan not prepared",
@@ -266,7 +267,12 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
     paths["/api/v1/answers/{exam_code}"] = {
         "get": _op(
             "restore (seed 002 §4.2) with its checksum; `missing` names what could not be restored",
-            {200: "RestoreResponse", 404: "no such exam code", **session_errors},
+            {
+                200: "RestoreResponse",
+                404: "no such exam code",
+                422: "exam_code is no valid id",
+                **session_errors,
+            },
             session=True,
             params=exam,
         )
@@ -274,7 +280,7 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
     paths["/api/v1/answers/{exam_code}/history"] = {
         "get": _op(
             "every stored version of one's own answers; ?quizCode= for one question",
-            {200: "versions", **session_errors},
+            {200: "versions", 422: "exam_code or quizCode is no valid id", **session_errors},
             session=True,
             params=exam,
         )
@@ -305,7 +311,7 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
     paths[base + "/dead-letters/replay"] = {
         "post": _op(
             "put dead letters back on their queue: {} for all, {ids: [..]} for some",
-            {200: "replayed ids", **ADMIN_ERRORS},
+            {200: "replayed ids", 400: "not JSON", **ADMIN_ERRORS},
             admin=True,
             params=("plan_id",),
             body={"application/json": {"schema": {"type": "object"}}},

@@ -1,0 +1,217 @@
+"""schemathesis against the OpenAPI document a running server serves, with each principal's token.
+
+Every operation the document describes is called with generated requests (positive: what the
+document allows; negative: what it does not) as the candidate, the supervisor and the admin;
+half the cases put the seeded plan's ids into the path, so requests reach past "no such plan".
+Each response is checked: no 5xx, its status documented for the operation, its content type and
+body as documented, and an answer within `REQUEST_TIMEOUT` (else it counts as a hang).
+
+Run on its own (`nox -s fuzz`, or `PYTHONPATH=tests python -m fuzz.http_fuzz --cases 200`) it
+starts a server, runs, and prints the figures; tests/fuzz/test_http_fuzz.py runs a bounded
+number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hypothesis
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import CheckFunction, not_a_server_error
+from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Err
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from .target import KNOWN_IDS, running_target
+
+PRINCIPALS = ("candidate", "supervisor", "admin")
+# Longer than any answer may take: a save waits at most the ack timeout (10 s) for its commit.
+REQUEST_TIMEOUT = 15.0
+SERVER_ERRORS: list[CheckFunction] = [not_a_server_error]
+CONFORMANCE: list[CheckFunction] = [
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+# Package uploads are raw bytes, sent as generated (the server checks the zip itself).
+schemathesis.serializer.alias("application/zip", "application/octet-stream")
+
+
+@dataclass
+class Failure:
+    principal: str
+    operation: str
+    kind: str  # "5xx", "nonconformance" or "hang"
+    detail: str
+
+
+@dataclass
+class Figures:
+    """What a run saw, for the report and the assertions."""
+
+    cases: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operation, principal)
+    statuses: Counter[int] = field(default_factory=Counter)
+    answers: Counter[tuple[str, int]] = field(default_factory=Counter)  # (operation, status)
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, kind: str) -> int:
+        return sum(1 for f in self.failures if f.kind == kind)
+
+    def report(self) -> str:
+        lines = [f"{sum(self.cases.values())} cases in {self.seconds:.0f} s"]
+        width = max((len(op) for op, _ in self.cases), default=0)
+        operations = sorted({op for op, _ in self.cases})
+        lines.append(f"  {'operation':<{width}}  " + "  ".join(f"{p:>10}" for p in PRINCIPALS))
+        for op in operations:
+            counts = "  ".join(f"{self.cases[(op, p)]:>10}" for p in PRINCIPALS)
+            lines.append(f"  {op:<{width}}  {counts}")
+        seen = ", ".join(f"{code}: {n}" for code, n in sorted(self.statuses.items()))
+        lines.append(f"statuses seen: {seen}")
+        lines.append(
+            f"5xx: {self.count('5xx')}  non-conformance: {self.count('nonconformance')}"
+            f"  hangs: {self.count('hang')}"
+        )
+        distinct = Counter(
+            f"{f.kind} as {f.principal}: {f.operation}: {f.detail}" for f in self.failures
+        )
+        lines += [f"  {n} x {text}" for text, n in distinct.most_common(30)]
+        return "\n".join(lines)
+
+    def statuses_by_operation(self) -> str:
+        lines = []
+        for op in sorted({op for op, _ in self.answers}):
+            seen = ", ".join(f"{s}: {n}" for (o, s), n in sorted(self.answers.items()) if o == op)
+            lines.append(f"  {op}: {seen}")
+        return "\n".join(lines)
+
+
+def fuzz(
+    base: str,
+    tokens: dict[str, str],
+    known_ids: dict[str, str],
+    *,
+    cases: int,
+    seed: int = 0,
+    operations: Callable[[str], bool] = lambda label: True,
+) -> Figures:
+    """`cases` requests per operation and principal against the server at `base`."""
+    schema = schemathesis.openapi.from_url(base + "/api/v1/openapi.json")
+    figures = Figures()
+    started = time.monotonic()
+    with requests.Session() as session:
+        for principal in PRINCIPALS:
+            for result in schema.get_all_operations():
+                if isinstance(result, Err):  # the document itself is wrong: no run hides that
+                    raise result.err()
+                operation = result.ok()
+                if not operations(operation.label):
+                    continue
+                _fuzz_operation(
+                    operation, principal, tokens[principal], known_ids, base, session,
+                    cases, seed, figures,
+                )  # fmt: skip
+    figures.seconds = time.monotonic() - started
+    return figures
+
+
+def _fuzz_operation(
+    operation: Any,
+    principal: str,
+    token: str,
+    known_ids: dict[str, str],
+    base: str,
+    session: requests.Session,
+    cases: int,
+    seed: int,
+    figures: Figures,
+) -> None:
+    names = {p.name for p in operation.path_parameters}
+    known = {name: value for name, value in known_ids.items() if name in names}
+    strategies = [
+        operation.as_strategy(generation_mode=mode, **extra)
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+        for extra in ([{}, {"path_parameters": known}] if known else [{}])
+    ]
+    headers = {"Authorization": f"Bearer {token}"}
+    label = operation.label
+
+    @hypothesis.seed(seed)
+    @settings(
+        max_examples=cases,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        verbosity=hypothesis.Verbosity.quiet,
+    )
+    @given(case=st.one_of(strategies))
+    def one(case: schemathesis.Case[Any]) -> None:
+        figures.cases[(label, principal)] += 1
+        try:
+            response = case.call(
+                base_url=base, session=session, headers=headers, timeout=REQUEST_TIMEOUT
+            )
+        except requests.Timeout:
+            figures.failures.append(Failure(principal, label, "hang", _curl(case, headers)))
+            return
+        figures.statuses[response.status_code] += 1
+        figures.answers[(label, response.status_code)] += 1
+        for kind, checks in (("5xx", SERVER_ERRORS), ("nonconformance", CONFORMANCE)):
+            try:
+                case.validate_response(response, checks=checks, headers=headers)
+            except FailureGroup as exc:
+                detail = "; ".join(_titles(exc.exceptions)) + f" ({response.status_code})"
+                figures.failures.append(Failure(principal, label, kind, detail))
+
+    one()
+
+
+def _titles(failures: Iterable[Any]) -> list[str]:
+    return [str(getattr(f, "title", f)) for f in failures]
+
+
+def _curl(case: schemathesis.Case[Any], headers: dict[str, str]) -> str:
+    try:
+        return str(case.as_curl_command(headers=headers))
+    except Exception as exc:  # the command is a convenience; its absence must not hide the hang
+        return f"(no curl: {exc})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=100, help="per operation and principal")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--by-operation", action="store_true", help="statuses per operation")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp, running_target(Path(tmp) / "data") as target:
+        figures = fuzz(target.base, target.tokens, KNOWN_IDS, cases=args.cases, seed=args.seed)
+        alive = target.alive()
+    print(figures.report())
+    if args.by_operation:
+        print("statuses by operation:\n" + figures.statuses_by_operation())
+    print(f"server alive afterwards: {alive}")
+    return 0 if alive and not figures.failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
