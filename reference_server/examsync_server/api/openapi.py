@@ -26,6 +26,7 @@ def _op(
     admin: bool = False,
     session: bool = False,
     params: tuple[str, ...] = (),
+    extra_params: tuple[dict[str, Any], ...] = (),
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
@@ -43,12 +44,23 @@ def _op(
         op["security"] = [{"sessionToken": []}]
     if body is not None:
         op["requestBody"] = {"required": True, "content": body}
-    if params:
+    if params or extra_params:
         op["parameters"] = [
             {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
             for p in params
-        ]
+        ] + list(extra_params)
     return op
+
+
+def _param(
+    name: str, where: str = "query", required: bool = False, **schema: Any
+) -> dict[str, Any]:
+    """A query or header parameter, so that clients (and the fuzzer) know to send it."""
+    return {"name": name, "in": where, "required": required, "schema": schema or {"type": "string"}}
+
+
+# The SHA-256 of the body, lowercase hex, on uploads (packages, captures, logs).
+_SHA256_HEADER = _param("X-Content-SHA256", "header", required=True)
 
 
 def _json(ref: str) -> dict[str, Any]:
@@ -122,6 +134,7 @@ def document() -> dict[str, Any]:
                 body={"application/zip": {"schema": {"type": "string", "format": "binary"}}},
                 admin=True,
                 params=plan,
+                extra_params=(_SHA256_HEADER,),
             )
         },
         "/api/v1/admin/plans/{plan_id}/candidates": {
@@ -283,6 +296,7 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
             {200: "versions", 422: "exam_code or quizCode is no valid id", **session_errors},
             session=True,
             params=exam,
+            extra_params=(_param("quizCode"),),
         )
     }
     paths["/api/v1/keys"] = {
@@ -298,6 +312,7 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
             {200: "versions", **ADMIN_ERRORS},
             admin=True,
             params=("plan_id", "candidate_id", "exam_code"),
+            extra_params=(_param("quizCode"),),
         )
     }
     paths[base + "/dead-letters"] = {
@@ -337,6 +352,12 @@ def _media_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None:
             {**uploaded, 415: "content type not taken for this kind", 429: "too frequent"},
             session=True,
             body={"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            extra_params=(
+                _param("kind", required=True, enum=["webcam", "screen", "mobile", "audio"]),
+                _param("captureId", required=True),
+                _param("capturedAt", required=True),
+                _SHA256_HEADER,
+            ),
         )
     }
     paths["/api/v1/logs"] = {
@@ -346,6 +367,7 @@ def _media_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None:
             uploaded,
             session=True,
             body={"application/json": {"schema": {"type": "object"}}},
+            extra_params=(_SHA256_HEADER,),
         )
     }
     captures = "/api/v1/admin/plans/{plan_id}/candidates/{candidate_id}/captures"
@@ -355,6 +377,7 @@ def _media_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None:
             {200: "list", **ADMIN_ERRORS},
             admin=True,
             params=("plan_id", "candidate_id"),
+            extra_params=(_param("limit", type="integer", minimum=1, maximum=500),),
         )
     }
     paths[captures + "/{capture_id}"] = {
