@@ -212,3 +212,18 @@ def sized_frames(limit: int) -> st.SearchStrategy[Wire]:
 
 def client_frames(limit: int) -> st.SearchStrategy[Wire]:
     return st.one_of(json_frames(), malformed_frames, sized_frames(limit))
+
+
+# A resume's `lastPosition`, now and then: Redis stream ids of the past, ids beyond what Redis
+# takes, and text. (A future id waits 2 s for fan-out to catch up: kept to these two.)
+last_positions = st.integers(0, 7).flatmap(
+    lambda n: (
+        st.none()
+        if n
+        else st.one_of(
+            st.builds(lambda ms, seq: f"{ms}-{seq}", st.integers(0, 10**9), st.integers(0, 10**20)),
+            st.sampled_from(["0-0", "18446744073709551615-0", "99999999999999999999-0"]),
+            st.text(max_size=40),
+        )
+    )
+)

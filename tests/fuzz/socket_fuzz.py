@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from hypothesis import HealthCheck, given, seed, settings
@@ -37,7 +38,7 @@ from websockets.exceptions import ConnectionClosed
 from examsync_server.sockets.saves import ENVELOPE_BYTES
 from examsync_server.sockets.server import MAX_FRAME_BYTES
 
-from .frame_strategies import Wire, client_frames, save_payload
+from .frame_strategies import Wire, client_frames, last_positions, save_payload
 from .target import Target, running_target
 
 SERVER_FRAMES = {
@@ -47,6 +48,8 @@ SERVER_FRAMES = {
 }  # fmt: skip
 # Error codes of frames that are not saves (docs/protocol.md, "Socket frames").
 FRAME_ERRORS = {"invalid_json", "invalid_message", "unknown_type", "candidates_only"}
+# ... and of a resume from a `lastPosition` that is no position.
+RESUME_ERRORS = {"invalid_position"}
 TOO_BIG = 1009  # a frame over the limit
 PRINCIPALS = ("candidate", "supervisor")
 # The fuzzed server takes saves of up to 16 KiB, so the frame limit is the socket's own 64 KiB
@@ -59,10 +62,13 @@ ANSWER_TIMEOUT = 12.0
 
 
 @asynccontextmanager
-async def connect(socket_url: str, token: str) -> AsyncIterator[ClientConnection]:
-    """An admitted socket, its welcome read."""
+async def connect(
+    socket_url: str, token: str, last_position: str | None = None
+) -> AsyncIterator[ClientConnection]:
+    """An admitted socket, its welcome read; resuming from `last_position` when given."""
+    query = {"token": token} | ({} if last_position is None else {"lastPosition": last_position})
     async with ws_connect(
-        f"{socket_url}?token={token}", ping_interval=None, max_size=None, open_timeout=10
+        f"{socket_url}?{urlencode(query)}", ping_interval=None, max_size=None, open_timeout=10
     ) as ws:
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert welcome["type"] == "welcome", welcome
@@ -140,7 +146,7 @@ def _judge(frame: Any, save_statuses: frozenset[int]) -> list[str]:
         if status not in save_statuses or status >= 500:
             return [f"save refused with status {status}: {str(frame)[:300]}"]
         return []
-    if error["code"] not in FRAME_ERRORS:
+    if error["code"] not in FRAME_ERRORS | RESUME_ERRORS:
         return [f"undocumented error code {error['code']!r}: {str(frame)[:300]}"]
     return []
 
@@ -191,11 +197,13 @@ def save_statuses(base: str) -> frozenset[int]:
     return frozenset(int(s) for s in documented) | {429}
 
 
-def send(target: Target, principal: str, wires: list[Wire]) -> Exchange:
+def send(
+    target: Target, principal: str, wires: list[Wire], last_position: str | None = None
+) -> Exchange:
     """`wires` on a new socket of `principal`'s."""
 
     async def run() -> Exchange:
-        async with connect(target.socket_url, target.tokens[principal]) as ws:
+        async with connect(target.socket_url, target.tokens[principal], last_position) as ws:
             return await exchange(ws, wires, LIMIT, save_statuses(target.base))
 
     return asyncio.run(run())
@@ -216,9 +224,10 @@ def fuzz_frames(target: Target, examples: int, seed_value: int = 15) -> FrameFig
     @given(
         principal=st.sampled_from(PRINCIPALS),
         wires=st.lists(client_frames(LIMIT), min_size=1, max_size=4),
+        last_position=last_positions,
     )
-    def one(principal: str, wires: list[Wire]) -> None:
-        figures.add(principal, send(target, principal, wires))
+    def one(principal: str, wires: list[Wire], last_position: str | None) -> None:
+        figures.add(principal, send(target, principal, wires, last_position))
         assert target.server.process.poll() is None, "the server process died"
 
     one()

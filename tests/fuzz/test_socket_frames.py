@@ -15,8 +15,12 @@ def test_generated_frames_get_documented_answers(socket_target: Target) -> None:
     assert not figures.problems, figures.report()
     assert set(figures.examples) == {"candidate", "supervisor"}
     # The generators reach what they are meant to: saves taken and refused, frames refused,
-    # a socket closed for a frame over the limit.
-    for kind in ("save_ack", "error:invalid_json", "error:invalid_message", "error:unknown_type"):
+    # resumes from good and bad positions, a socket closed for a frame over the limit.
+    reached = (
+        "save_ack", "error:invalid_json", "error:invalid_message", "error:unknown_type",
+        "error:candidates_only", "error:invalid_position", "resumed", "reload_state",
+    )  # fmt: skip
+    for kind in reached:
         assert figures.answers[kind] > 0, figures.report()
     assert figures.closes[1009] > 0, figures.report()
 
