@@ -227,3 +227,13 @@ last_positions = st.integers(0, 7).flatmap(
         )
     )
 )
+
+
+# Save bodies for POST /api/v1/answers: payloads the server takes, perturbed ones, and raw
+# bodies that are no (strict) JSON.
+_save_frames = st.fixed_dictionaries({"type": st.just("save"), "payload": save_payloads})
+save_bodies = st.one_of(
+    save_payloads.map(lambda p: json.dumps(p).encode()),
+    _save_frames.flatmap(perturbed).map(lambda f: json.dumps(f.get("payload")).encode()),
+    malformed_frames.map(lambda w: w.data if isinstance(w.data, bytes) else w.data.encode()),
+)

@@ -14,6 +14,8 @@ number.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import tempfile
 import time
@@ -39,9 +41,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from .frame_strategies import save_bodies
 from .target import KNOWN_IDS, running_target
 
 PRINCIPALS = ("candidate", "supervisor", "admin")
+SHA256_HEADER = "X-Content-SHA256"
 # Longer than any answer may take: a save waits at most the ack timeout (10 s) for its commit.
 REQUEST_TIMEOUT = 15.0
 SERVER_ERRORS: list[CheckFunction] = [not_a_server_error]
@@ -52,8 +56,12 @@ CONFORMANCE: list[CheckFunction] = [
     response_schema_conformance,
 ]
 
-# Package uploads are raw bytes, sent as generated (the server checks the zip itself).
-schemathesis.serializer.alias("application/zip", "application/octet-stream")
+# Package and audio uploads are raw bytes, sent as generated (the server checks what they hold);
+# images go as schemathesis' own sample files.
+schemathesis.serializer.alias(
+    ["application/zip", "audio/webm", "audio/ogg", "audio/wav", "audio/mp4"],
+    "application/octet-stream",
+)
 
 
 @dataclass
@@ -164,13 +172,14 @@ def _fuzz_operation(
         suppress_health_check=list(HealthCheck),
         verbosity=hypothesis.Verbosity.quiet,
     )
-    @given(case=st.one_of(strategies))
-    def one(case: schemathesis.Case[Any]) -> None:
+    @given(case=st.one_of(strategies), seal=st.booleans())
+    def one(case: schemathesis.Case[Any], seal: bool) -> None:
         figures.cases[(label, principal)] += 1
+        request = case.as_transport_kwargs(base_url=base, headers=headers)
+        if seal:
+            _seal(request)
         try:
-            response = case.call(
-                base_url=base, session=session, headers=headers, timeout=REQUEST_TIMEOUT
-            )
+            response = session.request(**request, timeout=REQUEST_TIMEOUT)
         except requests.Timeout:
             figures.failures.append(Failure(principal, label, "hang", _curl(case, headers)))
             return
@@ -186,6 +195,77 @@ def _fuzz_operation(
     one()
 
 
+SAVE_BODIES = "POST /api/v1/answers (Hypothesis save bodies)"
+
+
+def fuzz_saves(base: str, token: str, *, cases: int, seed: int = 0) -> Figures:
+    """Save bodies (frame_strategies.save_bodies) as the candidate: the route's own checks go
+    deeper than the document's `{"type": "object"}` lets schemathesis go. Each answer must be
+    a documented status, never 5xx; an error has the error shape; an ack a result per answer."""
+    document = requests.get(base + "/api/v1/openapi.json", timeout=10).json()
+    documented = {int(s) for s in document["paths"]["/api/v1/answers"]["post"]["responses"]}
+    figures = Figures()
+    started = time.monotonic()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    @hypothesis.seed(seed)
+    @settings(
+        max_examples=cases,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(body=save_bodies)
+    def one(body: bytes) -> None:
+        figures.cases[(SAVE_BODIES, "candidate")] += 1
+        try:
+            response = requests.post(
+                base + "/api/v1/answers", data=body, headers=headers, timeout=REQUEST_TIMEOUT
+            )
+        except requests.Timeout:
+            figures.failures.append(Failure("candidate", SAVE_BODIES, "hang", repr(body[:200])))
+            return
+        status = response.status_code
+        figures.statuses[status] += 1
+        figures.answers[(SAVE_BODIES, status)] += 1
+        problem = _save_answer_problem(body, response, documented)
+        if problem:
+            kind = "5xx" if status >= 500 else "nonconformance"
+            detail = f"{problem} ({status}) for {body[:200]!r}"
+            figures.failures.append(Failure("candidate", SAVE_BODIES, kind, detail))
+
+    one()
+    figures.seconds = time.monotonic() - started
+    return figures
+
+
+def _save_answer_problem(body: bytes, response: requests.Response, documented: set[int]) -> str:
+    status = response.status_code
+    if status not in documented or status >= 500:
+        return "undocumented status"
+    answer = response.json()
+    if status >= 400:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        ok = isinstance(error, dict) and {"code", "message", "details"} <= set(error)
+        return "" if ok else f"not an error body: {str(answer)[:200]}"
+    sent = json.loads(body)["answers"]
+    if set(answer.get("results", {})) != set(sent):
+        return f"results for {sorted(answer.get('results', {}))}, sent {sorted(sent)}"
+    return ""
+
+
+def _seal(request: dict[str, Any]) -> None:
+    """An upload's X-Content-SHA256 made right, so the case gets past the checksum check into
+    what reads the body (a zip, an image, a log batch)."""
+    if SHA256_HEADER not in request["headers"]:
+        return
+    if "json" in request:
+        request["data"] = json.dumps(request.pop("json")).encode()
+    data = request.get("data") or b""
+    request["headers"][SHA256_HEADER] = hashlib.sha256(data).hexdigest()
+
+
 def _titles(failures: Iterable[Any]) -> list[str]:
     return [str(getattr(f, "title", f)) for f in failures]
 
@@ -199,18 +279,25 @@ def _curl(case: schemathesis.Case[Any], headers: dict[str, str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", type=int, default=100, help="per operation and principal")
+    parser.add_argument(
+        "--cases", type=int, default=100, help="per operation and principal; 10x save bodies"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--by-operation", action="store_true", help="statuses per operation")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, running_target(Path(tmp) / "data") as target:
+        # Saves first: the admin's cases below end the exam.
+        saves = fuzz_saves(
+            target.base, target.tokens["candidate"], cases=args.cases * 10, seed=args.seed
+        )
         figures = fuzz(target.base, target.tokens, KNOWN_IDS, cases=args.cases, seed=args.seed)
         alive = target.alive()
     print(figures.report())
+    print(saves.report())
     if args.by_operation:
         print("statuses by operation:\n" + figures.statuses_by_operation())
     print(f"server alive afterwards: {alive}")
-    return 0 if alive and not figures.failures else 1
+    return 0 if alive and not figures.failures and not saves.failures else 1
 
 
 if __name__ == "__main__":

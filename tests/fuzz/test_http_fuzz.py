@@ -9,10 +9,19 @@ from typing import Any
 import httpx
 import pytest
 
-from .http_fuzz import PRINCIPALS, fuzz
+from .http_fuzz import PRINCIPALS, fuzz, fuzz_saves
 from .target import KNOWN_IDS, Target
 
 CASES = 25  # per operation and principal: ~2,100 requests, ~15 s here
+SAVE_BODIES = 400
+
+
+def test_save_bodies_get_documented_answers(target: Target) -> None:
+    """First in the module: the admin's cases of the next test end the exam."""
+    figures = fuzz_saves(target.base, target.tokens["candidate"], cases=SAVE_BODIES)
+    assert not figures.failures, figures.report()
+    for status in (200, 400, 422):  # taken, not JSON, refused by the save's own checks
+        assert figures.statuses[status] > 0, figures.report()
 
 
 def test_generated_requests_get_documented_answers(target: Target) -> None:

@@ -11,7 +11,8 @@ from quart import Blueprint, jsonify
 
 from .. import __version__
 from ..access.login import KeyLogin, SupervisorLogin, WebLogin
-from ..exam.models import AdvanceRequest, PlanImport
+from ..exam.models import ID_PATTERN, AdvanceRequest, PlanImport
+from ..media.captures import AUDIO, IMAGES
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -351,11 +352,14 @@ def _media_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None:
             " X-Content-SHA256",
             {**uploaded, 415: "content type not taken for this kind", 429: "too frequent"},
             session=True,
-            body={"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            body={
+                kind: {"schema": {"type": "string", "format": "binary"}}
+                for kind in (*IMAGES, *AUDIO)
+            },
             extra_params=(
                 _param("kind", required=True, enum=["webcam", "screen", "mobile", "audio"]),
-                _param("captureId", required=True),
-                _param("capturedAt", required=True),
+                _param("captureId", required=True, type="string", pattern=ID_PATTERN),
+                _param("capturedAt", required=True, type="string", format="date-time"),
                 _SHA256_HEADER,
             ),
         )
