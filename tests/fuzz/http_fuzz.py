@@ -80,6 +80,7 @@ class Figures:
     statuses: Counter[int] = field(default_factory=Counter)
     answers: Counter[tuple[str, int]] = field(default_factory=Counter)  # (operation, status)
     failures: list[Failure] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)  # what each finding sent
     seconds: float = 0.0
 
     def count(self, kind: str) -> int:
@@ -103,6 +104,7 @@ class Figures:
             f"{f.kind} as {f.principal}: {f.operation}: {f.detail}" for f in self.failures
         )
         lines += [f"  {n} x {text}" for text, n in distinct.most_common(30)]
+        lines += [f"  sent: {sent}" for sent in self.requests[:5]]
         return "\n".join(lines)
 
     def statuses_by_operation(self) -> str:
@@ -181,7 +183,7 @@ def _fuzz_operation(
         try:
             response = session.request(**request, timeout=REQUEST_TIMEOUT)
         except requests.Timeout:
-            figures.failures.append(Failure(principal, label, "hang", _curl(case, headers)))
+            figures.failures.append(Failure(principal, label, "hang", _described(request)))
             return
         figures.statuses[response.status_code] += 1
         figures.answers[(label, response.status_code)] += 1
@@ -191,6 +193,7 @@ def _fuzz_operation(
             except FailureGroup as exc:
                 detail = "; ".join(_titles(exc.exceptions)) + f" ({response.status_code})"
                 figures.failures.append(Failure(principal, label, kind, detail))
+                figures.requests.append(f"{detail}: {_described(request)}")
 
     one()
 
@@ -270,11 +273,14 @@ def _titles(failures: Iterable[Any]) -> list[str]:
     return [str(getattr(f, "title", f)) for f in failures]
 
 
-def _curl(case: schemathesis.Case[Any], headers: dict[str, str]) -> str:
-    try:
-        return str(case.as_curl_command(headers=headers))
-    except Exception as exc:  # the command is a convenience; its absence must not hide the hang
-        return f"(no curl: {exc})"
+def _described(request: dict[str, Any]) -> str:
+    """What was sent, to reproduce a finding (the token left out)."""
+    headers = {k: v for k, v in request["headers"].items() if k.lower() != "authorization"}
+    body = request.get("data", request.get("json"))
+    return (
+        f"{request['method']} {request['url']} params={request.get('params')} headers={headers}"
+        f" body={str(body)[:300]}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

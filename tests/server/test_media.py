@@ -127,6 +127,18 @@ async def test_a_capture_is_stored_once_and_acknowledged_after_the_commit(
     assert fetched.headers["Content-Type"] == "image/jpeg"
 
 
+async def test_a_capture_time_before_the_year_1000_is_kept_as_written(
+    client: Client, admin: dict[str, str], db: sqlite3.Connection
+) -> None:
+    """Found by tests/fuzz: the time was normalised to "130-04-16T…" (strftime's %Y does not
+    pad the year), which no ISO 8601 reader takes, and the save path answered 500."""
+    auth = await started(client, admin)
+    status, ack, _ = await post_capture(client, auth, captured_at="0130-04-16T07:29:36.5Z")
+    assert status == 200, ack
+    [row] = rows(db, "capture")
+    assert row["captured_at"] == "0130-04-16T07:29:36.500Z"
+
+
 async def test_captures_closer_than_half_the_plans_interval_are_refused(
     client: Client, admin: dict[str, str], db: sqlite3.Connection
 ) -> None:
