@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from hypothesis import strategies as st
@@ -35,8 +36,13 @@ class Wire:
 
 # Lone surrogates are valid JSON escapes but no Unicode: the server must refuse them cleanly.
 _text = st.text(max_size=30) | st.sampled_from(["\ud800", "\udfff", "", "\x00", "é" * 50])
+# Times of any year from 1 to 9999 (year 130 once answered a capture with 500).
+_times = st.datetimes(timezones=st.just(UTC)).map(
+    lambda moment: moment.isoformat().replace("+00:00", "Z")
+)
 _leaves = (
-    st.none()
+    _times
+    | st.none()
     | st.booleans()
     | st.integers()  # beyond 64 bits too
     | st.floats(allow_nan=False, allow_infinity=False)
