@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+import hypothesis
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import strategies as st
 
 from examsync.messages import AnswerEntry, Behavior, Device, Metadata, SavePayload
@@ -20,6 +23,24 @@ from examsync.protocol import checksum, format_timestamp
 from examsync_server.demo.sample import EXAM_CODE, PLAN_ID
 
 QUIZ_CODES = ("Q001", "Q002", "Q003", "Q004", "Q005")
+
+
+def deterministic(examples: int, seed: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """How every fuzzer here runs Hypothesis: a fixed seed, no example database, no deadline
+    (a request may wait for a commit), no shrinking (findings are collected, not raised)."""
+
+    def decorate(test: Callable[..., None]) -> Callable[..., None]:
+        configured = settings(
+            max_examples=examples,
+            database=None,
+            deadline=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+            verbosity=Verbosity.quiet,
+        )(test)
+        return hypothesis.seed(seed)(configured)
+
+    return decorate
 
 
 @dataclass(frozen=True)

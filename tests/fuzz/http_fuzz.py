@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hypothesis
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import CheckFunction, not_a_server_error
@@ -41,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .frame_strategies import save_bodies
+from .frame_strategies import deterministic, save_bodies
 from .target import KNOWN_IDS, running_target
 
 PRINCIPALS = ("candidate", "supervisor", "admin")
@@ -165,15 +164,7 @@ def _fuzz_operation(
     headers = {"Authorization": f"Bearer {token}"}
     label = operation.label
 
-    @hypothesis.seed(seed)
-    @settings(
-        max_examples=cases,
-        database=None,
-        deadline=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-        verbosity=hypothesis.Verbosity.quiet,
-    )
+    @deterministic(cases, seed)
     @given(case=st.one_of(strategies), seal=st.booleans())
     def one(case: schemathesis.Case[Any], seal: bool) -> None:
         figures.cases[(label, principal)] += 1
@@ -211,14 +202,7 @@ def fuzz_saves(base: str, token: str, *, cases: int, seed: int = 0) -> Figures:
     started = time.monotonic()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
-    @hypothesis.seed(seed)
-    @settings(
-        max_examples=cases,
-        database=None,
-        deadline=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
+    @deterministic(cases, seed)
     @given(body=save_bodies)
     def one(body: bytes) -> None:
         figures.cases[(SAVE_BODIES, "candidate")] += 1

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -38,7 +38,7 @@ from websockets.exceptions import ConnectionClosed
 from examsync_server.sockets.saves import ENVELOPE_BYTES
 from examsync_server.sockets.server import MAX_FRAME_BYTES
 
-from .frame_strategies import Wire, client_frames, last_positions, save_payload
+from .frame_strategies import Wire, client_frames, deterministic, last_positions, save_payload
 from .target import Target, running_target
 
 SERVER_FRAMES = {
@@ -214,13 +214,7 @@ def fuzz_frames(target: Target, examples: int, seed_value: int = 15) -> FrameFig
     figures = FrameFigures()
     started = time.monotonic()
 
-    @seed(seed_value)
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @deterministic(examples, seed_value)
     @given(
         principal=st.sampled_from(PRINCIPALS),
         wires=st.lists(client_frames(LIMIT), min_size=1, max_size=4),
