@@ -17,22 +17,11 @@ SAVE_BODIES = 400
 
 
 def test_save_bodies_get_documented_answers(target: Target) -> None:
-    """First in the module: the admin's cases of the next test end the exam."""
+    """First in the module: the admin's cases of the last test end the exam."""
     figures = fuzz_saves(target.base, target.tokens["candidate"], cases=SAVE_BODIES)
     assert not figures.failures, figures.report()
     for status in (200, 400, 422):  # taken, not JSON, refused by the save's own checks
         assert figures.statuses[status] > 0, figures.report()
-
-
-def test_generated_requests_get_documented_answers(target: Target) -> None:
-    figures = fuzz(target.base, target.tokens, KNOWN_IDS, cases=CASES)
-    assert not figures.failures, figures.report()
-    operations = {op for op, _ in figures.cases}
-    assert len(operations) >= 28, figures.report()  # every operation the document names
-    assert all(figures.cases[(op, p)] > 0 for op in operations for p in PRINCIPALS)
-    # The cases reach past authentication and validation, not only into refusals.
-    assert figures.statuses[200] > 100 and figures.statuses[422] > 100, figures.report()
-    assert target.alive()
 
 
 # What the fuzzer found, kept as plain requests: each answered a status the document did not
@@ -73,3 +62,15 @@ def documented_responses(target: Target, method: str, path: str) -> dict[str, An
             found: dict[str, Any] = operations[method.lower()]["responses"]
             return found
     raise AssertionError(f"{method} {path} is not in the document")
+
+
+def test_generated_requests_get_documented_answers(target: Target) -> None:
+    """Last in the module: its admin cases end the exam, its logins may be throttled."""
+    figures = fuzz(target.base, target.tokens, KNOWN_IDS, cases=CASES)
+    assert not figures.failures, figures.report()
+    operations = {op for op, _ in figures.cases}
+    assert len(operations) >= 28, figures.report()  # every operation the document names
+    assert all(figures.cases[(op, p)] > 0 for op in operations for p in PRINCIPALS)
+    # The cases reach past authentication and validation, not only into refusals.
+    assert figures.statuses[200] > 100 and figures.statuses[422] > 100, figures.report()
+    assert target.alive()
