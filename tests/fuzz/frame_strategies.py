@@ -264,3 +264,24 @@ save_bodies = st.one_of(
     _save_frames.flatmap(perturbed).map(lambda f: json.dumps(f.get("payload")).encode()),
     malformed_frames.map(lambda w: w.data if isinstance(w.data, bytes) else w.data.encode()),
 )
+
+
+# Log batches for POST /api/v1/logs (docs/server.md, "Captures and logs"): batches the server
+# takes, the same perturbed, and raw bodies that are no (strict) JSON.
+_log_entries = st.fixed_dictionaries(
+    {
+        "at": st.just(None).map(lambda _: format_timestamp(time.time())) | _times,
+        "level": st.sampled_from(["debug", "info", "warning", "error"]),
+        "event": st.text(min_size=1, max_size=64),
+        "data": st.dictionaries(st.text(max_size=10), json_values, max_size=3),
+    }
+)
+_log_batches = st.fixed_dictionaries(
+    {"batchId": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True),
+     "entries": st.lists(_log_entries, min_size=1, max_size=5)}
+)  # fmt: skip
+log_bodies = st.one_of(
+    _log_batches.map(lambda b: json.dumps(b).encode()),
+    _log_batches.flatmap(perturbed).map(lambda b: json.dumps(b).encode()),
+    malformed_frames.map(lambda w: w.data if isinstance(w.data, bytes) else w.data.encode()),
+)

@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from .frame_strategies import deterministic, save_bodies
+from .frame_strategies import deterministic, log_bodies, save_bodies
 from .target import KNOWN_IDS, running_target
 
 PRINCIPALS = ("candidate", "supervisor", "admin")
@@ -189,53 +189,86 @@ def _fuzz_operation(
     one()
 
 
-SAVE_BODIES = "POST /api/v1/answers (Hypothesis save bodies)"
+# Routes whose body the document describes only as an object: Hypothesis bodies go deeper.
+BODY_ROUTES: dict[str, tuple[st.SearchStrategy[bytes], Callable[[bytes, Any], str]]] = {
+    "/api/v1/answers": (save_bodies, lambda body, answer: _results_match(body, answer)),
+    "/api/v1/logs": (log_bodies, lambda body, answer: ""),
+}
 
 
-def fuzz_saves(base: str, token: str, *, cases: int, seed: int = 0) -> Figures:
-    """Save bodies (frame_strategies.save_bodies) as the candidate: the route's own checks go
-    deeper than the document's `{"type": "object"}` lets schemathesis go. Each answer must be
-    a documented status, never 5xx; an error has the error shape; an ack a result per answer."""
+def fuzz_bodies(base: str, token: str, *, cases: int, seed: int = 0) -> Figures:
+    """`cases` bodies per route of BODY_ROUTES as the candidate (frame_strategies: valid ones,
+    the same perturbed, malformed JSON), uploads sealed with their SHA-256. Each answer must be
+    a status the route documents, never 5xx; an error has the error shape; a save's ack holds a
+    result per answer sent."""
     document = requests.get(base + "/api/v1/openapi.json", timeout=10).json()
-    documented = {int(s) for s in document["paths"]["/api/v1/answers"]["post"]["responses"]}
     figures = Figures()
     started = time.monotonic()
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-    @deterministic(cases, seed)
-    @given(body=save_bodies)
-    def one(body: bytes) -> None:
-        figures.cases[(SAVE_BODIES, "candidate")] += 1
-        try:
-            response = requests.post(
-                base + "/api/v1/answers", data=body, headers=headers, timeout=REQUEST_TIMEOUT
-            )
-        except requests.Timeout:
-            figures.failures.append(Failure("candidate", SAVE_BODIES, "hang", repr(body[:200])))
-            return
-        status = response.status_code
-        figures.statuses[status] += 1
-        figures.answers[(SAVE_BODIES, status)] += 1
-        problem = _save_answer_problem(body, response, documented)
-        if problem:
-            kind = "5xx" if status >= 500 else "nonconformance"
-            detail = f"{problem} ({status}) for {body[:200]!r}"
-            figures.failures.append(Failure("candidate", SAVE_BODIES, kind, detail))
-
-    one()
+    for path, (bodies, check_ok) in BODY_ROUTES.items():
+        documented = {int(s) for s in document["paths"][path]["post"]["responses"]}
+        route = _BodyRoute(base + path, f"POST {path} (Hypothesis bodies)", documented, check_ok)
+        _fuzz_body_route(route, token, bodies, cases, seed, figures)
     figures.seconds = time.monotonic() - started
     return figures
 
 
-def _save_answer_problem(body: bytes, response: requests.Response, documented: set[int]) -> str:
+@dataclass(frozen=True)
+class _BodyRoute:
+    url: str
+    label: str
+    documented: set[int]
+    check_ok: Callable[[bytes, Any], str]  # a problem with a 200 answer, or ""
+
+
+def _fuzz_body_route(
+    route: _BodyRoute,
+    token: str,
+    bodies: st.SearchStrategy[bytes],
+    cases: int,
+    seed: int,
+    figures: Figures,
+) -> None:
+    @deterministic(cases, seed)
+    @given(body=bodies)
+    def one(body: bytes) -> None:
+        figures.cases[(route.label, "candidate")] += 1
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            SHA256_HEADER: hashlib.sha256(body).hexdigest(),
+        }
+        try:
+            response = requests.post(route.url, data=body, headers=headers, timeout=REQUEST_TIMEOUT)
+        except requests.Timeout:
+            figures.failures.append(Failure("candidate", route.label, "hang", repr(body[:200])))
+            return
+        status = response.status_code
+        figures.statuses[status] += 1
+        figures.answers[(route.label, status)] += 1
+        problem = _answer_problem(response, route.documented)
+        if not problem and status == 200:
+            problem = route.check_ok(body, response.json())
+        if problem:
+            kind = "5xx" if status >= 500 else "nonconformance"
+            detail = f"{problem} ({status}) for {body[:200]!r}"
+            figures.failures.append(Failure("candidate", route.label, kind, detail))
+
+    one()
+
+
+def _answer_problem(response: requests.Response, documented: set[int]) -> str:
     status = response.status_code
     if status not in documented or status >= 500:
         return "undocumented status"
+    if status < 400:
+        return ""
     answer = response.json()
-    if status >= 400:
-        error = answer.get("error") if isinstance(answer, dict) else None
-        ok = isinstance(error, dict) and {"code", "message", "details"} <= set(error)
-        return "" if ok else f"not an error body: {str(answer)[:200]}"
+    error = answer.get("error") if isinstance(answer, dict) else None
+    ok = isinstance(error, dict) and {"code", "message", "details"} <= set(error)
+    return "" if ok else f"not an error body: {str(answer)[:200]}"
+
+
+def _results_match(body: bytes, answer: Any) -> str:
     sent = json.loads(body)["answers"]
     if set(answer.get("results", {})) != set(sent):
         return f"results for {sorted(answer.get('results', {}))}, sent {sorted(sent)}"
@@ -270,14 +303,14 @@ def _described(request: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--cases", type=int, default=100, help="per operation and principal; 10x save bodies"
+        "--cases", type=int, default=100, help="per operation and principal; 10x bodies"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--by-operation", action="store_true", help="statuses per operation")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, running_target(Path(tmp) / "data") as target:
         # Saves first: the admin's cases below end the exam.
-        saves = fuzz_saves(
+        saves = fuzz_bodies(
             target.base, target.tokens["candidate"], cases=args.cases * 10, seed=args.seed
         )
         figures = fuzz(target.base, target.tokens, KNOWN_IDS, cases=args.cases, seed=args.seed)

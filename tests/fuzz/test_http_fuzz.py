@@ -9,19 +9,22 @@ from typing import Any
 import httpx
 import pytest
 
-from .http_fuzz import PRINCIPALS, fuzz, fuzz_saves
+from .http_fuzz import PRINCIPALS, fuzz, fuzz_bodies
 from .target import KNOWN_IDS, Target
 
 CASES = 25  # per operation and principal: ~2,100 requests, ~15 s here
-SAVE_BODIES = 400
+BODIES = 300  # per route: saves and log batches
 
 
-def test_save_bodies_get_documented_answers(target: Target) -> None:
+def test_save_and_log_bodies_get_documented_answers(target: Target) -> None:
     """First in the module: the admin's cases of the last test end the exam."""
-    figures = fuzz_saves(target.base, target.tokens["candidate"], cases=SAVE_BODIES)
+    figures = fuzz_bodies(target.base, target.tokens["candidate"], cases=BODIES)
     assert not figures.failures, figures.report()
-    for status in (200, 400, 422):  # taken, not JSON, refused by the save's own checks
-        assert figures.statuses[status] > 0, figures.report()
+    for route in ("answers", "logs"):
+        label = f"POST /api/v1/{route} (Hypothesis bodies)"
+        # taken, not JSON, refused by the route's own checks
+        for status in (200, 400, 422):
+            assert figures.answers[(label, status)] > 0, figures.report()
 
 
 # What the fuzzer found, kept as plain requests: each answered a status the document did not

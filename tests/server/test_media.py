@@ -276,6 +276,10 @@ BAD_LOGS = [
     ("data-not-object", entries_with(data=[1]), 422, None),
     ("huge-data", entries_with(data={"x": "y" * 5000}), 422, None),
     ("too-large", b" " * (256 * 1024 + 1), 413, "payload_too_large"),
+    # Found by tests/fuzz: a lone surrogate (valid JSON, no Unicode) reached Redis and was 500.
+    ("lone-surrogate-data", entries_with(data={"\ud800": 1}), 400, "invalid_json"),
+    ("lone-surrogate-event", entries_with(event="\udfff"), 400, "invalid_json"),
+    ("nan", entries_with(data={"x": float("nan")}), 400, "invalid_json"),
 ]
 
 
