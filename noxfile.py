@@ -127,6 +127,19 @@ def pyodide(session: nox.Session) -> None:
     )
 
 
+@nox.session(python=OLDEST)
+def fuzz(session: nox.Session) -> None:
+    """The long fuzz runs (tests/fuzz/README.md); not part of the default run. Each starts its
+    own server and prints its figures. Posargs: HTTP cases per operation and principal, then
+    sockets for the frame fuzzer: `nox -s fuzz -- 130 3000` (~10,000 requests).
+    """
+    session.install("-e", ".[server,dev]")
+    cases, sockets = (session.posargs + ["130", "3000"][len(session.posargs) :])[:2]
+    env = {"PYTHONPATH": "tests"}
+    session.run("python", "-m", "fuzz.http_fuzz", "--cases", cases, "--by-operation", env=env)
+    session.run("python", "-m", "fuzz.socket_fuzz", "--examples", sockets, env=env)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks that print figures; not part of the default run. Each posarg is a script

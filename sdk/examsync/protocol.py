@@ -185,8 +185,9 @@ def format_timestamp(epoch_seconds: float) -> str:
     """ISO 8601 UTC with milliseconds, as all wire timestamps: ``2024-01-01T09:00:00.000Z``."""
     if not math.isfinite(epoch_seconds):
         raise LocalProtocolError(f"not a time: {epoch_seconds!r}")
-    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC).replace(tzinfo=None)
+    # isoformat, not strftime: %Y leaves years before 1000 unpadded ("130-04-16"), no ISO 8601.
+    return moment.isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_timestamp(text: str) -> float:

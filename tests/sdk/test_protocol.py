@@ -156,6 +156,9 @@ def test_timestamps() -> None:
     assert format_timestamp(1704099600.1239) == "2024-01-01T09:00:00.123Z"
     assert parse_timestamp("2024-01-01T09:00:00.123Z") == pytest.approx(1704099600.123)
     assert parse_timestamp("2024-01-01T18:00:00+09:00") == 1704099600
+    # Four digits of year, always (strftime's %Y writes year 130 as "130": no ISO 8601).
+    early = "0130-04-16T07:29:36.500Z"
+    assert format_timestamp(parse_timestamp(early)) == early
     with pytest.raises(RemoteProtocolError):
         parse_timestamp("2024-01-01T09:00:00")  # no offset: ambiguous
     with pytest.raises(RemoteProtocolError):

@@ -127,6 +127,18 @@ async def test_a_capture_is_stored_once_and_acknowledged_after_the_commit(
     assert fetched.headers["Content-Type"] == "image/jpeg"
 
 
+async def test_a_capture_time_before_the_year_1000_is_kept_as_written(
+    client: Client, admin: dict[str, str], db: sqlite3.Connection
+) -> None:
+    """Found by tests/fuzz: the time was normalised to "130-04-16T…" (strftime's %Y does not
+    pad the year), which no ISO 8601 reader takes, and the save path answered 500."""
+    auth = await started(client, admin)
+    status, ack, _ = await post_capture(client, auth, captured_at="0130-04-16T07:29:36.5Z")
+    assert status == 200, ack
+    [row] = rows(db, "capture")
+    assert row["captured_at"] == "0130-04-16T07:29:36.500Z"
+
+
 async def test_captures_closer_than_half_the_plans_interval_are_refused(
     client: Client, admin: dict[str, str], db: sqlite3.Connection
 ) -> None:
@@ -264,6 +276,10 @@ BAD_LOGS = [
     ("data-not-object", entries_with(data=[1]), 422, None),
     ("huge-data", entries_with(data={"x": "y" * 5000}), 422, None),
     ("too-large", b" " * (256 * 1024 + 1), 413, "payload_too_large"),
+    # Found by tests/fuzz: a lone surrogate (valid JSON, no Unicode) reached Redis and was 500.
+    ("lone-surrogate-data", entries_with(data={"\ud800": 1}), 400, "invalid_json"),
+    ("lone-surrogate-event", entries_with(event="\udfff"), 400, "invalid_json"),
+    ("nan", entries_with(data={"x": float("nan")}), 400, "invalid_json"),
 ]
 
 

@@ -11,7 +11,8 @@ from quart import Blueprint, jsonify
 
 from .. import __version__
 from ..access.login import KeyLogin, SupervisorLogin, WebLogin
-from ..exam.models import AdvanceRequest, EndRequest, PlanImport, RevokeRequest
+from ..exam.models import ID_PATTERN, AdvanceRequest, EndRequest, PlanImport, RevokeRequest
+from ..media.captures import AUDIO, IMAGES
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -33,6 +34,7 @@ def _op(
     admin: bool = False,
     session: bool = False,
     params: tuple[str, ...] = (),
+    extra_params: tuple[dict[str, Any], ...] = (),
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
@@ -50,12 +52,23 @@ def _op(
         op["security"] = [{"sessionToken": []}]
     if body is not None:
         op["requestBody"] = {"required": True, "content": body}
-    if params:
+    if params or extra_params:
         op["parameters"] = [
             {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
             for p in params
-        ]
+        ] + list(extra_params)
     return op
+
+
+def _param(
+    name: str, where: str = "query", required: bool = False, **schema: Any
+) -> dict[str, Any]:
+    """A query or header parameter, so that clients (and the fuzzer) know to send it."""
+    return {"name": name, "in": where, "required": required, "schema": schema or {"type": "string"}}
+
+
+# The SHA-256 of the body, lowercase hex, on uploads (packages, captures, logs).
+_SHA256_HEADER = _param("X-Content-SHA256", "header", required=True)
 
 
 def _json(ref: str) -> dict[str, Any]:
@@ -138,6 +151,7 @@ def document() -> dict[str, Any]:
                 body={"application/zip": {"schema": {"type": "string", "format": "binary"}}},
                 admin=True,
                 params=plan,
+                extra_params=(_SHA256_HEADER,),
             )
         },
         "/api/v1/admin/plans/{plan_id}/candidates": {
@@ -351,6 +365,7 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
             {200: "versions", 422: "exam_code or quizCode is not an id", **session_errors},
             session=True,
             params=exam,
+            extra_params=(_param("quizCode"),),
         )
     }
     paths["/api/v1/keys"] = {
@@ -366,6 +381,7 @@ def _answer_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None
             {200: "versions", **ADMIN_ERRORS},
             admin=True,
             params=("plan_id", "candidate_id", "exam_code"),
+            extra_params=(_param("quizCode"),),
         )
     }
     paths[base + "/dead-letters"] = {
@@ -404,7 +420,16 @@ def _media_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None:
             " X-Content-SHA256",
             {**uploaded, 415: "content type not taken for this kind", 429: "too frequent"},
             session=True,
-            body={"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            body={
+                kind: {"schema": {"type": "string", "format": "binary"}}
+                for kind in (*IMAGES, *AUDIO)
+            },
+            extra_params=(
+                _param("kind", required=True, enum=["webcam", "screen", "mobile", "audio"]),
+                _param("captureId", required=True, type="string", pattern=ID_PATTERN),
+                _param("capturedAt", required=True, type="string", format="date-time"),
+                _SHA256_HEADER,
+            ),
         )
     }
     paths["/api/v1/logs"] = {
@@ -414,6 +439,7 @@ def _media_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None:
             uploaded,
             session=True,
             body={"application/json": {"schema": {"type": "object"}}},
+            extra_params=(_SHA256_HEADER,),
         )
     }
     captures = "/api/v1/admin/plans/{plan_id}/candidates/{candidate_id}/captures"
@@ -423,6 +449,7 @@ def _media_paths(paths: dict[str, Any], session_errors: dict[int, str]) -> None:
             {200: "list", **ADMIN_ERRORS},
             admin=True,
             params=("plan_id", "candidate_id"),
+            extra_params=(_param("limit", type="integer", minimum=1, maximum=500),),
         )
     }
     paths[captures + "/{capture_id}"] = {

@@ -17,6 +17,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from examsync.exceptions import RemoteProtocolError
+from examsync.protocol import decode_json
+
 from ..access.tokens import Principal
 from ..base.digests import verified_sha256
 from ..errors import ApiError, invalid_request
@@ -76,9 +79,16 @@ class LogService:
             raise ApiError(403, "candidates_only", "only candidates upload logs")
         sha256 = verified_sha256(data, declared, "log batch")
         try:
-            body = json.loads(data)
-        except (ValueError, RecursionError):
-            raise ApiError(400, "invalid_json", "the body is not JSON") from None
+            # Strict, as saves are read: a lone surrogate is valid JSON but no Unicode, and
+            # could be neither stored nor sent on to Redis.
+            body = decode_json(data)
+        except RemoteProtocolError:
+            raise ApiError(
+                400,
+                "invalid_json",
+                "the body is not JSON (strict: UTF-8, no NaN, no duplicate keys, no lone"
+                " surrogates)",
+            ) from None
         batch_id, entries = _entries(body)
         moments = sorted(e["at"] for e in entries)
         relative = Path("logs", who.plan_id, who.subject_id, f"{sha256}.json")
