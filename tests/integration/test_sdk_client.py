@@ -621,8 +621,8 @@ async def test_an_expired_session_is_renewed_without_losing_a_save(
 async def test_a_socket_reopened_after_the_session_expired_logs_in_again(
     tmp_path: Path, redis_url: str, servers: list[ServerProcess]
 ) -> None:
-    """The handshake refuses the expired token (401 token_expired): the client renews the
-    session and the socket opens, rather than alerting and falling back to HTTP."""
+    """The server refuses the expired token of the auth frame (401 token_expired): the client
+    renews the session and the socket opens, rather than alerting and falling back to HTTP."""
     server = await short_sessions(tmp_path, redis_url, servers)
     async with ExamClient(client_config(server.base, tmp_path / "device")) as client:
         seen = recorder(client)

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode
 
 from .._validate import frozen_map, get_str, require_object
 from ..devices import ActiveDevice, read_active_device
@@ -37,7 +37,6 @@ __all__ = [
     "Response",
     "Session",
     "error_for",
-    "socket_url_with_token",
 ]
 
 
@@ -122,17 +121,6 @@ def error_for(response: Response) -> ServerError:
     except RemoteProtocolError:
         body = None  # a proxy's HTML page: the status alone decides
     return parse_error(response.status, body)
-
-
-def socket_url_with_token(url: str, token: str, last_position: str | None = None) -> str:
-    """``url`` with ``token=`` (and ``lastPosition=``, to resume) set in its query; other query
-    parameters are kept."""
-    ours = {"token": token}
-    if last_position is not None:
-        ours["lastPosition"] = last_position
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ours] + list(ours.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class HttpApi(ABC):
