@@ -135,7 +135,8 @@ sockets.on("connection", (socket, request) => {
       }
       welcomed = true;
       const query = new URL(request.url, "ws://h").search;
-      socket.send(JSON.stringify({ type: "welcome", socketId: "S1", query, auth }));
+      const welcome = { type: "welcome", socketId: "S1", role: "candidate", planId: "P", query };
+      socket.send(JSON.stringify({ ...welcome, serverTime: "t", auth }));
       return;
     }
     const text = data.toString("utf8");

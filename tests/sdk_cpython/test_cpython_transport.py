@@ -213,3 +213,15 @@ async def test_socket_handshake_refusals_and_dead_ports_are_typed() -> None:
         url = server.url
     with pytest.raises(TransportError):
         await SocketTransport.connect(url, "tok-1", open_timeout=2)
+
+
+async def test_nothing_is_read_after_our_own_close_not_even_an_unread_welcome() -> None:
+    async with socket_server(FakeApi()) as server:
+        closed = await SocketTransport.connect(server.url, "tok-1", open_timeout=2)
+        await closed.close()
+        with pytest.raises(TransportError):
+            await closed.recv()
+        aborted = await SocketTransport.connect(server.url, "tok-1", open_timeout=2)
+        aborted.abort()
+        with pytest.raises(TransportError):
+            await aborted.recv()

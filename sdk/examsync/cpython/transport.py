@@ -151,9 +151,11 @@ class SocketTransport:
 
     def abort(self) -> None:
         """Drop the connection at once (a dead peer would never finish a closing handshake)."""
+        self._welcome = None  # nothing more is read after our own abort or close
         self._ws.transport.abort()
 
     async def close(self) -> None:
+        self._welcome = None
         try:
             await self._ws.close()
         except (ConnectionClosed, OSError):

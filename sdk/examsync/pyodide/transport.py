@@ -184,6 +184,7 @@ class WebSocketTransport:
         """Mark closed. Messages that came before a peer's close are still read (they may be
         acks); after our own close or abort (``discard``) nothing more is."""
         if discard:
+            self._welcome = None
             while not self._inbox.empty():
                 self._inbox.get_nowait()
         if self._closed is None:
