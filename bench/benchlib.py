@@ -26,6 +26,7 @@ import httpx
 from loadgen import RawHttp
 from websockets.asyncio.client import ClientConnection, connect
 
+from examsync.frames import auth_frame
 from examsync_server.demo.sample import PLAN_ID
 
 TOKEN = "bench-admin-token-0123456789"
@@ -176,12 +177,16 @@ def quiet_collector() -> Iterator[None]:
         gc.enable()
 
 
-async def open_socket(session: Mapping[str, Any]) -> ClientConnection:
-    """A session's socket on the socket server, its welcome read. No keepalive task per socket
-    on this side (ping_interval=None): the server's app-level pings are what count."""
-    ws = await connect(
-        f"{session['socketUrl']}?token={session['token']}", ping_interval=None, open_timeout=60
-    )
+async def open_socket(session: Mapping[str, Any], token_in_url: bool = False) -> ClientConnection:
+    """A session's socket on the socket server, its welcome read: the token in the first frame,
+    or (`token_in_url`, the deprecated way of older SDKs) in the URL. No keepalive task per
+    socket on this side (ping_interval=None): the server's app-level pings are what count."""
+    url = session["socketUrl"]
+    if token_in_url:
+        url = f"{url}?token={session['token']}"
+    ws = await connect(url, ping_interval=None, open_timeout=60)
+    if not token_in_url:
+        await ws.send(auth_frame(session["token"]))
     await ws.recv()  # welcome
     return ws
 

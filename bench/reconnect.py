@@ -41,6 +41,7 @@ from benchlib import (
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from examsync.frames import auth_frame
 from examsync_server.demo.sample import sample_package, sample_plan
 
 
@@ -53,10 +54,11 @@ class Storm:
 
 
 async def come_back(session: dict[str, Any], started: float, until: float, storm: Storm) -> None:
-    url = f"{session['socketUrl']}?token={session['token']}"
+    url = session["socketUrl"]
     while time.perf_counter() < until:
         try:
             ws = await connect(url, ping_interval=None, open_timeout=30)
+            await ws.send(auth_frame(session["token"]))
             await ws.recv()  # welcome
         except InvalidStatus as exc:
             if exc.response.status_code != 503:

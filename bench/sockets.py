@@ -22,6 +22,8 @@ sockets stay idle (pings are not measured).
 
     python bench/sockets.py [--sizes 1000,5000,10000] [--disconnects 200] [--parallel 100]
     python bench/sockets.py --quick        (one small size: does it all work?)
+    python bench/sockets.py --sizes 5000 --auth both --no-peers
+                                           (token in the first frame vs in the URL)
 """
 
 from __future__ import annotations
@@ -122,12 +124,16 @@ class ExamsyncRun:
     burst: list[float]
 
 
-async def measure_examsync(n: int, disconnects: int, parallel: int) -> ExamsyncRun:
+async def measure_examsync(
+    n: int, disconnects: int, parallel: int, token_in_url: bool = False
+) -> ExamsyncRun:
     with scratch_dir() as scratch:
-        return await _measure_examsync(scratch / "var", n, disconnects, parallel)
+        return await _measure_examsync(scratch / "var", n, disconnects, parallel, token_in_url)
 
 
-async def _measure_examsync(data: Path, n: int, disconnects: int, parallel: int) -> ExamsyncRun:
+async def _measure_examsync(
+    data: Path, n: int, disconnects: int, parallel: int, token_in_url: bool
+) -> ExamsyncRun:
     # Idle sockets stay idle: no pings to answer (the peers get the same stretch).
     server, base = start_server(data, env={"EXAMSYNC_PING_INTERVAL": str(peers.IDLE_HEARTBEAT)})
     redis = Redis.from_url(f"unix://{data / 'redis' / 'redis.sock'}", decode_responses=True)
@@ -144,10 +150,12 @@ async def _measure_examsync(data: Path, n: int, disconnects: int, parallel: int)
                 for sid, code in SUPERVISORS
             ]
             sessions = await logins(base, bodies + [candidate_login(i) for i in range(n)])
-            supervisors = [Supervisor(await open_socket(s)) for s in sessions[:2]]
+            supervisors = [Supervisor(await open_socket(s, token_in_url)) for s in sessions[:2]]
             before = rss_bytes(server.pid)
             started = time.perf_counter()
-            clients = await bounded(n, lambda i: open_socket(sessions[2 + i]), parallel)
+            clients = await bounded(
+                n, lambda i: open_socket(sessions[2 + i], token_in_url), parallel
+            )
             connect_s = time.perf_counter() - started
             # Settled when every CONNECTED went through the state manager to a supervisor.
             await until(lambda: sum(s.connected for s in supervisors) >= n, 60 + n / 100)
@@ -267,7 +275,22 @@ def _max(millis: list[float]) -> float:
     return max(millis) if millis else float("nan")
 
 
-async def main(sizes: list[int], disconnects: int, parallel: int) -> None:
+def auth_lines(runs: dict[str, ExamsyncRun]) -> list[str]:
+    """The same size with the token in the first frame and in the URL (the deprecated way, the
+    handshake check of before issue 15), side by side."""
+    lines = [f"== {next(iter(runs.values())).sockets} sockets: token in the first frame vs URL =="]
+    for name, r in runs.items():
+        lines.append(
+            f"  {name:<11} connect N {r.connect_s:.2f} s, memory/socket {kb(r.idle_bytes)},"
+            f" broadcast {spread(r.fanout, r.sockets)}, end->exam_end {spread(r.end, r.sockets)},"
+            f" disconnect p50 {_p50(r.one_by_one):.0f} ms"
+        )
+    return lines
+
+
+async def main(
+    sizes: list[int], disconnects: int, parallel: int, auth: str = "frame", peers_too: bool = True
+) -> None:
     limit = raise_fd_limit(max(sizes) + 16)
     print(
         f"{machine_line()}; file descriptors: {limit}; one server process, the load generator"
@@ -275,13 +298,21 @@ async def main(sizes: list[int], disconnects: int, parallel: int) -> None:
         " baselines measured in this run",
         flush=True,
     )
+    modes = {"frame": ["frame"], "url": ["url"], "both": ["frame", "url"]}[auth]
     summary = []
     for n in sizes:
         started = time.perf_counter()
-        ours = await measure_examsync(n, disconnects, parallel)
-        sio = await peers.measure(peers.SOCKETIO, n, ours.deflate, parallel)
-        raw = await peers.measure(peers.RAW, n, ours.deflate, parallel)
-        print("\n".join(report(ours, sio, raw)), flush=True)
+        runs = {
+            f"token {mode}": await measure_examsync(n, disconnects, parallel, mode == "url")
+            for mode in modes
+        }
+        ours = next(iter(runs.values()))
+        if peers_too:
+            sio = await peers.measure(peers.SOCKETIO, n, ours.deflate, parallel)
+            raw = await peers.measure(peers.RAW, n, ours.deflate, parallel)
+            print("\n".join(report(ours, sio, raw)), flush=True)
+        if len(runs) > 1 or not peers_too:
+            print("\n".join(auth_lines(runs)), flush=True)
         print(f"  ({time.perf_counter() - started:.0f} s for this size)", flush=True)
         summary.append(ours)
     last = summary[-1]
@@ -300,7 +331,16 @@ if __name__ == "__main__":
     parser.add_argument("--disconnects", type=int, default=200, help="sockets closed one by one")
     parser.add_argument("--parallel", type=int, default=100, help="connects in flight at once")
     parser.add_argument("--quick", action="store_true", help="one size of 300, 50 disconnects")
+    parser.add_argument(
+        "--auth",
+        choices=("frame", "url", "both"),
+        default="frame",
+        help="where the clients put the token: the first frame, the URL (deprecated), or both"
+        " one after the other (a before/after of issue 15's first-frame auth)",
+    )
+    parser.add_argument("--no-peers", action="store_true", help="skip python-socketio and raw")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.disconnects = "300", 50
-    run(main([int(s) for s in args.sizes.split(",")], args.disconnects, args.parallel))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    run(main(sizes, args.disconnects, args.parallel, args.auth, not args.no_peers))

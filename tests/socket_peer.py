@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+from examsync.frames import auth_frame
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
@@ -74,13 +77,22 @@ class Peer:
 
 @asynccontextmanager
 async def peer(
-    url: str, token: str, *, answer_pings: bool = True, user_agent: str | None = CHROME
+    url: str,
+    token: str,
+    *,
+    last_position: str | None = None,
+    answer_pings: bool = True,
+    user_agent: str | None = CHROME,
+    token_in_url: bool = False,
 ) -> AsyncIterator[Peer]:
-    """A socket to `url` (which may carry a query already) with the session `token`."""
-    joiner = "&" if "?" in url else "?"
-    async with connect(
-        f"{url}{joiner}token={token}", user_agent_header=user_agent, ping_interval=None
-    ) as ws:
+    """A socket to `url` with the session `token` in its auth frame (resuming after
+    `last_position`), or, as SDKs before first-frame auth did, in the URL's query."""
+    if token_in_url:
+        query = {"token": token, **({"lastPosition": last_position} if last_position else {})}
+        url = f"{url}?{urlencode(query)}"
+    async with connect(url, user_agent_header=user_agent, ping_interval=None) as ws:
+        if not token_in_url:
+            await ws.send(auth_frame(token, last_position))
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 2))
         assert welcome["type"] == "welcome", welcome
         found = Peer(ws, welcome, answer_pings)

@@ -26,7 +26,9 @@ from .exceptions import RemoteProtocolError
 from .protocol import decode_json
 
 __all__ = [
+    "AUTH",
     "EXAM_END_MESSAGE",
+    "Auth",
     "ErrorFrame",
     "ExamEnded",
     "Frame",
@@ -39,6 +41,8 @@ __all__ = [
     "DeviceActive",
     "UnknownFrame",
     "Welcome",
+    "auth_frame",
+    "auth_refused_message",
     "dead_letter_alert_message",
     "lockout_alert_message",
     "error_message",
@@ -52,6 +56,7 @@ __all__ = [
     "pong_frame",
     "pong_message",
     "position_of",
+    "read_auth",
     "reload_state_message",
     "device_active_message",
     "resumed_message",
@@ -61,8 +66,19 @@ __all__ = [
     "welcome_message",
 ]
 
+AUTH = "auth"  # the client's first frame on a socket: the session token travels in it
 SAVE_FEATURE = "save"  # in welcome.features: the server takes saves over the socket
 EXAM_END_MESSAGE = "시험이 종료되었습니다."  # seed 001 §3.3, word for word
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """The client's first frame on a socket (docs/protocol.md, "Authentication"): its session
+    token, kept out of the URL that browsers print and proxies log, and the position to resume
+    after. The server reads it with :func:`read_auth`; clients send :func:`auth_frame`."""
+
+    token: str
+    last_position: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +238,18 @@ def _request_id(m: Mapping[str, Any]) -> str:
 def parse_frame(data: str | bytes) -> Frame:
     """The frame in ``data`` (one WebSocket message). Raises RemoteProtocolError if malformed."""
     return _frame_of(require_object(decode_json(data), ""))
+
+
+def read_auth(data: str | bytes) -> Auth:
+    """The auth frame in ``data``, the first frame of a socket's client. Raises
+    RemoteProtocolError for anything else (the server refuses the socket then)."""
+    m = require_object(decode_json(data), "")
+    if m.get("type") != AUTH:
+        raise RemoteProtocolError('the first frame must be {"type": "auth", "token": …}')
+    token = m.get("token")
+    if not isinstance(token, str) or not token:
+        raise RemoteProtocolError("expected the session token, a non-empty string", path="token")
+    return Auth(token, _optional_str(m, "lastPosition"))
 
 
 def parse_poll(data: str | bytes) -> tuple[list[Frame], str]:
@@ -408,6 +436,12 @@ def error_message(
     return message
 
 
+def auth_refused_message(body: Mapping[str, Any], status: int) -> dict[str, Any]:
+    """:class:`ErrorFrame` refusing an auth frame, sent before the server closes the socket:
+    ``body`` and ``status`` are what an HTTP request with that token would have been answered."""
+    return {"type": "error", **body, "status": status}
+
+
 def save_ack_frame(request_id: str, ack: bytes) -> str:
     """:class:`SaveAckFrame` as text: ``{"type": "save_ack", "id": request_id, ...the ack's
     fields}``. ``ack`` is the ack's JSON object, spliced in as it was encoded (no decode: the
@@ -509,6 +543,15 @@ def lockout_alert_message(
 
 
 # --- what the SDK sends ---------------------------------------------------------------------------
+
+
+def auth_frame(token: str, last_position: str | None = None) -> str:
+    """:class:`Auth` as text, the first frame a client sends on a new socket (``last_position``:
+    resume after it)."""
+    message = {"type": AUTH, "token": token}
+    if last_position is not None:
+        message["lastPosition"] = last_position
+    return json.dumps(message)
 
 
 def ping_frame(ts: Any) -> str:

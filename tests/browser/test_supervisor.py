@@ -39,12 +39,26 @@ def connection(page: Page, examinee: str, state: str, timeout: float = 10) -> No
     )
 
 
+def sockets_opened(context: BrowserContext) -> list[str]:
+    """The URL of every WebSocket the context's pages open from now on."""
+    urls: list[str] = []
+    context.on("page", lambda page: page.on("websocket", lambda ws: urls.append(ws.url)))
+    return urls
+
+
 def test_supervisor_sees_a_closed_page_disconnect_and_come_back(
     exam: ServerProcess, new_context: Callable[[], BrowserContext]
 ) -> None:
-    other = open_candidate(new_context(), exam, OTHER, OTHER_CODE)  # before the supervisor
-    supervisor = open_supervisor(new_context(), exam)
+    other_context, supervisor_context = new_context(), new_context()
+    opened = [sockets_opened(other_context), sockets_opened(supervisor_context)]
+    other = open_candidate(other_context, exam, OTHER, OTHER_CODE)  # before the supervisor
+    supervisor = open_supervisor(supervisor_context, exam)
     connection(supervisor, OTHER, "CONNECTED")  # learnt from the replayed events
+    # Neither page (the SDK in Pyodide, the supervisor's own socket) puts the token in a URL:
+    # the browser opened the bare socket URL, and the server saw no `?token=` (it logs each).
+    socket_url = f"ws://127.0.0.1:{exam.socket_port}/ws"
+    assert [u for found in opened for u in found] == [socket_url, socket_url], opened
+    assert "deprecated" not in exam.output()
 
     context = new_context()
     candidate = open_candidate(context, exam, CANDIDATE, CODE)

@@ -647,9 +647,10 @@ async def test_an_ended_session_is_renewed_without_losing_a_save(
 async def test_a_socket_reopened_after_the_session_ended_logs_in_again(
     how: str, tmp_path: Path, redis_url: str, servers: list[ServerProcess]
 ) -> None:
-    """The handshake refuses the token (401 token_expired or session_revoked): the client
-    renews the session and the socket opens, rather than alerting and falling back to HTTP.
-    A revoked session's socket is closed by the server (4401); an expired one's is cut here."""
+    """The server refuses the token of the auth frame (401 token_expired or session_revoked):
+    the client renews the session and the socket opens, rather than alerting and falling back
+    to HTTP. A revoked session's socket is closed by the server (4401); an expired one's is cut
+    here."""
     server = await exam_whose_session_ends(how, tmp_path, redis_url, servers)
     async with ExamClient(client_config(server.base, tmp_path / "device")) as client:
         seen = recorder(client)

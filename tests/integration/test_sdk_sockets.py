@@ -123,6 +123,9 @@ async def test_a_reconnect_gets_the_missed_stage_change_then_reloads_when_it_can
             assert reload.reason == "position_too_old"
             [reloaded] = [e for e in seen if isinstance(e, ProgressReloaded)]
             assert reloaded.progress["status"] == "completed" == client.progress["status"]
+            # Three sockets, each authenticated (and resumed) by its first frame: the server
+            # logs every `?token=` it gets, and got none.
+            assert "deprecated" not in server.output()
 
 
 async def test_with_the_socket_cut_the_sdk_polls_and_stays_connected_over_http(

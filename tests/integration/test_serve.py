@@ -19,6 +19,7 @@ import pytest
 import redis
 from websockets.asyncio.client import connect
 
+from examsync.frames import auth_frame
 from examsync_server.demo.sample import PLAN_ID, sample_package, sample_plan
 from examsync_server.process.supervision import YIELD_NICE
 
@@ -32,8 +33,11 @@ def login(server: ServerProcess, body: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-async def receive(url: str, kind: str, ready: asyncio.Event, timeout: float = 5) -> dict[str, Any]:
-    async with connect(url) as ws:
+async def receive(
+    session: dict[str, Any], kind: str, ready: asyncio.Event, timeout: float = 5
+) -> dict[str, Any]:
+    async with connect(session["socketUrl"]) as ws:
+        await ws.send(auth_frame(session["token"]))
         assert json.loads(await ws.recv())["type"] == "welcome"
         ready.set()
         while True:
@@ -87,9 +91,7 @@ def test_zero_config_serve_walks_a_plan_through_the_cli(
 
     async def end_while_listening() -> dict[str, Any]:
         ready = asyncio.Event()
-        listener = asyncio.create_task(
-            receive(f"{session['socketUrl']}?token={session['token']}", "exam_end", ready)
-        )
+        listener = asyncio.create_task(receive(session, "exam_end", ready))
         await asyncio.wait_for(ready.wait(), 5)
         ended = await asyncio.to_thread(examsync, *cli, "end", PLAN_ID, "--revoke-sessions")
         assert json.loads(ended.stdout)["revokedSessions"]["everyCandidate"] is True
@@ -159,7 +161,7 @@ def test_two_processes_share_redis_and_sqlite(
     a, b = two_prepared(data, redis_url, servers, plan)
 
     session = login(b, {"planId": PLAN_ID, "candidateId": "CAND202302", "authCode": "AUTH1235"})
-    url = f"{session['socketUrl']}?token={session['token']}"
+    url = session["socketUrl"]
     assert str(b.socket_port) in url
 
     async def scenario() -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -168,6 +170,7 @@ def test_two_processes_share_redis_and_sqlite(
 
         async def collect() -> dict[str, Any]:
             async with connect(url) as ws:
+                await ws.send(auth_frame(session["token"]))
                 await ws.recv()
                 ready.set()
                 while True:

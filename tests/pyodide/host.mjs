@@ -93,8 +93,11 @@ export function brokenFactory(mode) {
 
 // HTTP: /echo answers 201 with the request (method, headers, body as text) and a header;
 // /status/N answers N with an {"error": ...} body; /slow answers after 5 s.
-// WebSocket /ws: sends {"type":"hello","query":...} on open, echoes text, answers "binary" with
-// bytes, closes with 4001 on "close", and drops the TCP connection on "drop".
+// WebSocket /ws: as the socket server, waits for the client's auth frame: the token "refused"
+// gets an error frame (401 invalid_token) and close 4401; any other is welcomed with
+// {"type":"welcome", "query": the URL's query as the server saw it, "auth": the auth frame}.
+// Then it echoes text, answers "binary" with bytes, closes with 4001 on "close", and drops
+// the TCP connection on "drop".
 const server = http.createServer((request, response) => {
   const chunks = [];
   request.on("data", (chunk) => chunks.push(chunk));
@@ -120,8 +123,22 @@ const server = http.createServer((request, response) => {
 
 const sockets = new WebSocketServer({ server, path: "/ws" });
 sockets.on("connection", (socket, request) => {
-  socket.send(JSON.stringify({ type: "hello", query: new URL(request.url, "ws://h").search }));
+  let welcomed = false;
   socket.on("message", (data, isBinary) => {
+    if (!welcomed) {
+      const auth = JSON.parse(data.toString("utf8"));
+      if (auth.token === "refused") {
+        const error = { code: "invalid_token", message: "refused by the host", details: {} };
+        socket.send(JSON.stringify({ type: "error", error, status: 401 }));
+        socket.close(4401, "invalid_token");
+        return;
+      }
+      welcomed = true;
+      const query = new URL(request.url, "ws://h").search;
+      const welcome = { type: "welcome", socketId: "S1", role: "candidate", planId: "P", query };
+      socket.send(JSON.stringify({ ...welcome, serverTime: "t", auth }));
+      return;
+    }
     const text = data.toString("utf8");
     if (isBinary) socket.send(data);
     else if (text === "close") socket.close(4001, "asked to");

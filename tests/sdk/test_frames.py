@@ -10,6 +10,7 @@ import pytest
 from examsync.exceptions import RateLimitedError, RemoteProtocolError
 from examsync.frames import (
     EXAM_END_MESSAGE,
+    Auth,
     ErrorFrame,
     ExamEnded,
     Frame,
@@ -21,6 +22,8 @@ from examsync.frames import (
     StageChanged,
     UnknownFrame,
     Welcome,
+    auth_frame,
+    auth_refused_message,
     dead_letter_alert_message,
     error_message,
     exam_end_message,
@@ -33,6 +36,7 @@ from examsync.frames import (
     pong_frame,
     pong_message,
     position_of,
+    read_auth,
     reload_state_message,
     resumed_message,
     save_ack_frame,
@@ -281,3 +285,26 @@ def test_key_order_is_part_of_the_shape() -> None:
         "S", "candidate", "P", T, ping_interval=1, ping_timeout=1, features=[], position=None
     )
     assert list(welcome)[-1] == "position" and welcome["position"] is None
+
+
+def test_the_auth_frame_reads_back_as_built_and_anything_else_is_refused() -> None:
+    assert json.loads(auth_frame("t0k")) == {"type": "auth", "token": "t0k"}
+    assert read_auth(auth_frame("t0k")) == Auth("t0k")
+    assert read_auth(auth_frame("t0k", "5-0").encode()) == Auth("t0k", "5-0")
+    for wrong in (
+        "not json",
+        "[1]",
+        '{"type": "ping"}',
+        '{"type": "auth"}',
+        '{"type": "auth", "token": ""}',
+        '{"type": "auth", "token": 7}',
+        '{"type": "auth", "token": "t", "lastPosition": 5}',
+    ):
+        with pytest.raises(RemoteProtocolError):
+            read_auth(wrong)
+
+
+def test_a_refused_auth_frame_is_an_error_frame_with_its_http_status() -> None:
+    body = {"error": {"code": "token_expired", "message": "log in again", "details": {}}}
+    frame = parse_frame(json.dumps(auth_refused_message(body, 401)))
+    assert frame == ErrorFrame(None, 401, {"type": "error", **body, "status": 401})

@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -30,9 +29,12 @@ from examsync.devices import ActiveDevice, device_replaced_body, refuses, server
 from examsync.edits import StoredEdit, edit_time_ms, judge_edit
 from examsync.exceptions import RemoteProtocolError
 from examsync.frames import (
+    Auth,
+    auth_refused_message,
     device_active_message,
     error_message,
     pong_frame,
+    read_auth,
     save_ack_frame,
     welcome_message,
 )
@@ -284,6 +286,7 @@ class FakeSocketServer:
     connections: int = 0
     refused: int = 0
     paths: list[str] = field(default_factory=list)  # of the accepted handshakes
+    auths: list[Auth] = field(default_factory=list)  # the accepted sockets' auth frames
     resume_reply: dict[str, Any] | None = None  # sent after the welcome of a resume
     reports: list[dict[str, Any]] = field(default_factory=list)  # sync_state frames received
     sockets: list[ServerConnection] = field(default_factory=list)
@@ -302,12 +305,21 @@ class FakeSocketServer:
             if self.retry_after is not None:
                 response.headers["Retry-After"] = str(self.retry_after)
             return response
-        if "token=tok-1" not in request.path:
-            return conn.respond(HTTPStatus.UNAUTHORIZED, "bad token\n")
         self.paths.append(request.path)
         return None
 
     async def _handle(self, conn: ServerConnection) -> None:
+        try:  # as the reference server: the token comes in the first frame
+            auth = read_auth(await conn.recv())
+        except (RemoteProtocolError, ConnectionClosed):
+            await conn.close(4401, "missing_token")
+            return
+        if auth.token.partition(".")[0] != "tok-1":
+            refusal = {"error": {"code": "invalid_token", "message": "bad token", "details": {}}}
+            await conn.send(json.dumps(auth_refused_message(refusal, 401)))
+            await conn.close(4401, "invalid_token")
+            return
+        self.auths.append(auth)
         self.connections += 1
         self.sockets.append(conn)
         welcome = welcome_message(
@@ -320,7 +332,7 @@ class FakeSocketServer:
             features=self.features,
         )
         await conn.send(json.dumps(welcome))
-        if self.resume_reply is not None and "lastPosition=" in self.paths[-1]:
+        if self.resume_reply is not None and auth.last_position is not None:
             await conn.send(json.dumps(self.resume_reply))
         try:
             async for data in conn:
@@ -333,8 +345,7 @@ class FakeSocketServer:
                     self.reports.append(frame)
                 elif frame["type"] == "save":
                     self.api.socket_saves += 1
-                    token = dict(parse_qsl(urlsplit(conn.request.path).query))["token"]
-                    status, body = self.api.save(frame["payload"], device_of(token))
+                    status, body = self.api.save(frame["payload"], device_of(auth.token))
                     if status == 200:
                         await conn.send(save_ack_frame(frame["id"], json.dumps(body).encode()))
                     else:

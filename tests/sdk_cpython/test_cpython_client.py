@@ -373,7 +373,7 @@ async def test_a_reconnect_resumes_after_the_last_position_and_a_reload_refetche
     await client.login(key=KEY)
     assert client.progress == {"status": "in_progress", "currentStage": "S1"}  # from the login
     await until(lambda: server.connections == 1 and client.save_channel is SaveChannel.SOCKET)
-    assert "lastPosition" not in server.paths[0]
+    assert server.auths[0].last_position is None
     await server.broadcast(
         {"type": "stage_changed", "planId": PLAN, "timestamp": "t", "position": "41-0"}
     )
@@ -384,7 +384,7 @@ async def test_a_reconnect_resumes_after_the_last_position_and_a_reload_refetche
     api.progress = {"status": "in_progress", "currentStage": "S3"}
     await server.sockets[0].close()
     await until(lambda: any(isinstance(e, ProgressReloaded) for e in seen))
-    assert server.paths[1].endswith("lastPosition=41-0")
+    assert server.auths[1].last_position == "41-0"
     assert [e for e in seen if isinstance(e, ReloadState)] == [
         ReloadState("position_too_old", "50-0")
     ]
@@ -396,8 +396,11 @@ async def test_a_reconnect_resumes_after_the_last_position_and_a_reload_refetche
     await until(lambda: server.connections == 2 and len(server.sockets) == 1)
     await server.sockets[0].close()
     await until(lambda: any(isinstance(e, Resumed) for e in seen))
-    assert server.paths[2].endswith("lastPosition=50-0")
+    assert server.auths[2].last_position == "50-0"
     assert api.me_fetches == 1
+    # Nothing but the path in the URL: the token and the position went in the auth frame.
+    assert server.paths == ["/ws"] * 3
+    assert {a.token.partition(".")[0] for a in server.auths} == {"tok-1"}
 
 
 async def test_answers_waiting_on_the_device_are_reported_when_the_server_takes_reports(
@@ -457,7 +460,7 @@ async def test_in_fallback_the_client_polls_events_over_http(
         polls = len(api.polls)
         await asyncio.sleep(0.3)
         assert len(api.polls) <= polls + 1  # at most one that was out; then the socket carries
-        assert server.paths[-1].endswith("lastPosition=5-0")
+        assert server.auths[-1].last_position == "5-0"
 
 
 async def test_a_refused_handshake_with_retry_after_is_retried_no_sooner(

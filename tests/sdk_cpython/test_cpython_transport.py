@@ -20,8 +20,9 @@ from cpython_fakes import (
     raw_public,
     socket_server,
 )
+from websockets.asyncio.server import ServerConnection, serve
 
-from examsync.cpython.transport import HttpTransport, SocketTransport, socket_url_with_token
+from examsync.cpython.transport import HttpTransport, SocketTransport
 from examsync.engine import Engine, EngineConfig
 from examsync.exceptions import (
     AuthenticationError,
@@ -31,6 +32,7 @@ from examsync.exceptions import (
     ServerError,
     TransportError,
 )
+from examsync.frames import Auth
 from examsync.storage import MemoryStorage
 
 
@@ -154,9 +156,31 @@ async def test_a_corrupted_cache_is_not_used(tmp_path: Path) -> None:
     assert not fresh.from_cache and fresh.path.read_bytes() == PACKAGE
 
 
-def test_the_token_goes_into_the_socket_url() -> None:
-    assert socket_url_with_token("ws://h:1/ws", "a b") == "ws://h:1/ws?token=a+b"
-    assert socket_url_with_token("ws://h/ws?x=1&token=old", "t") == "ws://h/ws?x=1&token=t"
+async def test_the_token_goes_in_the_first_frame_never_in_the_url() -> None:
+    api = FakeApi()
+    async with socket_server(api) as server:
+        first = await SocketTransport.connect(server.url, "tok-1", open_timeout=2)
+        again = await SocketTransport.connect(
+            server.url, "tok-1", last_position="7-0", open_timeout=2
+        )
+        await first.close()
+        await again.close()
+    assert server.paths == ["/ws", "/ws"]  # what the server (and any proxy) saw
+    assert server.auths == [Auth("tok-1"), Auth("tok-1", "7-0")]
+
+
+async def test_a_socket_that_is_never_welcomed_times_out_and_is_dropped() -> None:
+    answered: list[str | bytes] = []
+
+    async def mute(conn: ServerConnection) -> None:
+        answered.append(await conn.recv())  # the auth frame, left unanswered
+        await conn.wait_closed()
+
+    async with serve(mute, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        with pytest.raises(TransportError) as info:
+            await SocketTransport.connect(f"ws://127.0.0.1:{port}/ws", "tok-1", open_timeout=0.5)
+    assert info.value.timeout and json.loads(answered[0])["type"] == "auth"
 
 
 async def test_socket_transport_talks_to_a_local_server() -> None:
@@ -189,3 +213,15 @@ async def test_socket_handshake_refusals_and_dead_ports_are_typed() -> None:
         url = server.url
     with pytest.raises(TransportError):
         await SocketTransport.connect(url, "tok-1", open_timeout=2)
+
+
+async def test_nothing_is_read_after_our_own_close_not_even_an_unread_welcome() -> None:
+    async with socket_server(FakeApi()) as server:
+        closed = await SocketTransport.connect(server.url, "tok-1", open_timeout=2)
+        await closed.close()
+        with pytest.raises(TransportError):
+            await closed.recv()
+        aborted = await SocketTransport.connect(server.url, "tok-1", open_timeout=2)
+        aborted.abort()
+        with pytest.raises(TransportError):
+            await aborted.recv()

@@ -13,6 +13,7 @@ from quart.typing import TestClientProtocol as Client
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from examsync.frames import auth_frame
 from examsync_server.demo.sample import PLAN_ID
 from examsync_server.runtime import Runtime
 from examsync_server.sockets.admission import HandshakeGate
@@ -57,7 +58,7 @@ async def test_a_burst_of_connects_is_answered_fast_and_the_refused_come_back_in
             client, {"planId": PLAN_ID, "supervisorId": "SUP202301", "authCode": "SUPAUTH01"}
         )
     )["token"]
-    url = f"{socket_url(runtime)}?token={token}"
+    url = socket_url(runtime)
     loop = asyncio.get_running_loop()
     await asyncio.sleep(WINDOW)  # the logins' test sockets are long forgotten by the gate
 
@@ -68,6 +69,7 @@ async def test_a_burst_of_connects_is_answered_fast_and_the_refused_come_back_in
         except InvalidStatus as exc:
             body = json.loads(exc.response.body or b"{}")
             return "refused", (exc.response.status_code, exc.response.headers["Retry-After"], body)
+        await ws.send(auth_frame(token))
         return "open", ws
 
     async with peer(socket_url(runtime), sup) as watcher:

@@ -233,7 +233,7 @@ async def test_a_takeover_is_told_to_the_old_device_and_the_supervisor_and_repla
         )
         assert frame["groupId"] == "GROUP01"
     # a socket that was away resumes from before the event and gets it
-    async with peer(f"{url}?lastPosition={start}", old["token"]) as back:
+    async with peer(url, old["token"], last_position=start) as back:
         await back.next_of("resumed")
         assert [f["position"] for f in back.of("device_active")] == [entry]
     # so does a poll

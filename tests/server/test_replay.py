@@ -80,7 +80,7 @@ async def test_events_carry_their_position_and_a_resume_sends_exactly_what_was_m
     async with peer(url, cand1), peer(url, cand2):
         await eventually(lambda: sync_redis.xlen("socket_queue") >= SIGN_INS + 4)
     await eventually(lambda: sync_redis.xlen("socket_queue") == SIGN_INS + 6)
-    async with peer(f"{url}?lastPosition={seen}", sup) as back:
+    async with peer(url, sup, last_position=seen) as back:
         resumed = await back.next_of("resumed")
         missed = [f for f in back.frames if f["type"].startswith("examinee_")]
         assert [(f["type"], f["examineeId"]) for f in missed] == [
@@ -121,8 +121,7 @@ async def test_a_resume_under_a_stream_of_events_has_no_gap_and_no_repeat(
     got: list[str] = []
     for _ in range(5):  # away and back, again and again, while events keep coming
         since = got[-1] if got else None
-        query = f"?lastPosition={since}" if since else ""
-        async with peer(url + query, sup) as p:
+        async with peer(url, sup, last_position=since) as p:
             await asyncio.sleep(0.1)
             assert not p.of("reload_state")
             got += positions(p, "note")
@@ -155,7 +154,7 @@ async def test_a_position_that_cannot_be_replayed_gets_reload_state(
         ("yesterday", "position_unknown", "invalid_position"),
     ]
     for last, reason, error in cases:
-        async with peer(f"{url}?lastPosition={last}", sup) as p:
+        async with peer(url, sup, last_position=last) as p:
             answer = await p.next_of("reload_state")
             assert answer == {"type": "reload_state", "reason": reason, "position": current}
             assert not p.of("note")

@@ -148,7 +148,7 @@ async def test_snapshot_then_events_from_its_position_miss_nothing(
             snap = await snapshot(client, sup)
             assert _conn_codes(snap) == _state_up_to(sync_redis, snap["position"])
             await asyncio.sleep(0.2)  # events after the snapshot, before the socket opens
-            async with peer(f"{url}?lastPosition={snap['position']}", sup) as p:
+            async with peer(url, sup, last_position=snap["position"]) as p:
                 if last_round:
                     churning.set()
                     await eventually(lambda: _quiet(sync_redis, runtime))

@@ -134,15 +134,15 @@ function row(id, changes) {
 // --- the socket ----------------------------------------------------------------------------
 
 function connect() {
-  const url = new URL(state.session.socketUrl);
-  url.searchParams.set("token", state.session.token);
-  if (state.position) url.searchParams.set("lastPosition", state.position);
-  const socket = new WebSocket(url);
+  // Nothing secret in the URL (a failed socket's URL is printed in the console, proxies log
+  // it): the token, and where to resume, go in the first frame (docs/protocol.md).
+  const socket = new WebSocket(state.session.socketUrl);
   state.socket = socket;
   state.lastFrame = Date.now();
   socket.onopen = () => {
-    state.retry = 0;
-    link("open");
+    const auth = { type: "auth", token: state.session.token };
+    if (state.position) auth.lastPosition = state.position;
+    socket.send(JSON.stringify(auth));
   };
   socket.onmessage = ({ data }) => {
     state.lastFrame = Date.now();
@@ -178,7 +178,9 @@ setInterval(() => {
 function receive(socket, frame) {
   if (frame.position) state.position = frame.position;
   switch (frame.type) {
-    case "welcome":
+    case "welcome": // the auth frame was accepted: live
+      state.retry = 0;
+      link("open");
       state.heartbeat = { interval: frame.pingInterval ?? 10, timeout: frame.pingTimeout ?? 5 };
       if (frame.position) state.position = frame.position;
       return;

@@ -1,12 +1,18 @@
-"""The socket server: token auth on the handshake, app-level heartbeat, events out.
+"""The socket server: first-frame authentication, app-level heartbeat, events out.
 
-Connect to `{socketUrl}?token=<session token>`. The server greets with `{"type": "welcome",
+Connect to `{socketUrl}` (nothing secret in the URL: browsers print it when a connection fails,
+proxies log it) and send `{"type": "auth", "token", "lastPosition"?}` first, within
+`auth_timeout`; a bad or missing token gets an `error` frame and the close code 4000 + the HTTP
+status the same token would get (4401, 4403; 4408 when nothing came in time). Older SDKs' token
+in the query (`?token=`, deprecated: docs/protocol.md, "Authentication") is still checked on
+the handshake and refused with an HTTP answer, as before. Either way `_admit` is where the
+socket's principal becomes known. The server greets with `{"type": "welcome",
 "socketId", "role", "planId", "serverTime", "pingInterval", "pingTimeout", "features"}`, pings
 every socket every `ping_interval` (`{"type": "ping", "ts"}`, answered with `{"type": "pong",
 "ts"}`) and drops one that stays silent `ping_timeout` longer (close code 4408), answers a
 client's `{"type": "ping"}` with a pong, and pushes events (exam_end, stage_changed, device_active,
 examinee_connected/disconnected), each with its stream `position`; a socket that connects with
-`&lastPosition=` first gets what it missed (replay.py). A candidate's `{"type": "save", "id",
+`lastPosition` first gets what it missed (replay.py). A candidate's `{"type": "save", "id",
 "payload"}` takes the HTTP save path (answers/intake.py), answered with `save_ack` or an `error`
 frame carrying its `id`. Bad frames get an `{"type": "error", "error": {"code", "message",
 "details"}}` reply; oversized frames close the socket (1009).
@@ -20,6 +26,7 @@ CONNECTED, for every open one, when Redis turns out to have lost its data; the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -71,6 +78,7 @@ PATH = "/ws"
 MAX_FRAME_BYTES = 64 * 1024
 PING_TIMEOUT_CLOSE = 4408  # ours (4000-4999 are the application's): "you did not answer"
 SESSION_REVOKED_CLOSE = 4401  # ours: "your session was revoked; sign in again"
+AUTH_TIMEOUT = 5.0  # seconds a new socket has to send its auth frame
 
 
 LISTEN_BACKLOG = 4096  # pending connections the kernel queues for accept()
@@ -111,6 +119,7 @@ class SocketServer:
         saves: SaveService | None = None,
         handshake_limit: int = 200,
         handshake_window: float = 1.0,
+        auth_timeout: float = AUTH_TIMEOUT,
     ) -> None:
         self.reuse_port = reuse_port
         self.redis = redis
@@ -122,6 +131,7 @@ class SocketServer:
         self._open_plans: set[str] = set()  # Redis said "not ended" while fan-out ran
         self.heartbeat: Heartbeat[ServerConnection] = Heartbeat(ping_interval, ping_timeout)
         self.gate = HandshakeGate(handshake_limit, handshake_window)
+        self.auth_timeout = auth_timeout
         self.refused = 0  # handshakes turned away by the gate, for logs and tests
         self.publisher: StatusPublisher | None = None
         if redis is not None:
@@ -135,7 +145,7 @@ class SocketServer:
         self.saves = SocketSaves(saves) if saves is not None else None
         self.sync_reports = sync_reports.SyncReports(redis) if redis is not None else None
         self._server: Server | None = None
-        # principal and lastPosition, from the handshake to the handler
+        # principal and lastPosition of a deprecated `?token=` handshake, for the handler
         self._who: dict[ServerConnection, tuple[Principal, str | None]] = {}
         self._sockets: dict[ServerConnection, _Socket] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -148,7 +158,7 @@ class SocketServer:
             self._handle,
             self.host,
             self.requested_port,
-            process_request=self._authenticate,
+            process_request=self._handshake,
             max_size=max(MAX_FRAME_BYTES, self.saves.max_frame_bytes if self.saves else 0),
             reuse_port=self.reuse_port,
             # The app-level heartbeat below decides when a peer is dead (and reports why);
@@ -193,7 +203,7 @@ class SocketServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _authenticate(self, conn: ServerConnection, request: Request) -> Response | None:
+    def _handshake(self, conn: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
         if url.path != PATH:
             return _json_response(HTTPStatus.NOT_FOUND, "not_found", f"connect to {PATH}")
@@ -207,20 +217,64 @@ class SocketServer:
                 "too many connections at once; retry after the given seconds",
                 retry_after=wait,
             )
-        token = parse_qs(url.query).get("token", [None])[0]
-        if not token:
-            return _json_response(
-                HTTPStatus.UNAUTHORIZED, "missing_token", "pass the session token as ?token="
-            )
+        query = parse_qs(url.query)
+        token = query.get("token", [None])[0]
+        if token is None:
+            return None  # the token comes in the first frame (_first_frame)
+        # Deprecated: SDKs before first-frame auth put the token in the URL. Refused as they
+        # expect (an HTTP answer); the log says who, never the token.
         try:
-            who = self.tokens.require_session(token)
+            who = self._admit(token)
         except ApiError as exc:
             return _json_response(HTTPStatus(exc.status), exc.code, exc.message)
-        self._who[conn] = (who, parse_qs(url.query).get("lastPosition", [None])[0])
+        log.warning(
+            "%s %s of %s authenticated a socket with ?token= in its URL (deprecated:"
+            " docs/protocol.md, Authentication); upgrade the client",
+            who.role,
+            who.subject_id,
+            who.plan_id,
+        )
+        self._who[conn] = (who, query.get("lastPosition", [None])[0])
         return None
 
+    def _admit(self, token: str) -> Principal:
+        """Where a socket's principal becomes known, for both ways of authenticating: the one
+        place to refuse a session (raises ApiError)."""
+        return self.tokens.require_session(token)
+
+    async def _first_frame(self, conn: ServerConnection) -> tuple[Principal, str | None] | None:
+        """Read the auth frame (`auth_timeout` at most); the principal and lastPosition, or None
+        when the socket was refused (an error frame, then closed with 4000 + the status)."""
+        try:
+            async with asyncio.timeout(self.auth_timeout):
+                data = await conn.recv()
+        except TimeoutError:
+            wait = f"{self.auth_timeout:g}"
+            refusal = ApiError(408, "auth_timeout", f"send the auth frame within {wait} s")
+            await self._refuse(conn, refusal)
+            return None
+        except ConnectionClosed:
+            return None
+        try:
+            auth = frames.read_auth(data)
+            return self._admit(auth.token), auth.last_position
+        except RemoteProtocolError as exc:
+            await self._refuse(conn, ApiError(401, "missing_token", str(exc)))
+        except ApiError as exc:
+            await self._refuse(conn, exc)
+        return None
+
+    @staticmethod
+    async def _refuse(conn: ServerConnection, exc: ApiError) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await conn.send(json.dumps(frames.auth_refused_message(exc.to_body(), exc.status)))
+            await conn.close(4000 + exc.status, exc.code)
+
     async def _handle(self, conn: ServerConnection) -> None:
-        who, last_position = self._who.pop(conn)
+        admitted = self._who.pop(conn, None) or await self._first_frame(conn)
+        if admitted is None:
+            return
+        who, last_position = admitted
         sock = _Socket(f"{self.node_id}-{secrets.token_hex(6)}", who)
         self._sockets[conn] = sock
         server_time = iso(utc_now())

@@ -8,6 +8,7 @@ bytes mean is the core's business (``examsync.engine``, ``examsync.connection``)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,14 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from ..driver.api import HttpApi, Response, Session, socket_url_with_token
+from ..driver.api import HttpApi, Response, Session
+from ..driver.socket_auth import authenticate
 from ..exceptions import RemoteProtocolError, TransportError
 from ..messages import parse_error
 from ..protocol import decode_json
 from ._local import PackageFiles
 
-__all__ = ["HttpTransport", "Package", "Session", "SocketTransport", "socket_url_with_token"]
+__all__ = ["HttpTransport", "Package", "Session", "SocketTransport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ class HttpTransport(HttpApi):
 
 
 class SocketTransport:
-    """One open WebSocket to ``{socketUrl}?token=…``. Build it with :meth:`connect`.
+    """One open, authenticated WebSocket to ``{socketUrl}``. Build it with :meth:`connect`.
 
     The library's own keepalive pings are off: the app-level heartbeat of
     ``examsync.connection`` is the one that decides when a connection is dead.
@@ -84,6 +86,7 @@ class SocketTransport:
 
     def __init__(self, ws: ClientConnection) -> None:
         self._ws = ws
+        self._welcome: str | bytes | None = None  # read by connect(), handed out by recv()
 
     @classmethod
     async def connect(
@@ -95,11 +98,14 @@ class SocketTransport:
         open_timeout: float = 10.0,
         max_size: int = 1 << 20,
     ) -> SocketTransport:
-        """Open the socket (resuming after ``last_position`` when given); raises
-        TransportError, or ServerError when the handshake is refused."""
+        """Open the socket and authenticate with ``token`` in the first frame (resuming after
+        ``last_position`` when given); raises TransportError, or ServerError when the handshake
+        or the token is refused. The URL carries no secret."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + open_timeout
         try:
             ws = await connect(
-                socket_url_with_token(url, token, last_position),
+                url,
                 open_timeout=open_timeout,
                 ping_interval=None,
                 close_timeout=1.0,
@@ -122,7 +128,10 @@ class SocketTransport:
                 f"socket connect: {type(exc).__name__}: {exc}",
                 timeout=isinstance(exc, TimeoutError),
             ) from exc
-        return cls(ws)
+        self = cls(ws)
+        left = max(0.0, deadline - loop.time())
+        self._welcome = await authenticate(self, token, last_position, left)
+        return self
 
     async def send(self, frame: str) -> None:
         try:
@@ -131,7 +140,10 @@ class SocketTransport:
             raise TransportError(f"socket send: {exc}") from exc
 
     async def recv(self) -> str | bytes:
-        """The next message; TransportError once the socket is closed."""
+        """The next message (the welcome first); TransportError once the socket is closed."""
+        if self._welcome is not None:
+            welcome, self._welcome = self._welcome, None
+            return welcome
         try:
             return await self._ws.recv()
         except (ConnectionClosed, OSError) as exc:
@@ -139,9 +151,11 @@ class SocketTransport:
 
     def abort(self) -> None:
         """Drop the connection at once (a dead peer would never finish a closing handshake)."""
+        self._welcome = None  # nothing more is read after our own abort or close
         self._ws.transport.abort()
 
     async def close(self) -> None:
+        self._welcome = None
         try:
             await self._ws.close()
         except (ConnectionClosed, OSError):

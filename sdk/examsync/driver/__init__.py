@@ -7,9 +7,10 @@ and :class:`BaseExamClient` with its store, socket, verifier and session cache.
 
 from __future__ import annotations
 
-from .api import CachedPackage, HttpApi, PackageCache, Response, Session, socket_url_with_token
+from .api import CachedPackage, HttpApi, PackageCache, Response, Session
 from .client import BaseExamClient, ClientEvent
 from .interfaces import ClientSettings, SessionStore, Socket
+from .socket_auth import authenticate
 
 __all__ = [
     "BaseExamClient",
@@ -22,5 +23,5 @@ __all__ = [
     "Session",
     "SessionStore",
     "Socket",
-    "socket_url_with_token",
+    "authenticate",
 ]

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode
 
 from .._validate import frozen_map, get_str, require_object
 from ..devices import ActiveDevice, read_active_device
@@ -37,7 +37,6 @@ __all__ = [
     "Response",
     "Session",
     "error_for",
-    "socket_url_with_token",
 ]
 
 
@@ -127,17 +126,6 @@ def error_for(response: Response) -> ServerError:
 # The 401 codes a new sign-in answers: the session expired, or was revoked (a person removed
 # from the plan then fails that sign-in with invalid_credentials, which stands).
 SIGN_IN_AGAIN = frozenset({"token_expired", "session_revoked"})
-
-
-def socket_url_with_token(url: str, token: str, last_position: str | None = None) -> str:
-    """``url`` with ``token=`` (and ``lastPosition=``, to resume) set in its query; other query
-    parameters are kept."""
-    ours = {"token": token}
-    if last_position is not None:
-        ours["lastPosition"] = last_position
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ours] + list(ours.items())
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class HttpApi(ABC):

@@ -4,9 +4,10 @@ Thin, like the CPython ones: they move bytes and translate JavaScript errors at 
 into :class:`TransportError` (``raise ... from exc``). What the bytes mean is the shared API's
 business (:class:`~examsync.driver.api.HttpApi`) and the core's.
 
-A browser hides why a WebSocket handshake failed (no status, close code 1006), so a refused
-socket is a TransportError here, where CPython can say AuthenticationError; the connection
-machine retries it and saves fall back to HTTP, whose 401 does say it.
+The token goes in the socket's first frame (``driver/socket_auth.py``), so a refused token is
+an AuthenticationError here as on CPython. A browser still hides why a WebSocket *handshake*
+failed (no status, close code 1006): the gate's 503 is a TransportError, which the connection
+machine retries.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..driver.api import HttpApi, Response, socket_url_with_token
+from ..driver.api import HttpApi, Response
+from ..driver.socket_auth import authenticate
 from ..exceptions import TransportError
 from ._js import JsException, create_proxy, error_name, js, pyfetch, to_js
 
@@ -60,7 +62,8 @@ class _Closed:
 
 
 class WebSocketTransport:
-    """One open browser WebSocket to ``{socketUrl}?token=…``. Build it with :meth:`connect`.
+    """One open, authenticated browser WebSocket to ``{socketUrl}``. Build it with
+    :meth:`connect`.
 
     The listeners are ``create_proxy`` wrappers; they are removed and destroyed as soon as the
     socket is closed, aborted or fails to open, so a closed transport holds no JS references.
@@ -72,19 +75,23 @@ class WebSocketTransport:
         self._listeners: list[tuple[str, Any]] = []
         self._closed: _Closed | None = None
         self._done = asyncio.Event()  # set once closed, whoever closed it
+        self._welcome: str | bytes | None = None  # read by connect(), handed out by recv()
 
     @classmethod
     async def connect(
         cls, url: str, token: str, *, last_position: str | None = None, open_timeout: float = 10.0
     ) -> WebSocketTransport:
-        """Open the socket (resuming after ``last_position`` when given); TransportError if it
-        does not open within ``open_timeout``."""
+        """Open the socket and authenticate with ``token`` in the first frame (resuming after
+        ``last_position`` when given); TransportError if it is not open and welcomed within
+        ``open_timeout``, ServerError when the token is refused. The URL carries no secret."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + open_timeout
         try:
-            ws = js.WebSocket.new(socket_url_with_token(url, token, last_position))
+            ws = js.WebSocket.new(url)
         except JsException as exc:  # a malformed URL (SyntaxError)
             raise TransportError(f"socket connect: {error_name(exc)}: {exc}") from exc
         ws.binaryType = "arraybuffer"
-        opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        opened: asyncio.Future[None] = loop.create_future()
         self = cls(ws, asyncio.Queue())
 
         def on_open(event: Any) -> None:
@@ -116,6 +123,8 @@ class WebSocketTransport:
         except TransportError:
             self._unlisten()
             raise
+        left = max(0.0, deadline - loop.time())
+        self._welcome = await authenticate(self, token, last_position, left)
         return self
 
     async def send(self, frame: str) -> None:
@@ -127,7 +136,10 @@ class WebSocketTransport:
             raise TransportError(f"socket send: {error_name(exc)}: {exc}") from exc
 
     async def recv(self) -> str | bytes:
-        """The next message; TransportError once the socket is closed."""
+        """The next message (the welcome first); TransportError once the socket is closed."""
+        if self._welcome is not None:
+            welcome, self._welcome = self._welcome, None
+            return welcome
         if self._closed is not None and self._inbox.empty():
             raise TransportError(f"socket closed: {self._closed.code} {self._closed.reason}")
         item = await self._inbox.get()
@@ -172,6 +184,7 @@ class WebSocketTransport:
         """Mark closed. Messages that came before a peer's close are still read (they may be
         acks); after our own close or abort (``discard``) nothing more is."""
         if discard:
+            self._welcome = None
             while not self._inbox.empty():
                 self._inbox.get_nowait()
         if self._closed is None:

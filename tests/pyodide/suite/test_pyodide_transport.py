@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from examsync.exceptions import RemoteProtocolError, ServerError, TransportError
+from examsync.exceptions import (
+    AuthenticationError,
+    RemoteProtocolError,
+    ServerError,
+    TransportError,
+)
 from examsync.pyodide import FetchTransport, WebSocketTransport
 
 
@@ -43,8 +48,9 @@ async def test_fetch_failures_and_timeouts_become_transport_errors(host: Any) ->
 
 async def test_the_websocket_carries_text_and_bytes_and_says_when_closed(host: Any) -> None:
     socket = await WebSocketTransport.connect(host.wsUrl, "a b", open_timeout=2)
-    hello = json.loads(await socket.recv())
-    assert hello == {"type": "hello", "query": "?token=a+b"}
+    welcome = json.loads(await socket.recv())  # read by connect(), handed on first
+    # The token went in the first frame; the URL the server saw carried nothing.
+    assert welcome["query"] == "" and welcome["auth"] == {"type": "auth", "token": "a b"}
     await socket.send('{"type":"ping"}')
     assert await socket.recv() == '{"type":"ping"}'
     await socket.send("binary")
@@ -78,6 +84,20 @@ async def test_close_and_abort_release_the_socket(host: Any) -> None:
     assert other._listeners == []
     with pytest.raises(TransportError):
         await other.recv()
+
+
+async def test_a_resume_position_goes_in_the_auth_frame_too(host: Any) -> None:
+    socket = await WebSocketTransport.connect(host.wsUrl, "t", last_position="9-0")
+    welcome = json.loads(await socket.recv())
+    assert welcome["query"] == ""
+    assert welcome["auth"] == {"type": "auth", "token": "t", "lastPosition": "9-0"}
+    await socket.close()
+
+
+async def test_a_refused_token_is_an_authentication_error_in_the_browser_too(host: Any) -> None:
+    with pytest.raises(AuthenticationError) as info:
+        await WebSocketTransport.connect(host.wsUrl, "refused", open_timeout=2)
+    assert (info.value.status, info.value.code) == (401, "invalid_token")
 
 
 async def test_a_socket_that_cannot_open_is_a_transport_error() -> None:
