@@ -305,7 +305,8 @@ def http_rows(save_body: bytes) -> list[Row]:
 
 # -- the socket server ---------------------------------------------------------------------------
 
-# The handshake (`?token=`): admitted, or refused with the HTTP answer's status and code.
+# The auth frame (the first a socket sends): admitted, or refused with an error frame carrying
+# the status and code an HTTP request with that token gets.
 ADMITTED = Answer(101)
 SOCKET_ADMISSION: Mapping[str, Answer] = {
     **_NO_SESSION,
