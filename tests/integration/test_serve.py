@@ -34,8 +34,10 @@ def login(server: ServerProcess, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def receive(
-    session: dict[str, Any], kind: str, ready: asyncio.Event, timeout: float = 5
+    session: dict[str, Any], kind: str, ready: asyncio.Event, timeout: float = 30
 ) -> dict[str, Any]:
+    """The first frame of `kind`; `timeout` between frames is generous because what sends it
+    may be a CLI process starting on a busy machine (5 s once failed a CI run)."""
     async with connect(session["socketUrl"]) as ws:
         await ws.send(auth_frame(session["token"]))
         assert json.loads(await ws.recv())["type"] == "welcome"

@@ -75,11 +75,14 @@ async def test_two_socket_processes_on_one_port_beside_an_http_server(
         assert health.status_code == 200
         await asyncio.to_thread(prepared, server)
         url, sup = await asyncio.to_thread(session, server, SUPERVISOR)
+        # The kernel spreads the connections over both processes once both listen (the port
+        # answers as soon as the first does, so a busy machine may need a few more tries).
         nodes = set()
-        for _ in range(16):
+        deadline = time.monotonic() + 30
+        while len(nodes) < 2 and time.monotonic() < deadline:
             async with peer(url, sup) as p:
                 nodes.add(p.socket_id.rpartition("-")[0])
-        assert len(nodes) == 2, nodes  # the kernel spread the connections over both
+        assert len(nodes) == 2, nodes
 
         async with peer(url, sup) as watcher:
             async with ExamClient(client_config(server.base, tmp_path / "device")) as client:
