@@ -43,8 +43,10 @@ signin.onsubmit = async (event) => {
   event.preventDefault();
   const typed = signin.token.value.trim();
   try {
-    // Any admin path checks the token first: 404 for a plan that does not exist means "valid".
-    await api("GET", "/api/v1/admin/plans/-", { token: typed });
+    // Any admin path checks the token first: the page's plan (a 404 when it does not exist
+    // yet still means "valid"), so the usual sign-in leaves no failed request in the console.
+    const plan = encodeURIComponent(form.planId.value.trim() || "-");
+    await api("GET", `/api/v1/admin/plans/${plan}`, { token: typed });
   } catch (error) {
     if (error.status === 401 || error.status === 403) {
       say($("#signin-result"), both("토큰이 맞지 않습니다", "The token is not valid"), "error");
