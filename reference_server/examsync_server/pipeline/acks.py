@@ -13,8 +13,10 @@ receiving process's ack record (a stream trimmed to the last `timeout` seconds):
 trip only then, none while listeners listen. The listener reads the record each time it has
 subscribed, and every second while requests wait: the Redis client may reconnect and
 resubscribe on its own, unseen, and a message published to nobody just before a subscribe is
-recorded just after it. It answers who still waits. The record is in Redis: if Redis lost it
-too, the wait ends in the timeout as before.
+recorded just after it. It answers who still waits. A round trip whose replies were lost (Redis
+stopping after running it) says nothing of who heard: its acks are all recorded, once Redis
+is back (persister.py). The record is in Redis: if Redis lost it too, the wait ends in the
+timeout as before.
 
 An acknowledgement travels as the JSON bytes the client receives, encoded once by the
 persister: the receiving process sends them on as they are (the HTTP body, or spliced into a
@@ -113,13 +115,24 @@ class AckHub:
         owner executes it (with the XACKs that must precede them, in one round trip). Returns
         (node, message) per PUBLISH queued, in order: they are the pipeline's last commands,
         whose replies `record_unheard` takes."""
-        published = []
-        for node, by_rid in acks.items():
-            if node != self.node_id:
-                lines = b"\n".join(rid.encode() + b" " + ack for rid, ack in by_rid.items())
-                pipe.publish(channel(node), lines)
-                published.append((node, lines))
+        published = self._messages(acks)
+        for node, lines in published:
+            pipe.publish(channel(node), lines)
         return published
+
+    def _messages(self, acks: Mapping[str, Mapping[str, bytes]]) -> list[tuple[str, bytes]]:
+        """(node, channel message) for each other process's acks."""
+        return [
+            (node, b"\n".join(rid.encode() + b" " + ack for rid, ack in by_rid.items()))
+            for node, by_rid in acks.items()
+            if node != self.node_id
+        ]
+
+    async def record_remote(self, acks: Mapping[str, Mapping[str, bytes]]) -> None:
+        """Keep other processes' acks in their records, published or not: after a round trip
+        whose reply was lost, nobody knows whether its PUBLISHes went out, or were heard."""
+        messages = self._messages(acks)
+        await self.record_unheard(messages, [0] * len(messages))
 
     async def record_unheard(
         self, published: Sequence[tuple[str, bytes]], heard: Sequence[Any]

@@ -160,6 +160,10 @@ class Persister:
                 raise
             except (RedisError, DatabaseError, OSError) as exc:
                 log.warning("persister: %s; retrying in 0.5 s", exc)
+                # A read whose reply the dropped connection lost left its entries pending for
+                # us, and `>` never returns them: without this they waited for the claim
+                # (`claim_idle_ms`), their requests for the whole ack timeout.
+                self._retry_pending = True
                 await asyncio.sleep(0.5)
             except Exception:  # a bug must not stop every save's commit: log it, go on
                 log.exception("persister failed; retrying in 0.5 s")
@@ -234,13 +238,16 @@ class Persister:
         if acks is None:
             self._retry_pending = True
             return
+        by_node = _by_node(acks)
         try:
-            await self._after_commit(committed, acks)
+            await self._after_commit(committed, by_node)
         except RedisError as exc:
-            # Committed but not XACKed: the entries stay pending and are read again, and the
-            # sinks make that a `duplicate` whose ack reaches a client that retried.
+            # Committed, perhaps not XACKed: such entries stay pending and are read again, and
+            # the sinks make that a `duplicate`. But the round trip may have gone through and
+            # only its reply been lost (Redis stopping): nothing reads those entries again.
             log.warning("acknowledging %d entries failed: %s", len(committed.batch), exc)
             self._retry_pending = True
+            await self._answer_anyway(by_node)
         except Exception:  # a bug: the same
             log.exception("acknowledging %d entries failed", len(committed.batch))
             self._retry_pending = True
@@ -267,14 +274,28 @@ class Persister:
             acks.update({q.request: ack for q, ack in zip(queued, made, strict=True)})
         return acks
 
+    async def _answer_anyway(self, by_node: dict[str, dict[str, bytes]]) -> None:
+        """The batch is committed, so its acks are true even though the round trip that sends
+        them failed: answer this process's requests, and keep the others' acks in their ack
+        records (their listeners read them on their return), retrying while Redis is away, up
+        to the ack timeout, after which nobody waits any more."""
+        self.hub.resolve_local(by_node)
+        until = time.monotonic() + self.hub.timeout
+        while True:
+            try:
+                await self.hub.record_remote(by_node)
+                return
+            except RedisError as exc:
+                if time.monotonic() >= until:
+                    log.warning("recording acks of a failed round trip: %s; given up", exc)
+                    return
+                await asyncio.sleep(0.2)
+
     async def _after_commit(
-        self, committed: Committed, acks: dict[tuple[str, str], dict[str, Any]]
+        self, committed: Committed, by_node: dict[str, dict[str, bytes]]
     ) -> None:
         for kind, applied in committed.applied.items():
             await self._by_kind[kind].publish(applied)
-        by_node: dict[str, dict[str, bytes]] = defaultdict(dict)
-        for (node, rid), ack in acks.items():
-            by_node[node][rid] = encode_ack(ack)  # once: sent on as it is (acks.py)
         # XACK and XDEL, then the acks to other processes, in one round trip and that order;
         # the requests waiting in this process are answered once it is back.
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -303,8 +324,16 @@ class Persister:
                 await self.group.done([(queued.stream, queued.message_id)])
             else:
                 self.group.forget(queued.message_id)
-                await self._after_commit(committed, self._acks(committed))
+                await self._after_commit(committed, _by_node(self._acks(committed)))
         await asyncio.sleep(self.group.retry_delay())
+
+
+def _by_node(acks: dict[tuple[str, str], dict[str, Any]]) -> dict[str, dict[str, bytes]]:
+    """The acks by receiving process, each encoded once: sent on as it is (acks.py)."""
+    by_node: dict[str, dict[str, bytes]] = defaultdict(dict)
+    for (node, rid), ack in acks.items():
+        by_node[node][rid] = encode_ack(ack)
+    return by_node
 
 
 def _by_kind(batch: list[Queued]) -> dict[str, list[Queued]]:
