@@ -370,8 +370,10 @@ class LoginThrottle:
                     1 if account.may_lock and plan_known else 0,
                 ],
             )
-        except RedisError as exc:  # the attempt's place expires; its failure goes uncounted
+        except RedisError as exc:  # its place expires; a failure is kept for the outage counts
             log.warning("login throttle could not settle an attempt: %s", exc)
+            failed = attempt.keys[:2] if mode == "failure" else []
+            self.outage.close([], attempt.token, failed, now)
             return 0
         return int(locked)
 
