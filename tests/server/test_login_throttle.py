@@ -312,9 +312,9 @@ async def test_a_room_of_forty_signs_in_by_key_at_once(
     client: Client, admin: dict[str, str], clock: Clock
 ) -> None:
     await load_plan(client, admin, plan=forty(key_login=True))
-    bodies = [{"planId": PLAN_ID, "key": f"KEY-CAND2023{i + 1:02d}"} for i in range(1, 40)]
+    bodies = [{"planId": PLAN_ID, "key": f"KEY-CAND2023{i + 1:02d}"} for i in range(40)]
     answers = await asyncio.gather(*(sign_in(client, body) for body in bodies))
-    assert [a.status_code for a in answers] == [201] * 39
+    assert [a.status_code for a in answers] == [201] * 40
 
 
 async def test_concurrent_guesses_pass_a_limit_by_at_most_the_open_bound_less_one(
