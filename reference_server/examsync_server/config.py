@@ -134,11 +134,13 @@ class Logins:
     )
     login_failures_per_address_minute: int = _setting(
         30,
-        "failed sign-ins a minute per client address and plan (an exam room's NAT shares one)",
+        "failed sign-ins a minute per client address, all plans (an exam room's NAT shares one)",
         HTTP,
     )
     login_lockout_after: int = _setting(
-        10, "failed sign-ins in a row that lock an account out (0: never)", HTTP
+        10,
+        "failed sign-ins in a row that lock a candidate's or supervisor's account out (0: never)",
+        HTTP,
     )
     login_lockout_seconds: int = _setting(
         900, "how long a lockout lasts, unless a supervisor or the admin lifts it", HTTP

@@ -16,12 +16,12 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 from redis.asyncio import Redis
 
-from examsync_server.access import outage_limiter
+from examsync_server.access import outage_limiter, throttle
 from examsync_server.access.addresses import client_address
 from examsync_server.access.throttle import Account, LoginThrottle
 from examsync_server.app import RUNTIME_KEY, create_app
 from examsync_server.config import Logins
-from examsync_server.demo.sample import PLAN_ID
+from examsync_server.demo.sample import PLAN_ID, sample_plan
 from examsync_server.process.embedded_redis import EmbeddedRedis
 from examsync_server.runtime import Runtime
 
@@ -258,9 +258,11 @@ async def test_supervisor_login_is_throttled_and_locked_out_per_supervisor(
     await login(client, SUPERVISOR)
 
 
-async def test_key_login_is_throttled_per_plan_and_address(
+async def test_key_login_is_throttled_per_plan_and_address_but_never_locked_out(
     client: Client, admin: dict[str, str], clock: Clock
 ) -> None:
+    """Key login's account is a whole room's address: one person there must not lock the
+    room out (only the minute limit holds; keys are long secrets)."""
     await load_plan(client, admin, plan=key_plan())
     bad, good = (
         {"planId": PLAN_ID, "key": "KEY-WRONG"},
@@ -269,12 +271,95 @@ async def test_key_login_is_throttled_per_plan_and_address(
     await wrong(client, bad, 5)
     await refused(client, good, "too_many_attempts")
     assert (await sign_in(client, good, address="192.0.2.77")).status_code == 201
+    for _ in range(3):  # 20 wrong keys in a row: a candidate's account would be locked
+        clock.now += 60
+        await wrong(client, bad, 5)
     clock.now += 60
-    await wrong(client, bad, 5)
-    await refused(client, good, "locked_out")
-    path = f"/api/v1/admin/plans/{PLAN_ID}/lockouts/key/192.0.2.1"
-    assert (await (await client.delete(path, headers=admin)).get_json())["lifted"] is True
     assert (await sign_in(client, good)).status_code == 201
+    path = f"/api/v1/admin/plans/{PLAN_ID}/lockouts/key/192.0.2.1"
+    assert (await (await client.delete(path, headers=admin)).get_json())["lifted"] is False
+
+
+# -- at once: only settled failures count; attempts open at a time are bounded -----------------
+
+
+def forty(key_login: bool = False) -> dict[str, Any]:
+    plan = sample_plan(candidates=40)
+    if key_login:
+        plan["exam_plan"]["login_method"] = "키 인증"
+    return plan
+
+
+async def test_a_room_of_forty_behind_one_address_signs_in_and_renews_at_once(
+    client: Client, admin: dict[str, str], clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Attempts being checked are no failures: an exam room behind one NAT starting at once
+    (and renewing at once after a revocation) is never refused."""
+    await load_plan(client, admin, plan=forty())
+    caplog.set_level(logging.WARNING, "examsync_server.access.throttle")
+    bodies = [
+        {"planId": PLAN_ID, "candidateId": f"CAND2023{i + 1:02d}", "authCode": f"AUTH{1234 + i}"}
+        for i in range(40)
+    ]
+    for renewal in (False, True):
+        sent = [{**body, "activate": not renewal} for body in bodies]
+        answers = await asyncio.gather(*(sign_in(client, body) for body in sent))
+        assert [a.status_code for a in answers] == [201] * 40, renewal
+    assert "failed sign-in" not in caplog.text
+
+
+async def test_a_room_of_forty_signs_in_by_key_at_once(
+    client: Client, admin: dict[str, str], clock: Clock
+) -> None:
+    await load_plan(client, admin, plan=forty(key_login=True))
+    bodies = [{"planId": PLAN_ID, "key": f"KEY-CAND2023{i + 1:02d}"} for i in range(40)]
+    answers = await asyncio.gather(*(sign_in(client, body) for body in bodies))
+    assert [a.status_code for a in answers] == [201] * 40
+
+
+async def test_concurrent_guesses_pass_a_limit_by_at_most_the_open_bound_less_one(
+    client: Client, admin: dict[str, str], clock: Clock
+) -> None:
+    await load_plan(client, admin, plan=forty())
+    # One account: 5 a minute, 2 open at once, so at most 6 codes are compared.
+    answers = await asyncio.gather(*(sign_in(client, WRONG) for _ in range(20)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(401) <= 5 - 1 + throttle.OPEN_PER_ACCOUNT, codes
+    assert codes.count(401) >= 5 and set(codes) == {401, 429}, codes
+    await refused(client, WEB, "too_many_attempts")
+    # One address, many ids: 30 a minute, 8 open at once (and the room still gets in).
+    clock.now += 60
+    bodies = [{**WRONG, "candidateId": f"CAND3{i:05d}"} for i in range(80)]
+    answers = await asyncio.gather(*(sign_in(client, body, "192.0.2.8") for body in bodies))
+    codes = sorted(a.status_code for a in answers)
+    assert 30 <= codes.count(401) <= 30 - 1 + throttle.OPEN_PER_ADDRESS, codes
+    assert set(codes) == {401, 429}
+
+
+async def test_made_up_plan_ids_share_the_address_window_and_leave_no_keys(
+    client: Client, admin: dict[str, str], clock: Clock, sync_redis: Any
+) -> None:
+    await load_plan(client, admin)
+    for i in range(30):
+        body = {**WRONG, "planId": f"PLANX{i:05d}"}
+        await error_of(await sign_in(client, body), 401, "invalid_credentials")
+    await refused(client, {**WRONG, "planId": "PLANX99999"}, "too_many_attempts")
+    await refused(client, WEB, "too_many_attempts")  # the address's minute spans plans
+    assert sorted(sync_redis.keys("login*")) == ["login_address_failures:192.0.2.1"]
+
+
+async def test_a_made_up_id_locked_out_alerts_the_admin_but_no_supervisor(
+    client: Client, admin: dict[str, str], clock: Clock, sync_redis: Any
+) -> None:
+    await load_plan(client, admin)
+    made_up = {**WRONG, "candidateId": "CAND209999"}
+    await wrong(client, made_up, 5)
+    clock.now += 60
+    await wrong(client, made_up, 5)
+    await refused(client, made_up, "locked_out")
+    assert [f for _, f in sync_redis.xrange("socket_queue") if f["type"] == "alert"] == []
+    admin_alerts = sync_redis.xrange("queue:alerts")
+    assert [(a["type"], a["id"]) for _, a in admin_alerts] == [("locked_out", "CAND209999")]
 
 
 async def test_one_address_gets_thirty_failures_a_minute_whatever_the_ids(
@@ -371,6 +456,10 @@ async def test_sign_in_works_while_redis_is_down_and_each_process_limits_alone(
             await load_plan(client, {"Authorization": f"Bearer {ADMIN_TOKEN}"})
             await asyncio.to_thread(redis.stop)
             await login(client, WEB)
+            # Attempts being checked are no failures here either: 40 at once all get in.
+            bodies = [{**WEB, "activate": False} for _ in range(40)]
+            answers = await asyncio.gather(*(sign_in(client, body) for body in bodies))
+            assert [a.status_code for a in answers] == [201] * 40
             await wrong(client, WRONG, 5)
             assert await refused(client, WEB, "too_many_attempts") == {"retryAfter": 60}
             assert (await sign_in(client, WEB, address="192.0.2.50")).status_code == 429
@@ -398,9 +487,21 @@ def test_the_outage_limiter_forgets_old_windows_rather_than_grow(
     monkeypatch.setattr(outage_limiter, "MAX_WINDOWS", 3)
     limiter = outage_limiter.OutageLimiter(60_000)
     for i in range(3):
-        assert limiter.admit([(f"account{i}", 1)], 1_000, f"t{i}") == 0
-    assert limiter.admit([("account0", 1)], 2_000, "again") == 59_000  # still counted
-    assert limiter.admit([("account3", 1)], 61_000, "t3") == 0  # the three others were old
-    assert limiter.admit([("account0", 1)], 61_000, "t4") == 0
-    limiter.give_back(["account0"], "t4")
-    assert limiter.admit([("account0", 1)], 61_000, "t5") == 0
+        assert limiter.admit([(f"account{i}", 1, 2)], 1_000, f"t{i}") == 0
+        limiter.close([f"account{i}"], f"t{i}", [f"account{i}"], 1_000)
+    assert limiter.admit([("account0", 1, 2)], 2_000, "again") == 59_000  # still counted
+    assert limiter.admit([("account3", 1, 2)], 61_000, "t3") == 0
+    limiter.close(["account3"], "t3", ["account3"], 61_000)  # the three others were old
+    assert limiter.admit([("account0", 1, 2)], 61_000, "t4") == 0
+    limiter.close(["account0"], "t4", [], 61_000)  # a success: not counted
+    assert limiter.admit([("account0", 1, 2)], 61_000, "t5") == 0
+
+
+def test_the_outage_limiter_bounds_attempts_open_at_once() -> None:
+    limiter = outage_limiter.OutageLimiter(60_000)
+    windows = [("account", 5, 2), ("address", 30, 8)]
+    assert limiter.admit(windows, 1_000, "a") == 0
+    assert limiter.admit(windows, 1_000, "b") == 0
+    assert limiter.admit(windows, 1_000, "c") is None  # two open: wait for a place
+    limiter.close(["account", "address"], "a", [], 1_000)
+    assert limiter.admit(windows, 1_000, "c") == 0

@@ -37,8 +37,10 @@ class PublishedAlerts:
             maxlen=10_000,
             approximate=True,
         )
-        if account.kind != "candidate":
-            return  # a supervisor's or a key login's lockout names no examinee: the admin's
+        if account.kind != "candidate" or not lockout.known:
+            # A supervisor's lockout, or one of an id nobody has (made up by whoever guessed),
+            # names no examinee: the admin's only.
+            return
         message = lockout_alert_message(
             kind, account.plan_id, account.subject, lockout.group_id, lockout.locked_until, now
         )

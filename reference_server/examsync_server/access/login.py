@@ -32,9 +32,9 @@ from .addresses import UNKNOWN as UNKNOWN_ADDRESS
 from .throttle import Account, LoginThrottle
 from .tokens import Principal, Tokens
 
-# What a sign-in found: the person whose secret it must match (None: no such id), and the
-# secret it gave.
-Found = tuple[Credential | None, str]
+# What a sign-in found: the person whose secret it must match (None: no such id), the secret
+# it gave, and whether its plan exists.
+Found = tuple[Credential | None, str, bool]
 
 Code = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -137,15 +137,22 @@ class SessionService:
         the secret is read, and every wrong id or code counted and logged."""
         attempt = await self.throttle.admit(account, address)
         try:
-            found, given = await find()
+            found, given, plan_known = await find()
         except Exception:  # no guess (a plan not open for sign-in, say): it does not count
             await attempt.give_back()
             raise
         if found is None or not hmac.compare_digest(found.secret.encode(), given.encode()):
             reason = (
-                "wrong code" if found else "unknown key" if account.kind == "key" else "unknown id"
+                "wrong code"
+                if found
+                else "unknown plan"
+                if not plan_known
+                else "unknown key"
+                if account.kind == "key"
+                else "unknown id"
             )
-            await attempt.failed(reason, found.group_id if found is not None else None)
+            group_id = found.group_id if found is not None else None
+            await attempt.failed(reason, group_id, found is not None, plan_known)
             raise _bad_credentials()
         await attempt.succeeded()
         return Principal(account.role, account.plan_id, found.subject_id, found.group_id)
@@ -164,9 +171,9 @@ class SessionService:
     async def _candidate_by_code(self, login: WebLogin, address: str) -> Principal:
         async def find() -> Found:
             if not await self._open_plan(login.planId, "web"):
-                return None, login.authCode
+                return None, login.authCode, False
             found = await self.candidates.by_auth_code(login.planId, login.candidateId)
-            return found, login.authCode
+            return found, login.authCode, True
 
         account = Account(login.planId, "candidate", login.candidateId)
         return await self._signed_in(account, address, find)
@@ -174,17 +181,17 @@ class SessionService:
     async def _candidate_by_key(self, login: KeyLogin, address: str) -> Principal:
         async def find() -> Found:
             if not await self._open_plan(login.planId, "key"):
-                return None, login.key
-            return await self.candidates.by_key(login.planId, login.key), login.key
+                return None, login.key, False
+            return await self.candidates.by_key(login.planId, login.key), login.key, True
 
         return await self._signed_in(Account(login.planId, "key", address), address, find)
 
     async def _supervisor(self, login: SupervisorLogin, address: str) -> Principal:
         async def find() -> Found:
             if not await self._open_plan(login.planId, None):
-                return None, login.authCode
+                return None, login.authCode, False
             found = await self.candidates.supervisor(login.planId, login.supervisorId)
-            return found, login.authCode
+            return found, login.authCode, True
 
         account = Account(login.planId, "supervisor", login.supervisorId)
         return await self._signed_in(account, address, find)

@@ -2,22 +2,26 @@
 
 Each sign-in attempt is admitted or refused by one Lua call, before its secret is compared, so
 an attempt refused tells nothing about the code it carried, and a flood of them never reaches
-SQLite. Admitting books the attempt as a failure in advance, in the sliding minute of its
-account and of its client address and in the account's failures in a row: concurrent guesses
-cannot all pass a check made before any of them is counted. A success (or an attempt that was
-no guess, such as one at a plan not yet prepared) gives its booking back, with one more call.
+SQLite. Only settled failures count toward the minute limits and the lockout: a right code is
+never refused because others are being checked at the same moment (an exam room behind one
+NAT signs in at once). What bounds concurrent guesses instead is a small number of attempts
+open at a time per account and per address (`OPEN_PER_*`): an attempt beyond it waits for one
+to settle (up to `OPEN_WAIT_SECONDS`), so a burst of wrong guesses gets at most that number
+minus one past a limit. Settling (one more call) closes the attempt and, for a failure, counts
+it and may lock the account.
 
-The attempt that makes `lockout_after` failures in a row locks the account at once; if its code
-was right after all, its success lifts that lock again. Time is the caller's clock, passed into
-the script (`now`, epoch ms): Redis' TTLs only collect keys nobody uses, so a test can run two
-hours of attempts in a second. While Redis is unreachable sign-in goes on (it is promised to
-work during an outage), and each process limits failures alone (outage_limiter.py).
+Time is the caller's clock, passed into the scripts (`now`, epoch ms): Redis' TTLs only collect
+keys nobody uses, so a test can run two hours of attempts in a second. While Redis is
+unreachable sign-in goes on (it is promised to work during an outage), and each process limits
+failures alone (outage_limiter.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -40,14 +44,21 @@ log = logging.getLogger(__name__)
 Kind = Literal["candidate", "supervisor", "key"]
 KINDS: tuple[Kind, ...] = ("candidate", "supervisor", "key")
 WINDOW_MS = 60_000
+# Attempts open at once (admitted, not settled). A candidate or supervisor signs in from one or
+# two devices; a key login's account is the room's address, so it gets the address's bound.
+OPEN_PER_ACCOUNT = 2
+OPEN_PER_ADDRESS = 8
+OPEN_EXPIRY_MS = 10_000  # an attempt whose process died stops holding its place
+OPEN_WAIT_SECONDS = 10.0  # real time an attempt waits for a place before 429 (a 40-room: ~1 s)
+_POLL_SECONDS = 0.02
 
-# KEYS: the account's failures, the address's failures, the account hash, the plan's lockouts.
-# ARGV: now (ms), attempt id, window (ms), account limit, address limit, lockout after,
-# lockout (ms), account name. Answers {'locked', ms left, locked until}, {'throttled', ms to
-# wait} or {'ok', 1 if this attempt locked the account else 0, locked until}.
+# KEYS: the account's failures, the address's failures, the account's open attempts, the
+# address's open attempts, the account hash. ARGV: now (ms), attempt id, window (ms), account
+# limit, address limit, account's open bound, address's open bound, open expiry (ms). Answers
+# {'locked', ms left, locked until}, {'throttled', ms to wait}, {'busy'} or {'ok'}.
 _ADMIT = """
-local now, window, lockout = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[7])
-local locked = tonumber(redis.call('HGET', KEYS[3], 'lockedUntil') or '0')
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[3])
+local locked = tonumber(redis.call('HGET', KEYS[5], 'lockedUntil') or '0')
 if locked > now then
   return {'locked', locked - now, locked}
 end
@@ -63,50 +74,64 @@ local waiting = math.max(wait(KEYS[1], tonumber(ARGV[4])), wait(KEYS[2], tonumbe
 if waiting > 0 then
   return {'throttled', waiting}
 end
-for i = 1, 2 do
+local expiry = tonumber(ARGV[8])
+for i = 3, 4 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - expiry)
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i + 3]) then
+    return {'busy'}
+  end
+end
+for i = 3, 4 do
   redis.call('ZADD', KEYS[i], now, ARGV[2])
-  redis.call('PEXPIRE', KEYS[i], window)
+  redis.call('PEXPIRE', KEYS[i], expiry)
+end
+return {'ok'}
+"""
+
+# KEYS: as _ADMIT's, then the plan's lockouts. ARGV: attempt id, `success`, `give_back` or
+# `failure`, now (ms), window (ms), lockout after, lockout (ms), account name, 1 to count the
+# failure for the account (0: a plan that does not exist), 1 if it may lock the account.
+# Answers the lockout's end (epoch ms) when this failure locked the account, else 0.
+_SETTLE = """
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+local mode, now, window = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+if mode == 'success' then
+  redis.call('HDEL', KEYS[5], 'fails', 'lastFail')
+  return 0
+end
+if mode ~= 'failure' then
+  return 0
+end
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], window)
+if ARGV[8] ~= '1' then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], window)
+if ARGV[9] ~= '1' then
+  return 0
 end
 -- A run of failures ends when none came for a lockout's length.
-local fails = tonumber(redis.call('HGET', KEYS[3], 'fails') or '0')
-if now - tonumber(redis.call('HGET', KEYS[3], 'lastFail') or '0') > lockout then
+local lockout = tonumber(ARGV[6])
+local fails = tonumber(redis.call('HGET', KEYS[5], 'fails') or '0')
+if now - tonumber(redis.call('HGET', KEYS[5], 'lastFail') or '0') > lockout then
   fails = 0
 end
 fails = fails + 1
-local after = tonumber(ARGV[6])
+local after = tonumber(ARGV[5])
 if after > 0 and lockout > 0 and fails >= after then
-  redis.call('HSET', KEYS[3], 'fails', 0, 'lastFail', now, 'lockedUntil', now + lockout)
-  redis.call('PEXPIRE', KEYS[3], 2 * lockout + window)
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-  redis.call('ZADD', KEYS[4], now + lockout, ARGV[8])
-  redis.call('PEXPIRE', KEYS[4], lockout + window)
-  return {'ok', 1, now + lockout}
+  redis.call('HSET', KEYS[5], 'fails', 0, 'lastFail', now, 'lockedUntil', now + lockout)
+  redis.call('PEXPIRE', KEYS[5], 2 * lockout + window)
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+  redis.call('ZADD', KEYS[6], now + lockout, ARGV[7])
+  redis.call('PEXPIRE', KEYS[6], lockout + window)
+  return now + lockout
 end
-redis.call('HSET', KEYS[3], 'fails', fails, 'lastFail', now)
-redis.call('PEXPIRE', KEYS[3], lockout + window)
-return {'ok', 0, 0}
-"""
-
-# KEYS: as _ADMIT's. ARGV: attempt id, `success` or `give_back`, 1 if the attempt locked the
-# account, account name, the failures in a row to restore when a locking attempt is given back.
-_SETTLE = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  return 0
-end
-if ARGV[3] == '1' then
-  redis.call('HDEL', KEYS[3], 'lockedUntil')
-  redis.call('ZREM', KEYS[4], ARGV[4])
-end
-if ARGV[2] == 'success' then
-  redis.call('HDEL', KEYS[3], 'fails', 'lastFail')
-elseif ARGV[3] == '1' then
-  redis.call('HSET', KEYS[3], 'fails', ARGV[5])
-elseif redis.call('HINCRBY', KEYS[3], 'fails', -1) < 0 then
-  redis.call('HSET', KEYS[3], 'fails', 0)
-end
-return 1
+redis.call('HSET', KEYS[5], 'fails', fails, 'lastFail', now)
+redis.call('PEXPIRE', KEYS[5], lockout + window)
+return 0
 """
 
 # KEYS: the account hash, the account's failures, the plan's lockouts. ARGV: now (ms), account
@@ -137,6 +162,16 @@ class Account:
     def role(self) -> Role:
         return "supervisor" if self.kind == "supervisor" else "candidate"
 
+    @property
+    def open_bound(self) -> int:
+        return OPEN_PER_ADDRESS if self.kind == "key" else OPEN_PER_ACCOUNT
+
+    @property
+    def may_lock(self) -> bool:
+        """Key login is never locked out: its account is a whole room's address, so one person
+        there could lock everyone out; its keys are long secrets, the minute limits suffice."""
+        return self.kind != "key"
+
 
 @dataclass(frozen=True, slots=True)
 class Lockout:
@@ -146,6 +181,7 @@ class Lockout:
     locked_until: str  # ISO 8601 UTC
     group_id: str | None = None  # a candidate's group, when the id is a candidate's
     address: str = ""  # where the failure that locked it came from
+    known: bool = True  # the id is a real candidate's or supervisor's (not one made up)
 
     def to_json(self) -> dict[str, str | None]:
         return {
@@ -206,40 +242,40 @@ class LoginThrottle:
         return int(self.clock() * 1000)
 
     async def admit(self, account: Account, address: str) -> Attempt:
-        """Book one attempt, or refuse it with `429 too_many_attempts` / `429 locked_out`."""
-        limits = self.limits
-        lockout_ms = limits.login_lockout_seconds * 1000
-        attempt_keys = _keys(account, address)
+        """Open one attempt, or refuse it with `429 too_many_attempts` / `429 locked_out`. An
+        attempt beyond the open bound waits for a place (real time, not `clock`)."""
         token = secrets.token_hex(8)
+        deadline = time.monotonic() + OPEN_WAIT_SECONDS
+        while True:
+            attempt = await self._try_admit(account, address, token)
+            if attempt is not None:
+                return attempt
+            if time.monotonic() >= deadline:
+                _log_failure(account, address, "too_many_attempts")
+                raise _too_many(1000)
+            await asyncio.sleep(_POLL_SECONDS * (1 + random.random()))  # noqa: S311
+
+    async def _try_admit(self, account: Account, address: str, token: str) -> Attempt | None:
+        """The attempt, opened; None while the open bound is reached."""
+        limits = self.limits
+        attempt_keys = _keys(account, address)
         try:
             reply: Any = await self._admit(
-                keys=attempt_keys,
+                keys=attempt_keys[:5],
                 args=[
                     self.now_ms(),
                     token,
                     WINDOW_MS,
                     limits.login_failures_per_account_minute,
                     limits.login_failures_per_address_minute,
-                    limits.login_lockout_after,
-                    lockout_ms,
-                    account.name,
+                    account.open_bound,
+                    OPEN_PER_ADDRESS,
+                    OPEN_EXPIRY_MS,
                 ],
             )
         except RedisError as exc:
             log.warning("login throttle cannot reach Redis, this process limits alone: %s", exc)
-            limits_by_window = zip(
-                attempt_keys[:2],
-                (
-                    limits.login_failures_per_account_minute,
-                    limits.login_failures_per_address_minute,
-                ),
-                strict=True,
-            )
-            wait_ms = self.outage.admit(list(limits_by_window), self.now_ms(), token)
-            if wait_ms:
-                _log_failure(account, address, "too_many_attempts")
-                raise _too_many(wait_ms) from None
-            return Attempt(self, account, address, attempt_keys, token, local=True)
+            return self._admit_locally(account, address, attempt_keys, token)
         verdict = reply[0]
         if verdict == "locked":
             _log_failure(account, address, "locked_out")
@@ -252,8 +288,25 @@ class LoginThrottle:
         if verdict == "throttled":
             _log_failure(account, address, "too_many_attempts")
             raise _too_many(int(reply[1]))
-        locked_until = _iso_ms(int(reply[2])) if int(reply[1]) else None
-        return Attempt(self, account, address, attempt_keys, token, locked_until)
+        if verdict == "busy":
+            return None
+        return Attempt(self, account, address, attempt_keys, token)
+
+    def _admit_locally(
+        self, account: Account, address: str, attempt_keys: list[str], token: str
+    ) -> Attempt | None:
+        limits = self.limits
+        windows = [
+            (attempt_keys[0], limits.login_failures_per_account_minute, account.open_bound),
+            (attempt_keys[1], limits.login_failures_per_address_minute, OPEN_PER_ADDRESS),
+        ]
+        wait_ms = self.outage.admit(windows, self.now_ms(), token)
+        if wait_ms is None:
+            return None
+        if wait_ms:
+            _log_failure(account, address, "too_many_attempts")
+            raise _too_many(wait_ms)
+        return Attempt(self, account, address, attempt_keys, token, local=True)
 
     async def lift(self, account: Account, by: str, group_id: str | None = None) -> bool:
         """End the account's lockout and its run of failures; True if it was locked out."""
@@ -291,23 +344,38 @@ class LoginThrottle:
         )
         return read_lockouts(found)
 
-    async def _settle_attempt(self, attempt: Attempt, mode: str) -> None:
-        if attempt.local:  # either way, a local booking is given back: no run in a row here
-            self.outage.give_back(attempt.keys[:2], attempt.token)
-            return
+    async def _settle_attempt(self, attempt: Attempt, mode: str, plan_known: bool = True) -> int:
+        """Close the attempt; for a `failure`, count it. The lockout's end (epoch ms) when this
+        failure locked the account, else 0."""
+        now = self.now_ms()
+        if attempt.local:  # no lockout here: a run in a row needs every process's count
+            counted = attempt.keys[:2] if plan_known else attempt.keys[1:2]
+            self.outage.close(
+                attempt.keys[:2], attempt.token, counted if mode == "failure" else (), now
+            )
+            return 0
+        account = attempt.account
         try:
-            await self._settle(
+            locked: Any = await self._settle(
                 keys=attempt.keys,
                 args=[
                     attempt.token,
                     mode,
-                    1 if attempt.locked_until else 0,
-                    attempt.account.name,
-                    max(0, self.limits.login_lockout_after - 1),
+                    now,
+                    WINDOW_MS,
+                    self.limits.login_lockout_after,
+                    self.limits.login_lockout_seconds * 1000,
+                    account.name,
+                    1 if plan_known else 0,
+                    1 if account.may_lock and plan_known else 0,
                 ],
             )
-        except RedisError as exc:  # the booking stays: one failure too many, at worst
+        except RedisError as exc:  # its place expires; a failure is kept for the outage counts
             log.warning("login throttle could not settle an attempt: %s", exc)
+            failed = attempt.keys[:2] if mode == "failure" else []
+            self.outage.close([], attempt.token, failed, now)
+            return 0
+        return int(locked)
 
 
 def read_lockouts(found: Sequence[tuple[str, float]]) -> list[dict[str, str]]:
@@ -329,38 +397,52 @@ class Attempt:
     address: str
     keys: list[str]
     token: str
-    locked_until: str | None = None  # set when this attempt's failure locks the account
     local: bool = False
 
     async def succeeded(self) -> None:
+        """A right code: it ends the account's run of failures."""
         await self.throttle._settle_attempt(self, "success")
 
     async def give_back(self) -> None:
         """The attempt was no guess (the plan is not open for sign-in, say): uncount it."""
         await self.throttle._settle_attempt(self, "give_back")
 
-    async def failed(self, reason: str, group_id: str | None = None) -> None:
-        """A wrong id or code: it stays counted; log it, and announce a lockout it caused."""
+    async def failed(
+        self,
+        reason: str,
+        group_id: str | None = None,
+        known: bool = False,
+        plan_known: bool = True,
+    ) -> None:
+        """A wrong id or code: count it, log it, and announce a lockout it caused. `known`: the
+        id is a real person's; `plan_known` False (no such plan) counts it for the address
+        only, so made-up plan ids leave no keys of their own."""
         _log_failure(self.account, self.address, reason)
-        if self.locked_until is None:
+        locked_ms = await self.throttle._settle_attempt(self, "failure", plan_known)
+        if not locked_ms:
             return
-        lockout = Lockout(self.account, self.locked_until, group_id, self.address)
+        locked_until = _iso_ms(locked_ms)
+        lockout = Lockout(self.account, locked_until, group_id, self.address, known)
         log.warning(
             "sign-in locked out: plan=%s role=%s id=%s address=%s until=%s",
             self.account.plan_id,
             self.account.role,
             self.account.subject,
             self.address,
-            self.locked_until,
+            locked_until,
         )
         for channel in self.throttle.alerts:
             await _announce(channel.locked(lockout))
 
 
 def _keys(account: Account, address: str) -> list[str]:
+    """The keys of `_SETTLE` (the first five are `_ADMIT`'s). The address's keys span plans, so
+    a new plan id per request is no new window."""
     return [
         keys.login_failures(account.plan_id, account.name),
-        keys.login_address_failures(account.plan_id, address),
+        keys.login_address_failures(address),
+        keys.login_open(account.plan_id, account.name),
+        keys.login_address_open(address),
         keys.login_account(account.plan_id, account.name),
         keys.login_lockouts(account.plan_id),
     ]

@@ -165,8 +165,8 @@ def document() -> dict[str, Any]:
     }
     paths["/api/v1/admin/plans/{plan_id}/lockouts/{kind}/{account_id}"] = {
         "delete": _op(
-            "lift a sign-in lockout: kind candidate or supervisor and its id, or key and the"
-            " client address",
+            "lift a sign-in lockout: kind candidate or supervisor and its id (key and the"
+            " client address is accepted, but key login is never locked out)",
             {200: "planId, kind, id, lifted (false: was not locked out)", **ADMIN_ERRORS},
             admin=True,
             params=("plan_id", "kind", "account_id"),

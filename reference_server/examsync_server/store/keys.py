@@ -132,9 +132,10 @@ STATE_MANAGER_GROUP = "state_managers"  # the consumer group on status_queue
 STREAM_MAXLEN = 100_000
 
 
-# Failed sign-ins (ours; access/throttle.py). Every key names its plan, so one throttle call
-# touches one plan's keys (a hash tag on the plan pins them to one slot in cluster mode). An
-# account is `candidate:<id>`, `supervisor:<id>` or, for key login, `key:<address>`.
+# Sign-in attempts (ours; access/throttle.py). An account is `candidate:<id>`,
+# `supervisor:<id>` or, for key login, `key:<address>`, and its keys name its plan; a client
+# address's keys span plans, so a made-up plan id per request is no fresh window. No hash tags:
+# one throttle call touches both, which a Redis Cluster would need in one slot.
 
 
 def login_failures(plan_id: str, account: str) -> str:
@@ -142,9 +143,19 @@ def login_failures(plan_id: str, account: str) -> str:
     return f"login_failures:{plan_id}:{account}"
 
 
-def login_address_failures(plan_id: str, address: str) -> str:
-    """Sorted set: one client address's failed sign-ins to the plan of the last minute."""
-    return f"login_failures:{plan_id}:address:{address}"
+def login_address_failures(address: str) -> str:
+    """Sorted set: one client address's failed sign-ins of the last minute, any plan."""
+    return f"login_address_failures:{address}"
+
+
+def login_open(plan_id: str, account: str) -> str:
+    """Sorted set: the account's sign-in attempts being checked now, scored by epoch ms."""
+    return f"login_open:{plan_id}:{account}"
+
+
+def login_address_open(address: str) -> str:
+    """Sorted set: one client address's sign-in attempts being checked now, any plan."""
+    return f"login_address_open:{address}"
 
 
 def login_account(plan_id: str, account: str) -> str:
