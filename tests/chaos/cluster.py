@@ -101,19 +101,15 @@ class RedisNode:
                 now = time.time()
                 older = [(t, path) for t, path in self._copies if t <= now - seconds]
                 if older:
-                    break
+                    taken, path = older[-1]
+                    self.kill()
+                    shutil.rmtree(self.dir / "appendonlydir")
+                    shutil.copytree(path, self.dir / "appendonlydir")
+                    self.start()
+                    return now - taken
             if time.monotonic() > deadline:
                 raise AssertionError(f"no AOF copy {seconds} s old after 30 s")
             time.sleep(0.1)
-        with self._lock:
-            now = time.time()
-            older = [(t, path) for t, path in self._copies if t <= now - seconds]
-            taken, path = older[-1]
-            self.kill()
-            shutil.rmtree(self.dir / "appendonlydir")
-            shutil.copytree(path, self.dir / "appendonlydir")
-            self.start()
-        return now - taken
 
     def stop(self) -> None:
         self._copying.set()
