@@ -407,3 +407,18 @@ def test_a_reload_read_before_a_revocation_does_not_undo_it() -> None:
     assert not revoked.revoked(Principal("candidate", PLAN_ID, "C1", None, issued_at=99.0))
     assert revoked.revoked(Principal("candidate", PLAN_ID, "C2", None, issued_at=199.0))
     assert len(revoked) == 1
+
+
+async def test_a_revoked_session_upload_is_refused_before_its_body_is_read(
+    client: Client, admin: dict[str, str]
+) -> None:
+    """Captures and logs take big bodies: a revoked token is answered before Quart reads one,
+    and the connection closed (`Connection: close` comes from that check only)."""
+    await load_plan(client, admin)
+    token = await token_of(client, CAND)
+    await revoke(client, admin, {"candidates": ["CAND202301"]})
+    for path in ("/api/v1/captures?kind=webcam", "/api/v1/logs"):
+        headers = {**bearer(token), "Content-Type": "image/jpeg"}
+        response = await client.post(path, data=b"x" * 4096, headers=headers)
+        await error_of(response, 401, "session_revoked")
+        assert response.headers.get("Connection") == "close", path
