@@ -110,7 +110,9 @@ class FakeApi:
     refused: int = 0  # saves refused with device_replaced
     replaced: dict[str, str | None] = field(default_factory=dict)  # device -> replaced since
     expire_next: bool = False  # answer the next authenticated request 401 token_expired
-    revoked: bool = False  # answer authenticated requests 401 session_revoked until a sign-in
+    # Answer 401 session_revoked until a sign-in: every authenticated request ("*"), or one
+    # path's.
+    revoked: str | None = None
     # The next sign-ins' answers (an exception: the sign-in met it on the way), before any
     # is let through.
     refuse_logins: list[httpx.Response | httpx.TransportError] = field(default_factory=list)
@@ -147,7 +149,7 @@ class FakeApi:
         if self.expire_next:
             self.expire_next = False
             return error(401, "token_expired")
-        if self.revoked:
+        if self.revoked in ("*", path):
             return error(401, "session_revoked")
         if (method, path) == ("POST", "/api/v1/answers"):
             self.http_saves += 1
@@ -179,7 +181,7 @@ class FakeApi:
             return error(401, "invalid_credentials")
         self.logins.append(body)
         self.log.append("sign-in")
-        self.revoked = False
+        self.revoked = None
         device = body.get("deviceId")
         session = {
             "token": f"tok-1.{device}" if device else "tok-1",
