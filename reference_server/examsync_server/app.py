@@ -27,6 +27,7 @@ from .api.http_guard import (
     SECURITY_HEADERS,
     BodyLimits,
     BoundedRequest,
+    Sender,
     declared_length,
     header,
     response_headers,
@@ -56,27 +57,30 @@ class ExamsyncApp(Quart):
             await handle_save(self.extensions.get(RUNTIME_KEY), scope, receive, send)
             return
         if scope["type"] == "http":
-            limit, admin_only = self.body_limits.of(scope)
+            limit, sender = self.body_limits.of(scope)
             declared = declared_length(scope)
             if declared is not None and declared > limit:
                 await send_error(send, too_large(limit))
                 return
-            if admin_only and not await self._admin_may_send(scope, send):
+            if sender is not None and not await self._may_send(sender, scope, send):
                 return
             scope[BODY_LIMIT] = limit
         await super().asgi_app(scope, receive, send)
 
-    async def _admin_may_send(self, scope: Any, send: Any) -> bool:
-        """A route whose big body only the admin may send: anyone else is answered before Quart
-        starts reading it, and the connection is closed so the server reads no more either."""
+    async def _may_send(self, sender: Sender, scope: Any, send: Any) -> bool:
+        """A route whose big body only the admin (or a live session) may send: anyone else is
+        answered before Quart starts reading it, and the connection is closed so the server
+        reads no more either. The handler checks the token again (and the role)."""
         runtime: Runtime | None = self.extensions.get(RUNTIME_KEY)
         if runtime is None:
             return True  # Quart's handler answers 503 "starting"
         authorization = header(scope, b"authorization")
+        token = bearer(authorization.decode("latin-1") if authorization else None)
         try:
-            runtime.tokens.require_admin(
-                bearer(authorization.decode("latin-1") if authorization else None)
-            )
+            if sender == "admin":
+                runtime.tokens.require_admin(token)
+            else:
+                runtime.tokens.require_session(token)
         except ApiError as error:
             await send_error(send, error, close=True)
             return False

@@ -167,6 +167,32 @@ def test_a_plan_import_without_the_admin_token_is_refused_before_its_body_is_sen
         assert b"connection: close" in received.lower()
 
 
+@pytest.mark.parametrize(
+    ("target", "authorization", "code"),
+    [
+        ("/api/v1/captures?kind=webcam", b"", "missing_token"),
+        ("/api/v1/captures?kind=webcam", b"Authorization: Bearer forged\r\n", "invalid_token"),
+        ("/api/v1/logs", b"", "missing_token"),
+        ("/api/v1/logs", b"Authorization: Bearer forged\r\n", "invalid_token"),
+    ],
+)
+def test_an_upload_without_a_valid_session_is_refused_before_its_body_is_sent(
+    server: ServerProcess, target: str, authorization: bytes, code: str
+) -> None:
+    with ExitStack() as stack:
+        sock = connect(server, stack)
+        # within the capture's 8 MiB (the log batch's 256 KiB), but only a session may send it
+        length = 200 * 1024
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Type: image/jpeg\r\n"
+            b"Content-Length: %d\r\n\r\n" % (target.encode(), authorization, length)
+        )
+        received, _ = read_until_closed(sock, within=TIMEOUT * 0.8)  # before the body timeout
+        status, error = status_and_body(received)
+        assert (status, error_code(error)) == (401, code)
+        assert b"connection: close" in received.lower()
+
+
 def test_a_chunked_login_is_cut_once_it_passes_the_limit(server: ServerProcess) -> None:
     with ExitStack() as stack:
         sock = connect(server, stack)

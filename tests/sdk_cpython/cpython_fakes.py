@@ -110,6 +110,12 @@ class FakeApi:
     refused: int = 0  # saves refused with device_replaced
     replaced: dict[str, str | None] = field(default_factory=dict)  # device -> replaced since
     expire_next: bool = False  # answer the next authenticated request 401 token_expired
+    # Answer 401 session_revoked until a sign-in: every authenticated request ("*"), or one
+    # path's.
+    revoked: str | None = None
+    # The next sign-ins' answers (an exception: the sign-in met it on the way), before any
+    # is let through.
+    refuse_logins: list[httpx.Response | httpx.TransportError] = field(default_factory=list)
     log: list[str] = field(default_factory=list)  # "sign-in", "restore", "save", in order
     restore_delay: float = 0.0  # seconds a restore takes to answer (the loop runs meanwhile)
 
@@ -126,6 +132,11 @@ class FakeApi:
             raise httpx.ConnectError("connection refused", request=request)
         path, method = request.url.path, request.method
         if (method, path) == ("POST", "/api/v1/sessions"):
+            if self.refuse_logins:
+                refusal = self.refuse_logins.pop(0)
+                if isinstance(refusal, httpx.TransportError):
+                    raise refusal
+                return refusal
             return self.login(json.loads(request.content))
         if (method, path) == ("GET", "/api/v1/keys"):
             self.key_fetches += 1
@@ -138,6 +149,8 @@ class FakeApi:
         if self.expire_next:
             self.expire_next = False
             return error(401, "token_expired")
+        if self.revoked in ("*", path):
+            return error(401, "session_revoked")
         if (method, path) == ("POST", "/api/v1/answers"):
             self.http_saves += 1
             status, body = self.save(decode_json(request.content), device_of(token))
@@ -168,6 +181,7 @@ class FakeApi:
             return error(401, "invalid_credentials")
         self.logins.append(body)
         self.log.append("sign-in")
+        self.revoked = None
         device = body.get("deviceId")
         session = {
             "token": f"tok-1.{device}" if device else "tok-1",

@@ -14,7 +14,7 @@ from cpython_fakes import KEY, PLAN, FakeApi, FakeSocketServer, error
 from cpython_fakes import socket_server as start_socket_server
 from test_cpython_client import client_for, recorder, until
 
-from examsync import DeviceChanged, ServerError, SyncStatus
+from examsync import AnswerAcknowledged, DeliveryFailure, DeviceChanged, ServerError, SyncStatus
 from examsync.cpython._local import safe_name
 
 OTHER = "dev-other"
@@ -45,6 +45,58 @@ async def test_every_sign_in_sends_the_device_id_and_a_renewal_does_not_activate
             "deviceId": exam.device_id,
             "activate": False,
         }
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        error(429, "too_many_attempts"),
+        error(503, "unavailable"),
+        httpx.ConnectError("connection reset"),
+    ],
+)
+async def test_a_renewal_that_fails_once_keeps_the_token_and_the_edits_sync_after_a_backoff(
+    api: FakeApi, tmp_path: Path, refusal: httpx.Response | httpx.TransportError
+) -> None:
+    """The session was revoked and the renewal it caused refused (a sign-in throttled, the
+    server busy, the network gone): the old token is kept, the request fails (a save into
+    the outbox's backoff) and the next one renews again (issue 15 review, finding 3). With
+    the token dropped, every later request went without one and the edits never synced."""
+    async with client_for(api, tmp_path) as exam:
+        seen = recorder(exam)
+        await exam.login(key=KEY)
+        await until(lambda: "restore" in api.log)
+        api.revoked = "*"
+        api.refuse_logins.append(refusal)
+        exam.set_answer("Q1", "a")
+        await until(lambda: not api.refuse_logins)  # a request met the revocation, then this
+        assert await exam.flush(3)
+    assert api.answers == {"Q1": ("a", 1)}
+    renewal = {"planId": PLAN, "key": KEY, "deviceId": exam.device_id, "activate": False}
+    assert api.logins[1:] == [renewal]  # the refused sign-in, then this one that worked
+    # Nothing was shown saved before the renewal that worked let the save through.
+    acked = [i for i, e in enumerate(seen) if isinstance(e, AnswerAcknowledged)]
+    assert len(acked) == 1 and api.log.index("save") > api.log.index("sign-in", 1)
+
+
+async def test_a_save_whose_renewal_is_refused_fails_into_the_backoff_with_the_refusal(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    """The save is what meets the revocation, and its renewal is throttled: the send fails at
+    once with the 429 (the engine's backoff), not left in flight by an escaped error."""
+    async with client_for(api, tmp_path) as exam:
+        seen = recorder(exam)
+        await exam.login(key=KEY)
+        api.revoked = "/api/v1/answers"  # the saves' path only
+        api.refuse_logins.append(error(429, "too_many_attempts"))
+        exam.set_answer("Q1", "a")
+        await until(lambda: any(isinstance(e, DeliveryFailure) for e in seen), timeout=1.5)
+        failure = next(e for e in seen if isinstance(e, DeliveryFailure))
+        assert isinstance(failure.error, ServerError)
+        assert (failure.error.status, failure.error.code) == (429, "too_many_attempts")
+        assert api.answers == {} and not any(isinstance(e, AnswerAcknowledged) for e in seen)
+        assert await exam.flush(3)
+    assert api.answers == {"Q1": ("a", 1)}
 
 
 async def test_a_store_with_an_id_of_its_own_signs_in_again_with_it(

@@ -151,6 +151,65 @@ async def test_a_replaced_plan_revokes_who_left_it_or_changed_group_or_credentia
     assert reasons == {"plan_replaced"}
 
 
+async def test_a_sign_in_that_read_the_old_code_before_a_replacement_committed_is_refused(
+    client: Client, admin: dict[str, str], runtime: Runtime
+) -> None:
+    """The sign-in reads the leaked code, the replacement that rotates it commits, and only
+    then is the token issued (issue 15 review, finding 1): the token is refused."""
+    await load_plan(client, admin)
+    read, replaced = asyncio.Event(), asyncio.Event()
+    service = runtime.sessions
+    real_read = service.candidates.by_auth_code
+
+    async def read_then_wait(plan_id: str, candidate_id: str) -> Any:
+        found = await real_read(plan_id, candidate_id)
+        read.set()
+        await replaced.wait()
+        return found
+
+    with mock.patch.object(service.candidates, "by_auth_code", read_then_wait):
+        signing_in = asyncio.ensure_future(client.post("/api/v1/sessions", json=CAND))
+        await asyncio.wait_for(read.wait(), 10)
+        plan = plan_with(("candidates.0.candidate_auth_code", "NEWCODE1"))
+        put = await client.put(f"/api/v1/admin/plans/{PLAN_ID}", json=plan, headers=admin)
+        assert (await put.get_json())["revokedSessions"]["candidates"] == ["CAND202301"]
+        replaced.set()
+        response = await signing_in
+    assert response.status_code == 201  # the old code was right when it was read
+    token = (await response.get_json())["token"]
+    await error_of(await me(client, token), 401, "session_revoked")
+
+
+async def test_a_sign_in_begun_inside_a_replacement_before_its_commit_is_refused(
+    client: Client, admin: dict[str, str], runtime: Runtime
+) -> None:
+    """The replacement's transaction is open (its revocation time once taken in it); a sign-in
+    begins and reads the old code, committed, and gets its token before the commit: the
+    revocation, stamped after the commit, refuses it."""
+    await load_plan(client, admin)
+    writing, signed_in = asyncio.Event(), asyncio.Event()
+    plans = runtime.lifecycle.plans
+    real_replace = plans.replace
+
+    async def wait_then_replace(*args: Any) -> None:
+        writing.set()
+        await signed_in.wait()
+        await real_replace(*args)
+
+    plan = plan_with(("supervisors.0.supervisor_auth_code", "NEWSUPCODE"))
+    with mock.patch.object(plans, "replace", wait_then_replace):
+        replacing = asyncio.ensure_future(
+            client.put(f"/api/v1/admin/plans/{PLAN_ID}", json=plan, headers=admin)
+        )
+        await asyncio.wait_for(writing.wait(), 10)
+        await asyncio.sleep(0.01)  # past the time a revocation taken inside would have had
+        token = await token_of(client, SUPERVISOR)
+        signed_in.set()
+        put = await replacing
+    assert (await put.get_json())["revokedSessions"]["supervisors"] == ["SUP202301"]
+    await error_of(await me(client, token), 401, "session_revoked")
+
+
 async def test_an_end_revokes_the_candidates_only_when_asked(
     client: Client, admin: dict[str, str]
 ) -> None:
@@ -348,3 +407,18 @@ def test_a_reload_read_before_a_revocation_does_not_undo_it() -> None:
     assert not revoked.revoked(Principal("candidate", PLAN_ID, "C1", None, issued_at=99.0))
     assert revoked.revoked(Principal("candidate", PLAN_ID, "C2", None, issued_at=199.0))
     assert len(revoked) == 1
+
+
+async def test_a_revoked_session_upload_is_refused_before_its_body_is_read(
+    client: Client, admin: dict[str, str]
+) -> None:
+    """Captures and logs take big bodies: a revoked token is answered before Quart reads one,
+    and the connection closed (`Connection: close` comes from that check only)."""
+    await load_plan(client, admin)
+    token = await token_of(client, CAND)
+    await revoke(client, admin, {"candidates": ["CAND202301"]})
+    for path in ("/api/v1/captures?kind=webcam", "/api/v1/logs"):
+        headers = {**bearer(token), "Content-Type": "image/jpeg"}
+        response = await client.post(path, data=b"x" * 4096, headers=headers)
+        await error_of(response, 401, "session_revoked")
+        assert response.headers.get("Connection") == "close", path

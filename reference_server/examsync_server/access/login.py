@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
@@ -83,6 +84,10 @@ class SessionService:
         self, body: Any, socket_url: str, address: str = UNKNOWN_ADDRESS
     ) -> dict[str, Any]:
         """Sign in from `address` (the client's, access/addresses.py)."""
+        # The token says it was issued now, before the credentials are read: a revocation
+        # stamped after its commit (exam/lifecycle.py) then refuses a token whose read saw the
+        # credentials it replaced, however long this sign-in takes.
+        began = time.time()
         if not isinstance(body, dict):
             raise invalid_request("the body must be a JSON object")
         candidate: _CandidateLogin | None = None
@@ -105,7 +110,7 @@ class SessionService:
         stage_rows = await self.plans.stages(plan["plan_id"])
         now = utc_now()
         body_out: dict[str, Any] = {
-            "token": self.tokens.issue(principal),
+            "token": self.tokens.issue(principal, issued_at=began),
             "tokenType": "Bearer",
             "expiresIn": self.tokens.ttl_seconds,
             "role": principal.role,

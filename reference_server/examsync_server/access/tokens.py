@@ -34,7 +34,11 @@ class Tokens:
         self._verified: dict[str, tuple[Principal, float]] = {}
         self.revoked = Revoked()
 
-    def issue(self, principal: Principal) -> str:
+    def issue(self, principal: Principal, issued_at: float | None = None) -> str:
+        """A session token for `principal`, stamped `issued_at` (epoch seconds; now if None).
+        A sign-in passes the time it began, before it read the credentials: a revocation
+        committed after that read then refuses the token (access/login.py)."""
+        stamp = time.time() if issued_at is None else issued_at
         claims = [
             principal.role,
             principal.plan_id,
@@ -43,7 +47,7 @@ class Tokens:
             principal.device_id,
             # itsdangerous stamps whole seconds: a sign-in in the second a revocation was made
             # would be refused with it. Milliseconds tell them apart.
-            int(time.time() * 1000),
+            int(stamp * 1000),
         ]
         return self._serializer.dumps(claims)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 from quart import Quart, Request
 from werkzeug.exceptions import HTTPException
@@ -66,8 +66,8 @@ BODY_LIMIT = "examsync.body_limit"  # the scope key BoundedRequest reads
 
 # The routes with a limit of their own (endpoint names); every other route takes
 # `max_small_body_bytes`. The save route (api/save_route.py) holds `max_save_bytes` itself.
-# The admin's big bodies are taken from the admin only: the token is checked before Quart
-# starts reading (ADMIN_BODIES).
+# Bodies bigger than a login's are taken only from who may send them: the token is checked
+# before Quart starts reading (SENDERS).
 _ROUTE_LIMITS: dict[str, Callable[[Limits], int]] = {
     "candidate.login": lambda limits: limits.max_login_body_bytes,
     "admin.put_plan": lambda limits: limits.max_json_body_bytes,
@@ -77,7 +77,14 @@ _ROUTE_LIMITS: dict[str, Callable[[Limits], int]] = {
 }
 
 
-ADMIN_BODIES = frozenset({"admin.put_plan", "admin.put_package"})
+# Who may send a route's body: the admin's plans and packages, a session's captures and logs.
+Sender = Literal["admin", "session"]
+SENDERS: dict[str, Sender] = {
+    "admin.put_plan": "admin",
+    "admin.put_package": "admin",
+    "media.capture": "session",
+    "media.logs": "session",
+}
 
 
 class BodyLimits:
@@ -90,16 +97,16 @@ class BodyLimits:
         self.largest = max(self.default, *self.by_endpoint.values())
         self._adapter: MapAdapter | None = None
 
-    def of(self, scope: Scope) -> tuple[int, bool]:
-        """The route's body limit, and whether only the admin may send it."""
+    def of(self, scope: Scope) -> tuple[int, Sender | None]:
+        """The route's body limit, and who alone may send it (None: anyone)."""
         if self._adapter is None:  # bound on first use: every blueprint is registered by then
             self._adapter = self._app.url_map.bind("examsync")
         try:
             rule, _ = self._adapter.match(scope["path"], scope["method"], return_rule=True)
         except HTTPException:  # 404, 405, a redirect: Quart answers those; no body is needed
-            return self.default, False
+            return self.default, None
         endpoint = str(rule.endpoint)
-        return self.by_endpoint.get(endpoint, self.default), endpoint in ADMIN_BODIES
+        return self.by_endpoint.get(endpoint, self.default), SENDERS.get(endpoint)
 
 
 class BoundedRequest(Request):
@@ -177,6 +184,7 @@ __all__ = [
     "SECURITY_HEADERS",
     "BodyLimits",
     "BoundedRequest",
+    "Sender",
     "declared_length",
     "header",
     "response_headers",

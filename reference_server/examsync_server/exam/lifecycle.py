@@ -33,7 +33,7 @@ from ..store.candidates import Candidates
 from ..store.files import FileStore
 from ..store.plans import Plans, PlanSnapshot, Row
 from ..store.revocations import Revocation
-from ..store.sqlite import Database
+from ..store.sqlite import Database, DatabaseError
 from ..store.state import RedisState
 from . import packages, revocation, stages
 from .live_state import LiveState
@@ -105,7 +105,7 @@ class Lifecycle:
                 stages=len(data.stages),
                 **({"revoked": revocation.summary(revoked)} if revoked else {}),
             )
-        await self.on_revoke(revoked)
+        await self._revoked(revoked, "plan_replaced", now)
         if old is not None:
             await self.live.after_commit(
                 self.state.forget_plan(
@@ -298,7 +298,7 @@ class Lifecycle:
         finally:
             # After Redis says `completed`: a socket closed for the revocation is told of the
             # end first (sockets/server.py). Announced even when Redis failed (committed).
-            await self.on_revoke(revoked)
+            await self._revoked(revoked, "plan_ended", now)
         return {
             "planId": plan_id,
             "status": found.to,
@@ -319,8 +319,22 @@ class Lifecycle:
             await self.plans.audit(
                 tx, "sessions_revoked", plan_id, now, **revocation.summary(revoked)
             )
-        await self.on_revoke(revoked)
+        await self._revoked(revoked, "admin", now)
         return {"planId": plan_id, "revokedAt": now, "revokedSessions": revocation.summary(revoked)}
+
+    async def _revoked(self, revoked: list[Revocation], reason: str, at: str) -> None:
+        """After the commit that revoked: the time taken again and written again (the later one
+        is kept), then announced. A sign-in whose read came before the commit began before now,
+        so its token is refused, however long the transaction took (docs/server.md)."""
+        if not revoked:
+            return
+        revoked = revocation.restamped(revoked, time.time())
+        try:
+            async with self.db.transaction() as tx:
+                await revocation_records.record(tx, revoked, reason, at)
+        except DatabaseError as exc:  # refused here and announced all the same
+            log.warning("revocation time not moved past the commit in SQLite: %s", exc)
+        await self.on_revoke(revoked)
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ what they typed before the end, and a revoked SDK must sign in again to do so).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from ..store.plans import PlanSnapshot
@@ -63,6 +64,11 @@ def _changed(new: tuple[Any, ...] | None, old: dict[str, Any], *secrets: str) ->
     if group != old["group_id"]:
         return True
     return any(n is not None and n != old[name] for n, name in zip(given, secrets, strict=True))
+
+
+def restamped(revocations: Iterable[Revocation], before: float) -> list[Revocation]:
+    """The same revocations, refusing the sessions signed before `before` instead."""
+    return [replace(r, revoked_before=before) for r in revocations]
 
 
 def summary(revocations: Iterable[Revocation]) -> dict[str, Any]:

@@ -157,15 +157,20 @@ class HttpApi(ABC):
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        signed: bool = True,
     ) -> Response:
+        """Send with the session's token (unless not ``signed``: a sign-in), renewing it once
+        when the session expired or was revoked. A renewal that fails raises what it met
+        (TransportError, ServerError) and keeps the old token, so the next request renews
+        again: the caller retries later (the outbox with its backoff)."""
         all_headers = {"Accept": "application/json", **(headers or {})}
         if body is not None:
             all_headers.setdefault("Content-Type", "application/json")
         for renewed in (False, True):
-            if self.token is not None:
+            if signed and self.token is not None:
                 all_headers["Authorization"] = f"Bearer {self.token}"
             response = await self._send(method, self.base_url + path, body, all_headers)
-            if renewed or not self._expired(response) or self._credentials is None:
+            if not signed or renewed or not self._expired(response) or self._credentials is None:
                 return response
             await self.renew()
         raise AssertionError("unreachable")
@@ -199,17 +204,20 @@ class HttpApi(ABC):
         return await self._sign_in(self._credentials)
 
     async def _sign_in(self, body: Mapping[str, Any]) -> Session:
-        """``POST /api/v1/sessions``; keep the new token, tell :attr:`on_session`."""
-        self.token = None
+        """``POST /api/v1/sessions``; keep the new token, tell :attr:`on_session`. The old
+        token is kept until a new one arrives (a failed renewal must not leave none)."""
         encoded = json.dumps(body, ensure_ascii=False).encode()
-        session = Session.from_wire(await self._json("POST", "/api/v1/sessions", encoded))
+        answer = await self._json("POST", "/api/v1/sessions", encoded, signed=False)
+        session = Session.from_wire(answer)
         self.token = session.token
         if self.on_session is not None:
             self.on_session(session)
         return session
 
-    async def _json(self, method: str, path: str, body: bytes | None = None) -> Any:
-        response = await self._request(method, path, body=body)
+    async def _json(
+        self, method: str, path: str, body: bytes | None = None, *, signed: bool = True
+    ) -> Any:
+        response = await self._request(method, path, body=body, signed=signed)
         if not response.is_success:
             raise error_for(response)
         return decode_json(response.content)

@@ -4,7 +4,8 @@ A save goes over the socket when the connection says so (its ack comes back as a
 over HTTP. An answer is read once; its receipts are verified before the engine sees the ack,
 so a receipt that does not verify fails the send (the engine retries) instead of settling it.
 A refusal that names this very device active blames the token (it carries another device's
-id): the token is renewed and the save sent again.
+id): the token is renewed and the save sent again. A renewal that fails fails the send (the
+engine retries with its backoff, and the next send renews again).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class SaveCourier:
                 status, body = await self._http.save(request.body)
         except TransportError as exc:
             self._engine().send_failed(request.batch_id, exc, self._clock())
+            return
+        except ServerError as exc:  # a renewal refused (429, 503, ...): retried with the backoff
+            self._engine().receive_save_error(request.batch_id, exc, self._clock())
             return
         await self.deliver(request.batch_id, status, body)
 
