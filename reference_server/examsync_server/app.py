@@ -75,8 +75,8 @@ class ExamsyncApp(Quart):
         if runtime is None:
             return True  # Quart's handler answers 503 "starting"
         authorization = header(scope, b"authorization")
-        token = bearer(authorization.decode("latin-1") if authorization else None)
         try:
+            token = bearer(authorization.decode("latin-1") if authorization else None)
             if sender == "admin":
                 runtime.tokens.require_admin(token)
             else:
