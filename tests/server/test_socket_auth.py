@@ -28,8 +28,9 @@ SUPERVISOR = {"planId": PLAN_ID, "supervisorId": "SUP202301", "authCode": "SUPAU
 
 def seen_paths(runtime: Runtime) -> list[str]:
     """The request path of every socket the server holds, as it (and any proxy) saw it."""
-    assert runtime.sockets is not None and runtime.sockets._server is not None
-    return sorted(c.request.path for c in runtime.sockets._server.connections if c.request)
+    assert runtime.sockets is not None
+    # The admitted sockets' connections (websockets' Server.connections is newer than 13.0).
+    return sorted(c.request.path for c in runtime.sockets._sockets if c.request)
 
 
 async def refusal(ws: ClientConnection) -> tuple[dict[str, Any], int | None, str | None]:
